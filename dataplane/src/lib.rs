@@ -1,0 +1,10 @@
+//! imsagw data plane: packet I/O over DPDK or an in-memory link, and the smoltcp device
+//! adapter the per-leg TCP stacks run on.
+
+pub mod clock;
+pub mod device;
+pub mod dpdk;
+pub mod echo;
+pub mod memlink;
+pub mod port;
+pub mod rng;
