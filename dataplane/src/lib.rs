@@ -8,3 +8,4 @@ pub mod echo;
 pub mod memlink;
 pub mod port;
 pub mod rng;
+pub mod testbed;

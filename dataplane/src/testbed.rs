@@ -1,0 +1,190 @@
+//! Hosts and traffic for tests and benchmarks: a plain smoltcp TCP host on any [`Port`]
+//! (a UE or a core-side peer), and a reproducible byte pattern whose receiver checks every
+//! byte's value and position.
+
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
+
+use crate::device::SmolDevice;
+use crate::port::Port;
+
+/// A smoltcp host with one interface; sockets are added by the test.
+pub struct Host<P: Port> {
+    pub device: SmolDevice<P>,
+    pub iface: Interface,
+    pub sockets: SocketSet<'static>,
+}
+
+impl<P: Port> Host<P> {
+    pub fn new(port: P, address: Ipv4Cidr, now: Instant) -> Self {
+        let mut device = SmolDevice::new(port);
+        let mac = EthernetAddress(device.port().mac());
+        let mut cfg = Config::new(HardwareAddress::Ethernet(mac));
+        cfg.random_seed = u64::from_be_bytes([
+            0, 0, mac.0[0], mac.0[1], mac.0[2], mac.0[3], mac.0[4], mac.0[5],
+        ]);
+        let mut iface = Interface::new(cfg, &mut device, now);
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::Ipv4(address));
+        });
+        Host {
+            device,
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+        }
+    }
+
+    pub fn add_tcp(&mut self, rx_bytes: usize, tx_bytes: usize) -> SocketHandle {
+        let rx = tcp::SocketBuffer::new(vec![0; rx_bytes]);
+        let tx = tcp::SocketBuffer::new(vec![0; tx_bytes]);
+        self.sockets.add(tcp::Socket::new(rx, tx))
+    }
+
+    pub fn tcp(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(h)
+    }
+
+    /// Ingress and egress for every socket, then send what was built.
+    pub fn poll(&mut self, now: Instant) {
+        self.iface.poll(now, &mut self.device, &mut self.sockets);
+        self.device.flush();
+    }
+
+    pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
+        self.iface.poll_at(now, &self.sockets)
+    }
+}
+
+/// The byte at `offset` of stream `stream`: position-dependent, so a lost, duplicated or
+/// reordered byte shows up as a mismatch.
+#[inline]
+pub fn pattern_byte(stream: u64, offset: u64) -> u8 {
+    let x = offset.wrapping_add(stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8
+}
+
+/// Sends `total` bytes of a pattern stream into a TCP socket as room allows.
+#[derive(Debug, Clone)]
+pub struct PatternSender {
+    pub stream: u64,
+    pub total: u64,
+    pub sent: u64,
+    chunk: Vec<u8>,
+}
+
+impl PatternSender {
+    pub fn new(stream: u64, total: u64) -> Self {
+        PatternSender {
+            stream,
+            total,
+            sent: 0,
+            chunk: vec![0; 16 * 1024],
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.sent == self.total
+    }
+
+    /// Writes as much as the socket takes; returns the bytes written.
+    pub fn pump(&mut self, s: &mut tcp::Socket) -> usize {
+        let mut wrote = 0;
+        while self.sent < self.total && s.can_send() {
+            let n = (self.total - self.sent).min(self.chunk.len() as u64) as usize;
+            for (i, b) in self.chunk[..n].iter_mut().enumerate() {
+                *b = pattern_byte(self.stream, self.sent + i as u64);
+            }
+            let Ok(k) = s.send_slice(&self.chunk[..n]) else {
+                break;
+            };
+            if k == 0 {
+                break;
+            }
+            self.sent += k as u64;
+            wrote += k;
+        }
+        wrote
+    }
+}
+
+/// Reads a pattern stream from a TCP socket and checks every byte.
+#[derive(Debug, Clone)]
+pub struct PatternChecker {
+    pub stream: u64,
+    pub received: u64,
+    /// Offset of the first wrong byte, if any.
+    pub first_mismatch: Option<u64>,
+    buf: Vec<u8>,
+}
+
+impl PatternChecker {
+    pub fn new(stream: u64) -> Self {
+        PatternChecker {
+            stream,
+            received: 0,
+            first_mismatch: None,
+            buf: vec![0; 16 * 1024],
+        }
+    }
+
+    /// Checks bytes that arrived by some other path (a relay's output, a kernel socket).
+    pub fn check(&mut self, data: &[u8]) {
+        if self.first_mismatch.is_none() {
+            if let Some(i) = data
+                .iter()
+                .enumerate()
+                .position(|(i, b)| *b != pattern_byte(self.stream, self.received + i as u64))
+            {
+                self.first_mismatch = Some(self.received + i as u64);
+            }
+        }
+        self.received += data.len() as u64;
+    }
+
+    /// Drains the socket; returns the bytes read.
+    pub fn pump(&mut self, s: &mut tcp::Socket) -> usize {
+        let mut read = 0;
+        while s.can_recv() {
+            let mut buf = std::mem::take(&mut self.buf);
+            let n = s.recv_slice(&mut buf).unwrap_or(0);
+            self.check(&buf[..n]);
+            self.buf = buf;
+            if n == 0 {
+                break;
+            }
+            read += n;
+        }
+        read
+    }
+}
+
+/// Fills `buf` with the pattern of `stream` from `offset`.
+pub fn fill_pattern(stream: u64, offset: u64, buf: &mut [u8]) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = pattern_byte(stream, offset + i as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checker_finds_a_shifted_byte() {
+        let mut data = vec![0u8; 1000];
+        fill_pattern(3, 0, &mut data);
+        let mut ok = PatternChecker::new(3);
+        ok.check(&data[..400]);
+        ok.check(&data[400..]);
+        assert_eq!((ok.received, ok.first_mismatch), (1000, None));
+        let mut bad = PatternChecker::new(3);
+        bad.check(&data[..400]);
+        bad.check(&data[401..]); // one byte lost
+        assert!(bad.first_mismatch.is_some());
+        let mut other = PatternChecker::new(4);
+        other.check(&data);
+        assert_eq!(other.first_mismatch, Some(0));
+    }
+}
