@@ -1,1 +1,98 @@
+//! Shared pieces of the integration tests: network namespaces as test hosts, and the EAL
+//! arguments for vdev-only runs.
 
+use std::process::{Command, Output};
+
+use anyhow::{bail, Context, Result};
+
+/// EAL arguments for a machine without NICs or hugepages, plus the given vdevs.
+pub fn eal_args(vdevs: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-l",
+        "0",
+        "--no-huge",
+        "--no-pci",
+        "--no-shconf",
+        "--no-telemetry",
+        "-m",
+        "256",
+        "--log-level=lib.eal:error",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(vdevs.iter().map(|v| format!("--vdev={v}")));
+    a
+}
+
+/// Runs a command, failing with its output when it fails.
+pub fn run(cmd: &str, args: &[&str]) -> Result<Output> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {cmd}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd} {}: {}\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
+/// A network namespace made for one test and deleted when dropped.
+#[derive(Debug)]
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    pub fn new(prefix: &str) -> Result<NetNs> {
+        let name = format!("{prefix}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        run("ip", &["netns", "add", &name])?;
+        let ns = NetNs { name };
+        ns.exec("ip", &["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> Result<Output> {
+        let mut full = vec!["netns", "exec", self.name.as_str(), cmd];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    /// A `Command` that runs inside the namespace, for callers that need pipes.
+    pub fn command(&self, cmd: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", self.name.as_str(), cmd]);
+        c
+    }
+
+    /// Moves a host interface into this namespace and gives it an address.
+    pub fn adopt(&self, iface: &str, cidr: &str) -> Result<()> {
+        run("ip", &["link", "set", iface, "netns", &self.name])?;
+        self.exec("ip", &["addr", "add", cidr, "dev", iface])?;
+        self.exec("ip", &["link", "set", iface, "up"])?;
+        Ok(())
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// A short interface name unique to this process (Linux allows 15 characters).
+pub fn iface_name(prefix: &str) -> String {
+    let mut n = format!("{prefix}{}", std::process::id());
+    n.truncate(15);
+    n
+}
