@@ -1,1 +1,149 @@
-fn main() {}
+//! `imsagw`: the IMS Access Gateway media plane.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use control::logging::{self, LogFormat};
+use dataplane::clock::{Clock, MonotonicClock};
+use dataplane::dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
+use dataplane::echo::{EchoConfig, EchoService};
+use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+
+#[derive(Debug, Parser)]
+#[command(name = "imsagw", version, about = "IMS Access Gateway media plane (TS 29.334 Iq)")]
+struct Cli {
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Bring-up check of a DPDK port: a TCP echo service (plus ARP and ping) on one smoltcp
+    /// interface. Runs until SIGINT or SIGTERM.
+    Echo(EchoArgs),
+}
+
+#[derive(Debug, Args)]
+struct EchoArgs {
+    /// Address of the echo service, with prefix length.
+    #[arg(long, default_value = "198.18.0.2/24", value_parser = parse_cidr)]
+    address: Ipv4Cidr,
+    /// Default gateway, if the clients are not on the same subnet.
+    #[arg(long)]
+    gateway: Option<Ipv4Address>,
+    /// TCP port of the echo service.
+    #[arg(long, default_value_t = 7)]
+    tcp_port: u16,
+    /// DPDK device to use (as EAL names it).
+    #[arg(long, default_value = "net_tap0")]
+    device: String,
+    /// Per-connection socket buffer, bytes.
+    #[arg(long, default_value_t = 256 * 1024)]
+    buffer_bytes: usize,
+    /// mbufs in the pool.
+    #[arg(long, default_value_t = 8191)]
+    mbufs: u32,
+    /// DPDK EAL arguments. The default runs without a NIC or hugepages on a tap interface
+    /// named imsagw0.
+    #[arg(last = true)]
+    eal: Vec<String>,
+}
+
+fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
+    let (ip, len) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not ADDRESS/PREFIX"))?;
+    let ip: Ipv4Address = ip.parse().map_err(|e| format!("{ip:?}: {e}"))?;
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| *l <= 32)
+        .ok_or_else(|| format!("{len:?} is not a prefix length"))?;
+    Ok(Ipv4Cidr::new(ip, len))
+}
+
+fn default_eal() -> Vec<String> {
+    [
+        "-l",
+        "0",
+        "--no-huge",
+        "--no-pci",
+        "--no-shconf",
+        "--no-telemetry",
+        "-m",
+        "256",
+        "--log-level=lib.eal:error",
+        "--vdev=net_tap0,iface=imsagw0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
+    }
+    Ok(stop)
+}
+
+fn echo(args: EchoArgs) -> Result<()> {
+    let eal_args = if args.eal.is_empty() {
+        default_eal()
+    } else {
+        args.eal.clone()
+    };
+    let eal = Eal::init(&eal_args).context("initialising DPDK")?;
+    let pool = Mempool::create(eal, &MempoolConfig::new("echo_pool", args.mbufs))
+        .context("creating the mbuf pool")?;
+    let port_id = EthDev::port_by_name(eal, &args.device)
+        .with_context(|| format!("finding DPDK device {:?}", args.device))?;
+    let dev = EthDev::start(eal, port_id, &EthDevConfig::default(), Arc::clone(&pool))
+        .context("starting the port")?;
+    let port = dev.queue(0)?;
+    let stop = stop_flag()?;
+
+    let clock = MonotonicClock::new();
+    let cfg = EchoConfig {
+        address: args.address,
+        gateway: args.gateway,
+        tcp_port: args.tcp_port,
+        listeners: 4,
+        buffer_bytes: args.buffer_bytes,
+    };
+    let mut service = EchoService::new(port, &cfg, clock.now());
+    tracing::info!(address = %args.address, tcp_port = args.tcp_port, device = %args.device, mac = ?dev.mac(), "echo service ready");
+    while !stop.load(Ordering::Relaxed) {
+        service.poll(clock.now());
+    }
+    let stats = service.stats();
+    let device = service.device_stats();
+    drop(service);
+    drop(dev);
+    tracing::info!(
+        connections = stats.connections,
+        bytes_echoed = stats.bytes_echoed,
+        rx_frames = device.rx_frames,
+        tx_frames = device.tx_frames,
+        mbufs_in_use = pool.in_use(),
+        "echo service stopped"
+    );
+    if pool.in_use() != 0 {
+        bail!("{} mbufs not returned to the pool", pool.in_use());
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match cli.command {
+        Command::Echo(a) => echo(a),
+    }
+}

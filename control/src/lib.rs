@@ -1,0 +1,4 @@
+//! imsagw control plane. The H.248 codec, transactions, the MG model and the Iq profile
+//! arrive here in their own modules; today it holds what the `imsagw` binary shares.
+
+pub mod logging;
