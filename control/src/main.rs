@@ -12,7 +12,11 @@ use dataplane::echo::{EchoConfig, EchoService};
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 
 #[derive(Debug, Parser)]
-#[command(name = "imsagw", version, about = "IMS Access Gateway media plane (TS 29.334 Iq)")]
+#[command(
+    name = "imsagw",
+    version,
+    about = "IMS Access Gateway media plane (TS 29.334 Iq)"
+)]
 struct Cli {
     /// Log format; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value = "text", global = true)]
