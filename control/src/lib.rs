@@ -1,4 +1,5 @@
 //! imsagw control plane. The H.248 codec, transactions, the MG model and the Iq profile
 //! arrive here in their own modules; today it holds what the `imsagw` binary shares.
 
+pub mod h248;
 pub mod logging;
