@@ -475,8 +475,10 @@ pub struct RequestedEvent {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventParameter {
+    /// `Embed { [Signals...] [, Events...] }`; each part present or not, and each either
+    /// bare (`None` inside) or with its contents.
     Embed {
-        signals: Option<Vec<SignalParm>>,
+        signals: Option<Option<Vec<SignalParm>>>,
         events: Option<Option<EventsDescriptor>>,
     },
     KeepActive,

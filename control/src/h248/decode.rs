@@ -1346,7 +1346,7 @@ impl<'a> Decoder<'a> {
         let mut signals = None;
         let mut events = None;
         if t == Tok::Signals {
-            signals = Some(self.signals()?.unwrap_or_default());
+            signals = Some(self.signals()?);
             if self.eat(b',') {
                 self.token(&[Tok::Events], "Events")?;
                 events = Some(self.events(depth + 1)?);

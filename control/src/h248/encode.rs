@@ -26,6 +26,7 @@ pub fn encode_into(msg: &Message, form: Form, out: &mut String) {
         out,
         compact: form == Form::Compact,
         depth: 0,
+        version: msg.version,
     };
     e.message(msg);
 }
@@ -34,6 +35,7 @@ struct Enc<'o> {
     out: &'o mut String,
     compact: bool,
     depth: usize,
+    version: u8,
 }
 
 impl Enc<'_> {
@@ -134,9 +136,6 @@ impl Enc<'_> {
                     self.transaction(t);
                 }
             }
-        }
-        if !self.compact {
-            self.out.push('\n');
         }
     }
 
@@ -345,6 +344,11 @@ impl Enc<'_> {
                 self.num(n);
             }
             ContextProperty::Emergency => self.tok(Tok::Emergency),
+            // H.248.1 v2's Annex B spells this token "EmergencyOffToken", and megaco's v2
+            // parser accepts only that spelling.
+            ContextProperty::EmergencyOff if self.version == 2 && !self.compact => {
+                self.s("EmergencyOffToken")
+            }
             ContextProperty::EmergencyOff => self.tok(Tok::EmergencyOff),
             ContextProperty::IepsCall(on) => {
                 self.tok(Tok::IepsCall);
@@ -875,7 +879,7 @@ impl Enc<'_> {
                 let mut i = 0;
                 if let Some(s) = signals {
                     self.item(i);
-                    self.signals(Some(s));
+                    self.signals(s.as_deref());
                     i += 1;
                 }
                 if let Some(ev) = events {
