@@ -30,6 +30,30 @@ enum Command {
     /// Bring-up check of a DPDK port: a TCP echo service (plus ARP and ping) on one smoltcp
     /// interface. Runs until SIGINT or SIGTERM.
     Echo(EchoArgs),
+    /// H.248 tools for operators.
+    #[command(subcommand)]
+    H248(H248Command),
+}
+
+#[derive(Debug, Subcommand)]
+enum H248Command {
+    /// Decode H.248 text messages (one per FILE, `-` for standard input) and print each
+    /// re-encoded. A message that does not decode is reported as
+    /// `FILE: offset N: <reason> (H.248 error X)` on standard error, and the exit status is 2.
+    Decode(DecodeArgs),
+}
+
+#[derive(Debug, Args)]
+struct DecodeArgs {
+    /// Print in pretty form (the default).
+    #[arg(long, conflicts_with = "compact")]
+    pretty: bool,
+    /// Print in compact form.
+    #[arg(long)]
+    compact: bool,
+    /// Files holding one message each; `-` reads standard input.
+    #[arg(required = true)]
+    files: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -144,10 +168,49 @@ fn echo(args: EchoArgs) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+fn h248_decode(args: DecodeArgs) -> Result<std::process::ExitCode> {
+    use std::io::{Read, Write};
+    let form = if args.compact {
+        control::h248::Form::Compact
+    } else {
+        control::h248::Form::Pretty
+    };
+    let mut failed = false;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for file in &args.files {
+        let bytes = if file == "-" {
+            let mut b = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut b)
+                .context("reading standard input")?;
+            b
+        } else {
+            std::fs::read(file).with_context(|| format!("reading {file}"))?
+        };
+        match control::h248::decode(&bytes) {
+            Ok(msg) => {
+                let text = control::h248::encode(&msg, form);
+                writeln!(out, "{text}")?;
+            }
+            Err(e) => {
+                eprintln!("{file}: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        std::process::ExitCode::from(2)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+fn main() -> Result<std::process::ExitCode> {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {
-        Command::Echo(a) => echo(a),
+        Command::Echo(a) => echo(a).map(|()| std::process::ExitCode::SUCCESS),
+        Command::H248(H248Command::Decode(a)) => h248_decode(a),
     }
 }

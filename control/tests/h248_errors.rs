@@ -1,0 +1,138 @@
+//! Decode failures carry the byte offset, what was expected, the H.248 error code the reply
+//! must use, and the transaction ID when it was read. The `imsagw h248 decode` command
+//! reports them in the documented form and exits 2.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use control::h248::decode;
+
+fn err(text: &str) -> control::h248::DecodeError {
+    decode(text.as_bytes()).expect_err(text)
+}
+
+#[test]
+fn each_level_of_the_grammar_has_its_error_code() {
+    let e = err("HELLO");
+    assert_eq!((e.code, e.offset, e.transaction), (400, 0, None));
+
+    let e = err("MEGACO/9 [192.0.2.1] T=1{C=-{N=x{OE=1{a/b}}}}");
+    assert_eq!((e.code, e.offset), (406, 0));
+
+    let e = err("MEGACO/1 [192.0.2.300]:2944 T=1{C=-{N=x{OE=1{a/b}}}}");
+    assert_eq!(e.code, 400, "{e}");
+
+    let e = err("MEGACO/1 [192.0.2.1]:2944 Transaction = {");
+    assert_eq!((e.code, e.transaction), (403, None), "{e}");
+    assert_eq!(e.offset, "MEGACO/1 [192.0.2.1]:2944 Transaction = ".len());
+
+    let e = err("MEGACO/1 [192.0.2.1] T=77{C=x{}}");
+    assert_eq!((e.code, e.transaction), (422, Some(77)), "{e}");
+
+    let e = err("MEGACO/1 [192.0.2.1] T=5{C=1{A=t1{Q{}}}}");
+    assert_eq!((e.code, e.transaction), (442, Some(5)), "{e}");
+    assert_eq!(e.offset, "MEGACO/1 [192.0.2.1] T=5{C=1{A=t1{".len());
+
+    let e = err("MEGACO/1 [192.0.2.1] T=5{C=1{A=t1{M{O{MO=Bogus}}}}}");
+    assert_eq!((e.code, e.transaction), (449, Some(5)), "{e}");
+    assert!(e.to_string().contains("SendOnly"), "{e}");
+
+    let e = err("!/3 [192.0.2.1] T=5{C=1{A=t1{M{O{RV=maybe}}}}}");
+    assert_eq!(e.code, 449, "{e}");
+
+    let e = err("!/3 [192.0.2.1] T=5{C=1{A=t1{M{L{v=0\nnot sdp}}}}}");
+    assert_eq!(e.code, 442, "{e}");
+
+    let e = err("!/3 [192.0.2.1] T=4294967296{C=-{}}");
+    assert_eq!((e.code, e.transaction), (403, None), "{e}");
+
+    let e = err("!/3 [192.0.2.1] T=1{C=-{SC=ROOT{SV{MT=RS}}}} trailing");
+    assert_eq!(e.code, 403, "{e}");
+}
+
+#[test]
+fn display_names_offset_expectation_and_code() {
+    let e = err("MEGACO/1 [192.0.2.1] T=5{C=1{A=t1{Q{}}}}");
+    assert_eq!(
+        e.to_string(),
+        "offset 34: expected a descriptor, found \"Q{}}}}\" (H.248 error 442)"
+    );
+    let e = err("MEGACO/1 [192.0.2.1] T=5{C=1{");
+    assert!(
+        e.to_string().ends_with("at end of input (H.248 error 422)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn case_line_ends_comments_and_leading_zeros_are_accepted() {
+    let a = decode(b"megaco/3 [192.0.2.1]:2944\r\ntransaction = 007 { ; a comment\r\n context = - {\n  servicechange = root { services { method = restart, reason = \"901\" } } } }").unwrap();
+    let b = decode(b"!/3 [192.0.2.1]:2944 T=7{C=-{SC=ROOT{SV{MT=RS,RE=\"901\"}}}}").unwrap();
+    // Names keep their case; tokens do not matter.
+    let norm = |m: control::h248::ast::Message| format!("{m:?}").to_lowercase();
+    assert_eq!(norm(a), norm(b));
+}
+
+fn imsagw() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_imsagw"))
+}
+
+#[test]
+fn the_decode_command_reencodes_and_reports_bad_files_with_exit_2() {
+    let dir = std::env::temp_dir().join(format!("imsagw-decode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.txt");
+    let bad = dir.join("bad.txt");
+    std::fs::write(&good, "MEGACO/3 [192.0.2.1]:2944\nTransaction = 1 { Context = - { ServiceChange = ROOT { Services { Method = Restart, Reason = \"901\" } } } }").unwrap();
+    std::fs::write(&bad, "MEGACO/1 [192.0.2.1] T=5{C=1{A=t1{Q{}}}}").unwrap();
+
+    let out = imsagw()
+        .args(["h248", "decode", "--compact"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "!/3 [192.0.2.1]:2944\nT=1{C=-{SC=ROOT{SV{MT=RS,RE=\"901\"}}}}"
+    );
+
+    let out = imsagw()
+        .args(["h248", "decode"])
+        .arg(&good)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Transaction = 1 {"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}: offset 34: expected a descriptor",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(H.248 error 442)"), "{stderr}");
+
+    let mut child = imsagw()
+        .args(["h248", "decode", "--pretty", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"!/2 <mgc.example.net>:2944 P=9{C=3{A=t1}}")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("MEGACO/2 <mgc.example.net>:2944\nReply = 9 {"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
