@@ -693,11 +693,10 @@ impl Enc<'_> {
             g.write(self.out);
             self.out.push('}');
         } else {
+            // The closing brace starts its own line unindented: SDP parsers (Wireshark's among
+            // them) would read indentation before it as a malformed SDP line.
             self.s(" {\n");
             g.write(self.out);
-            for _ in 0..self.depth {
-                self.out.push('\t');
-            }
             self.out.push('}');
         }
     }
