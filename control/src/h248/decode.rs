@@ -43,33 +43,44 @@ struct Decoder<'a> {
     tid: Option<u32>,
 }
 
-/// SafeChar of Annex B, plus octets above 0x7F.
+/// SafeChar of Annex B, plus octets above 0x7F, as a lookup table (the decoder's hot loop).
+static SAFE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || b >= 0x80
+            || matches!(
+                b,
+                b'+' | b'-'
+                    | b'&'
+                    | b'!'
+                    | b'_'
+                    | b'/'
+                    | b'\''
+                    | b'?'
+                    | b'@'
+                    | b'^'
+                    | b'`'
+                    | b'~'
+                    | b'*'
+                    | b'$'
+                    | b'\\'
+                    | b'('
+                    | b')'
+                    | b'%'
+                    | b'|'
+                    | b'.'
+            );
+        c += 1;
+    }
+    t
+};
+
 #[inline]
 fn is_safe(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'+' | b'-'
-                | b'&'
-                | b'!'
-                | b'_'
-                | b'/'
-                | b'\''
-                | b'?'
-                | b'@'
-                | b'^'
-                | b'`'
-                | b'~'
-                | b'*'
-                | b'$'
-                | b'\\'
-                | b'('
-                | b')'
-                | b'%'
-                | b'|'
-                | b'.'
-        )
-        || c >= 0x80
+    SAFE[c as usize]
 }
 
 fn is_timestamp(w: &str) -> bool {
@@ -86,20 +97,20 @@ impl<'a> Decoder<'a> {
     /// Skips LWSP: blanks, line ends and `;` comments.
     #[inline]
     fn ws(&mut self) {
-        while let Some(&c) = self.b.get(self.p) {
-            match c {
-                b' ' | b'\t' | b'\r' | b'\n' => self.p += 1,
+        let b = self.b;
+        let mut i = self.p;
+        while i < b.len() {
+            match b[i] {
+                b' ' | b'\t' | b'\r' | b'\n' => i += 1,
                 b';' => {
-                    while let Some(&c) = self.b.get(self.p) {
-                        if c == b'\r' || c == b'\n' {
-                            break;
-                        }
-                        self.p += 1;
+                    while i < b.len() && b[i] != b'\r' && b[i] != b'\n' {
+                        i += 1;
                     }
                 }
                 _ => break,
             }
         }
+        self.p = i;
     }
 
     #[inline]
@@ -150,16 +161,20 @@ impl<'a> Decoder<'a> {
     }
 
     /// A run of SafeChars: a keyword, a name, a termination ID or a bare value.
+    #[inline]
     fn word(&mut self, what: &'static str) -> R<&'a str> {
         self.ws();
+        let b = self.b;
         let start = self.p;
-        while self.b.get(self.p).is_some_and(|c| is_safe(*c)) {
-            self.p += 1;
+        let mut i = start;
+        while i < b.len() && is_safe(b[i]) {
+            i += 1;
         }
-        if self.p == start {
+        if i == start {
             return Err(self.err(what));
         }
-        Ok(&self.s[start..self.p])
+        self.p = i;
+        Ok(&self.s[start..i])
     }
 
     /// Like `word`, but leaves the position unchanged.
@@ -189,17 +204,23 @@ impl<'a> Decoder<'a> {
     }
 
     fn uint(&mut self, w: &'a str, max: u64, what: &'static str, code: u16) -> R<u64> {
-        let ok = !w.is_empty() && w.len() <= 10 && w.bytes().all(|c| c.is_ascii_digit());
-        let v = if ok { w.parse::<u64>().ok() } else { None };
-        match v {
-            Some(v) if v <= max => Ok(v),
-            _ => {
-                self.at_word_start(w);
-                let e = self.err_code(what, code);
-                self.p += w.len();
-                Err(e)
+        let d = w.as_bytes();
+        let mut v: u64 = 0;
+        let mut ok = !d.is_empty() && d.len() <= 10;
+        for &c in d {
+            if !c.is_ascii_digit() {
+                ok = false;
+                break;
             }
+            v = v * 10 + (c - b'0') as u64;
         }
+        if ok && v <= max {
+            return Ok(v);
+        }
+        self.at_word_start(w);
+        let e = self.err_code(what, code);
+        self.p += w.len();
+        Err(e)
     }
 
     fn u32_word(&mut self, what: &'static str) -> R<u32> {
@@ -379,7 +400,7 @@ impl<'a> Decoder<'a> {
                     return Err(self.err("']'"));
                 };
                 let inner = &self.s[start..start + n];
-                let mid = if inner.contains(':') {
+                let mid = if inner.as_bytes().contains(&b':') {
                     match inner.parse::<Ipv6Addr>() {
                         Ok(addr) => MId::Ip6 { addr, port: None },
                         Err(_) => return Err(self.err("an IPv6 address")),
@@ -2016,13 +2037,27 @@ fn strip_prefixes(mut w: &str) -> (bool, bool, &str) {
 /// Dotted quad with 1 to 3 digits per part (leading zeros allowed, value at most 255).
 fn parse_ipv4(s: &str) -> Option<[u8; 4]> {
     let mut out = [0u8; 4];
-    let mut parts = s.split('.');
-    for o in &mut out {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || !p.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
+    let mut part = 0;
+    let mut digits = 0;
+    let mut v: u16 = 0;
+    for &c in s.as_bytes() {
+        match c {
+            b'0'..=b'9' if digits < 3 => {
+                v = v * 10 + (c - b'0') as u16;
+                digits += 1;
+            }
+            b'.' if digits > 0 && part < 3 && v <= 255 => {
+                out[part] = v as u8;
+                part += 1;
+                digits = 0;
+                v = 0;
+            }
+            _ => return None,
         }
-        *o = p.parse::<u16>().ok().filter(|v| *v <= 255)? as u8;
     }
-    parts.next().is_none().then_some(out)
+    if part != 3 || digits == 0 || v > 255 {
+        return None;
+    }
+    out[3] = v as u8;
+    Some(out)
 }

@@ -92,7 +92,7 @@ impl SdpGroups {
         };
         let mut groups: Vec<SdpSession> = Vec::new();
         for (i, raw) in text.split(['\n', '\r']).enumerate() {
-            let line = raw.trim();
+            let line = raw.trim_ascii();
             if line.is_empty() {
                 continue;
             }

@@ -10,12 +10,16 @@ macro_rules! tokens {
         impl Tok {
             pub const ALL: &'static [Tok] = &[$(Tok::$name),*];
 
+            #[inline]
             pub fn pretty(self) -> &'static str {
-                match self { $(Tok::$name => $pretty),* }
+                const PRETTY: &[&str] = &[$($pretty),*];
+                PRETTY[self as usize]
             }
 
+            #[inline]
             pub fn compact(self) -> &'static str {
-                match self { $(Tok::$name => $compact),* }
+                const COMPACT: &[&str] = &[$($compact),*];
+                COMPACT[self as usize]
             }
         }
     };
