@@ -136,3 +136,16 @@ fn the_decode_command_reencodes_and_reports_bad_files_with_exit_2() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Found by the fuzzer: a digit map ending in `\` decoded, and its encoding `...\}` then read
+/// as an escaped brace. Digit maps have no backslash in Annex B.
+#[test]
+fn a_digit_map_outside_the_digit_map_alphabet_is_rejected() {
+    let e = err("!/3 [192.0.2.1] T=1{C=-{MF=t1{DM=d0{(0s|9l011x.s)\\\n}}}}");
+    assert_eq!(e.code, 442, "{e}");
+    assert!(
+        decode(b"!/3 [192.0.2.1] T=1{C=-{MF=t1{DM=d0{T:5,(0s| 00s|[1-7]xlxx|9l011x.s)}}}}").is_ok()
+    );
+    let e = err("!/3 [192.0.2.1] T=1{C=-{MF=t1{E=1{dd/ce{DM={x\"y}}}}}}");
+    assert_eq!(e.code, 442, "{e}");
+}

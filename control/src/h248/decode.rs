@@ -1321,6 +1321,9 @@ impl<'a> Decoder<'a> {
             self.expect(b'=', "'='")?;
             return Ok(EventParameter::DigitMap(if self.eat(b'{') {
                 let v = self.raw_until_brace()?.trim();
+                if !is_digit_map(v) {
+                    return Err(self.err("a digit map"));
+                }
                 self.expect(b'}', "'}'")?;
                 EventDigitMap::Value(v.into())
             } else {
@@ -1545,7 +1548,7 @@ impl<'a> Decoder<'a> {
         };
         let value = if self.eat(b'{') {
             let v = self.raw_until_brace()?.trim();
-            if v.is_empty() || v.contains('"') {
+            if !is_digit_map(v) {
                 return Err(self.err("a digit map"));
             }
             self.expect(b'}', "'}'")?;
@@ -1998,6 +2001,33 @@ fn audit_token(t: Tok) -> Option<AuditToken> {
         Tok::Events => AuditToken::Events,
         _ => return None,
     })
+}
+
+/// The characters of a digitMapValue (Annex B): digits, event letters, timer letters, `x`,
+/// `.`, `|`, `(`, `)`, `[`, `]`, `-`, the `T:`/`S:`/`L:`/`Z:` timer prefixes, whitespace,
+/// and `#` and `*`, which real digit maps use for the DTMF keys Annex B calls E and F.
+fn is_digit_map(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'.' | b'|'
+                        | b'('
+                        | b')'
+                        | b'['
+                        | b']'
+                        | b'-'
+                        | b':'
+                        | b','
+                        | b'#'
+                        | b'*'
+                        | b' '
+                        | b'\t'
+                        | b'\r'
+                        | b'\n'
+                )
+        })
 }
 
 /// `X-` or `X+` followed by 1 to 6 letters or digits.
