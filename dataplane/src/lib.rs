@@ -2,6 +2,8 @@
 //! adapter the per-leg TCP stacks run on.
 
 pub mod clock;
+pub mod contract;
+pub mod demux;
 pub mod device;
 pub mod dpdk;
 pub mod echo;
@@ -9,3 +11,5 @@ pub mod memlink;
 pub mod port;
 pub mod rng;
 pub mod testbed;
+pub mod wheel;
+pub mod worker;

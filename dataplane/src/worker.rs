@@ -1,0 +1,855 @@
+//! The poll-mode worker: it owns one port queue, one smoltcp `Interface` and every leg given
+//! to it, and cuts payload through between the two legs of each context.
+//!
+//! Each leg has its own `SocketSet` holding one TCP socket, found by our local (ip, port) in a
+//! flat port table, so the cost of a frame does not grow with the number of legs
+//! (demux-evidence.md). Ingress never transmits; every leg an ingress frame, a command or a
+//! forwarded byte touches goes on the dirty list and is polled for egress, and smoltcp's
+//! `poll_at` of every leg is kept in a timer wheel.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Address,
+    Ipv4Cidr,
+};
+
+use crate::contract::*;
+use crate::demux::{classify, FrameClass, PortTable};
+use crate::device::SmolDevice;
+use crate::port::{Burst, PacketBuf, Port};
+use crate::wheel::TimerWheel;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Local addresses the worker's legs use (the realms' address pools), with prefix.
+    pub addresses: Vec<Ipv4Cidr>,
+    pub gateway: Option<Ipv4Address>,
+    /// Receive and send buffer of each leg's socket: the window towards a fast sender and
+    /// the data held for a slow receiver.
+    pub rx_buffer: usize,
+    pub tx_buffer: usize,
+    pub max_legs: usize,
+    /// Commands taken from the ring per loop iteration.
+    pub commands_per_poll: usize,
+    /// How long a released leg may take to close gracefully before it is reset.
+    pub release_drain: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            addresses: Vec::new(),
+            gateway: None,
+            rx_buffer: 64 * 1024,
+            tx_buffer: 64 * 1024,
+            max_legs: 1 << 20,
+            commands_per_poll: 64,
+            release_drain: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Counters of the worker's own decisions, read by the control thread for status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerCounters {
+    pub busy_polls: u64,
+    pub idle_polls: u64,
+    pub rx_frames: u64,
+    /// TCP segments to no leg (answered with RST by the interface).
+    pub tcp_no_leg: u64,
+    /// Connection requests refused by a gate (answered with RST).
+    pub gate_rejected: u64,
+    pub fragments_dropped: u64,
+    pub malformed_dropped: u64,
+    pub commands: u64,
+    /// Events that could not be queued (never expected: the queue is sized by the legs).
+    pub events_dropped: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LegState {
+    /// Address reserved, no role yet.
+    Reserved,
+    Listening,
+    Connecting,
+    Established,
+    /// Closing after a release, a partner's end or a timeout; freed once the socket is done.
+    Closing,
+}
+
+struct Leg {
+    key: TerminationKey,
+    local: (Ipv4Addr, u16),
+    set: SocketSet<'static>,
+    handle: SocketHandle,
+    state: LegState,
+    passive: bool,
+    accept: Accept,
+    gate: Gate,
+    timers: LegTimers,
+    partner: Option<u32>,
+    /// Deadline of the current state (connect timer, release drain), if any.
+    deadline: Option<Instant>,
+    last_payload: Instant,
+    stats: LegStats,
+    /// We half-closed this leg because its partner's peer did.
+    fin_forwarded: bool,
+    /// Closed has been reported (release or end of the connection).
+    reported: bool,
+    cut_through_reported: bool,
+    dirty: bool,
+    /// Deadline this leg is armed for in the wheel, in ms.
+    armed_ms: i64,
+}
+
+impl Leg {
+    fn socket(&mut self) -> &mut tcp::Socket<'static> {
+        self.set.get_mut::<tcp::Socket>(self.handle)
+    }
+}
+
+pub struct Worker<P: Port> {
+    device: SmolDevice<P>,
+    iface: Interface,
+    /// For frames that belong to no leg: ARP, ICMP, and RSTs to unknown ports.
+    empty: SocketSet<'static>,
+    table: PortTable,
+    legs: Vec<Option<Leg>>,
+    free: Vec<u32>,
+    keys: HashMap<TerminationKey, u32>,
+    dirty: Vec<u32>,
+    wheel: TimerWheel,
+    arp_blocked: Vec<u32>,
+    rings: WorkerEnd,
+    pending: VecDeque<Event>,
+    cfg: WorkerConfig,
+    counters: WorkerCounters,
+    live_legs: usize,
+}
+
+const NO_DEADLINE: i64 = i64::MAX;
+
+fn ceil_ms(t: Instant) -> i64 {
+    (t.total_micros() + 999).div_euclid(1000)
+}
+
+impl<P: Port> Worker<P> {
+    pub fn new(port: P, cfg: WorkerConfig, rings: WorkerEnd, now: Instant) -> Self {
+        let mut device = SmolDevice::new(port);
+        device.set_auto_rx(false);
+        let mac = EthernetAddress(device.port().mac());
+        let mut icfg = Config::new(HardwareAddress::Ethernet(mac));
+        icfg.random_seed = now.total_micros() as u64
+            ^ u64::from_be_bytes([
+                0, 0, mac.0[0], mac.0[1], mac.0[2], mac.0[3], mac.0[4], mac.0[5],
+            ]);
+        let mut iface = Interface::new(icfg, &mut device, now);
+        let mut table = PortTable::new();
+        iface.update_ip_addrs(|a| {
+            for c in &cfg.addresses {
+                if a.push(IpCidr::Ipv4(*c)).is_err() {
+                    tracing::error!(address = %c, "too many local addresses for one interface");
+                }
+            }
+        });
+        for c in &cfg.addresses {
+            table.add_ip(c.address());
+        }
+        if let Some(gw) = cfg.gateway {
+            let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        }
+        Worker {
+            device,
+            iface,
+            empty: SocketSet::new(Vec::new()),
+            table,
+            legs: Vec::new(),
+            free: Vec::new(),
+            keys: HashMap::new(),
+            dirty: Vec::new(),
+            wheel: TimerWheel::new(now.total_millis()),
+            arp_blocked: Vec::new(),
+            rings,
+            pending: VecDeque::new(),
+            cfg,
+            counters: WorkerCounters::default(),
+            live_legs: 0,
+        }
+    }
+
+    pub fn counters(&self) -> WorkerCounters {
+        self.counters
+    }
+
+    pub fn legs(&self) -> usize {
+        self.live_legs
+    }
+
+    pub fn port(&self) -> &P {
+        self.device.port()
+    }
+
+    /// Bytes of socket buffer one established pair holds (both legs, both directions).
+    pub fn pair_buffer_bytes(&self) -> usize {
+        2 * (self.cfg.rx_buffer + self.cfg.tx_buffer)
+    }
+
+    /// One iteration of the poll loop: receive, run timers, take commands, serve dirty legs,
+    /// transmit, publish events. Returns whether anything was done.
+    pub fn poll(&mut self, now: Instant) -> bool {
+        let mut busy = false;
+
+        let mut burst: Burst<P::Buf> = Burst::new();
+        if self.device.port_mut().rx_burst(&mut burst) > 0 {
+            busy = true;
+            for frame in burst.drain(..) {
+                self.ingress(frame, now);
+            }
+        }
+
+        let now_ms = now.total_millis();
+        {
+            let legs = &mut self.legs;
+            let dirty = &mut self.dirty;
+            self.wheel.expire(now_ms, |idx, at| {
+                if let Some(Some(l)) = legs.get_mut(idx as usize) {
+                    if l.armed_ms == at {
+                        l.armed_ms = NO_DEADLINE;
+                        if !l.dirty {
+                            l.dirty = true;
+                            dirty.push(idx);
+                        }
+                    }
+                }
+            });
+        }
+
+        // Commands only while events have room: a control thread that does not read its
+        // events stops getting its commands executed, rather than losing events.
+        for _ in 0..self.cfg.commands_per_poll {
+            if self.pending.len() >= 1024 {
+                break;
+            }
+            let Some(cmd) = self.rings.commands.pop() else {
+                break;
+            };
+            busy = true;
+            self.counters.commands += 1;
+            self.command(cmd, now);
+        }
+
+        // Serving a leg can dirty its partner (forwarded bytes); bound the passes.
+        let mut budget = 4 * (self.dirty.len() + 1);
+        while let Some(idx) = self.dirty.pop() {
+            busy = true;
+            self.serve(idx, now);
+            budget -= 1;
+            if budget == 0 {
+                break;
+            }
+        }
+
+        self.device.flush();
+        while let Some(ev) = self.pending.pop_front() {
+            if let Err(ev) = self.rings.events.push(ev) {
+                self.pending.push_front(ev);
+                break;
+            }
+        }
+        if busy {
+            self.counters.busy_polls += 1;
+        } else {
+            self.counters.idle_polls += 1;
+        }
+        busy
+    }
+
+    fn emit(&mut self, ev: Event) {
+        if self.pending.len() >= 4 * self.cfg.max_legs.min(1 << 16) + 1024 {
+            self.counters.events_dropped += 1;
+            tracing::error!(?ev, "event queue full; event dropped");
+            return;
+        }
+        self.pending.push_back(ev);
+    }
+
+    fn mark(&mut self, idx: u32) {
+        if let Some(Some(l)) = self.legs.get_mut(idx as usize) {
+            if !l.dirty {
+                l.dirty = true;
+                self.dirty.push(idx);
+            }
+        }
+    }
+
+    // ---- ingress ----
+
+    fn ingress(&mut self, frame: P::Buf, now: Instant) {
+        self.counters.rx_frames += 1;
+        let class = classify(frame.data());
+        let leg_idx = match class {
+            FrameClass::Tcp { src, dst, syn_only } => match self.table.get(dst.0, dst.1) {
+                Some(idx) => {
+                    let Some(leg) = self.legs[idx as usize].as_ref() else {
+                        return;
+                    };
+                    let refused = match (leg.state, leg.accept) {
+                        (LegState::Reserved, _) => true,
+                        (LegState::Listening, Accept::Gate(ip)) => syn_only && src.0 != ip,
+                        _ => false,
+                    };
+                    if refused {
+                        self.counters.gate_rejected += 1;
+                        None
+                    } else {
+                        Some(idx)
+                    }
+                }
+                None => {
+                    self.counters.tcp_no_leg += 1;
+                    None
+                }
+            },
+            FrameClass::Fragment => {
+                self.counters.fragments_dropped += 1;
+                return;
+            }
+            FrameClass::Malformed => {
+                self.counters.malformed_dropped += 1;
+                return;
+            }
+            FrameClass::Arp | FrameClass::Udp { .. } | FrameClass::Other => None,
+        };
+        if self.device.stage_rx(frame).is_err() {
+            return;
+        }
+        match leg_idx {
+            Some(idx) => {
+                let Some(leg) = self.legs[idx as usize].as_mut() else {
+                    return;
+                };
+                self.iface
+                    .poll_ingress_single(now, &mut self.device, &mut leg.set);
+                leg.stats.packets_in += 1;
+                self.mark(idx);
+            }
+            None => {
+                self.iface
+                    .poll_ingress_single(now, &mut self.device, &mut self.empty);
+                // Interface-level replies (ARP, ICMP, RST) go out now.
+                self.iface
+                    .poll_egress(now, &mut self.device, &mut self.empty);
+                if class == FrameClass::Arp {
+                    for idx in std::mem::take(&mut self.arp_blocked) {
+                        self.mark(idx);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- commands ----
+
+    fn command(&mut self, cmd: Command, now: Instant) {
+        match cmd {
+            Command::Reserve { key, local } => self.reserve(key, local, now),
+            Command::Start {
+                key,
+                role,
+                accept,
+                timers,
+            } => self.start(key, role, accept, timers, now),
+            Command::Join { a, b } => {
+                let (Some(&ia), Some(&ib)) = (self.keys.get(&a), self.keys.get(&b)) else {
+                    let key = if self.keys.contains_key(&a) { b } else { a };
+                    self.emit(Event::Rejected {
+                        key,
+                        reason: Rejection::UnknownTermination,
+                    });
+                    return;
+                };
+                for (x, y) in [(ia, ib), (ib, ia)] {
+                    if let Some(l) = self.legs[x as usize].as_mut() {
+                        l.partner = Some(y);
+                        l.cut_through_reported = false;
+                    }
+                }
+                self.mark(ia);
+                self.mark(ib);
+            }
+            Command::SetGate { key, gate } => match self.keys.get(&key).copied() {
+                Some(idx) => {
+                    if let Some(l) = self.legs[idx as usize].as_mut() {
+                        l.gate = gate;
+                        let partner = l.partner;
+                        self.mark(idx);
+                        if let Some(p) = partner {
+                            self.mark(p);
+                        }
+                    }
+                }
+                None => self.emit(Event::Rejected {
+                    key,
+                    reason: Rejection::UnknownTermination,
+                }),
+            },
+            Command::Release { key } => self.release(key, now),
+            Command::Audit { key } => match self.keys.get(&key).copied() {
+                Some(idx) => {
+                    let stats = self.legs[idx as usize]
+                        .as_ref()
+                        .map(|l| l.stats)
+                        .unwrap_or_default();
+                    self.emit(Event::Stats { key, stats });
+                }
+                None => self.emit(Event::Rejected {
+                    key,
+                    reason: Rejection::UnknownTermination,
+                }),
+            },
+        }
+    }
+
+    fn reserve(&mut self, key: TerminationKey, local: SocketAddrV4, now: Instant) {
+        let reject = |w: &mut Self, reason| w.emit(Event::Rejected { key, reason });
+        if self.keys.contains_key(&key) {
+            return reject(self, Rejection::AlreadyStarted);
+        }
+        if !self.table.serves(*local.ip()) {
+            return reject(self, Rejection::NotLocal);
+        }
+        if self.live_legs >= self.cfg.max_legs {
+            return reject(self, Rejection::LegTableFull);
+        }
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.legs.push(None);
+                (self.legs.len() - 1) as u32
+            }
+        };
+        if !self.table.bind(*local.ip(), local.port(), idx) {
+            self.free.push(idx);
+            return reject(self, Rejection::AddressInUse);
+        }
+        let rx = tcp::SocketBuffer::new(vec![0; self.cfg.rx_buffer]);
+        let tx = tcp::SocketBuffer::new(vec![0; self.cfg.tx_buffer]);
+        let mut socket = tcp::Socket::new(rx, tx);
+        socket.set_nagle_enabled(false);
+        socket.set_congestion_control(tcp::CongestionControl::Reno);
+        let mut set = SocketSet::new(Vec::with_capacity(1));
+        let handle = set.add(socket);
+        self.legs[idx as usize] = Some(Leg {
+            key,
+            local: (*local.ip(), local.port()),
+            set,
+            handle,
+            state: LegState::Reserved,
+            passive: true,
+            accept: Accept::Latch,
+            gate: Gate::OPEN,
+            timers: LegTimers::default(),
+            partner: None,
+            deadline: None,
+            last_payload: now,
+            stats: LegStats::default(),
+            fin_forwarded: false,
+            reported: false,
+            cut_through_reported: false,
+            dirty: false,
+            armed_ms: NO_DEADLINE,
+        });
+        self.keys.insert(key, idx);
+        self.live_legs += 1;
+    }
+
+    fn start(
+        &mut self,
+        key: TerminationKey,
+        role: LegRole,
+        accept: Accept,
+        timers: LegTimers,
+        now: Instant,
+    ) {
+        let Some(&idx) = self.keys.get(&key) else {
+            return self.emit(Event::Rejected {
+                key,
+                reason: Rejection::UnknownTermination,
+            });
+        };
+        let Some(leg) = self.legs[idx as usize].as_mut() else {
+            return;
+        };
+        if leg.state != LegState::Reserved {
+            return self.emit(Event::Rejected {
+                key,
+                reason: Rejection::AlreadyStarted,
+            });
+        }
+        leg.timers = timers;
+        leg.accept = accept;
+        leg.last_payload = now;
+        let (ip, port) = leg.local;
+        let result = match role {
+            LegRole::Passive => {
+                leg.passive = true;
+                leg.set
+                    .get_mut::<tcp::Socket>(leg.handle)
+                    .listen(IpListenEndpoint {
+                        addr: Some(IpAddress::Ipv4(ip)),
+                        port,
+                    })
+                    .map(|()| LegState::Listening)
+                    .map_err(|_| ())
+            }
+            LegRole::Active { remote } => {
+                leg.passive = false;
+                leg.deadline = Some(now + timers.connect);
+                leg.set
+                    .get_mut::<tcp::Socket>(leg.handle)
+                    .connect(
+                        self.iface.context(),
+                        IpEndpoint::new(IpAddress::Ipv4(*remote.ip()), remote.port()),
+                        IpListenEndpoint {
+                            addr: Some(IpAddress::Ipv4(ip)),
+                            port,
+                        },
+                    )
+                    .map(|()| LegState::Connecting)
+                    .map_err(|_| ())
+            }
+        };
+        match result {
+            Ok(s) => {
+                leg.state = s;
+                self.mark(idx);
+            }
+            Err(()) => self.emit(Event::Rejected {
+                key,
+                reason: Rejection::NotStarted,
+            }),
+        }
+    }
+
+    fn release(&mut self, key: TerminationKey, now: Instant) {
+        let Some(&idx) = self.keys.get(&key) else {
+            return self.emit(Event::Rejected {
+                key,
+                reason: Rejection::UnknownTermination,
+            });
+        };
+        let drain = self.cfg.release_drain;
+        let Some(leg) = self.legs[idx as usize].as_mut() else {
+            return;
+        };
+        let stats = leg.stats;
+        let was_reported = leg.reported;
+        leg.reported = true;
+        match leg.state {
+            LegState::Reserved | LegState::Listening | LegState::Connecting => {
+                leg.socket().abort();
+                leg.state = LegState::Closing;
+            }
+            LegState::Established | LegState::Closing => {
+                leg.socket().close();
+                leg.state = LegState::Closing;
+                leg.deadline = Some(now + drain);
+            }
+        }
+        if let Some(p) = leg.partner.take() {
+            if let Some(pl) = self.legs[p as usize].as_mut() {
+                pl.partner = None;
+            }
+        }
+        // The key is free for reuse at once; the leg itself stays until its socket is done.
+        self.keys.remove(&key);
+        if !was_reported {
+            self.emit(Event::Closed {
+                key,
+                cause: ReleaseCause::Released,
+                stats,
+            });
+        }
+        self.mark(idx);
+    }
+
+    // ---- serving a leg ----
+
+    fn serve(&mut self, idx: u32, now: Instant) {
+        let Some(leg) = self.legs[idx as usize].as_mut() else {
+            return;
+        };
+        leg.dirty = false;
+        self.update_state(idx, now);
+        self.forward(idx, now);
+        if self.legs[idx as usize].is_none() {
+            return;
+        }
+        self.egress(idx, now);
+    }
+
+    fn update_state(&mut self, idx: u32, now: Instant) {
+        let Some(leg) = self.legs[idx as usize].as_mut() else {
+            return;
+        };
+        let sock_state = leg.socket().state();
+        match leg.state {
+            LegState::Listening | LegState::Connecting => {
+                if sock_state == tcp::State::Established {
+                    leg.state = LegState::Established;
+                    leg.deadline = None;
+                    leg.last_payload = now;
+                    let remote = match leg.socket().remote_endpoint() {
+                        Some(IpEndpoint {
+                            addr: IpAddress::Ipv4(a),
+                            port,
+                        }) => SocketAddrV4::new(a, port),
+                        _ => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                    };
+                    leg.stats.remote = Some(remote);
+                    leg.stats.established_at_ms = Some(now.total_millis());
+                    let (key, latched) = (leg.key, leg.passive && leg.accept == Accept::Latch);
+                    let partner = leg.partner;
+                    self.emit(Event::Established { key, remote });
+                    if latched {
+                        self.emit(Event::Latched { key, remote });
+                    }
+                    if let Some(p) = partner {
+                        self.mark(p);
+                    }
+                } else if leg.state == LegState::Connecting {
+                    let refused = sock_state == tcp::State::Closed;
+                    let timed_out = leg.deadline.is_some_and(|d| now >= d);
+                    if refused || timed_out {
+                        leg.socket().abort();
+                        leg.state = LegState::Reserved;
+                        leg.deadline = None;
+                        let key = leg.key;
+                        let failure = if refused {
+                            ConnectFailure::Refused
+                        } else {
+                            ConnectFailure::Timeout
+                        };
+                        self.emit(Event::ConnectFailed { key, failure });
+                    }
+                }
+            }
+            LegState::Established => {
+                if let Some(idle) = leg.timers.idle {
+                    if now >= leg.last_payload + idle {
+                        leg.socket().abort();
+                        self.end_leg(idx, ReleaseCause::IdleTimeout, now);
+                        return;
+                    }
+                }
+                match sock_state {
+                    tcp::State::Closed => {
+                        // Closed without our FIN is a reset by the peer; after our FIN it is
+                        // the end of a graceful close that went by between two polls.
+                        let cause = if leg.fin_forwarded {
+                            ReleaseCause::PeerClosed
+                        } else {
+                            ReleaseCause::PeerReset
+                        };
+                        self.end_leg(idx, cause, now);
+                    }
+                    tcp::State::TimeWait | tcp::State::LastAck | tcp::State::Closing
+                        if leg.socket().recv_queue() == 0 =>
+                    {
+                        self.end_leg(idx, ReleaseCause::PeerClosed, now);
+                    }
+                    _ => {}
+                }
+            }
+            LegState::Closing => {
+                let drained = leg.deadline.is_some_and(|d| now >= d);
+                if drained {
+                    leg.socket().abort();
+                }
+                if matches!(
+                    leg.socket().state(),
+                    tcp::State::Closed | tcp::State::TimeWait
+                ) {
+                    self.free_leg(idx);
+                }
+            }
+            LegState::Reserved => {}
+        }
+    }
+
+    /// The connection of this leg ended on its own: report, tell the partner, free.
+    fn end_leg(&mut self, idx: u32, cause: ReleaseCause, now: Instant) {
+        let Some(leg) = self.legs[idx as usize].as_mut() else {
+            return;
+        };
+        let partner = leg.partner.take();
+        let reset = cause == ReleaseCause::PeerReset || cause == ReleaseCause::IdleTimeout;
+        leg.state = LegState::Closing;
+        leg.deadline = Some(now + self.cfg.release_drain);
+        let (key, stats, reported) = (leg.key, leg.stats, leg.reported);
+        leg.reported = true;
+        if !reported {
+            self.emit(Event::Closed { key, cause, stats });
+        }
+        if let Some(p) = partner {
+            if let Some(pl) = self.legs[p as usize].as_mut() {
+                pl.partner = None;
+                if reset {
+                    // A reset on one side is a reset on the other (no byte may pretend to
+                    // have been delivered).
+                    pl.socket().abort();
+                } else if !pl.fin_forwarded {
+                    pl.fin_forwarded = true;
+                    pl.socket().close();
+                }
+                self.mark(p);
+            }
+        }
+        self.mark(idx);
+    }
+
+    fn free_leg(&mut self, idx: u32) {
+        if let Some(leg) = self.legs[idx as usize].take() {
+            self.table.unbind(leg.local.0, leg.local.1);
+            if self.keys.get(&leg.key) == Some(&idx) {
+                self.keys.remove(&leg.key);
+            }
+            self.free.push(idx);
+            self.live_legs -= 1;
+        }
+    }
+
+    /// Moves payload both ways between a leg and its partner, straight from one socket's
+    /// receive buffer into the other's send buffer. What does not fit stays in the receive
+    /// buffer, so the sender's window closes: back-pressure without a buffer of our own.
+    fn forward(&mut self, idx: u32, now: Instant) {
+        let Some(p) = self.legs[idx as usize].as_ref().and_then(|l| l.partner) else {
+            return;
+        };
+        let Ok([a, b]) = self.legs.get_disjoint_mut([idx as usize, p as usize]) else {
+            return;
+        };
+        let (Some(a), Some(b)) = (a.as_mut(), b.as_mut()) else {
+            return;
+        };
+        let both_up = a.state == LegState::Established && b.state == LegState::Established;
+        if !both_up {
+            return;
+        }
+        let first_report = !a.cut_through_reported;
+        a.cut_through_reported = true;
+        b.cut_through_reported = true;
+        let mut moved = 0;
+        if a.gate.receive && b.gate.send {
+            moved += pump(a, b, now);
+        }
+        if b.gate.receive && a.gate.send {
+            moved += pump(b, a, now);
+        }
+        // The peer of `a` closed its sending side and everything it sent is forwarded: pass
+        // the FIN on (half-close), and the same the other way.
+        moved += pass_fin(a, b) + pass_fin(b, a);
+        let (ka, kb) = (a.key, b.key);
+        if first_report {
+            self.emit(Event::CutThrough { a: ka, b: kb });
+        }
+        if moved > 0 {
+            self.mark(p);
+        }
+    }
+
+    fn egress(&mut self, idx: u32, now: Instant) {
+        let Some(leg) = self.legs[idx as usize].as_mut() else {
+            return;
+        };
+        let before = self.device.stats().tx_frames;
+        let mut wanted = false;
+        for _ in 0..64 {
+            let due = self.iface.poll_at(now, &leg.set).is_some_and(|t| t <= now);
+            if !due {
+                break;
+            }
+            wanted = true;
+            self.iface.poll_egress(now, &mut self.device, &mut leg.set);
+            if self.device.stats().tx_frames == before {
+                break;
+            }
+        }
+        let sent = self.device.stats().tx_frames - before;
+        leg.stats.packets_out += sent;
+        let poll_at = self.iface.poll_at(now, &leg.set);
+        if wanted && sent == 0 {
+            // Nothing left although the socket wanted to send: it waits for a neighbour (or
+            // the port was full). Re-poll it after the next ARP frame.
+            self.arp_blocked.push(idx);
+        }
+        let mut next = poll_at.map(ceil_ms).unwrap_or(NO_DEADLINE);
+        if let Some(d) = leg.deadline {
+            next = next.min(ceil_ms(d));
+        }
+        if leg.state == LegState::Established {
+            if let Some(idle) = leg.timers.idle {
+                next = next.min(ceil_ms(leg.last_payload + idle));
+            }
+        }
+        let now_ms = now.total_millis();
+        if next <= now_ms {
+            // Still due (the port took no more frames): serve again next poll.
+            next = now_ms + 1;
+        }
+        if next != NO_DEADLINE && next != leg.armed_ms {
+            leg.armed_ms = next;
+            self.wheel.insert(idx, next);
+        }
+    }
+}
+
+/// Half-closes `to` once `from`'s peer has closed its sending side and all of it is forwarded.
+fn pass_fin(from: &mut Leg, to: &mut Leg) -> usize {
+    let rx = from.set.get_mut::<tcp::Socket>(from.handle);
+    if !rx.may_recv() && rx.recv_queue() == 0 && !to.fin_forwarded {
+        to.fin_forwarded = true;
+        to.set.get_mut::<tcp::Socket>(to.handle).close();
+        return 1;
+    }
+    0
+}
+
+/// Copies what `from`'s peer sent into `to`'s send buffer, as much as fits.
+fn pump(from: &mut Leg, to: &mut Leg, now: Instant) -> usize {
+    let tx = to.set.get_mut::<tcp::Socket>(to.handle);
+    if !tx.may_send() {
+        return 0;
+    }
+    let rx = from.set.get_mut::<tcp::Socket>(from.handle);
+    let mut total = 0;
+    // The receive ring may wrap: at most two contiguous pieces.
+    for _ in 0..2 {
+        let room = tx.send_capacity() - tx.send_queue();
+        if room == 0 || !rx.can_recv() {
+            break;
+        }
+        let n = rx
+            .recv(|data| {
+                let n = tx.send_slice(&data[..data.len().min(room)]).unwrap_or(0);
+                (n, n)
+            })
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    if total > 0 {
+        from.stats.octets_in += total as u64;
+        to.stats.octets_out += total as u64;
+        from.last_payload = now;
+        to.last_payload = now;
+    }
+    total
+}

@@ -1,0 +1,284 @@
+//! The worker carries the seed's flow (T2 connects out, T1 accepts, cut-through) and the
+//! other TCP modes, moving data byte-exact through faults.
+
+mod common;
+
+use common::*;
+use dataplane::contract::*;
+use dataplane::memlink::Faults;
+use dataplane::testbed::{PatternChecker, PatternSender};
+use smoltcp::socket::tcp;
+use smoltcp::time::Duration;
+
+const MB: u64 = 1_000_000;
+
+fn lossy() -> Faults {
+    Faults {
+        drop: 0.01,
+        reorder: 0.01,
+        reorder_delay: Duration::from_micros(400),
+        delay: Duration::from_micros(50),
+        jitter: Duration::from_micros(5),
+        rate_bytes_per_sec: Some(1_250_000_000),
+        ..Faults::default()
+    }
+}
+
+/// Moves `bytes` each way between the two UE sockets through the worker, then closes both
+/// ends and checks the events and statistics.
+fn transfer(
+    b: &mut Bed,
+    x: smoltcp::iface::SocketHandle,
+    y: smoltcp::iface::SocketHandle,
+    bytes: u64,
+) {
+    let mut send_x = PatternSender::new(1, bytes);
+    let mut send_y = PatternSender::new(2, bytes);
+    let mut recv_x = PatternChecker::new(2);
+    let mut recv_y = PatternChecker::new(1);
+    b.run(Duration::from_secs(600), |b| {
+        let mut moved = 0;
+        for (h, tx, rx) in [(x, &mut send_x, &mut recv_x), (y, &mut send_y, &mut recv_y)] {
+            let s = b.ue(h);
+            moved += tx.pump(s) + rx.pump(s);
+            if tx.done() && s.send_queue() == 0 && s.may_send() {
+                s.close();
+            }
+        }
+        let done = recv_x.received == bytes
+            && recv_y.received == bytes
+            && b.has(|e| matches!(e, Event::Closed { key, .. } if *key == T1))
+            && b.has(|e| matches!(e, Event::Closed { key, .. } if *key == T2));
+        if done {
+            Progress::Done
+        } else if moved > 0 {
+            Progress::Busy
+        } else {
+            Progress::Idle
+        }
+    });
+    assert_eq!(recv_x.first_mismatch, None);
+    assert_eq!(recv_y.first_mismatch, None);
+    for key in [T1, T2] {
+        let Some(Event::Closed { cause, stats, .. }) = b
+            .events
+            .iter()
+            .find(|e| matches!(e, Event::Closed { key: k, .. } if *k == key))
+        else {
+            unreachable!()
+        };
+        assert_eq!(*cause, ReleaseCause::PeerClosed, "{key:?}");
+        assert_eq!(stats.octets_in, bytes, "{key:?} {stats:?}");
+        assert_eq!(stats.octets_out, bytes, "{key:?} {stats:?}");
+    }
+}
+
+fn finish(b: &mut Bed) {
+    // Legs are freed once their sockets are done; then every buffer is back in the pool.
+    b.wait_for(Duration::from_secs(30), |b| b.worker.legs() == 0);
+}
+
+#[test]
+fn seed_flow_proxy_mode_moves_100_mb_each_way_through_loss_and_reordering() {
+    let mut b = bed(lossy(), 0xA1);
+    b.send(Command::Reserve {
+        key: T1,
+        local: sa(AGW_ACCESS, 41000),
+    });
+    b.send(Command::Reserve {
+        key: T2,
+        local: sa(AGW_CORE, 42000),
+    });
+    let y = b.ue_listen(UE_Y, 2855, 256 * 1024);
+    // Steps 12-17: T2 connects out to UE-Y, the TCP server.
+    b.send(Command::Start {
+        key: T2,
+        role: LegRole::Active {
+            remote: sa(UE_Y, 2855),
+        },
+        accept: Accept::Gate(UE_Y),
+        timers: timers(),
+    });
+    b.send(Command::Join { a: T1, b: T2 });
+    b.wait_for(Duration::from_secs(10), |b| {
+        b.has(|e| matches!(e, Event::Established { key, .. } if *key == T2))
+    });
+    // Steps 18-22: T1 waits for UE-X.
+    b.send(Command::Start {
+        key: T1,
+        role: LegRole::Passive,
+        accept: Accept::Gate(UE_X),
+        timers: timers(),
+    });
+    b.run_for(Duration::from_millis(5));
+    let x = b.ue_connect(sa(UE_X, 5000), sa(AGW_ACCESS, 41000), 256 * 1024);
+    // Step 23: cut-through.
+    b.wait_for(Duration::from_secs(10), |b| {
+        b.has(|e| matches!(e, Event::CutThrough { .. }))
+    });
+    assert!(b.has(|e| *e
+        == Event::Established {
+            key: T1,
+            remote: sa(UE_X, 5000)
+        }));
+    assert!(b.has(|e| *e
+        == Event::Established {
+            key: T2,
+            remote: sa(UE_Y, 2855)
+        }));
+    assert!(
+        !b.has(|e| matches!(e, Event::Latched { .. })),
+        "gated legs do not latch"
+    );
+    transfer(&mut b, x, y, 100 * MB);
+    let st = b.worker.port().egress_stats();
+    assert!(
+        st.dropped > 1000 && st.reordered > 1000,
+        "faults were injected: {st:?}"
+    );
+    finish(&mut b);
+    drop(b.worker);
+    drop(b.host);
+    assert_eq!(b.pool.in_use(), 0);
+}
+
+#[test]
+fn merge_mode_both_legs_passive() {
+    let mut b = bed(lossy(), 0xB2);
+    b.send(Command::Reserve {
+        key: T1,
+        local: sa(AGW_ACCESS, 41002),
+    });
+    b.send(Command::Reserve {
+        key: T2,
+        local: sa(AGW_CORE, 42002),
+    });
+    b.send(Command::Start {
+        key: T1,
+        role: LegRole::Passive,
+        accept: Accept::Latch,
+        timers: timers(),
+    });
+    b.send(Command::Start {
+        key: T2,
+        role: LegRole::Passive,
+        accept: Accept::Gate(UE_Y),
+        timers: timers(),
+    });
+    b.send(Command::Join { a: T1, b: T2 });
+    b.run_for(Duration::from_millis(2));
+    let x = b.ue_connect(sa(UE_X, 6000), sa(AGW_ACCESS, 41002), 128 * 1024);
+    let y = b.ue_connect(sa(UE_Y, 6001), sa(AGW_CORE, 42002), 128 * 1024);
+    b.wait_for(Duration::from_secs(10), |b| {
+        b.has(|e| matches!(e, Event::CutThrough { .. }))
+    });
+    assert!(b.has(|e| *e
+        == Event::Latched {
+            key: T1,
+            remote: sa(UE_X, 6000)
+        }));
+    transfer(&mut b, x, y, 20 * MB);
+    finish(&mut b);
+}
+
+#[test]
+fn active_active_mode_both_legs_connect_out() {
+    let mut b = bed(lossy(), 0xC3);
+    let x = b.ue_listen(UE_X, 7000, 128 * 1024);
+    let y = b.ue_listen(UE_Y, 7001, 128 * 1024);
+    b.send(Command::Reserve {
+        key: T1,
+        local: sa(AGW_ACCESS, 41004),
+    });
+    b.send(Command::Reserve {
+        key: T2,
+        local: sa(AGW_CORE, 42004),
+    });
+    b.send(Command::Join { a: T1, b: T2 });
+    b.send(Command::Start {
+        key: T1,
+        role: LegRole::Active {
+            remote: sa(UE_X, 7000),
+        },
+        accept: Accept::Gate(UE_X),
+        timers: timers(),
+    });
+    b.send(Command::Start {
+        key: T2,
+        role: LegRole::Active {
+            remote: sa(UE_Y, 7001),
+        },
+        accept: Accept::Gate(UE_Y),
+        timers: timers(),
+    });
+    b.wait_for(Duration::from_secs(10), |b| {
+        b.has(|e| matches!(e, Event::CutThrough { .. }))
+    });
+    transfer(&mut b, x, y, 20 * MB);
+    finish(&mut b);
+}
+
+#[test]
+fn nothing_is_forwarded_before_both_legs_are_up() {
+    let mut b = bed(Faults::default(), 0xD4);
+    b.send(Command::Reserve {
+        key: T1,
+        local: sa(AGW_ACCESS, 41006),
+    });
+    b.send(Command::Reserve {
+        key: T2,
+        local: sa(AGW_CORE, 42006),
+    });
+    b.send(Command::Start {
+        key: T1,
+        role: LegRole::Passive,
+        accept: Accept::Latch,
+        timers: timers(),
+    });
+    b.send(Command::Join { a: T1, b: T2 });
+    b.run_for(Duration::from_millis(2));
+    let x = b.ue_connect(sa(UE_X, 6100), sa(AGW_ACCESS, 41006), 64 * 1024);
+    b.wait_for(Duration::from_secs(5), |b| {
+        b.has(|e| matches!(e, Event::Established { key, .. } if *key == T1))
+    });
+    // UE-X sends while T2 has no connection: the bytes wait in T1's receive buffer.
+    b.ue(x)
+        .send_slice(b"hello before the core leg exists")
+        .unwrap();
+    b.run_for(Duration::from_millis(50));
+    b.send(Command::Audit { key: T1 });
+    b.run_for(Duration::from_millis(2));
+    assert!(
+        b.has(|e| matches!(e, Event::Stats { key, stats } if *key == T1 && stats.octets_in == 0))
+    );
+    // Now the core side comes up and the bytes flow.
+    let y = b.ue_listen(UE_Y, 6200, 64 * 1024);
+    b.send(Command::Start {
+        key: T2,
+        role: LegRole::Active {
+            remote: sa(UE_Y, 6200),
+        },
+        accept: Accept::Gate(UE_Y),
+        timers: timers(),
+    });
+    let mut got = Vec::new();
+    b.run(Duration::from_secs(5), |b| {
+        let mut buf = [0u8; 64];
+        let s = b.ue(y);
+        let n = if s.can_recv() {
+            s.recv_slice(&mut buf).unwrap()
+        } else {
+            0
+        };
+        got.extend_from_slice(&buf[..n]);
+        if got.len() >= 32 {
+            Progress::Done
+        } else if n > 0 {
+            Progress::Busy
+        } else {
+            Progress::Idle
+        }
+    });
+    assert_eq!(&got[..], b"hello before the core leg exists");
+    assert_eq!(b.ue(x).state(), tcp::State::Established);
+}
