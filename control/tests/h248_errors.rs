@@ -149,3 +149,12 @@ fn a_digit_map_outside_the_digit_map_alphabet_is_rejected() {
     let e = err("!/3 [192.0.2.1] T=1{C=-{MF=t1{E=1{dd/ce{DM={x\"y}}}}}}");
     assert_eq!(e.code, 442, "{e}");
 }
+
+/// Found by the fuzzer: an integer of more than 10 digits overflowed the accumulator.
+#[test]
+fn overlong_numbers_are_errors_not_overflows() {
+    let e = err("!/3 [192.0.2.1] T=123456789012345678901234567890{C=-{}}");
+    assert_eq!((e.code, e.transaction), (403, None), "{e}");
+    let e = err("!/3 [192.0.2.1]:99999999999999999999 T=1{C=-{}}");
+    assert_eq!(e.code, 400, "{e}");
+}

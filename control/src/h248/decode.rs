@@ -206,8 +206,9 @@ impl<'a> Decoder<'a> {
     fn uint(&mut self, w: &'a str, max: u64, what: &'static str, code: u16) -> R<u64> {
         let d = w.as_bytes();
         let mut v: u64 = 0;
+        // At most 10 digits, so the accumulator cannot overflow.
         let mut ok = !d.is_empty() && d.len() <= 10;
-        for &c in d {
+        for &c in if ok { d } else { &[] } {
             if !c.is_ascii_digit() {
                 ok = false;
                 break;
