@@ -5,7 +5,9 @@
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, Ipv4Address, Ipv4Cidr,
+};
 
 use crate::device::SmolDevice;
 use crate::port::Port;
@@ -186,5 +188,277 @@ mod tests {
         let mut other = PatternChecker::new(4);
         other.check(&data);
         assert_eq!(other.first_mismatch, Some(0));
+    }
+}
+
+/// Many TCP connections on one interface, each in its own socket set behind the same demux
+/// as the worker's, so a test can run tens of thousands of UEs. Every connection sends a
+/// pattern stream and checks the one it receives; it closes once it has sent and received
+/// everything.
+pub struct Farm<P: Port> {
+    device: SmolDevice<P>,
+    iface: Interface,
+    empty: SocketSet<'static>,
+    table: crate::demux::PortTable,
+    conns: Vec<FarmConn>,
+    dirty: Vec<u32>,
+    wheel: crate::wheel::TimerWheel,
+    blocked: Vec<u32>,
+}
+
+pub struct FarmConn {
+    set: SocketSet<'static>,
+    handle: SocketHandle,
+    pub tx: PatternSender,
+    pub rx: PatternChecker,
+    /// Bytes expected from the peer.
+    pub expect: u64,
+    dirty: bool,
+    armed_ms: i64,
+}
+
+impl FarmConn {
+    pub fn done(&self) -> bool {
+        self.tx.done() && self.rx.received == self.expect
+    }
+}
+
+impl<P: Port> Farm<P> {
+    pub fn new(port: P, addresses: &[Ipv4Cidr], now: Instant) -> Self {
+        let mut device = SmolDevice::new(port);
+        device.set_auto_rx(false);
+        let mac = EthernetAddress(device.port().mac());
+        let mut iface = Interface::new(
+            Config::new(HardwareAddress::Ethernet(mac)),
+            &mut device,
+            now,
+        );
+        let mut table = crate::demux::PortTable::new();
+        iface.update_ip_addrs(|a| {
+            for c in addresses {
+                let _ = a.push(IpCidr::Ipv4(*c));
+            }
+        });
+        for c in addresses {
+            table.add_ip(c.address());
+        }
+        Farm {
+            device,
+            iface,
+            empty: SocketSet::new(Vec::new()),
+            table,
+            conns: Vec::new(),
+            dirty: Vec::new(),
+            wheel: crate::wheel::TimerWheel::new(now.total_millis()),
+            blocked: Vec::new(),
+        }
+    }
+
+    fn add(
+        &mut self,
+        local: (Ipv4Address, u16),
+        buf: usize,
+        tx: PatternSender,
+        rx: PatternChecker,
+        expect: u64,
+    ) -> u32 {
+        let id = self.conns.len() as u32;
+        assert!(
+            self.table.bind(local.0, local.1, id),
+            "farm port {local:?} taken"
+        );
+        let mut set = SocketSet::new(Vec::with_capacity(1));
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; buf]),
+            tcp::SocketBuffer::new(vec![0; buf]),
+        );
+        s.set_nagle_enabled(false);
+        let handle = set.add(s);
+        self.conns.push(FarmConn {
+            set,
+            handle,
+            tx,
+            rx,
+            expect,
+            dirty: false,
+            armed_ms: i64::MAX,
+        });
+        self.mark(id);
+        id
+    }
+
+    /// A connection listening on `local`; sends `send` bytes of stream `out`, expects
+    /// `expect` bytes of stream `inp`.
+    pub fn listen(
+        &mut self,
+        local: (Ipv4Address, u16),
+        buf: usize,
+        out: u64,
+        send: u64,
+        inp: u64,
+        expect: u64,
+    ) -> u32 {
+        let id = self.add(
+            local,
+            buf,
+            PatternSender::new(out, send),
+            PatternChecker::new(inp),
+            expect,
+        );
+        let c = &mut self.conns[id as usize];
+        let ep = IpListenEndpoint {
+            addr: Some(IpAddress::Ipv4(local.0)),
+            port: local.1,
+        };
+        c.set
+            .get_mut::<tcp::Socket>(c.handle)
+            .listen(ep)
+            .expect("listen");
+        id
+    }
+
+    /// A connection from `local` to `remote`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn connect(
+        &mut self,
+        local: (Ipv4Address, u16),
+        remote: (Ipv4Address, u16),
+        buf: usize,
+        out: u64,
+        send: u64,
+        inp: u64,
+        expect: u64,
+    ) -> u32 {
+        let id = self.add(
+            local,
+            buf,
+            PatternSender::new(out, send),
+            PatternChecker::new(inp),
+            expect,
+        );
+        let c = &mut self.conns[id as usize];
+        let ep = IpListenEndpoint {
+            addr: Some(IpAddress::Ipv4(local.0)),
+            port: local.1,
+        };
+        c.set
+            .get_mut::<tcp::Socket>(c.handle)
+            .connect(
+                self.iface.context(),
+                (IpAddress::Ipv4(remote.0), remote.1),
+                ep,
+            )
+            .expect("connect");
+        id
+    }
+
+    pub fn conn(&self, id: u32) -> &FarmConn {
+        &self.conns[id as usize]
+    }
+
+    pub fn state(&self, id: u32) -> tcp::State {
+        let c = &self.conns[id as usize];
+        c.set.get::<tcp::Socket>(c.handle).state()
+    }
+
+    pub fn port(&self) -> &P {
+        self.device.port()
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    fn mark(&mut self, id: u32) {
+        let c = &mut self.conns[id as usize];
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(id);
+        }
+    }
+
+    /// One round; returns whether anything happened.
+    pub fn poll(&mut self, now: Instant) -> bool {
+        use crate::demux::{classify, FrameClass};
+        let mut busy = false;
+        let mut burst: crate::port::Burst<P::Buf> = crate::port::Burst::new();
+        self.device.port_mut().rx_burst(&mut burst);
+        for frame in burst.drain(..) {
+            busy = true;
+            let class = classify(crate::port::PacketBuf::data(&frame));
+            let target = match class {
+                FrameClass::Tcp { dst, .. } => self.table.get(dst.0, dst.1),
+                _ => None,
+            };
+            match target {
+                Some(id) => {
+                    let c = &mut self.conns[id as usize];
+                    crate::legpoll::ingress(
+                        &mut self.iface,
+                        &mut self.device,
+                        &mut c.set,
+                        frame,
+                        now,
+                    );
+                    self.mark(id);
+                }
+                None => {
+                    crate::legpoll::ingress(
+                        &mut self.iface,
+                        &mut self.device,
+                        &mut self.empty,
+                        frame,
+                        now,
+                    );
+                    self.iface
+                        .poll_egress(now, &mut self.device, &mut self.empty);
+                    if class == FrameClass::Arp {
+                        for id in std::mem::take(&mut self.blocked) {
+                            self.mark(id);
+                        }
+                    }
+                }
+            }
+        }
+        {
+            let (conns, dirty) = (&mut self.conns, &mut self.dirty);
+            self.wheel.expire(now.total_millis(), |id, at| {
+                let c = &mut conns[id as usize];
+                if c.armed_ms == at && !c.dirty {
+                    c.dirty = true;
+                    dirty.push(id);
+                }
+            });
+        }
+        while let Some(id) = self.dirty.pop() {
+            busy = true;
+            let c = &mut self.conns[id as usize];
+            c.dirty = false;
+            let s = c.set.get_mut::<tcp::Socket>(c.handle);
+            c.tx.pump(s);
+            c.rx.pump(s);
+            if c.tx.done() && s.send_queue() == 0 && s.may_send() && c.rx.received == c.expect {
+                s.close();
+            }
+            let out = crate::legpoll::egress(&mut self.iface, &mut self.device, &mut c.set, now);
+            if out.blocked {
+                self.blocked.push(id);
+            }
+            let next = out
+                .poll_at
+                .map(crate::legpoll::ceil_ms)
+                .unwrap_or(i64::MAX)
+                .max(now.total_millis() + 1);
+            if next != i64::MAX && next != c.armed_ms {
+                c.armed_ms = next;
+                self.wheel.insert(id, next);
+            }
+        }
+        self.device.flush();
+        busy
     }
 }

@@ -21,6 +21,7 @@ use smoltcp::wire::{
 use crate::contract::*;
 use crate::demux::{classify, FrameClass, PortTable};
 use crate::device::SmolDevice;
+use crate::legpoll::{self, ceil_ms};
 use crate::port::{Burst, PacketBuf, Port};
 use crate::wheel::TimerWheel;
 
@@ -133,10 +134,6 @@ pub struct Worker<P: Port> {
 }
 
 const NO_DEADLINE: i64 = i64::MAX;
-
-fn ceil_ms(t: Instant) -> i64 {
-    (t.total_micros() + 999).div_euclid(1000)
-}
 
 impl<P: Port> Worker<P> {
     pub fn new(port: P, cfg: WorkerConfig, rings: WorkerEnd, now: Instant) -> Self {
@@ -325,22 +322,23 @@ impl<P: Port> Worker<P> {
             }
             FrameClass::Arp | FrameClass::Udp { .. } | FrameClass::Other => None,
         };
-        if self.device.stage_rx(frame).is_err() {
-            return;
-        }
         match leg_idx {
             Some(idx) => {
                 let Some(leg) = self.legs[idx as usize].as_mut() else {
                     return;
                 };
-                self.iface
-                    .poll_ingress_single(now, &mut self.device, &mut leg.set);
+                legpoll::ingress(&mut self.iface, &mut self.device, &mut leg.set, frame, now);
                 leg.stats.packets_in += 1;
                 self.mark(idx);
             }
             None => {
-                self.iface
-                    .poll_ingress_single(now, &mut self.device, &mut self.empty);
+                legpoll::ingress(
+                    &mut self.iface,
+                    &mut self.device,
+                    &mut self.empty,
+                    frame,
+                    now,
+                );
                 // Interface-level replies (ARP, ICMP, RST) go out now.
                 self.iface
                     .poll_egress(now, &mut self.device, &mut self.empty);
@@ -767,25 +765,12 @@ impl<P: Port> Worker<P> {
         let Some(leg) = self.legs[idx as usize].as_mut() else {
             return;
         };
-        let before = self.device.stats().tx_frames;
-        let mut wanted = false;
-        for _ in 0..64 {
-            let due = self.iface.poll_at(now, &leg.set).is_some_and(|t| t <= now);
-            if !due {
-                break;
-            }
-            wanted = true;
-            self.iface.poll_egress(now, &mut self.device, &mut leg.set);
-            if self.device.stats().tx_frames == before {
-                break;
-            }
-        }
-        let sent = self.device.stats().tx_frames - before;
-        leg.stats.packets_out += sent;
-        let poll_at = self.iface.poll_at(now, &leg.set);
-        if wanted && sent == 0 {
-            // Nothing left although the socket wanted to send: it waits for a neighbour (or
-            // the port was full). Re-poll it after the next ARP frame.
+        let out = legpoll::egress(&mut self.iface, &mut self.device, &mut leg.set, now);
+        leg.stats.packets_out += out.sent;
+        let poll_at = out.poll_at;
+        if out.blocked {
+            // Something was due and nothing left: it waits for a neighbour (or the port was
+            // full). Re-poll it after the next ARP frame.
             self.arp_blocked.push(idx);
         }
         let mut next = poll_at.map(ceil_ms).unwrap_or(NO_DEADLINE);

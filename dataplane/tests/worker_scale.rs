@@ -1,0 +1,162 @@
+//! Ten thousand concurrent proxied pairs on one worker, each moving its own checked pattern
+//! both ways, over a MemLink to a farm of UE connections.
+
+use std::net::Ipv4Addr;
+
+use dataplane::clock::{Clock, VirtualClock};
+use dataplane::contract::*;
+use dataplane::memlink::{MemLink, MemLinkConfig};
+use dataplane::testbed::Farm;
+use dataplane::worker::{Worker, WorkerConfig};
+use smoltcp::time::Duration;
+use smoltcp::wire::Ipv4Cidr;
+
+const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
+const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);
+const UE_X: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 7);
+const UE_Y: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 50);
+
+#[test]
+fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
+    const PAIRS: u32 = 10_000;
+    let bytes = |i: u32| 1000 + (i as u64 * 37) % 7000;
+    let clock = VirtualClock::new();
+    let link = MemLinkConfig {
+        pool_buffers: 65536,
+        queue_frames: 8192,
+        ..MemLinkConfig::default()
+    };
+    let (pa, pb) = MemLink::pair(link, clock.clone());
+    let pool = pa.pool().clone();
+    let (control, worker_end) = rings(1 << 17);
+    let cfg = WorkerConfig {
+        addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
+        rx_buffer: 4096,
+        tx_buffer: 4096,
+        ..WorkerConfig::default()
+    };
+    let mut worker = Worker::new(pa, cfg, worker_end, clock.now());
+    let mut farm = Farm::new(
+        pb,
+        &[Ipv4Cidr::new(UE_X, 15), Ipv4Cidr::new(UE_Y, 15)],
+        clock.now(),
+    );
+
+    let key = |i: u32, t: u32| TerminationKey {
+        context: i,
+        termination: t,
+    };
+    let mut ys = Vec::new();
+    for i in 0..PAIRS {
+        let port = 10_000 + i as u16;
+        ys.push(farm.listen(
+            (UE_Y, port),
+            4096,
+            2 * i as u64 + 1,
+            bytes(i),
+            2 * i as u64,
+            bytes(i),
+        ));
+        for c in [
+            Command::Reserve {
+                key: key(i, 1),
+                local: std::net::SocketAddrV4::new(AGW_ACCESS, port),
+            },
+            Command::Reserve {
+                key: key(i, 2),
+                local: std::net::SocketAddrV4::new(AGW_CORE, port),
+            },
+            Command::Start {
+                key: key(i, 1),
+                role: LegRole::Passive,
+                accept: Accept::Gate(UE_X),
+                timers: LegTimers::default(),
+            },
+            Command::Start {
+                key: key(i, 2),
+                role: LegRole::Active {
+                    remote: std::net::SocketAddrV4::new(UE_Y, port),
+                },
+                accept: Accept::Gate(UE_Y),
+                timers: LegTimers::default(),
+            },
+            Command::Join {
+                a: key(i, 1),
+                b: key(i, 2),
+            },
+        ] {
+            control.commands.push(c).unwrap();
+        }
+    }
+    let mut events = Vec::new();
+    let mut step = |worker: &mut Worker<_>, farm: &mut Farm<_>, events: &mut Vec<Event>| {
+        let now = clock.now();
+        let mut busy = worker.poll(now);
+        busy |= farm.poll(now);
+        while let Some(e) = control.events.pop() {
+            events.push(e);
+        }
+        if !busy {
+            clock.advance(Duration::from_millis(1));
+        }
+    };
+    while worker.legs() < 2 * PAIRS as usize || !control.commands.is_empty() {
+        step(&mut worker, &mut farm, &mut events);
+    }
+    let mut xs = Vec::new();
+    for i in 0..PAIRS {
+        let port = 10_000 + i as u16;
+        xs.push(farm.connect(
+            (UE_X, port),
+            (AGW_ACCESS, port),
+            4096,
+            2 * i as u64,
+            bytes(i),
+            2 * i as u64 + 1,
+            bytes(i),
+        ));
+    }
+    let limit = clock.now() + Duration::from_secs(120);
+    let closed = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Closed { .. }))
+            .count()
+    };
+    while closed(&events) < 2 * PAIRS as usize {
+        assert!(
+            clock.now() < limit,
+            "closed {} of {} legs",
+            closed(&events),
+            2 * PAIRS
+        );
+        step(&mut worker, &mut farm, &mut events);
+    }
+    for (i, (x, y)) in xs.iter().zip(&ys).enumerate() {
+        for id in [*x, *y] {
+            let c = farm.conn(id);
+            assert_eq!(c.rx.received, bytes(i as u32), "pair {i}");
+            assert_eq!(c.rx.first_mismatch, None, "pair {i}");
+        }
+    }
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::CutThrough { .. }))
+            .count(),
+        PAIRS as usize
+    );
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::Rejected { .. } | Event::ConnectFailed { .. })));
+    let c = worker.counters();
+    assert_eq!(
+        (c.gate_rejected, c.events_dropped, c.malformed_dropped),
+        (0, 0, 0)
+    );
+    while worker.legs() > 0 {
+        step(&mut worker, &mut farm, &mut events);
+    }
+    drop((worker, farm));
+    assert_eq!(pool.in_use(), 0);
+}
