@@ -47,7 +47,7 @@ pub fn egress<P: Port>(
     let before = device.stats().tx_frames;
     let mut wanted = false;
     for _ in 0..64 {
-        if !iface.poll_at(now, set).is_some_and(|t| t <= now) {
+        if iface.poll_at(now, set).is_none_or(|t| t > now) {
             break;
         }
         wanted = true;

@@ -169,28 +169,6 @@ pub fn fill_pattern(stream: u64, offset: u64, buf: &mut [u8]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checker_finds_a_shifted_byte() {
-        let mut data = vec![0u8; 1000];
-        fill_pattern(3, 0, &mut data);
-        let mut ok = PatternChecker::new(3);
-        ok.check(&data[..400]);
-        ok.check(&data[400..]);
-        assert_eq!((ok.received, ok.first_mismatch), (1000, None));
-        let mut bad = PatternChecker::new(3);
-        bad.check(&data[..400]);
-        bad.check(&data[401..]); // one byte lost
-        assert!(bad.first_mismatch.is_some());
-        let mut other = PatternChecker::new(4);
-        other.check(&data);
-        assert_eq!(other.first_mismatch, Some(0));
-    }
-}
-
 /// Many TCP connections on one interface, each in its own socket set behind the same demux
 /// as the worker's, so a test can run tens of thousands of UEs. Every connection sends a
 /// pattern stream and checks the one it receives; it closes once it has sent and received
@@ -204,6 +182,8 @@ pub struct Farm<P: Port> {
     dirty: Vec<u32>,
     wheel: crate::wheel::TimerWheel,
     blocked: Vec<u32>,
+    /// Close connections once they have sent and received everything (the default).
+    pub auto_close: bool,
 }
 
 pub struct FarmConn {
@@ -251,7 +231,15 @@ impl<P: Port> Farm<P> {
             dirty: Vec::new(),
             wheel: crate::wheel::TimerWheel::new(now.total_millis()),
             blocked: Vec::new(),
+            auto_close: true,
         }
+    }
+
+    /// Makes connection `from` send `n` more bytes of its stream, to be checked at `to`.
+    pub fn push(&mut self, from: u32, to: u32, n: u64) {
+        self.conns[from as usize].tx.total += n;
+        self.conns[to as usize].expect += n;
+        self.mark(from);
     }
 
     fn add(
@@ -441,7 +429,12 @@ impl<P: Port> Farm<P> {
             let s = c.set.get_mut::<tcp::Socket>(c.handle);
             c.tx.pump(s);
             c.rx.pump(s);
-            if c.tx.done() && s.send_queue() == 0 && s.may_send() && c.rx.received == c.expect {
+            if self.auto_close
+                && c.tx.done()
+                && s.send_queue() == 0
+                && s.may_send()
+                && c.rx.received == c.expect
+            {
                 s.close();
             }
             let out = crate::legpoll::egress(&mut self.iface, &mut self.device, &mut c.set, now);
@@ -460,5 +453,27 @@ impl<P: Port> Farm<P> {
         }
         self.device.flush();
         busy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checker_finds_a_shifted_byte() {
+        let mut data = vec![0u8; 1000];
+        fill_pattern(3, 0, &mut data);
+        let mut ok = PatternChecker::new(3);
+        ok.check(&data[..400]);
+        ok.check(&data[400..]);
+        assert_eq!((ok.received, ok.first_mismatch), (1000, None));
+        let mut bad = PatternChecker::new(3);
+        bad.check(&data[..400]);
+        bad.check(&data[401..]); // one byte lost
+        assert!(bad.first_mismatch.is_some());
+        let mut other = PatternChecker::new(4);
+        other.check(&data);
+        assert_eq!(other.first_mismatch, Some(0));
     }
 }

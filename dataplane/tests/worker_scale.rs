@@ -89,7 +89,7 @@ fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
         }
     }
     let mut events = Vec::new();
-    let mut step = |worker: &mut Worker<_>, farm: &mut Farm<_>, events: &mut Vec<Event>| {
+    let step = |worker: &mut Worker<_>, farm: &mut Farm<_>, events: &mut Vec<Event>| {
         let now = clock.now();
         let mut busy = worker.poll(now);
         busy |= farm.poll(now);

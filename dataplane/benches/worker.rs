@@ -1,0 +1,255 @@
+//! Cost per packet of the worker against the number of established legs, and relayed
+//! throughput per core. Only the worker's own poll time is measured (the farm of UEs on the
+//! other end of the MemLink is not), on a virtual clock.
+//!
+//! Traffic: each round, 64 pairs (hot: the same 64 pairs every round; cold: 64 random pairs)
+//! send one 64-byte message from the access side; the worker forwards it to the core side.
+//! Reported: ns of worker time per frame the worker received (data and ACKs), the minimum
+//! over interleaved repetitions.
+//!
+//! `IMSAGW_BENCH_LEGS=10,1000,10000,100000` (the default) picks the leg counts.
+
+use std::hint::black_box;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Instant as Wall;
+
+use dataplane::clock::{Clock, VirtualClock};
+use dataplane::contract::*;
+use dataplane::memlink::{MemLink, MemLinkConfig, MemPort};
+use dataplane::rng::SplitMix64;
+use dataplane::testbed::Farm;
+use dataplane::worker::{Worker, WorkerConfig};
+use smoltcp::time::Duration;
+use smoltcp::wire::Ipv4Cidr;
+
+const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
+const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);
+const UE_X: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 7);
+const UE_Y: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 50);
+
+struct Rig {
+    clock: VirtualClock,
+    worker: Worker<MemPort>,
+    farm: Farm<MemPort>,
+    control: ControlEnd,
+    xs: Vec<u32>,
+    ys: Vec<u32>,
+    worker_ns: u128,
+}
+
+impl Rig {
+    fn new(pairs: u32, buf: usize) -> Rig {
+        let clock = VirtualClock::new();
+        let link = MemLinkConfig {
+            pool_buffers: 1 << 18,
+            queue_frames: 1 << 15,
+            ..MemLinkConfig::default()
+        };
+        let (pa, pb) = MemLink::pair(link, clock.clone());
+        let (control, worker_end) = rings(1 << 18);
+        let cfg = WorkerConfig {
+            addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
+            rx_buffer: buf,
+            tx_buffer: buf,
+            ..WorkerConfig::default()
+        };
+        let worker = Worker::new(pa, cfg, worker_end, clock.now());
+        let mut farm = Farm::new(
+            pb,
+            &[Ipv4Cidr::new(UE_X, 15), Ipv4Cidr::new(UE_Y, 15)],
+            clock.now(),
+        );
+        farm.auto_close = false;
+        let mut rig = Rig {
+            clock,
+            worker,
+            farm,
+            control,
+            xs: Vec::new(),
+            ys: Vec::new(),
+            worker_ns: 0,
+        };
+        let key = |i: u32, t: u32| TerminationKey {
+            context: i,
+            termination: t,
+        };
+        let port = |i: u32| 5000 + i as u16;
+        for i in 0..pairs {
+            rig.ys.push(rig.farm.listen(
+                (UE_Y, port(i)),
+                buf,
+                2 * i as u64 + 1,
+                0,
+                2 * i as u64,
+                0,
+            ));
+            for c in [
+                Command::Reserve {
+                    key: key(i, 1),
+                    local: SocketAddrV4::new(AGW_ACCESS, port(i)),
+                },
+                Command::Reserve {
+                    key: key(i, 2),
+                    local: SocketAddrV4::new(AGW_CORE, port(i)),
+                },
+                Command::Start {
+                    key: key(i, 1),
+                    role: LegRole::Passive,
+                    accept: Accept::Gate(UE_X),
+                    timers: LegTimers::default(),
+                },
+                Command::Start {
+                    key: key(i, 2),
+                    role: LegRole::Active {
+                        remote: SocketAddrV4::new(UE_Y, port(i)),
+                    },
+                    accept: Accept::Gate(UE_Y),
+                    timers: LegTimers::default(),
+                },
+                Command::Join {
+                    a: key(i, 1),
+                    b: key(i, 2),
+                },
+            ] {
+                while rig.control.commands.push(c.clone()).is_err() {
+                    rig.settle(1);
+                }
+            }
+        }
+        while rig.worker.legs() < 2 * pairs as usize || !rig.control.commands.is_empty() {
+            rig.settle(1);
+        }
+        for i in 0..pairs {
+            rig.xs.push(rig.farm.connect(
+                (UE_X, port(i)),
+                (AGW_ACCESS, port(i)),
+                buf,
+                2 * i as u64,
+                0,
+                2 * i as u64 + 1,
+                0,
+            ));
+        }
+        let mut cut = 0;
+        while cut < pairs {
+            rig.settle(1);
+            while let Some(e) = rig.control.events.pop() {
+                if matches!(e, Event::CutThrough { .. }) {
+                    cut += 1;
+                }
+            }
+        }
+        rig.settle(50);
+        rig
+    }
+
+    /// Polls until nothing moves, then advances the clock; `rounds` times.
+    fn settle(&mut self, rounds: u32) {
+        for _ in 0..rounds {
+            loop {
+                let now = self.clock.now();
+                let t = Wall::now();
+                let w = self.worker.poll(now);
+                self.worker_ns += t.elapsed().as_nanos();
+                let f = self.farm.poll(now);
+                while self.control.events.pop().is_some() {}
+                if !w && !f {
+                    break;
+                }
+            }
+            self.clock.advance(Duration::from_millis(1));
+        }
+    }
+
+    /// ns of worker time per received frame over `rounds` rounds of 64-byte messages on
+    /// `active` pairs chosen by `pick`.
+    fn per_frame(
+        &mut self,
+        rounds: u32,
+        active: usize,
+        mut pick: impl FnMut(usize) -> usize,
+    ) -> f64 {
+        let rx0 = self.worker.counters().rx_frames;
+        self.worker_ns = 0;
+        for _ in 0..rounds {
+            for k in 0..active {
+                let i = pick(k);
+                self.farm.push(self.xs[i], self.ys[i], 64);
+            }
+            self.settle(1);
+        }
+        let frames = self.worker.counters().rx_frames - rx0;
+        self.worker_ns as f64 / frames.max(1) as f64
+    }
+}
+
+fn legs_from_env() -> Vec<u32> {
+    std::env::var("IMSAGW_BENCH_LEGS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![10, 1000, 10_000, 100_000])
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let reps = 5;
+    let rounds = 200;
+    println!("# worker cost per received frame (ns, min over {reps} interleaved repetitions of {rounds} rounds)");
+    println!(
+        "| legs | pairs | hot set | cold set | hot / hot@10 | cold / hot@10 | per-pair buffers |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut base = None;
+    for legs in legs_from_env() {
+        let pairs = (legs / 2).max(1);
+        let t = Wall::now();
+        let mut rig = Rig::new(pairs, 4096);
+        let setup = t.elapsed();
+        let active = 64.min(pairs as usize);
+        let mut rng = SplitMix64::new(legs as u64);
+        let (mut hot, mut cold) = (f64::MAX, f64::MAX);
+        for _ in 0..reps {
+            hot = hot.min(rig.per_frame(rounds, active, |k| k));
+            cold = cold.min(rig.per_frame(rounds, active, |_| rng.below(pairs as u64) as usize));
+        }
+        let b = *base.get_or_insert(hot);
+        println!(
+            "| {} | {pairs} | {hot:.0} | {cold:.0} | {:.2} | {:.2} | {} B |",
+            2 * pairs,
+            hot / b,
+            cold / b,
+            rig.worker.pair_buffer_bytes()
+        );
+        eprintln!(
+            "(setup of {} legs took {:.1} s)",
+            2 * pairs,
+            setup.as_secs_f64()
+        );
+        black_box(&rig.worker);
+    }
+
+    println!();
+    println!("# relayed throughput per core of worker time (64 KiB socket buffers, 32 MB per pair one way)");
+    println!("| pairs | Gbit/s of payload per worker core | bytes relayed |");
+    println!("|---|---|---|");
+    for pairs in [1u32, 64] {
+        let mut rig = Rig::new(pairs, 64 * 1024);
+        let per_pair = 32_000_000 / pairs as u64;
+        for i in 0..pairs as usize {
+            rig.farm.push(rig.xs[i], rig.ys[i], per_pair);
+        }
+        rig.worker_ns = 0;
+        let total = per_pair * pairs as u64;
+        loop {
+            rig.settle(1);
+            let got: u64 = rig.ys.iter().map(|&y| rig.farm.conn(y).rx.received).sum();
+            if got == total {
+                break;
+            }
+        }
+        let gbps = total as f64 * 8.0 / rig.worker_ns as f64;
+        println!("| {pairs} | {gbps:.2} | {total} |");
+    }
+}
