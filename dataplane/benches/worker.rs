@@ -35,6 +35,7 @@ struct Rig {
     xs: Vec<u32>,
     ys: Vec<u32>,
     worker_ns: u128,
+    cut_through: u32,
 }
 
 impl Rig {
@@ -68,6 +69,7 @@ impl Rig {
             xs: Vec::new(),
             ys: Vec::new(),
             worker_ns: 0,
+            cut_through: 0,
         };
         let key = |i: u32, t: u32| TerminationKey {
             context: i,
@@ -130,14 +132,8 @@ impl Rig {
                 0,
             ));
         }
-        let mut cut = 0;
-        while cut < pairs {
+        while rig.cut_through < pairs {
             rig.settle(1);
-            while let Some(e) = rig.control.events.pop() {
-                if matches!(e, Event::CutThrough { .. }) {
-                    cut += 1;
-                }
-            }
         }
         rig.settle(50);
         rig
@@ -152,7 +148,11 @@ impl Rig {
                 let w = self.worker.poll(now);
                 self.worker_ns += t.elapsed().as_nanos();
                 let f = self.farm.poll(now);
-                while self.control.events.pop().is_some() {}
+                while let Some(e) = self.control.events.pop() {
+                    if matches!(e, Event::CutThrough { .. }) {
+                        self.cut_through += 1;
+                    }
+                }
                 if !w && !f {
                     break;
                 }
