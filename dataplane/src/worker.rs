@@ -343,9 +343,12 @@ impl<P: Port> Worker<P> {
                 self.iface
                     .poll_egress(now, &mut self.device, &mut self.empty);
                 if class == FrameClass::Arp {
-                    for idx in std::mem::take(&mut self.arp_blocked) {
+                    // Keep the list's capacity: no allocation on the steady path.
+                    let mut blocked = std::mem::take(&mut self.arp_blocked);
+                    for idx in blocked.drain(..) {
                         self.mark(idx);
                     }
+                    self.arp_blocked = blocked;
                 }
             }
         }
@@ -787,7 +790,10 @@ impl<P: Port> Worker<P> {
             // Still due (the port took no more frames): serve again next poll.
             next = now_ms + 1;
         }
-        if next != NO_DEADLINE && next != leg.armed_ms {
+        // Only an earlier deadline needs a new wheel entry: when the armed one fires, the leg
+        // is served and re-armed for whatever it then needs. This keeps one live entry per
+        // leg and few stale ones, so the wheel stops growing once warm.
+        if next < leg.armed_ms {
             leg.armed_ms = next;
             self.wheel.insert(idx, next);
         }
