@@ -220,7 +220,7 @@ fn main() {
             2 * pairs,
             hot / b,
             cold / b,
-            rig.worker.pair_buffer_bytes()
+            rig.worker.pair_memory_bytes()
         );
         eprintln!(
             "(setup of {} legs took {:.1} s)",

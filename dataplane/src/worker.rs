@@ -196,6 +196,15 @@ impl<P: Port> Worker<P> {
         2 * (self.cfg.rx_buffer + self.cfg.tx_buffer)
     }
 
+    /// Heap one established pair costs: its socket buffers plus, per leg, the leg record, its
+    /// one-slot socket set and the key-map entry.
+    pub fn pair_memory_bytes(&self) -> usize {
+        let per_leg = std::mem::size_of::<Option<Leg>>()
+            + std::mem::size_of::<smoltcp::iface::SocketStorage>()
+            + std::mem::size_of::<(TerminationKey, u32)>();
+        self.pair_buffer_bytes() + 2 * per_leg
+    }
+
     /// One iteration of the poll loop: receive, run timers, take commands, serve dirty legs,
     /// transmit, publish events. Returns whether anything was done.
     pub fn poll(&mut self, now: Instant) -> bool {

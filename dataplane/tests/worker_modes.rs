@@ -177,7 +177,7 @@ fn merge_mode_both_legs_passive() {
             key: T1,
             remote: sa(UE_X, 6000)
         }));
-    transfer(&mut b, x, y, 20 * MB);
+    transfer(&mut b, x, y, 100 * MB);
     finish(&mut b);
 }
 
@@ -214,7 +214,7 @@ fn active_active_mode_both_legs_connect_out() {
     b.wait_for(Duration::from_secs(10), |b| {
         b.has(|e| matches!(e, Event::CutThrough { .. }))
     });
-    transfer(&mut b, x, y, 20 * MB);
+    transfer(&mut b, x, y, 100 * MB);
     finish(&mut b);
 }
 
@@ -281,4 +281,14 @@ fn nothing_is_forwarded_before_both_legs_are_up() {
     });
     assert_eq!(&got[..], b"hello before the core leg exists");
     assert_eq!(b.ue(x).state(), tcp::State::Established);
+}
+
+#[test]
+fn one_pair_costs_its_buffers_plus_a_little() {
+    let b = bed(Faults::default(), 1);
+    let buffers = b.worker.pair_buffer_bytes();
+    let total = b.worker.pair_memory_bytes();
+    eprintln!("pair memory: {total} bytes ({buffers} of socket buffers)");
+    assert_eq!(buffers, 4 * 64 * 1024);
+    assert!(total > buffers && total < buffers + 4096, "{total}");
 }
