@@ -430,3 +430,24 @@ fn an_idle_pair_is_released_after_its_idle_timer() {
             && b.host.sockets.get::<tcp::Socket>(y).state() == tcp::State::Closed
     });
 }
+
+#[test]
+fn a_segment_to_a_port_no_leg_owns_gets_a_reset() {
+    let mut b = bed(Faults::default(), 11);
+    let probe = b.ue_connect(sa(UE_X, 45000), sa(AGW_ACCESS, 45001), 4096);
+    b.wait_for(Duration::from_secs(5), |b| {
+        b.host.sockets.get::<tcp::Socket>(probe).state() == tcp::State::Closed
+    });
+    assert!(b.worker.counters().tcp_no_leg >= 1);
+    // A reserved leg that has not been started refuses too.
+    b.send(Command::Reserve {
+        key: T1,
+        local: sa(AGW_ACCESS, 45002),
+    });
+    b.run_for(Duration::from_millis(2));
+    let early = b.ue_connect(sa(UE_X, 45003), sa(AGW_ACCESS, 45002), 4096);
+    b.wait_for(Duration::from_secs(5), |b| {
+        b.host.sockets.get::<tcp::Socket>(early).state() == tcp::State::Closed
+    });
+    assert!(!b.has(|e| matches!(e, Event::Established { .. })));
+}
