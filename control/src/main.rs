@@ -96,21 +96,7 @@ fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
 }
 
 fn default_eal() -> Vec<String> {
-    [
-        "-l",
-        "0",
-        "--no-huge",
-        "--no-pci",
-        "--no-shconf",
-        "--no-telemetry",
-        "-m",
-        "256",
-        "--log-level=lib.eal:error",
-        "--vdev=net_tap0,iface=imsagw0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    Eal::no_nic_args(&["net_tap0,iface=imsagw0"])
 }
 
 fn stop_flag() -> Result<Arc<AtomicBool>> {

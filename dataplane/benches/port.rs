@@ -18,18 +18,7 @@ use smoltcp::time::Duration;
 use smoltcp::wire::{IpAddress, Ipv4Address, Ipv4Cidr};
 
 fn dpdk(c: &mut Criterion) {
-    let args = [
-        "-l",
-        "0",
-        "--no-huge",
-        "--no-pci",
-        "--no-shconf",
-        "--no-telemetry",
-        "-m",
-        "256",
-        "--log-level=lib.eal:error",
-        "--vdev=net_null0",
-    ];
+    let args = Eal::no_nic_args(&["net_null0"]);
     let eal = match Eal::init(args) {
         Ok(e) => e,
         Err(e) => {

@@ -51,35 +51,7 @@ fn the_poll_loop_does_not_allocate_once_warm() {
         ..Faults::default()
     };
     let mut b = bed(faults, 99);
-    b.send(Command::Reserve {
-        key: T1,
-        local: sa(AGW_ACCESS, 44000),
-    });
-    b.send(Command::Reserve {
-        key: T2,
-        local: sa(AGW_CORE, 44000),
-    });
-    let y = b.ue_listen(UE_Y, 44000, 64 * 1024);
-    b.send(Command::Start {
-        key: T2,
-        role: LegRole::Active {
-            remote: sa(UE_Y, 44000),
-        },
-        accept: Accept::Gate(UE_Y),
-        timers: timers(),
-    });
-    b.send(Command::Start {
-        key: T1,
-        role: LegRole::Passive,
-        accept: Accept::Gate(UE_X),
-        timers: timers(),
-    });
-    b.send(Command::Join { a: T1, b: T2 });
-    b.run_for(Duration::from_millis(5));
-    let x = b.ue_connect(sa(UE_X, 44000), sa(AGW_ACCESS, 44000), 64 * 1024);
-    b.wait_for(Duration::from_secs(5), |b| {
-        b.has(|e| matches!(e, Event::CutThrough { .. }))
-    });
+    let (x, y) = b.proxied_pair(44000, 64 * 1024);
 
     let mut tx_x = PatternSender::new(1, u64::MAX);
     let mut tx_y = PatternSender::new(2, u64::MAX);

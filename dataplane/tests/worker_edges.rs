@@ -11,38 +11,8 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 
-/// A proxied pair up and cut through: T2 to UE-Y (server), UE-X to T1.
 fn up(b: &mut Bed, port: u16) -> (SocketHandle, SocketHandle) {
-    b.send(Command::Reserve {
-        key: T1,
-        local: sa(AGW_ACCESS, port),
-    });
-    b.send(Command::Reserve {
-        key: T2,
-        local: sa(AGW_CORE, port),
-    });
-    let y = b.ue_listen(UE_Y, port, 64 * 1024);
-    b.send(Command::Start {
-        key: T2,
-        role: LegRole::Active {
-            remote: sa(UE_Y, port),
-        },
-        accept: Accept::Gate(UE_Y),
-        timers: timers(),
-    });
-    b.send(Command::Start {
-        key: T1,
-        role: LegRole::Passive,
-        accept: Accept::Gate(UE_X),
-        timers: timers(),
-    });
-    b.send(Command::Join { a: T1, b: T2 });
-    b.run_for(Duration::from_millis(5));
-    let x = b.ue_connect(sa(UE_X, port), sa(AGW_ACCESS, port), 64 * 1024);
-    b.wait_for(Duration::from_secs(5), |b| {
-        b.has(|e| matches!(e, Event::CutThrough { .. }))
-    });
-    (x, y)
+    b.proxied_pair(port, 64 * 1024)
 }
 
 fn read_all(b: &mut Bed, h: SocketHandle, into: &mut Vec<u8>) -> usize {

@@ -7,22 +7,7 @@ use anyhow::{bail, Context, Result};
 
 /// EAL arguments for a machine without NICs or hugepages, plus the given vdevs.
 pub fn eal_args(vdevs: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "-l",
-        "0",
-        "--no-huge",
-        "--no-pci",
-        "--no-shconf",
-        "--no-telemetry",
-        "-m",
-        "256",
-        "--log-level=lib.eal:error",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    a.extend(vdevs.iter().map(|v| format!("--vdev={v}")));
-    a
+    dataplane::dpdk::Eal::no_nic_args(vdevs)
 }
 
 /// Runs a command, failing with its output when it fails.

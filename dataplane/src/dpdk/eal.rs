@@ -61,6 +61,28 @@ impl Eal {
         Ok(eal)
     }
 
+    /// EAL arguments for a machine without a DPDK NIC or hugepages (CI, laptops, the demo):
+    /// one lcore, 256 MB of ordinary memory, no PCI scan, no shared config, and `vdevs`
+    /// (`net_tap0,iface=NAME`, `net_null0`, ...).
+    pub fn no_nic_args(vdevs: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = [
+            "-l",
+            "0",
+            "--no-huge",
+            "--no-pci",
+            "--no-shconf",
+            "--no-telemetry",
+            "-m",
+            "256",
+            "--log-level=lib.eal:error",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(vdevs.iter().map(|v| format!("--vdev={v}")));
+        a
+    }
+
     /// The handle, if the EAL has been initialised in this process.
     pub fn get() -> Option<&'static Eal> {
         *EAL.lock().unwrap_or_else(|p| p.into_inner())

@@ -201,6 +201,41 @@ impl Bed {
         h
     }
 
+    /// The seed's proxied pair, up and cut through: T2 connects out to UE-Y (the server) on
+    /// `port`, UE-X connects to T1; UE sockets get `buf` bytes of buffer. Returns (UE-X, UE-Y).
+    pub fn proxied_pair(&mut self, port: u16, buf: usize) -> (SocketHandle, SocketHandle) {
+        self.send(Command::Reserve {
+            key: T1,
+            local: sa(AGW_ACCESS, port),
+        });
+        self.send(Command::Reserve {
+            key: T2,
+            local: sa(AGW_CORE, port),
+        });
+        let y = self.ue_listen(UE_Y, port, buf);
+        self.send(Command::Start {
+            key: T2,
+            role: LegRole::Active {
+                remote: sa(UE_Y, port),
+            },
+            accept: Accept::Gate(UE_Y),
+            timers: timers(),
+        });
+        self.send(Command::Start {
+            key: T1,
+            role: LegRole::Passive,
+            accept: Accept::Gate(UE_X),
+            timers: timers(),
+        });
+        self.send(Command::Join { a: T1, b: T2 });
+        self.run_for(Duration::from_millis(5));
+        let x = self.ue_connect(sa(UE_X, port), sa(AGW_ACCESS, port), buf);
+        self.wait_for(Duration::from_secs(5), |b| {
+            b.has(|e| matches!(e, Event::CutThrough { .. }))
+        });
+        (x, y)
+    }
+
     pub fn ue(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
         self.host.tcp(h)
     }
