@@ -8,7 +8,6 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
-use dataplane::contract::*;
 use dataplane::memlink::Faults;
 use dataplane::testbed::{PatternChecker, PatternSender};
 use smoltcp::time::Duration;
