@@ -3,3 +3,4 @@
 
 pub mod h248;
 pub mod logging;
+pub mod transaction;
