@@ -1,6 +1,7 @@
 //! imsagw control plane. The H.248 codec, transactions, the MG model and the Iq profile
 //! arrive here in their own modules; today it holds what the `imsagw` binary shares.
 
+pub mod dispatch;
 pub mod h248;
 pub mod logging;
 pub mod transaction;
