@@ -5,3 +5,4 @@ pub mod dispatch;
 pub mod h248;
 pub mod logging;
 pub mod transaction;
+pub mod transport;
