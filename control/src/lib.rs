@@ -4,5 +4,6 @@
 pub mod dispatch;
 pub mod h248;
 pub mod logging;
+pub mod registration;
 pub mod transaction;
 pub mod transport;
