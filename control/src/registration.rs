@@ -122,8 +122,10 @@ impl Registration {
         if let State::Registered { mgc, .. } = self.state {
             self.method = ServiceChangeMethod::Forced;
             self.reason = "905 Termination taken out of service";
+            // Tracked like any request, so it is repeated while the process drains.
             let tid = self.outstanding.allocate_tid();
             let bytes = self.service_change(tid);
+            self.outstanding.sent(tid, mgc, Arc::clone(&bytes), now);
             act(Action::Send { to: mgc, bytes });
         }
         self.state = State::ShutDown;
