@@ -37,6 +37,8 @@ pub struct DispatchCounters {
     pub acks: u64,
     /// Replies and Pendings from the peer (for our own requests).
     pub peer_replies: u64,
+    /// Requests refused with 505 before registration.
+    pub before_registration: u64,
 }
 
 /// Replies, Pendings and acks the peer sent, for the owner of our outgoing requests.
@@ -56,6 +58,7 @@ pub struct Dispatcher<E: Executor> {
     max_message: usize,
     counters: DispatchCounters,
     scratch: String,
+    registered: bool,
 }
 
 impl<E: Executor> Dispatcher<E> {
@@ -70,7 +73,14 @@ impl<E: Executor> Dispatcher<E> {
             max_message: 32 * 1024,
             counters: DispatchCounters::default(),
             scratch: String::with_capacity(4096),
+            registered: true,
         }
+    }
+
+    /// Until the MGC has answered our ServiceChange, requests other than a ServiceChange are
+    /// refused with 505 (H.248.1 11.4) and not executed.
+    pub fn set_registered(&mut self, registered: bool) {
+        self.registered = registered;
     }
 
     pub fn set_form(&mut self, form: Form) {
@@ -151,6 +161,24 @@ impl<E: Executor> Dispatcher<E> {
             match t {
                 Transaction::Request(req) => {
                     self.counters.requests += 1;
+                    if !self.registered && !is_service_change(&req) {
+                        self.counters.before_registration += 1;
+                        let error = ErrorDescriptor {
+                            code: 505,
+                            text: Some("not registered yet".into()),
+                        };
+                        let bytes = self.encode_with(
+                            version,
+                            MessageBody::Transactions(vec![Transaction::Reply(TransactionReply {
+                                id: req.id,
+                                segment: None,
+                                imm_ack_required: false,
+                                result: ReplyResult::Error(error),
+                            })]),
+                        );
+                        send(peer, bytes);
+                        continue;
+                    }
                     match self.cache.request(peer, req.id, now) {
                         Some(Disposition::Execute) => {
                             let result = self.executor.execute(peer, version, &req);
@@ -233,6 +261,14 @@ impl<E: Executor> Dispatcher<E> {
         encode_into(&msg, self.form, &mut self.scratch);
         Arc::from(self.scratch.as_bytes())
     }
+}
+
+fn is_service_change(req: &TransactionRequest) -> bool {
+    req.actions.iter().all(|a| {
+        a.commands
+            .iter()
+            .all(|c| matches!(c.command, Command::ServiceChange { .. }))
+    })
 }
 
 /// The message starts (after white space and comments) with `MEGACO/` or `!/`, or with an
@@ -431,6 +467,29 @@ mod tests {
         assert!(out[0].contains("P=10{ER=510"), "{}", out[0]);
         assert_eq!(d.executor.0, 1);
         assert_eq!(d.counters().refused, 1);
+    }
+
+    #[test]
+    fn before_registration_requests_get_505_and_are_not_executed() {
+        let mut d = dispatcher();
+        d.set_registered(false);
+        let out = feed(&mut d, mgc(), ADD, 0);
+        assert!(out[0].contains("P=9{ER=505"), "{}", out[0]);
+        // The MGC's own ServiceChange is still served.
+        let out = feed(
+            &mut d,
+            mgc(),
+            "!/3 [198.51.100.1]:2946 T=11{C=-{SC=ROOT{SV{MT=RS,RE=\"901\"}}}}",
+            0,
+        );
+        assert_eq!(out[0], "!/3 [198.51.100.2]:2944\nP=11{C=111}");
+        assert_eq!(d.executor.0, 1);
+        d.set_registered(true);
+        assert_eq!(
+            feed(&mut d, mgc(), ADD, 0)[0],
+            "!/3 [198.51.100.2]:2944\nP=9{C=109}"
+        );
+        assert_eq!(d.counters().before_registration, 1);
     }
 
     #[test]
