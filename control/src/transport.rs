@@ -2,8 +2,8 @@
 //! address, H.248.1 D.1) and TPKT framing for TCP (RFC 1006: version 3, reserved 0, 16-bit
 //! length including the 4-byte header, H.248.1 D.2).
 
-use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +78,125 @@ impl UdpTransport {
             from_peer,
         );
         Ok(true)
+    }
+}
+
+/// H.248 over TCP (H.248.1 D.2): connections from configured MGCs, each message in a TPKT
+/// frame, answers on the connection the request came on. Non-blocking; `poll` does one round.
+pub struct TcpTransport {
+    listener: TcpListener,
+    conns: Vec<TcpConn>,
+    max_frame: usize,
+    max_connections: usize,
+    buf: Vec<u8>,
+    /// Connections refused (not an MGC, or too many) and closed for a framing error.
+    pub refused: u64,
+    pub framing_errors: u64,
+}
+
+struct TcpConn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    reader: TpktReader,
+}
+
+impl TcpTransport {
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(TcpTransport {
+            listener,
+            conns: Vec::new(),
+            max_frame: 32 * 1024,
+            max_connections: 16,
+            buf: vec![0; 16 * 1024],
+            refused: 0,
+            framing_errors: 0,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Accepts new MGC connections and serves what arrived on the open ones.
+    pub fn poll<E: Executor>(
+        &mut self,
+        dispatcher: &mut Dispatcher<E>,
+        mgcs: &[std::net::IpAddr],
+        now: Millis,
+        mut from_peer: impl FnMut(FromPeer),
+    ) -> io::Result<bool> {
+        let mut busy = false;
+        loop {
+            match self.listener.accept() {
+                Ok((stream, peer)) => {
+                    busy = true;
+                    if !mgcs.contains(&peer.ip()) || self.conns.len() >= self.max_connections {
+                        self.refused += 1;
+                        tracing::warn!(%peer, "H.248 TCP connection refused");
+                        continue;
+                    }
+                    stream.set_nonblocking(true)?;
+                    let _ = stream.set_nodelay(true);
+                    self.conns.push(TcpConn {
+                        stream,
+                        peer,
+                        reader: TpktReader::new(self.max_frame),
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut i = 0;
+        while i < self.conns.len() {
+            let mut close = false;
+            match self.conns[i].stream.read(&mut self.buf) {
+                Ok(0) => close = true,
+                Ok(n) => {
+                    busy = true;
+                    let conn = &mut self.conns[i];
+                    let (stream, peer) = (&mut conn.stream, conn.peer);
+                    let mut write_failed = false;
+                    let framed = conn.reader.feed(&self.buf[..n], |msg| {
+                        dispatcher.datagram(
+                            peer,
+                            msg,
+                            now,
+                            |_, bytes| {
+                                let mut out = Vec::with_capacity(bytes.len() + 4);
+                                // Answers are never longer than a frame: they are our own encodings.
+                                if tpkt_frame(&bytes, &mut out).is_err()
+                                    || stream.write_all(&out).is_err()
+                                {
+                                    write_failed = true;
+                                }
+                            },
+                            &mut from_peer,
+                        );
+                    });
+                    if let Err(e) = framed {
+                        self.framing_errors += 1;
+                        tracing::warn!(%peer, error = %e, "H.248 TCP framing error; closing");
+                        close = true;
+                    }
+                    close |= write_failed;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => close = true,
+            }
+            if close {
+                self.conns.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        Ok(busy)
     }
 }
 
@@ -233,6 +352,70 @@ mod tests {
             return;
         }
         exchange("[::1]:0", "[::1]:0");
+    }
+
+    #[test]
+    fn tcp_with_tpkt_answers_on_the_connection_and_closes_on_bad_frames() {
+        let mut mg = TcpTransport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let to = mg.local_addr().unwrap();
+        let mgcs = vec!["127.0.0.1".parse().unwrap()];
+        let mut d = Dispatcher::new(
+            Echo(0),
+            ReplyCache::new(TransactionTimers::default(), 100),
+            MId::Device("imsagw".into()),
+            3,
+            mgcs.clone(),
+        );
+        let mut client = TcpStream::connect(to).unwrap();
+        // The MG is polled from this thread too: never block long in the client's read.
+        client
+            .set_read_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+        client.set_nodelay(true).unwrap();
+        let mut stream = Vec::new();
+        for tid in [5, 6] {
+            tpkt_frame(
+                format!("!/3 <alg.example.net> T={tid}{{C=-{{N=t1{{OE=1{{a/b}}}}}}}}").as_bytes(),
+                &mut stream,
+            )
+            .unwrap();
+        }
+        // Split awkwardly across writes.
+        for piece in stream.chunks(7) {
+            client.write_all(piece).unwrap();
+            client.flush().unwrap();
+            let _ = mg.poll(&mut d, &mgcs, 0, |_| {});
+        }
+        let mut reader = TpktReader::new(4096);
+        let mut got = Vec::new();
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while got.len() < 2 && std::time::Instant::now() < end {
+            let _ = mg.poll(&mut d, &mgcs, 0, |_| {});
+            let mut buf = [0u8; 512];
+            if let Ok(n) = client.read(&mut buf) {
+                reader
+                    .feed(&buf[..n], |m| {
+                        got.push(String::from_utf8(m.to_vec()).unwrap())
+                    })
+                    .unwrap();
+            }
+        }
+        assert_eq!(got, vec!["!/3 imsagw\nP=5{C=5}", "!/3 imsagw\nP=6{C=6}"]);
+        // A bad header ends that connection.
+        client.write_all(&[9, 9, 9, 9]).unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while mg.connections() > 0 && std::time::Instant::now() < end {
+            let _ = mg.poll(&mut d, &mgcs, 0, |_| {});
+        }
+        assert_eq!((mg.connections(), mg.framing_errors), (0, 1));
+        // A connection from an address that is not an MGC is refused.
+        let _c = TcpStream::connect(to).unwrap();
+        let others = vec!["198.51.100.1".parse().unwrap()];
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while mg.refused == 0 && std::time::Instant::now() < end {
+            let _ = mg.poll(&mut d, &others, 0, |_| {});
+        }
+        assert_eq!((mg.refused, mg.connections()), (1, 0));
     }
 
     #[test]
