@@ -3,7 +3,9 @@
 
 pub mod dispatch;
 pub mod h248;
+pub mod iq;
 pub mod logging;
+pub mod mg;
 pub mod registration;
 pub mod transaction;
 pub mod transport;

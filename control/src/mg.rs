@@ -1,0 +1,730 @@
+//! The MG model for the Iq TCP media: contexts and terminations with MG-chosen IDs, Add,
+//! Modify, Subtract and AuditValue, address pools per realm, and the mapping of each decision
+//! onto data-plane `Command`s. Descriptors replace what was there (H.248.1 7.1.8: no merging).
+//!
+//! Not yet here: Move, AuditCapabilities, Notify generation from data-plane events, wildcard
+//! commands other than `Subtract = *`, TLS (TCP/TLS/* is refused with 501 until it exists).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use dataplane::contract::{
+    Accept, Command as Dp, Gate, LegRole, LegStats, LegTimers, TerminationKey,
+};
+
+use crate::dispatch::Executor;
+use crate::h248::ast::*;
+use crate::h248::sdp::{SdpGroups, SdpLine, SdpSession, SdpValue};
+use crate::iq::{self, tcp_media, we_connect, TcpMedia};
+
+/// Where decisions go: the worker's command ring. `false` means the ring is full.
+pub trait DataPlane {
+    fn submit(&mut self, cmd: Dp) -> bool;
+}
+
+#[derive(Debug, Clone)]
+pub struct Realm {
+    pub name: Text,
+    pub address: Ipv4Addr,
+    pub first_port: u16,
+    pub last_port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct MgConfig {
+    /// The first realm is used when the ALG names none.
+    pub realms: Vec<Realm>,
+    pub max_contexts: usize,
+    pub max_terminations: usize,
+    pub timers: LegTimers,
+}
+
+struct Term {
+    name: Text,
+    context: u32,
+    key: TerminationKey,
+    realm: usize,
+    local: SocketAddrV4,
+    mode: StreamMode,
+    latch: bool,
+    local_sdp: SdpGroups,
+    local_media: Option<TcpMedia>,
+    remote: Option<TcpMedia>,
+    started: bool,
+    stats: LegStats,
+}
+
+struct Pool {
+    next: u32,
+    free: Vec<u16>,
+}
+
+pub struct Mg<D: DataPlane> {
+    cfg: MgConfig,
+    pub dataplane: D,
+    contexts: BTreeMap<u32, Vec<Text>>,
+    terms: HashMap<Text, Term>,
+    next_context: u32,
+    next_term: u32,
+    pools: Vec<Pool>,
+}
+
+type Fail = ErrorDescriptor;
+
+fn fail(code: u16, text: impl Into<String>) -> Fail {
+    ErrorDescriptor {
+        code,
+        text: Some(text.into().as_str().into()),
+    }
+}
+
+fn lower(s: &str) -> Text {
+    s.to_ascii_lowercase().as_str().into()
+}
+
+impl<D: DataPlane> Mg<D> {
+    pub fn new(cfg: MgConfig, dataplane: D) -> Self {
+        let pools = cfg
+            .realms
+            .iter()
+            .map(|_| Pool {
+                next: 0,
+                free: Vec::new(),
+            })
+            .collect();
+        Mg {
+            cfg,
+            dataplane,
+            contexts: BTreeMap::new(),
+            terms: HashMap::new(),
+            next_context: 1,
+            next_term: 1,
+            pools,
+        }
+    }
+
+    pub fn contexts(&self) -> usize {
+        self.contexts.len()
+    }
+
+    pub fn terminations(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// Statistics reported by the data plane, kept for Subtract replies and audits.
+    pub fn update_stats(&mut self, key: TerminationKey, stats: LegStats) {
+        if let Some(t) = self.terms.values_mut().find(|t| t.key == key) {
+            t.stats = stats;
+        }
+    }
+
+    fn alloc_port(&mut self, realm: usize) -> Option<u16> {
+        let r = &self.cfg.realms[realm];
+        let pool = &mut self.pools[realm];
+        if let Some(p) = pool.free.pop() {
+            return Some(p);
+        }
+        let span = (r.last_port - r.first_port) as u32 + 1;
+        if pool.next >= span {
+            return None;
+        }
+        let p = r.first_port + pool.next as u16;
+        pool.next += 1;
+        Some(p)
+    }
+
+    fn action(&mut self, req: &ActionRequest) -> ActionReply {
+        let mut reply = ActionReply {
+            context: req.context,
+            properties: vec![],
+            replies: vec![],
+            error: None,
+        };
+        let mut context = match req.context {
+            ContextId::Choose => None,
+            ContextId::Id(id) if self.contexts.contains_key(&id) => Some(id),
+            ContextId::Id(id) => {
+                reply.error = Some(fail(411, format!("unknown context {id}")));
+                return reply;
+            }
+            ContextId::Null => Some(0),
+            ContextId::All => {
+                reply.error = Some(fail(501, "commands on all contexts are not supported"));
+                return reply;
+            }
+        };
+        for c in &req.commands {
+            let r = match &c.command {
+                Command::Amm {
+                    kind: AmmKind::Add,
+                    terminations,
+                    descriptors,
+                } => self.add(&mut context, terminations, descriptors),
+                Command::Amm {
+                    kind: AmmKind::Modify,
+                    terminations,
+                    descriptors,
+                } => self.modify(context, terminations, descriptors),
+                Command::Subtract {
+                    terminations,
+                    audit,
+                } => self.subtract(context, terminations, audit.as_deref()),
+                Command::Audit {
+                    kind: AuditKind::Value,
+                    terminations,
+                    ..
+                } => self.audit(context, terminations),
+                Command::ServiceChange { terminations, .. } => {
+                    Ok(vec![CommandReply::ServiceChange {
+                        terminations: terminations.clone(),
+                        result: None,
+                    }])
+                }
+                _ => Err(fail(501, "command not implemented")),
+            };
+            match r {
+                Ok(mut rs) => reply.replies.append(&mut rs),
+                Err(e) if c.optional => tracing::debug!(code = e.code, "optional command failed"),
+                Err(e) => {
+                    reply.error = Some(e);
+                    break;
+                }
+            }
+        }
+        if let (ContextId::Choose, Some(id)) = (req.context, context) {
+            reply.context = ContextId::Id(id);
+        }
+        reply
+    }
+
+    /// Stream 1's LocalControl, Local and Remote (a bare stream or `Stream = 1`).
+    fn stream1(descriptors: &[Descriptor]) -> Result<Vec<&StreamParm>, Fail> {
+        let mut parms = Vec::new();
+        for d in descriptors {
+            match d {
+                Descriptor::Media(ms) => {
+                    for m in ms {
+                        match m {
+                            MediaParm::Stream(p) => parms.push(p),
+                            MediaParm::Streams(s) if s.id == 1 => parms.extend(s.parms.iter()),
+                            MediaParm::Streams(_) => {
+                                return Err(fail(501, "only stream 1 is supported"))
+                            }
+                            MediaParm::TerminationState(_) => {}
+                        }
+                    }
+                }
+                Descriptor::Events(_) | Descriptor::Signals(_) | Descriptor::Audit(_) => {}
+                Descriptor::Statistics(_) => {}
+                _ => return Err(fail(444, "descriptor not supported on Iq TCP terminations")),
+            }
+        }
+        Ok(parms)
+    }
+
+    fn add(
+        &mut self,
+        context: &mut Option<u32>,
+        terminations: &[TerminationId],
+        descriptors: &[Descriptor],
+    ) -> Result<Vec<CommandReply>, Fail> {
+        let [tid] = terminations else {
+            return Err(fail(442, "Add takes one termination"));
+        };
+        if context == &Some(0) {
+            return Err(fail(501, "no terminations in the null context on this MG"));
+        }
+        if self.terms.len() >= self.cfg.max_terminations {
+            return Err(fail(510, "termination limit reached"));
+        }
+        let parms = Self::stream1(descriptors)?;
+        let mut mode = StreamMode::Inactive;
+        let mut realm = 0;
+        let mut latch = false;
+        let mut local: Option<&SdpGroups> = None;
+        let mut remote: Option<&SdpGroups> = None;
+        for p in &parms {
+            match p {
+                StreamParm::LocalControl(lc) => {
+                    for l in lc {
+                        match l {
+                            LocalParm::Mode(m) => mode = *m,
+                            LocalParm::Property(pp)
+                                if pp
+                                    .name
+                                    .is(iq::unconfirmed::REALM.0, iq::unconfirmed::REALM.1) =>
+                            {
+                                let want = pp
+                                    .value
+                                    .single()
+                                    .map(|v| v.text.clone())
+                                    .unwrap_or_default();
+                                realm = self
+                                    .cfg
+                                    .realms
+                                    .iter()
+                                    .position(|r| r.name.eq_ignore_ascii_case(&want))
+                                    .ok_or_else(|| fail(449, format!("unknown realm {want}")))?;
+                            }
+                            LocalParm::Property(pp)
+                                if pp
+                                    .name
+                                    .is(iq::unconfirmed::LATCH.0, iq::unconfirmed::LATCH.1) =>
+                            {
+                                latch = pp
+                                    .value
+                                    .single()
+                                    .is_some_and(|v| v.text.eq_ignore_ascii_case("on"));
+                            }
+                            LocalParm::Property(pp) => {
+                                return Err(fail(
+                                    445,
+                                    format!(
+                                        "unsupported property {}/{}",
+                                        pp.name.package, pp.name.item
+                                    ),
+                                ));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                StreamParm::Local(g) => local = Some(g),
+                StreamParm::Remote(g) => remote = Some(g),
+                StreamParm::Statistics(_) => {}
+            }
+        }
+        let local_media = local
+            .map(tcp_media)
+            .transpose()
+            .map_err(|r| fail(r.code, r.reason))?
+            .flatten();
+        let Some(local_media) = local_media else {
+            return Err(fail(441, "a TCP termination needs a Local descriptor"));
+        };
+        if local_media.transport.is_tls() {
+            return Err(fail(501, "TLS at the access edge is not implemented yet"));
+        }
+        let remote_media = remote
+            .map(tcp_media)
+            .transpose()
+            .map_err(|r| fail(r.code, r.reason))?
+            .flatten();
+        let ctx = match *context {
+            Some(c) => c,
+            None => {
+                if self.contexts.len() >= self.cfg.max_contexts {
+                    return Err(fail(412, "no contexts available"));
+                }
+                let c = self.next_context;
+                self.next_context = self
+                    .next_context
+                    .checked_add(1)
+                    .filter(|n| *n < u32::MAX - 1)
+                    .unwrap_or(1);
+                c
+            }
+        };
+        if self.contexts.get(&ctx).is_some_and(|t| t.len() >= 2) {
+            return Err(fail(434, "a context holds two terminations"));
+        }
+        let port = self
+            .alloc_port(realm)
+            .ok_or_else(|| fail(432, "no local port left in the realm"))?;
+        let r = &self.cfg.realms[realm];
+        let name: Text = if tid.is_choose() {
+            let n = self.next_term;
+            self.next_term += 1;
+            format!("tcp/{}/{}", r.name, n).as_str().into()
+        } else {
+            if self.terms.contains_key(&lower(&tid.0)) {
+                self.pools[realm].free.push(port);
+                return Err(fail(
+                    433,
+                    format!("termination {} is already in a context", tid.0),
+                ));
+            }
+            tid.0.clone()
+        };
+        let key = TerminationKey {
+            context: ctx,
+            termination: self.next_term.wrapping_mul(2654435761) ^ port as u32,
+        };
+        let local_addr = SocketAddrV4::new(r.address, port);
+        if !self.dataplane.submit(Dp::Reserve {
+            key,
+            local: local_addr,
+        }) {
+            self.pools[realm].free.push(port);
+            return Err(fail(510, "data plane busy"));
+        }
+        *context = Some(ctx);
+        let local_sdp = answer_sdp(&local_media, local_addr, None);
+        let mut term = Term {
+            name: name.clone(),
+            context: ctx,
+            key,
+            realm,
+            local: local_addr,
+            mode,
+            latch,
+            local_sdp,
+            local_media: Some(local_media),
+            remote: remote_media,
+            started: false,
+            stats: LegStats::default(),
+        };
+        let peers = self.contexts.entry(ctx).or_default();
+        peers.push(lower(&name));
+        let partner = if peers.len() == 2 {
+            self.terms.get(&peers[0]).map(|t| t.key)
+        } else {
+            None
+        };
+        self.apply(&mut term)?;
+        if let Some(p) = partner {
+            self.dataplane.submit(Dp::Join { a: p, b: term.key });
+        }
+        let reply = CommandReply::Amms {
+            kind: AmmsKind::Add,
+            terminations: vec![TerminationId(name.clone())],
+            audit: Some(vec![Descriptor::Media(vec![MediaParm::Streams(
+                StreamDescriptor {
+                    id: 1,
+                    parms: vec![StreamParm::Local(term.local_sdp.clone())],
+                },
+            )])]),
+        };
+        self.terms.insert(lower(&name), term);
+        Ok(vec![reply])
+    }
+
+    /// Starts the leg once its role and (for an active leg) the remote address are known, and
+    /// keeps the gate in line with Mode.
+    fn apply(&mut self, t: &mut Term) -> Result<(), Fail> {
+        let gate = match t.mode {
+            StreamMode::SendReceive => Gate::OPEN,
+            StreamMode::SendOnly => Gate {
+                receive: false,
+                send: true,
+            },
+            StreamMode::ReceiveOnly => Gate {
+                receive: true,
+                send: false,
+            },
+            StreamMode::Inactive | StreamMode::Loopback => Gate::CLOSED,
+        };
+        self.dataplane.submit(Dp::SetGate { key: t.key, gate });
+        if t.started {
+            return Ok(());
+        }
+        let local_setup = t.local_media.as_ref().and_then(|m| m.setup);
+        let Some(remote) = &t.remote else {
+            return Ok(());
+        };
+        let Some(connect) = we_connect(local_setup, remote.setup) else {
+            return Ok(());
+        };
+        let remote_ip = match &remote.address {
+            Some(SdpValue::Value(a)) => a.parse::<Ipv4Addr>().ok(),
+            _ => None,
+        };
+        let role = if connect {
+            let port = match &remote.port {
+                SdpValue::Value(p) => p.parse::<u16>().ok(),
+                _ => None,
+            };
+            match (remote_ip, port) {
+                (Some(ip), Some(port)) if port != 0 => LegRole::Active {
+                    remote: SocketAddrV4::new(ip, port),
+                },
+                _ => return Err(fail(449, "Remote needs an address and port to connect to")),
+            }
+        } else {
+            LegRole::Passive
+        };
+        let accept = match (t.latch, remote_ip) {
+            (false, Some(ip)) => Accept::Gate(ip),
+            _ => Accept::Latch,
+        };
+        if !self.dataplane.submit(Dp::Start {
+            key: t.key,
+            role,
+            accept,
+            timers: self.cfg.timers,
+        }) {
+            return Err(fail(510, "data plane busy"));
+        }
+        t.started = true;
+        t.local_sdp = answer_sdp(
+            t.local_media.as_ref().unwrap_or(remote),
+            t.local,
+            Some(if connect { "active" } else { "passive" }),
+        );
+        Ok(())
+    }
+
+    fn find(&self, context: Option<u32>, tid: &TerminationId) -> Result<Text, Fail> {
+        let key = lower(&tid.0);
+        let t = self
+            .terms
+            .get(&key)
+            .ok_or_else(|| fail(430, format!("unknown termination {}", tid.0)))?;
+        if context.is_some_and(|c| c != t.context) {
+            return Err(fail(
+                435,
+                format!("termination {} is not in this context", tid.0),
+            ));
+        }
+        Ok(key)
+    }
+
+    fn modify(
+        &mut self,
+        context: Option<u32>,
+        terminations: &[TerminationId],
+        descriptors: &[Descriptor],
+    ) -> Result<Vec<CommandReply>, Fail> {
+        let [tid] = terminations else {
+            return Err(fail(442, "Modify takes one termination"));
+        };
+        let key = self.find(context, tid)?;
+        let parms = Self::stream1(descriptors)?;
+        let mut t = self.terms.remove(&key).expect("found");
+        let result = (|| {
+            for p in &parms {
+                match p {
+                    StreamParm::LocalControl(lc) => {
+                        for l in lc {
+                            match l {
+                                LocalParm::Mode(m) => t.mode = *m,
+                                LocalParm::Property(pp)
+                                    if pp
+                                        .name
+                                        .is(iq::unconfirmed::LATCH.0, iq::unconfirmed::LATCH.1) =>
+                                {
+                                    t.latch = pp
+                                        .value
+                                        .single()
+                                        .is_some_and(|v| v.text.eq_ignore_ascii_case("on"));
+                                }
+                                LocalParm::Property(pp)
+                                    if pp
+                                        .name
+                                        .is(iq::unconfirmed::REALM.0, iq::unconfirmed::REALM.1) => {
+                                }
+                                LocalParm::Property(pp) => {
+                                    return Err(fail(
+                                        445,
+                                        format!(
+                                            "unsupported property {}/{}",
+                                            pp.name.package, pp.name.item
+                                        ),
+                                    ))
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    StreamParm::Local(g) => {
+                        let m = tcp_media(g).map_err(|r| fail(r.code, r.reason))?;
+                        if m.as_ref().is_some_and(|m| m.transport.is_tls()) {
+                            return Err(fail(501, "TLS at the access edge is not implemented yet"));
+                        }
+                        t.local_media = m;
+                    }
+                    StreamParm::Remote(g) => {
+                        let m = tcp_media(g).map_err(|r| fail(r.code, r.reason))?;
+                        if t.started && m.as_ref().is_some_and(|m| !m.existing) && m != t.remote {
+                            return Err(fail(
+                                501,
+                                "changing the peer of a started connection is not supported",
+                            ));
+                        }
+                        t.remote = m;
+                    }
+                    StreamParm::Statistics(_) => {}
+                }
+            }
+            Ok(())
+        })();
+        let applied = result.and_then(|()| self.apply(&mut t));
+        let reply_sdp = t.local_sdp.clone();
+        let name = t.name.clone();
+        self.terms.insert(key, t);
+        applied?;
+        Ok(vec![CommandReply::Amms {
+            kind: AmmsKind::Modify,
+            terminations: vec![TerminationId(name)],
+            audit: Some(vec![Descriptor::Media(vec![MediaParm::Streams(
+                StreamDescriptor {
+                    id: 1,
+                    parms: vec![StreamParm::Local(reply_sdp)],
+                },
+            )])]),
+        }])
+    }
+
+    fn subtract(
+        &mut self,
+        context: Option<u32>,
+        terminations: &[TerminationId],
+        audit: Option<&[AuditItem]>,
+    ) -> Result<Vec<CommandReply>, Fail> {
+        let mut keys = Vec::new();
+        for tid in terminations {
+            if tid.is_all() {
+                let c = context.ok_or_else(|| fail(442, "Subtract = * needs a context"))?;
+                keys.extend(self.contexts.get(&c).cloned().unwrap_or_default());
+            } else {
+                keys.push(self.find(context, tid)?);
+            }
+        }
+        if keys.is_empty() {
+            return Err(fail(431, "no termination matched"));
+        }
+        // Statistics are returned unless the ALG sent an empty Audit (H.248.1 7.2.3).
+        let with_stats = audit.is_none_or(|a| {
+            a.iter().any(|i| {
+                matches!(
+                    i,
+                    AuditItem::Token(AuditToken::Statistics) | AuditItem::Statistics(_)
+                )
+            })
+        });
+        let mut replies = Vec::new();
+        for key in keys {
+            let Some(t) = self.terms.remove(&key) else {
+                continue;
+            };
+            self.dataplane.submit(Dp::Release { key: t.key });
+            self.pools[t.realm].free.push(t.local.port());
+            if let Some(members) = self.contexts.get_mut(&t.context) {
+                members.retain(|m| *m != key);
+                if members.is_empty() {
+                    self.contexts.remove(&t.context);
+                }
+            }
+            let stats = vec![
+                stat("nt", "os", t.stats.octets_out),
+                stat("nt", "or", t.stats.octets_in),
+            ];
+            replies.push(CommandReply::Amms {
+                kind: AmmsKind::Subtract,
+                terminations: vec![TerminationId(t.name)],
+                audit: with_stats.then(|| vec![Descriptor::Statistics(stats)]),
+            });
+        }
+        Ok(replies)
+    }
+
+    fn audit(
+        &mut self,
+        context: Option<u32>,
+        terminations: &[TerminationId],
+    ) -> Result<Vec<CommandReply>, Fail> {
+        let [tid] = terminations else {
+            return Err(fail(442, "AuditValue takes one termination here"));
+        };
+        if tid.is_root() {
+            return Ok(vec![CommandReply::Audit {
+                kind: AuditKind::Value,
+                result: AuditResult::Terminations {
+                    terminations: vec![tid.clone()],
+                    audit: None,
+                },
+            }]);
+        }
+        let key = self.find(context.filter(|c| *c != 0), tid)?;
+        let t = &self.terms[&key];
+        let mut parms = vec![
+            StreamParm::LocalControl(vec![LocalParm::Mode(t.mode)]),
+            StreamParm::Local(t.local_sdp.clone()),
+        ];
+        if let Some(r) = &t.remote {
+            parms.push(StreamParm::Remote(answer_sdp(
+                r,
+                remote_addr(r).unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+                None,
+            )));
+        }
+        Ok(vec![CommandReply::Audit {
+            kind: AuditKind::Value,
+            result: AuditResult::Terminations {
+                terminations: vec![TerminationId(t.name.clone())],
+                audit: Some(vec![
+                    Descriptor::Media(vec![MediaParm::Streams(StreamDescriptor { id: 1, parms })]),
+                    Descriptor::Statistics(vec![
+                        stat("nt", "os", t.stats.octets_out),
+                        stat("nt", "or", t.stats.octets_in),
+                    ]),
+                ]),
+            },
+        }])
+    }
+}
+
+fn remote_addr(m: &TcpMedia) -> Option<SocketAddrV4> {
+    let ip = match &m.address {
+        Some(SdpValue::Value(a)) => a.parse().ok()?,
+        _ => return None,
+    };
+    let port = match &m.port {
+        SdpValue::Value(p) => p.parse().ok()?,
+        _ => return None,
+    };
+    Some(SocketAddrV4::new(ip, port))
+}
+
+fn stat(pkg: &str, item: &str, v: u64) -> StatisticsParameter {
+    StatisticsParameter {
+        name: PkgdName {
+            package: pkg.into(),
+            item: item.into(),
+        },
+        value: Some(StatisticsValue::Single(Value::bare(&v.to_string()))),
+    }
+}
+
+/// The Local SDP the MG answers with: its address and port in place of `$`.
+fn answer_sdp(m: &TcpMedia, local: SocketAddrV4, setup: Option<&str>) -> SdpGroups {
+    let proto = match m.transport {
+        iq::Transport::Tcp => "TCP",
+        iq::Transport::TcpMsrp => "TCP/MSRP",
+        iq::Transport::TcpTlsMsrp => "TCP/TLS/MSRP",
+        iq::Transport::TcpBfcp => "TCP/BFCP",
+        iq::Transport::TcpTlsBfcp => "TCP/TLS/BFCP",
+    };
+    let mut lines = vec![
+        SdpLine::Version("0".into()),
+        SdpLine::Connection {
+            net_type: "IN".into(),
+            addr_type: "IP4".into(),
+            address: SdpValue::Value(local.ip().to_string().as_str().into()),
+        },
+        SdpLine::Media {
+            media: m.media.clone(),
+            port: SdpValue::Value(local.port().to_string().as_str().into()),
+            proto: proto.into(),
+            formats: m.formats.clone(),
+        },
+    ];
+    if let Some(s) = setup {
+        lines.push(SdpLine::Attribute {
+            name: "setup".into(),
+            value: Some(s.into()),
+        });
+    }
+    SdpGroups(vec![SdpSession { lines }])
+}
+
+impl<D: DataPlane> Executor for Mg<D> {
+    fn execute(
+        &mut self,
+        _peer: SocketAddr,
+        _version: u8,
+        request: &TransactionRequest,
+    ) -> ReplyResult {
+        ReplyResult::Actions(request.actions.iter().map(|a| self.action(a)).collect())
+    }
+}

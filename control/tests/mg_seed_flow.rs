@@ -1,0 +1,303 @@
+//! The seed's flow (Annex y steps 2-20) as the IMS-ALG sends it in H.248 text, through the
+//! dispatcher into the MG model, with the data-plane side played by a double that records
+//! the commands. Also merge mode, retransmission and the error codes.
+
+use std::net::SocketAddr;
+
+use control::dispatch::Dispatcher;
+use control::h248::ast::*;
+use control::mg::{DataPlane, Mg, MgConfig, Realm};
+use control::transaction::{ReplyCache, TransactionTimers};
+use dataplane::contract::{Accept, Command as Dp, Gate, LegRole, LegTimers};
+
+#[derive(Default)]
+struct Recorder(Vec<Dp>);
+
+impl DataPlane for Recorder {
+    fn submit(&mut self, cmd: Dp) -> bool {
+        self.0.push(cmd);
+        true
+    }
+}
+
+fn alg() -> SocketAddr {
+    "198.51.100.1:2944".parse().unwrap()
+}
+
+fn mg() -> Dispatcher<Mg<Recorder>> {
+    let cfg = MgConfig {
+        realms: vec![
+            Realm {
+                name: "access".into(),
+                address: "192.0.2.10".parse().unwrap(),
+                first_port: 41000,
+                last_port: 41999,
+            },
+            Realm {
+                name: "core".into(),
+                address: "192.0.2.20".parse().unwrap(),
+                first_port: 42000,
+                last_port: 42999,
+            },
+        ],
+        max_contexts: 10,
+        max_terminations: 20,
+        timers: LegTimers::default(),
+    };
+    Dispatcher::new(
+        Mg::new(cfg, Recorder::default()),
+        ReplyCache::new(TransactionTimers::default(), 1000),
+        MId::Ip4 {
+            addr: [198, 51, 100, 2],
+            port: Some(2944),
+        },
+        3,
+        vec![alg().ip()],
+    )
+}
+
+fn send(d: &mut Dispatcher<Mg<Recorder>>, text: &str) -> String {
+    let mut out = Vec::new();
+    d.datagram(
+        alg(),
+        text.as_bytes(),
+        0,
+        |_, b| out.push(String::from_utf8(b.to_vec()).unwrap()),
+        |_| {},
+    );
+    assert_eq!(out.len(), 1, "one answer for {text}");
+    out.remove(0)
+}
+
+fn add(tid: u32, ctx: &str, realm: &str) -> String {
+    format!("MEGACO/3 [198.51.100.1]:2944\nTransaction = {tid} {{ Context = {ctx} {{ Add = $ {{ Media {{ Stream = 1 {{ LocalControl {{ Mode = Inactive, ipdc/realm = \"{realm}\" }}, Local {{\nv=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}} }} }} }} }} }}")
+}
+
+fn modify(
+    tid: u32,
+    ctx: u32,
+    term: &str,
+    local_setup: &str,
+    remote: &str,
+    remote_port: u16,
+    remote_setup: &str,
+) -> String {
+    format!("MEGACO/3 [198.51.100.1]:2944\nTransaction = {tid} {{ Context = {ctx} {{ Modify = {term} {{ Media {{ Stream = 1 {{ LocalControl {{ Mode = SendReceive }}, Local {{\nv=0\nm=message $ TCP/MSRP *\na=setup:{local_setup}\na=connection:new\n}}, Remote {{\nv=0\nc=IN IP4 {remote}\nm=message {remote_port} TCP/MSRP *\na=setup:{remote_setup}\na=connection:new\na=path:msrp://{remote}:{remote_port}/kjh3ds;tcp\n}} }} }} }} }} }}")
+}
+
+/// The context and termination of an Add reply.
+fn added(reply: &str) -> (u32, String) {
+    let m = control::h248::decode(reply.as_bytes()).unwrap();
+    let MessageBody::Transactions(ts) = m.body else {
+        panic!("{reply}")
+    };
+    let Transaction::Reply(TransactionReply {
+        result: ReplyResult::Actions(a),
+        ..
+    }) = &ts[0]
+    else {
+        panic!("{reply}")
+    };
+    let ContextId::Id(c) = a[0].context else {
+        panic!("{reply}")
+    };
+    let Some(CommandReply::Amms { terminations, .. }) = a[0].replies.first() else {
+        panic!("{reply}")
+    };
+    (c, terminations[0].0.to_string())
+}
+
+#[test]
+fn seed_steps_2_to_20_drive_the_data_plane_like_the_annex_says() {
+    let mut d = mg();
+    // Steps 2-4: Add T1 with a choose context; the reply carries the chosen address and port.
+    let r1 = send(&mut d, &add(1, "$", "access"));
+    assert_eq!(r1, "!/3 [198.51.100.2]:2944\nP=1{C=1{A=tcp/access/1{M{ST=1{L{v=0\r\nc=IN IP4 192.0.2.10\r\nm=message 41000 TCP/MSRP *\r\n}}}}}}");
+    let (ctx, t1) = added(&r1);
+    // Steps 5-7: T2 into the same context, in the core realm.
+    let r2 = send(&mut d, &add(2, &ctx.to_string(), "core"));
+    assert!(
+        r2.contains("c=IN IP4 192.0.2.20\r\nm=message 42000 TCP/MSRP *"),
+        "{r2}"
+    );
+    let (_, t2) = added(&r2);
+    // Steps 12-15: UE-Y is the TCP server: T2 connects out.
+    let r = send(
+        &mut d,
+        &modify(3, ctx, &t2, "active", "203.0.113.50", 2855, "passive"),
+    );
+    assert!(r.contains("a=setup:active"), "{r}");
+    // Steps 18-20: T1 waits for UE-X.
+    let r = send(
+        &mut d,
+        &modify(4, ctx, &t1, "passive", "203.0.113.7", 9, "active"),
+    );
+    assert!(r.contains("a=setup:passive"), "{r}");
+
+    let cmds = &d.executor.dataplane.0;
+    let reserves: Vec<_> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Dp::Reserve { key, local } => Some((*key, *local)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reserves.len(), 2);
+    assert_eq!(reserves[0].1, "192.0.2.10:41000".parse().unwrap());
+    assert_eq!(reserves[1].1, "192.0.2.20:42000".parse().unwrap());
+    let (k1, k2) = (reserves[0].0, reserves[1].0);
+    assert!(
+        cmds.contains(&Dp::Join { a: k1, b: k2 }),
+        "both legs of the context are joined"
+    );
+    assert!(cmds.contains(&Dp::Start {
+        key: k2,
+        role: LegRole::Active {
+            remote: "203.0.113.50:2855".parse().unwrap()
+        },
+        accept: Accept::Gate("203.0.113.50".parse().unwrap()),
+        timers: LegTimers::default(),
+    }));
+    assert!(cmds.contains(&Dp::Start {
+        key: k1,
+        role: LegRole::Passive,
+        accept: Accept::Gate("203.0.113.7".parse().unwrap()),
+        timers: LegTimers::default()
+    }));
+    // Mode: Inactive at Add (gate closed), SendReceive at Modify (gate open).
+    assert_eq!(
+        cmds.iter()
+            .filter(
+                |c| matches!(c, Dp::SetGate { key, gate } if *key == k1 && *gate == Gate::CLOSED)
+            )
+            .count(),
+        1
+    );
+    assert!(cmds.contains(&Dp::SetGate {
+        key: k1,
+        gate: Gate::OPEN
+    }));
+    // T2's Start comes before T1's, as in the seed.
+    let pos = |k| {
+        cmds.iter()
+            .position(|c| matches!(c, Dp::Start { key, .. } if *key == k))
+            .unwrap()
+    };
+    assert!(pos(k2) < pos(k1));
+
+    // Release: Subtract both with statistics.
+    let r = send(
+        &mut d,
+        &format!("!/3 [198.51.100.1]:2944 T=5{{C={ctx}{{S={t1}{{AT{{SA}}}},S={t2}{{AT{{SA}}}}}}}}"),
+    );
+    assert!(
+        r.contains(&format!("S={t1}{{SA{{nt/os=0,nt/or=0}}}}")),
+        "{r}"
+    );
+    assert!(d.executor.dataplane.0.contains(&Dp::Release { key: k1 }));
+    assert!(d.executor.dataplane.0.contains(&Dp::Release { key: k2 }));
+    assert_eq!((d.executor.contexts(), d.executor.terminations()), (0, 0));
+}
+
+#[test]
+fn merge_mode_both_peers_connect_in() {
+    let mut d = mg();
+    let (ctx, t1) = added(&send(&mut d, &add(1, "$", "access")));
+    let (_, t2) = added(&send(&mut d, &add(2, &ctx.to_string(), "core")));
+    send(
+        &mut d,
+        &modify(3, ctx, &t1, "passive", "203.0.113.7", 9, "active"),
+    );
+    send(
+        &mut d,
+        &modify(4, ctx, &t2, "passive", "203.0.113.50", 9, "active"),
+    );
+    let starts: Vec<_> = d
+        .executor
+        .dataplane
+        .0
+        .iter()
+        .filter(|c| {
+            matches!(
+                c,
+                Dp::Start {
+                    role: LegRole::Passive,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(starts.len(), 2);
+}
+
+#[test]
+fn a_retransmitted_add_creates_one_termination() {
+    let mut d = mg();
+    let a = send(&mut d, &add(1, "$", "access"));
+    let b = send(&mut d, &add(1, "$", "access"));
+    assert_eq!(a, b);
+    assert_eq!(d.executor.terminations(), 1);
+    assert_eq!(
+        d.executor
+            .dataplane
+            .0
+            .iter()
+            .filter(|c| matches!(c, Dp::Reserve { .. }))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn errors_carry_the_h248_codes() {
+    let mut d = mg();
+    let (ctx, t1) = added(&send(&mut d, &add(1, "$", "access")));
+    let code = |r: &str| {
+        r.split("ER=")
+            .nth(1)
+            .map(|s| s[..3].to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        code(&send(
+            &mut d,
+            &modify(
+                2,
+                ctx,
+                "tcp/access/99",
+                "passive",
+                "203.0.113.7",
+                9,
+                "active"
+            )
+        )),
+        "430"
+    );
+    assert_eq!(
+        code(&send(
+            &mut d,
+            &modify(3, 77, &t1, "passive", "203.0.113.7", 9, "active")
+        )),
+        "411"
+    );
+    let (ctx2, _) = added(&send(&mut d, &add(4, "$", "access")));
+    assert_eq!(
+        code(&send(
+            &mut d,
+            &modify(5, ctx2, &t1, "passive", "203.0.113.7", 9, "active")
+        )),
+        "435"
+    );
+    assert_eq!(code(&send(&mut d, &add(6, "$", "nowhere"))), "449");
+    let tls = add(7, "$", "access").replace("TCP/MSRP", "TCP/TLS/MSRP");
+    assert_eq!(code(&send(&mut d, &tls)), "501");
+    let rtp = add(8, "$", "access").replace("message $ TCP/MSRP *", "audio $ RTP/AVP 0");
+    assert_eq!(code(&send(&mut d, &rtp)), "515");
+    send(&mut d, &add(9, &ctx.to_string(), "core"));
+    assert_eq!(
+        code(&send(&mut d, &add(10, &ctx.to_string(), "core"))),
+        "434"
+    );
+    let odd = add(11, "$", "access").replace("ipdc/realm = \"access\"", "xyz/abc = 1");
+    assert_eq!(code(&send(&mut d, &odd)), "445");
+}
