@@ -198,7 +198,7 @@ fn main() {
     let rounds = 200;
     println!("# worker cost per received frame (ns, min over {reps} interleaved repetitions of {rounds} rounds)");
     println!(
-        "| legs | pairs | hot set | cold set | hot / hot@10 | cold / hot@10 | per-pair buffers |"
+        "| legs | pairs | hot set | cold set | hot / hot@10 | cold / hot@10 | memory per pair |"
     );
     println!("|---|---|---|---|---|---|---|");
     let mut base = None;

@@ -286,18 +286,8 @@ impl<P: Port> Farm<P> {
         inp: u64,
         expect: u64,
     ) -> u32 {
-        let id = self.add(
-            local,
-            buf,
-            PatternSender::new(out, send),
-            PatternChecker::new(inp),
-            expect,
-        );
+        let (id, ep) = self.with_streams(local, buf, out, send, inp, expect);
         let c = &mut self.conns[id as usize];
-        let ep = IpListenEndpoint {
-            addr: Some(IpAddress::Ipv4(local.0)),
-            port: local.1,
-        };
         c.set
             .get_mut::<tcp::Socket>(c.handle)
             .listen(ep)
@@ -317,6 +307,26 @@ impl<P: Port> Farm<P> {
         inp: u64,
         expect: u64,
     ) -> u32 {
+        let (id, ep) = self.with_streams(local, buf, out, send, inp, expect);
+        let c = &mut self.conns[id as usize];
+        let remote = (IpAddress::Ipv4(remote.0), remote.1);
+        c.set
+            .get_mut::<tcp::Socket>(c.handle)
+            .connect(self.iface.context(), remote, ep)
+            .expect("connect");
+        id
+    }
+
+    /// A new connection sending stream `out` and checking stream `inp`, and its local endpoint.
+    fn with_streams(
+        &mut self,
+        local: (Ipv4Address, u16),
+        buf: usize,
+        out: u64,
+        send: u64,
+        inp: u64,
+        expect: u64,
+    ) -> (u32, IpListenEndpoint) {
         let id = self.add(
             local,
             buf,
@@ -324,20 +334,11 @@ impl<P: Port> Farm<P> {
             PatternChecker::new(inp),
             expect,
         );
-        let c = &mut self.conns[id as usize];
         let ep = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(local.0)),
             port: local.1,
         };
-        c.set
-            .get_mut::<tcp::Socket>(c.handle)
-            .connect(
-                self.iface.context(),
-                (IpAddress::Ipv4(remote.0), remote.1),
-                ep,
-            )
-            .expect("connect");
-        id
+        (id, ep)
     }
 
     pub fn conn(&self, id: u32) -> &FarmConn {
