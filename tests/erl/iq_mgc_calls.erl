@@ -1,0 +1,114 @@
+%% A real MGC (Erlang/OTP megaco) that waits for imsagw's ServiceChange, answers it, then
+%% sends Add (T1 $, TCP/MSRP, setup passive towards an active UE), Add with an unsupported
+%% media (expects error 515), and Subtract of T1, checking each reply. Prints one line per
+%% step ("OK <step> ..." or "FAIL <step> ...") and exits 0 only if all passed.
+%% Usage: erl -noshell -pa DIR -run iq_mgc_calls run PORT
+-module(iq_mgc_calls).
+-include_lib("megaco/include/megaco.hrl").
+-include_lib("megaco/include/megaco_message_v3.hrl").
+-export([run/1]).
+-export([handle_connect/3, handle_disconnect/4, handle_syntax_error/4,
+         handle_message_error/4, handle_trans_request/4, handle_trans_long_request/4,
+         handle_trans_reply/5, handle_trans_ack/5, handle_unexpected_trans/4,
+         handle_trans_request_abort/5, handle_segment_reply/6]).
+
+run([PortS]) ->
+    Port = list_to_integer(PortS),
+    ok = megaco:start(),
+    Mid = {ip4Address, #'IP4Address'{address = [127, 0, 0, 1], portNumber = Port}},
+    ok = megaco:start_user(Mid, [{user_mod, ?MODULE}, {user_args, [self()]},
+                                 {protocol_version, 3},
+                                 {request_timer, #megaco_incr_timer{wait_for = 500, factor = 1,
+                                                                    max_retries = 3}}]),
+    RH0 = megaco:user_info(Mid, receive_handle),
+    RH = RH0#megaco_receive_handle{encoding_mod = megaco_compact_text_encoder,
+                                   encoding_config = [], send_mod = megaco_udp},
+    {ok, Sup} = megaco_udp:start_transport(),
+    {ok, _SH, _Ctrl} = megaco_udp:open(Sup, [{port, Port}, {receive_handle, RH},
+                                            {udp_options, [{ip, {127, 0, 0, 1}}]}]),
+    io:format("READY~n"),
+    CH = receive {registered, C} -> C after 20000 -> io:format("FAIL register timeout~n"), halt(1) end,
+    timer:sleep(200),
+    Results = [add_t1(CH), add_rtp(CH)],
+    Final = case hd(Results) of
+                {ok, Ctx, Tid} -> Results ++ [subtract(CH, Ctx, Tid)];
+                _ -> Results
+            end,
+    case lists:all(fun(R) -> element(1, R) =:= ok end, Final) of
+        true -> halt(0);
+        false -> halt(1)
+    end.
+
+sdp(Lines) -> [#'PropertyParm'{name = N, value = [V]} || {N, V} <- Lines].
+
+media(Sdp, Realm) ->
+    LC = #'LocalControlDescriptor'{streamMode = inactive,
+                                   propertyParms = [#'PropertyParm'{name = "ipdc/realm",
+                                                                    value = [Realm]}]},
+    SP = #'StreamParms'{localControlDescriptor = LC,
+                        localDescriptor = #'LocalRemoteDescriptor'{propGrps = [Sdp]}},
+    #'MediaDescriptor'{streams = {multiStream, [#'StreamDescriptor'{streamID = 1,
+                                                                    streamParms = SP}]}}.
+
+add(CH, Sdp) ->
+    Cmd = #'CommandRequest'{command = {addReq, #'AmmRequest'{
+              terminationID = [#megaco_term_id{contains_wildcards = true, id = [[$$]]}],
+              descriptors = [{mediaDescriptor, media(Sdp, "access")}]}}},
+    megaco:call(CH, [#'ActionRequest'{contextId = ?megaco_choose_context_id,
+                                      commandRequests = [Cmd]}], []).
+
+add_t1(CH) ->
+    case add(CH, sdp([{"v", "0"}, {"c", "IN IP4 $"}, {"m", "message $ TCP/MSRP *"}])) of
+        {3, {ok, [#'ActionReply'{contextId = Ctx,
+                                 commandReply = [{addReply, #'AmmsReply'{terminationID = [Tid],
+                                                                         terminationAudit = Audit}}]}]}}
+          when is_integer(Ctx) ->
+            Text = lists:flatten(io_lib:format("~p", [Audit])),
+            case {string:str(Text, "192.0.2.10"), string:str(Text, "$")} of
+                {N, 0} when N > 0 ->
+                    io:format("OK add ctx=~w tid=~s~n", [Ctx, string:join(Tid#megaco_term_id.id, "/")]),
+                    {ok, Ctx, Tid};
+                _ ->
+                    io:format("FAIL add local not filled ~s~n", [Text]), {fail}
+            end;
+        Other -> io:format("FAIL add ~w~n", [Other]), {fail}
+    end.
+
+add_rtp(CH) ->
+    case add(CH, sdp([{"v", "0"}, {"c", "IN IP4 $"}, {"m", "audio $ RTP/AVP 0"}])) of
+        {3, {ok, [#'ActionReply'{errorDescriptor = #'ErrorDescriptor'{errorCode = 515}}]}} ->
+            io:format("OK bad-media error=515~n"), {ok};
+        Other -> io:format("FAIL bad-media ~w~n", [Other]), {fail}
+    end.
+
+subtract(CH, Ctx, Tid) ->
+    Cmd = #'CommandRequest'{command = {subtractReq, #'SubtractRequest'{terminationID = [Tid]}}},
+    case megaco:call(CH, [#'ActionRequest'{contextId = Ctx, commandRequests = [Cmd]}], []) of
+        {3, {ok, [#'ActionReply'{commandReply = [{subtractReply, #'AmmsReply'{terminationID = [Tid]}}]}]}} ->
+            io:format("OK subtract~n"), {ok};
+        Other -> io:format("FAIL subtract ~w~n", [Other]), {fail}
+    end.
+
+handle_connect(_CH, _V, _Pid) -> ok.
+handle_disconnect(_CH, _V, _R, _Pid) -> ok.
+handle_syntax_error(_RH, _V, _E, _Pid) -> reply.
+handle_message_error(_CH, _V, _E, _Pid) -> no_reply.
+handle_trans_request(CH, _V,
+                     [#'ActionRequest'{contextId = ?megaco_null_context_id,
+                                       commandRequests = [#'CommandRequest'{command = {serviceChangeReq,
+                                           #'ServiceChangeRequest'{terminationID = Tids}}}]}],
+                     Pid) ->
+    Pid ! {registered, CH},
+    Res = #'ServiceChangeResParm'{serviceChangeVersion = 3},
+    {discard_ack, [#'ActionReply'{contextId = ?megaco_null_context_id,
+                                  commandReply = [{serviceChangeReply,
+                                      #'ServiceChangeReply'{terminationID = Tids,
+                                          serviceChangeResult = {serviceChangeResParms, Res}}}]}]};
+handle_trans_request(_CH, _V, _Actions, _Pid) ->
+    {discard_ack, {error, #'ErrorDescriptor'{errorCode = ?megaco_not_implemented}}}.
+handle_trans_long_request(_CH, _V, _Data, _Pid) -> ignore.
+handle_trans_reply(_CH, _V, _R, _D, _Pid) -> ok.
+handle_trans_ack(_CH, _V, _S, _D, _Pid) -> ok.
+handle_unexpected_trans(_CH, _V, _T, _Pid) -> ok.
+handle_trans_request_abort(_CH, _V, _T, _H, _Pid) -> ok.
+handle_segment_reply(_CH, _V, _T, _S, _L, _Pid) -> ok.
