@@ -6,6 +6,7 @@ pub mod h248;
 pub mod iq;
 pub mod logging;
 pub mod mg;
+pub mod plane;
 pub mod registration;
 pub mod transaction;
 pub mod transport;

@@ -1,0 +1,264 @@
+//! The seed's flow end to end without DPDK: an IMS-ALG over UDP registers the MG and drives
+//! Add T1, Add T2, Modify T2 (connect out to UE-Y), Modify T1 (accept UE-X) through the
+//! control plane; the worker on a MemLink connects and cuts through; smoltcp UEs move 1 MB
+//! each way byte-exact; Subtract releases both legs. (Its statistics are the last the worker
+//! reported, which before a Closed event is nothing yet: deferring the reply is future work.)
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use control::h248::ast::*;
+use control::h248::decode;
+use control::mg::{MgConfig, Realm};
+use control::plane::ControlPlane;
+use control::registration::RegistrationConfig;
+use control::transaction::TransactionTimers;
+use dataplane::clock::{Clock, VirtualClock};
+use dataplane::contract::{rings, LegTimers};
+use dataplane::memlink::{MemLink, MemLinkConfig, MemPort};
+use dataplane::testbed::{Host, PatternChecker, PatternSender};
+use dataplane::worker::{Worker, WorkerConfig};
+use smoltcp::socket::tcp;
+use smoltcp::time::Duration;
+use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Cidr};
+
+const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
+const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);
+const UE_X: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 7);
+const UE_Y: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 50);
+const BYTES: u64 = 1_000_000;
+
+struct World {
+    cp: ControlPlane,
+    worker: Worker<MemPort>,
+    host: Host<MemPort>,
+    clock: VirtualClock,
+    alg: UdpSocket,
+    mg_addr: SocketAddr,
+    start: StdInstant,
+}
+
+impl World {
+    fn step(&mut self) {
+        let now_ms = self.start.elapsed().as_millis() as u64;
+        self.cp.poll(now_ms, StdDuration::from_micros(200)).unwrap();
+        let v = self.clock.now();
+        let busy = self.worker.poll(v);
+        let before = self.host.device.stats();
+        self.host.poll(v);
+        if !busy && self.host.device.stats() == before {
+            self.clock.advance(Duration::from_millis(1));
+        }
+    }
+
+    /// The next H.248 message from the MG, answering a ServiceChange on the way.
+    fn recv(&mut self) -> Message {
+        let end = StdInstant::now() + StdDuration::from_secs(20);
+        let mut buf = [0u8; 8192];
+        loop {
+            assert!(StdInstant::now() < end, "no H.248 message from the MG");
+            self.step();
+            if let Ok((n, _)) = self.alg.recv_from(&mut buf) {
+                return decode(&buf[..n])
+                    .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&buf[..n])));
+            }
+        }
+    }
+
+    /// Sends a request and returns the action replies of its answer.
+    fn call(&mut self, text: &str) -> Vec<ActionReply> {
+        self.alg.send_to(text.as_bytes(), self.mg_addr).unwrap();
+        let m = self.recv();
+        let MessageBody::Transactions(ts) = m.body else {
+            panic!()
+        };
+        match &ts[0] {
+            Transaction::Reply(TransactionReply {
+                result: ReplyResult::Actions(a),
+                ..
+            }) => a.clone(),
+            other => panic!("{other:?} for {text}"),
+        }
+    }
+}
+
+fn local_port(a: &ActionReply) -> (String, u16) {
+    let Some(CommandReply::Amms {
+        terminations,
+        audit: Some(ds),
+        ..
+    }) = a.replies.first()
+    else {
+        panic!("{a:?}")
+    };
+    let Descriptor::Media(ms) = &ds[0] else {
+        panic!()
+    };
+    let MediaParm::Streams(s) = &ms[0] else {
+        panic!()
+    };
+    let StreamParm::Local(g) = &s.parms[0] else {
+        panic!()
+    };
+    let (_, port, _, _) = g.first().unwrap().media().unwrap();
+    (
+        terminations[0].0.to_string(),
+        port.value().unwrap().parse().unwrap(),
+    )
+}
+
+#[test]
+fn seed_flow_from_h248_text_to_bytes_through_the_worker() {
+    let alg = UdpSocket::bind("127.0.0.1:0").unwrap();
+    alg.set_nonblocking(true).unwrap();
+    let alg_addr = alg.local_addr().unwrap();
+    let (control_end, worker_end) = rings(1024);
+    let reg = RegistrationConfig {
+        mgcs: vec![alg_addr],
+        mid: MId::Ip4 {
+            addr: [127, 0, 0, 1],
+            port: None,
+        },
+        profile: ("imsagw".into(), 1),
+        max_version: 3,
+        timers: TransactionTimers::default(),
+    };
+    let mg = MgConfig {
+        realms: vec![
+            Realm {
+                name: "access".into(),
+                address: AGW_ACCESS,
+                first_port: 41000,
+                last_port: 41999,
+            },
+            Realm {
+                name: "core".into(),
+                address: AGW_CORE,
+                first_port: 42000,
+                last_port: 42999,
+            },
+        ],
+        max_contexts: 100,
+        max_terminations: 200,
+        timers: LegTimers::default(),
+    };
+    let cp = ControlPlane::new("127.0.0.1:0".parse().unwrap(), reg, mg, control_end).unwrap();
+    let mg_addr = cp.local_addr().unwrap();
+    let clock = VirtualClock::new();
+    let (pa, pb) = MemLink::pair(MemLinkConfig::default(), clock.clone());
+    let cfg = WorkerConfig {
+        addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::new(pa, cfg, worker_end, clock.now());
+    let mut host = Host::new(pb, Ipv4Cidr::new(UE_X, 15), clock.now());
+    host.iface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::Ipv4(Ipv4Cidr::new(UE_Y, 15)));
+    });
+    let mut w = World {
+        cp,
+        worker,
+        host,
+        clock,
+        alg,
+        mg_addr,
+        start: StdInstant::now(),
+    };
+
+    // Step 1 (ours): ServiceChange; the ALG answers as the MGC.
+    w.cp.start(0);
+    let sc = w.recv();
+    let MessageBody::Transactions(ts) = &sc.body else {
+        panic!()
+    };
+    let Transaction::Request(r) = &ts[0] else {
+        panic!("{sc:?}")
+    };
+    let answer = format!(
+        "!/3 [127.0.0.1]:{} P={}{{C=-{{SC=ROOT{{SV{{V=3}}}}}}}}",
+        alg_addr.port(),
+        r.id
+    );
+    w.alg.send_to(answer.as_bytes(), mg_addr).unwrap();
+    while !w.cp.is_registered() {
+        w.step();
+    }
+
+    let hdr = format!("!/3 [127.0.0.1]:{}", alg_addr.port());
+    // Steps 2-7: the two terminations.
+    let a1 = w.call(&format!("{hdr} T=10{{C=${{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=access}},L{{v=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}}}}}}}}}}}}"));
+    let ContextId::Id(ctx) = a1[0].context else {
+        panic!("{a1:?}")
+    };
+    let (t1, p1) = local_port(&a1[0]);
+    let a2 = w.call(&format!("{hdr} T=11{{C={ctx}{{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=core}},L{{v=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}}}}}}}}}}}}"));
+    let (t2, _p2) = local_port(&a2[0]);
+    // Steps 12-17: UE-Y is the TCP server; T2 connects out.
+    let y = w.host.add_tcp(64 * 1024, 64 * 1024);
+    w.host
+        .tcp(y)
+        .listen(IpListenEndpoint {
+            addr: Some(IpAddress::Ipv4(UE_Y)),
+            port: 2855,
+        })
+        .unwrap();
+    w.call(&format!("{hdr} T=12{{C={ctx}{{MF={t2}{{M{{ST=1{{O{{MO=SR}},L{{v=0\nm=message $ TCP/MSRP *\na=setup:active\n}},R{{v=0\nc=IN IP4 {UE_Y}\nm=message 2855 TCP/MSRP *\na=setup:passive\n}}}}}}}}}}}}"));
+    let end = StdInstant::now() + StdDuration::from_secs(20);
+    while w.host.tcp(y).state() != tcp::State::Established {
+        assert!(StdInstant::now() < end, "T2 did not connect to UE-Y");
+        w.step();
+    }
+    // Steps 18-22: T1 accepts UE-X.
+    w.call(&format!("{hdr} T=13{{C={ctx}{{MF={t1}{{M{{ST=1{{O{{MO=SR}},L{{v=0\nm=message $ TCP/MSRP *\na=setup:passive\n}},R{{v=0\nc=IN IP4 {UE_X}\nm=message 9 TCP/MSRP *\na=setup:active\n}}}}}}}}}}}}"));
+    for _ in 0..20 {
+        w.step();
+    }
+    let x = w.host.add_tcp(64 * 1024, 64 * 1024);
+    let cx = w.host.iface.context();
+    w.host
+        .sockets
+        .get_mut::<tcp::Socket>(x)
+        .connect(
+            cx,
+            IpEndpoint::new(IpAddress::Ipv4(AGW_ACCESS), p1),
+            IpListenEndpoint {
+                addr: Some(IpAddress::Ipv4(UE_X)),
+                port: 5000,
+            },
+        )
+        .unwrap();
+    // Steps 23-25: cut-through and data.
+    let (mut sx, mut sy) = (PatternSender::new(1, BYTES), PatternSender::new(2, BYTES));
+    let (mut rx, mut ry) = (PatternChecker::new(2), PatternChecker::new(1));
+    let end = StdInstant::now() + StdDuration::from_secs(60);
+    while rx.received < BYTES || ry.received < BYTES {
+        assert!(
+            StdInstant::now() < end,
+            "data did not get through: {} {}",
+            rx.received,
+            ry.received
+        );
+        w.step();
+        let s = w.host.tcp(x);
+        sx.pump(s);
+        rx.pump(s);
+        let s = w.host.tcp(y);
+        sy.pump(s);
+        ry.pump(s);
+    }
+    assert_eq!((rx.first_mismatch, ry.first_mismatch), (None, None));
+
+    // Release.
+    for _ in 0..50 {
+        w.step();
+    }
+    let r = w.call(&format!(
+        "{hdr} T=14{{C={ctx}{{S={t1}{{AT{{SA}}}},S={t2}{{AT{{SA}}}}}}}}"
+    ));
+    assert_eq!(r[0].replies.len(), 2, "{r:?}");
+    assert!(
+        w.cp.events >= 3,
+        "the control plane saw the worker's events"
+    );
+    assert_eq!(w.cp.mg().terminations(), 0);
+}
