@@ -130,22 +130,15 @@ impl<E: Executor> Dispatcher<E> {
             Err(e) => {
                 self.counters.decode_errors += 1;
                 tracing::warn!(%peer, offset = e.offset, code = e.code, expected = e.expected, "undecodable H.248 message");
-                let text: Text = format!("offset {}: expected {}", e.offset, e.expected).into();
+                let text = format!("offset {}: expected {}", e.offset, e.expected);
                 let error = ErrorDescriptor {
                     code: e.code,
-                    text: Some(text),
+                    text: Some(text.as_str().into()),
                 };
                 let body = match (e.code, e.transaction) {
                     // The header or the version is broken: a message-level error.
                     (400 | 406, None) if e.offset < header_end(data) => MessageBody::Error(error),
-                    (_, tid) => {
-                        MessageBody::Transactions(vec![Transaction::Reply(TransactionReply {
-                            id: tid.unwrap_or(0),
-                            segment: None,
-                            imm_ack_required: false,
-                            result: ReplyResult::Error(error),
-                        })])
-                    }
+                    (_, tid) => reply_body(tid.unwrap_or(0), ReplyResult::Error(error)),
                 };
                 let bytes = self.encode(body);
                 send(peer, bytes);
@@ -163,18 +156,9 @@ impl<E: Executor> Dispatcher<E> {
                     self.counters.requests += 1;
                     if !self.registered && !is_service_change(&req) {
                         self.counters.before_registration += 1;
-                        let error = ErrorDescriptor {
-                            code: 505,
-                            text: Some("not registered yet".into()),
-                        };
                         let bytes = self.encode_with(
                             version,
-                            MessageBody::Transactions(vec![Transaction::Reply(TransactionReply {
-                                id: req.id,
-                                segment: None,
-                                imm_ack_required: false,
-                                result: ReplyResult::Error(error),
-                            })]),
+                            reply_body(req.id, error(505, "not registered yet")),
                         );
                         send(peer, bytes);
                         continue;
@@ -182,17 +166,7 @@ impl<E: Executor> Dispatcher<E> {
                     match self.cache.request(peer, req.id, now) {
                         Some(Disposition::Execute) => {
                             let result = self.executor.execute(peer, version, &req);
-                            let bytes = self.encode_with(
-                                version,
-                                MessageBody::Transactions(vec![Transaction::Reply(
-                                    TransactionReply {
-                                        id: req.id,
-                                        segment: None,
-                                        imm_ack_required: false,
-                                        result,
-                                    },
-                                )]),
-                            );
+                            let bytes = self.encode_with(version, reply_body(req.id, result));
                             self.cache.replied(peer, req.id, Arc::clone(&bytes), now);
                             send(peer, bytes);
                         }
@@ -207,20 +181,9 @@ impl<E: Executor> Dispatcher<E> {
                         Some(Disposition::Ignore) => {}
                         None => {
                             self.counters.refused += 1;
-                            let error = ErrorDescriptor {
-                                code: 510,
-                                text: Some("transaction table full".into()),
-                            };
                             let bytes = self.encode_with(
                                 version,
-                                MessageBody::Transactions(vec![Transaction::Reply(
-                                    TransactionReply {
-                                        id: req.id,
-                                        segment: None,
-                                        imm_ack_required: false,
-                                        result: ReplyResult::Error(error),
-                                    },
-                                )]),
+                                reply_body(req.id, error(510, "transaction table full")),
                             );
                             send(peer, bytes);
                         }
@@ -261,6 +224,23 @@ impl<E: Executor> Dispatcher<E> {
         encode_into(&msg, self.form, &mut self.scratch);
         Arc::from(self.scratch.as_bytes())
     }
+}
+
+/// A message body with one reply.
+fn reply_body(id: u32, result: ReplyResult) -> MessageBody {
+    MessageBody::Transactions(vec![Transaction::Reply(TransactionReply {
+        id,
+        segment: None,
+        imm_ack_required: false,
+        result,
+    })])
+}
+
+fn error(code: u16, text: &str) -> ReplyResult {
+    ReplyResult::Error(ErrorDescriptor {
+        code,
+        text: Some(text.into()),
+    })
 }
 
 fn is_service_change(req: &TransactionRequest) -> bool {
