@@ -197,6 +197,52 @@ impl<D: DataPlane> Mg<D> {
         reply
     }
 
+    /// Reads a LocalControl: Mode and latching into the arguments; returns the realm named,
+    /// if any. Other package properties are not supported (445).
+    fn local_control(
+        &self,
+        lc: &[LocalParm],
+        mode: &mut StreamMode,
+        latch: &mut bool,
+    ) -> Result<Option<Text>, Fail> {
+        let mut realm = None;
+        for l in lc {
+            match l {
+                LocalParm::Mode(m) => *mode = *m,
+                LocalParm::Property(pp)
+                    if pp
+                        .name
+                        .is(iq::unconfirmed::REALM.0, iq::unconfirmed::REALM.1) =>
+                {
+                    realm = Some(
+                        pp.value
+                            .single()
+                            .map(|v| v.text.clone())
+                            .unwrap_or_default(),
+                    );
+                }
+                LocalParm::Property(pp)
+                    if pp
+                        .name
+                        .is(iq::unconfirmed::LATCH.0, iq::unconfirmed::LATCH.1) =>
+                {
+                    *latch = pp
+                        .value
+                        .single()
+                        .is_some_and(|v| v.text.eq_ignore_ascii_case("on"));
+                }
+                LocalParm::Property(pp) => {
+                    return Err(fail(
+                        445,
+                        format!("unsupported property {}/{}", pp.name.package, pp.name.item),
+                    ));
+                }
+                LocalParm::ReservedValue(_) | LocalParm::ReservedGroup(_) => {}
+            }
+        }
+        Ok(realm)
+    }
+
     /// Stream 1's LocalControl, Local and Remote (a bare stream or `Stream = 1`).
     fn stream1(descriptors: &[Descriptor]) -> Result<Vec<&StreamParm>, Fail> {
         let mut parms = Vec::new();
@@ -246,47 +292,13 @@ impl<D: DataPlane> Mg<D> {
         for p in &parms {
             match p {
                 StreamParm::LocalControl(lc) => {
-                    for l in lc {
-                        match l {
-                            LocalParm::Mode(m) => mode = *m,
-                            LocalParm::Property(pp)
-                                if pp
-                                    .name
-                                    .is(iq::unconfirmed::REALM.0, iq::unconfirmed::REALM.1) =>
-                            {
-                                let want = pp
-                                    .value
-                                    .single()
-                                    .map(|v| v.text.clone())
-                                    .unwrap_or_default();
-                                realm = self
-                                    .cfg
-                                    .realms
-                                    .iter()
-                                    .position(|r| r.name.eq_ignore_ascii_case(&want))
-                                    .ok_or_else(|| fail(449, format!("unknown realm {want}")))?;
-                            }
-                            LocalParm::Property(pp)
-                                if pp
-                                    .name
-                                    .is(iq::unconfirmed::LATCH.0, iq::unconfirmed::LATCH.1) =>
-                            {
-                                latch = pp
-                                    .value
-                                    .single()
-                                    .is_some_and(|v| v.text.eq_ignore_ascii_case("on"));
-                            }
-                            LocalParm::Property(pp) => {
-                                return Err(fail(
-                                    445,
-                                    format!(
-                                        "unsupported property {}/{}",
-                                        pp.name.package, pp.name.item
-                                    ),
-                                ));
-                            }
-                            _ => {}
-                        }
+                    if let Some(want) = self.local_control(lc, &mut mode, &mut latch)? {
+                        realm = self
+                            .cfg
+                            .realms
+                            .iter()
+                            .position(|r| r.name.eq_ignore_ascii_case(&want))
+                            .ok_or_else(|| fail(449, format!("unknown realm {want}")))?;
                     }
                 }
                 StreamParm::Local(g) => local = Some(g),
@@ -430,14 +442,8 @@ impl<D: DataPlane> Mg<D> {
             _ => None,
         };
         let role = if connect {
-            let port = match &remote.port {
-                SdpValue::Value(p) => p.parse::<u16>().ok(),
-                _ => None,
-            };
-            match (remote_ip, port) {
-                (Some(ip), Some(port)) if port != 0 => LegRole::Active {
-                    remote: SocketAddrV4::new(ip, port),
-                },
+            match remote_addr(remote) {
+                Some(r) if r.port() != 0 => LegRole::Active { remote: r },
                 _ => return Err(fail(449, "Remote needs an address and port to connect to")),
             }
         } else {
@@ -495,36 +501,8 @@ impl<D: DataPlane> Mg<D> {
             for p in &parms {
                 match p {
                     StreamParm::LocalControl(lc) => {
-                        for l in lc {
-                            match l {
-                                LocalParm::Mode(m) => t.mode = *m,
-                                LocalParm::Property(pp)
-                                    if pp
-                                        .name
-                                        .is(iq::unconfirmed::LATCH.0, iq::unconfirmed::LATCH.1) =>
-                                {
-                                    t.latch = pp
-                                        .value
-                                        .single()
-                                        .is_some_and(|v| v.text.eq_ignore_ascii_case("on"));
-                                }
-                                LocalParm::Property(pp)
-                                    if pp
-                                        .name
-                                        .is(iq::unconfirmed::REALM.0, iq::unconfirmed::REALM.1) => {
-                                }
-                                LocalParm::Property(pp) => {
-                                    return Err(fail(
-                                        445,
-                                        format!(
-                                            "unsupported property {}/{}",
-                                            pp.name.package, pp.name.item
-                                        ),
-                                    ))
-                                }
-                                _ => {}
-                            }
-                        }
+                        // The realm of a started termination stays what Add chose.
+                        self.local_control(lc, &mut t.mode, &mut t.latch)?;
                     }
                     StreamParm::Local(g) => {
                         let m = tcp_media(g).map_err(|r| fail(r.code, r.reason))?;
