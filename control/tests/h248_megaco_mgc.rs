@@ -33,9 +33,11 @@ struct Run {
     commands: Vec<Dp>,
 }
 
-/// Starts the Erlang MGC `module`, registers with it and serves it until it exits.
-fn against(module: &str) -> Run {
-    let dir = std::env::temp_dir().join(format!("imsagw-mgc-{module}-{}", std::process::id()));
+/// Starts the Erlang MGC (tests/erl/iq_mgc.erl) with `scenario`, registers with it and serves
+/// it until it exits.
+fn against(scenario: &str) -> Run {
+    let module = "iq_mgc";
+    let dir = std::env::temp_dir().join(format!("imsagw-mgc-{scenario}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/erl/{module}.erl"));
     let ok = Command::new("erlc")
@@ -53,7 +55,7 @@ fn against(module: &str) -> Run {
     let mut mgc: Child = Command::new("erl")
         .args(["-noshell", "-pa"])
         .arg(&dir)
-        .args(["-run", module, "run", &port.to_string()])
+        .args(["-run", module, "run", &port.to_string(), scenario])
         .stdout(Stdio::piped())
         .spawn()
         .expect("erl");
@@ -159,7 +161,7 @@ fn against(module: &str) -> Run {
 
 #[test]
 fn imsagw_registers_with_an_erlang_megaco_mgc() {
-    let run = against("iq_mgc_register");
+    let run = against("register");
     assert!(run.exit_ok, "{:?}", run.lines);
     assert_eq!(run.registered.map(|(_, v)| v), Some(3));
     // What megaco decoded from our ServiceChange.
@@ -176,7 +178,7 @@ fn imsagw_registers_with_an_erlang_megaco_mgc() {
 
 #[test]
 fn an_erlang_megaco_mgc_adds_and_subtracts_terminations() {
-    let run = against("iq_mgc_calls");
+    let run = against("calls");
     assert!(run.exit_ok, "{:?}", run.lines);
     assert!(
         run.lines

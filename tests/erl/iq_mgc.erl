@@ -1,9 +1,12 @@
-%% A real MGC (Erlang/OTP megaco) that waits for imsagw's ServiceChange, answers it, then
-%% sends Add (T1 $, TCP/MSRP, setup passive towards an active UE), Add with an unsupported
-%% media (expects error 515), and Subtract of T1, checking each reply. Prints one line per
-%% step ("OK <step> ..." or "FAIL <step> ...") and exits 0 only if all passed.
-%% Usage: erl -noshell -pa DIR -run iq_mgc_calls run PORT
--module(iq_mgc_calls).
+%% A real MGC (Erlang/OTP megaco) for imsagw's interop tests. It waits for imsagw's
+%% ServiceChange and answers it with version 3, then plays a scenario:
+%%   register: prints what it decoded from the ServiceChange and exits 0;
+%%   calls:    sends Add (T1 $, TCP/MSRP), Add with an unsupported medium (expects 515) and
+%%             Subtract of T1, printing "OK <step> ..." or "FAIL <step> ..." for each, and
+%%             exits 0 only if all passed.
+%% Without a ServiceChange within 20 s it exits 1.
+%% Usage: erl -noshell -pa DIR -run iq_mgc run PORT SCENARIO
+-module(iq_mgc).
 -include_lib("megaco/include/megaco.hrl").
 -include_lib("megaco/include/megaco_message_v3.hrl").
 -export([run/1]).
@@ -12,7 +15,7 @@
          handle_trans_reply/5, handle_trans_ack/5, handle_unexpected_trans/4,
          handle_trans_request_abort/5, handle_segment_reply/6]).
 
-run([PortS]) ->
+run([PortS, Scenario]) ->
     Port = list_to_integer(PortS),
     ok = megaco:start(),
     Mid = {ip4Address, #'IP4Address'{address = [127, 0, 0, 1], portNumber = Port}},
@@ -27,7 +30,22 @@ run([PortS]) ->
     {ok, _SH, _Ctrl} = megaco_udp:open(Sup, [{port, Port}, {receive_handle, RH},
                                             {udp_options, [{ip, {127, 0, 0, 1}}]}]),
     io:format("READY~n"),
-    CH = receive {registered, C} -> C after 20000 -> io:format("FAIL register timeout~n"), halt(1) end,
+    {CH, Parm} = receive {sc, C, P} -> {C, P}
+                 after 20000 -> io:format("FAIL register timeout~n"), halt(1)
+                 end,
+    scenario(Scenario, CH, Parm).
+
+scenario("register", _CH, Parm) ->
+    Prof = Parm#'ServiceChangeParm'.serviceChangeProfile,
+    io:format("SC method=~w reason=~w version=~w profile=~s/~w~n",
+              [Parm#'ServiceChangeParm'.serviceChangeMethod,
+               Parm#'ServiceChangeParm'.serviceChangeReason,
+               Parm#'ServiceChangeParm'.serviceChangeVersion,
+               Prof#'ServiceChangeProfile'.profileName,
+               Prof#'ServiceChangeProfile'.version]),
+    timer:sleep(500),
+    halt(0);
+scenario("calls", CH, _Parm) ->
     timer:sleep(200),
     Results = [add_t1(CH), add_rtp(CH)],
     Final = case hd(Results) of
@@ -96,9 +114,10 @@ handle_message_error(_CH, _V, _E, _Pid) -> no_reply.
 handle_trans_request(CH, _V,
                      [#'ActionRequest'{contextId = ?megaco_null_context_id,
                                        commandRequests = [#'CommandRequest'{command = {serviceChangeReq,
-                                           #'ServiceChangeRequest'{terminationID = Tids}}}]}],
+                                           #'ServiceChangeRequest'{terminationID = Tids,
+                                                                   serviceChangeParms = P}}}]}],
                      Pid) ->
-    Pid ! {registered, CH},
+    Pid ! {sc, CH, P},
     Res = #'ServiceChangeResParm'{serviceChangeVersion = 3},
     {discard_ack, [#'ActionReply'{contextId = ?megaco_null_context_id,
                                   commandReply = [{serviceChangeReply,
