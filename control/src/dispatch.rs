@@ -10,14 +10,16 @@ use crate::h248::ast::*;
 use crate::h248::{decode, encode_into, Form};
 use crate::transaction::{Disposition, Millis, ReplyCache};
 
-/// Carries out one transaction request and says what to reply.
+/// Carries out one transaction request and says what to reply. `None` defers the reply: the
+/// executor hands it back later through [`Dispatcher::complete`] (a Subtract waiting for the
+/// worker's final statistics); duplicates meanwhile get Pending.
 pub trait Executor {
     fn execute(
         &mut self,
         peer: SocketAddr,
         version: u8,
         request: &TransactionRequest,
-    ) -> ReplyResult;
+    ) -> Option<ReplyResult>;
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -165,10 +167,9 @@ impl<E: Executor> Dispatcher<E> {
                     }
                     match self.cache.request(peer, req.id, now) {
                         Some(Disposition::Execute) => {
-                            let result = self.executor.execute(peer, version, &req);
-                            let bytes = self.encode_with(version, reply_body(req.id, result));
-                            self.cache.replied(peer, req.id, Arc::clone(&bytes), now);
-                            send(peer, bytes);
+                            if let Some(result) = self.executor.execute(peer, version, &req) {
+                                self.complete(peer, req.id, version, result, now, &mut send);
+                            }
                         }
                         Some(Disposition::Pending) => {
                             let bytes = self.encode_with(
@@ -206,6 +207,32 @@ impl<E: Executor> Dispatcher<E> {
                 }
                 Transaction::SegmentReply(_) => {}
             }
+        }
+    }
+
+    /// Sends (and caches) the reply of a request whose execution was deferred.
+    pub fn complete(
+        &mut self,
+        peer: SocketAddr,
+        tid: u32,
+        version: u8,
+        result: ReplyResult,
+        now: Millis,
+        mut send: impl FnMut(SocketAddr, Arc<[u8]>),
+    ) {
+        let bytes = self.encode_with(version, reply_body(tid, result));
+        self.cache.replied(peer, tid, Arc::clone(&bytes), now);
+        send(peer, bytes);
+    }
+
+    /// TransactionPending for every request still running past the provisional timer
+    /// (H.248.1 D.1.2); the caller calls this about once per provisional interval.
+    pub fn send_pendings(&mut self, now: Millis, mut send: impl FnMut(SocketAddr, Arc<[u8]>)) {
+        let overdue: Vec<_> = self.cache.overdue(now).collect();
+        for (peer, tid) in overdue {
+            let body = MessageBody::Transactions(vec![Transaction::Pending(tid)]);
+            let bytes = self.encode(body);
+            send(peer, bytes);
         }
     }
 
@@ -295,14 +322,19 @@ mod tests {
     struct Counting(u32);
 
     impl Executor for Counting {
-        fn execute(&mut self, _: SocketAddr, _: u8, req: &TransactionRequest) -> ReplyResult {
+        fn execute(
+            &mut self,
+            _: SocketAddr,
+            _: u8,
+            req: &TransactionRequest,
+        ) -> Option<ReplyResult> {
             self.0 += 1;
-            ReplyResult::Actions(vec![ActionReply {
+            Some(ReplyResult::Actions(vec![ActionReply {
                 context: ContextId::Id(100 + req.id),
                 properties: vec![],
                 replies: vec![],
                 error: None,
-            }])
+            }]))
         }
     }
 

@@ -17,6 +17,11 @@ pub mod unconfirmed {
     pub const TCP_ESTABLISHED: (&str, &str) = ("tcpc", "est");
     /// Event: TCP connection establishment failure (H.248.89; token UNCONFIRMED).
     pub const TCP_FAILURE: (&str, &str) = ("tcpc", "estfail");
+    /// Event: the TCP connection was released by the peer or a timer (H.248.89 "bearer
+    /// released"; token UNCONFIRMED).
+    pub const TCP_RELEASED: (&str, &str) = ("tcpc", "rel");
+    /// Parameter of the failure and release events naming the cause (UNCONFIRMED).
+    pub const CAUSE_PARAMETER: &str = "cause";
     /// Event: termination heartbeat (H.248.36 `hangterm/thb`).
     pub const HEARTBEAT: (&str, &str) = ("hangterm", "thb");
 }

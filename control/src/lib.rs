@@ -1,11 +1,12 @@
-//! imsagw control plane. The H.248 codec, transactions, the MG model and the Iq profile
-//! arrive here in their own modules; today it holds what the `imsagw` binary shares.
+//! imsagw control plane: the H.248 codec, transactions, registration, the MG model with the
+//! Iq profile, Notify, and the control thread that joins them to the workers' rings.
 
 pub mod dispatch;
 pub mod h248;
 pub mod iq;
 pub mod logging;
 pub mod mg;
+pub mod notify;
 pub mod plane;
 pub mod registration;
 pub mod transaction;

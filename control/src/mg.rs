@@ -2,20 +2,69 @@
 //! Modify, Subtract and AuditValue, address pools per realm, and the mapping of each decision
 //! onto data-plane `Command`s. Descriptors replace what was there (H.248.1 7.1.8: no merging).
 //!
-//! Not yet here: Move, AuditCapabilities, Notify generation from data-plane events, wildcard
-//! commands other than `Subtract = *`, TLS (TCP/TLS/* is refused with 501 until it exists).
+//! Data-plane events become Notify requests for the events the ALG armed (`notifications`),
+//! and a Subtract's reply waits for the worker's final statistics of the released legs
+//! (`completed`).
+//!
+//! Not yet here: Move, AuditCapabilities, wildcard commands other than `Subtract = *`, TLS
+//! (TCP/TLS/* is refused with 501 until it exists).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
 
 use dataplane::contract::{
-    Accept, Command as Dp, Gate, LegRole, LegStats, LegTimers, TerminationKey,
+    Accept, Command as Dp, ConnectFailure, Event, Gate, LegRole, LegStats, LegTimers, ReleaseCause,
+    TerminationKey,
 };
 
 use crate::dispatch::Executor;
 use crate::h248::ast::*;
 use crate::h248::sdp::{SdpGroups, SdpLine, SdpSession, SdpValue};
-use crate::iq::{self, tcp_media, we_connect, TcpMedia};
+use crate::iq::{self, tcp_media, unconfirmed, we_connect, TcpMedia};
+use crate::transaction::Millis;
+
+/// A Notify the MG owes the ALG: an armed event was observed on a termination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub context: u32,
+    pub termination: Text,
+    pub request_id: u32,
+    pub event: (&'static str, &'static str),
+    pub parameters: Vec<(&'static str, String)>,
+}
+
+/// A Subtract reply waiting for the final statistics of the legs it released.
+struct Deferred {
+    peer: SocketAddr,
+    tid: u32,
+    version: u8,
+    result: ReplyResult,
+    waiting: Vec<TerminationKey>,
+    deadline: Millis,
+}
+
+/// A subtracted termination whose final statistics have not all arrived.
+struct Released {
+    name: Text,
+    stats: LegStats,
+    final_stats: bool,
+    established_at: Option<Millis>,
+    closed_at: Option<Millis>,
+}
+
+/// An event name as (package, item).
+type EventName = (&'static str, &'static str);
+/// Armed events of a termination: the request ID and the names.
+type Armed = (u32, Vec<EventName>);
+
+/// Events the MG can report, by the names the ALG arms them with.
+const SUPPORTED_EVENTS: [(&str, &str); 4] = [
+    unconfirmed::TCP_ESTABLISHED,
+    unconfirmed::TCP_FAILURE,
+    unconfirmed::TCP_RELEASED,
+    unconfirmed::HEARTBEAT,
+];
 
 /// Where decisions go: the worker's command ring. `false` means the ring is full.
 pub trait DataPlane {
@@ -37,6 +86,23 @@ pub struct MgConfig {
     pub max_contexts: usize,
     pub max_terminations: usize,
     pub timers: LegTimers,
+    /// Interval of the termination heartbeat (`hangterm/thb`) when the ALG arms it.
+    pub heartbeat: Duration,
+    /// How long a Subtract reply waits for the worker's final statistics.
+    pub stats_wait: Duration,
+}
+
+impl MgConfig {
+    pub fn new(realms: Vec<Realm>) -> Self {
+        MgConfig {
+            realms,
+            max_contexts: 10_000,
+            max_terminations: 20_000,
+            timers: LegTimers::default(),
+            heartbeat: Duration::from_secs(60),
+            stats_wait: Duration::from_secs(2),
+        }
+    }
 }
 
 struct Term {
@@ -52,11 +118,17 @@ struct Term {
     remote: Option<TcpMedia>,
     started: bool,
     stats: LegStats,
+    /// Armed events: request ID and the names.
+    events: Option<Armed>,
+    established_at: Option<Millis>,
+    next_heartbeat: Option<Millis>,
 }
 
+/// Ports handed out in order; freed ones are reused oldest first, so a port is not reused
+/// while the worker may still be draining the leg that had it.
 struct Pool {
     next: u32,
-    free: Vec<u16>,
+    free: std::collections::VecDeque<u16>,
 }
 
 pub struct Mg<D: DataPlane> {
@@ -67,6 +139,13 @@ pub struct Mg<D: DataPlane> {
     next_context: u32,
     next_term: u32,
     pools: Vec<Pool>,
+    by_key: HashMap<TerminationKey, Text>,
+    now: Millis,
+    /// Terminations released by the Subtract being executed, whose statistics it reports.
+    collecting: Vec<TerminationKey>,
+    released: HashMap<TerminationKey, Released>,
+    deferred: Vec<Deferred>,
+    notifications: Vec<Notification>,
 }
 
 type Fail = ErrorDescriptor;
@@ -89,7 +168,7 @@ impl<D: DataPlane> Mg<D> {
             .iter()
             .map(|_| Pool {
                 next: 0,
-                free: Vec::new(),
+                free: Default::default(),
             })
             .collect();
         Mg {
@@ -100,7 +179,18 @@ impl<D: DataPlane> Mg<D> {
             next_context: 1,
             next_term: 1,
             pools,
+            by_key: HashMap::new(),
+            now: 0,
+            collecting: Vec::new(),
+            released: HashMap::new(),
+            deferred: Vec::new(),
+            notifications: Vec::new(),
         }
+    }
+
+    /// The control thread's clock, set before each round.
+    pub fn set_now(&mut self, now: Millis) {
+        self.now = now;
     }
 
     pub fn contexts(&self) -> usize {
@@ -113,20 +203,167 @@ impl<D: DataPlane> Mg<D> {
 
     /// Statistics reported by the data plane, kept for Subtract replies and audits.
     pub fn update_stats(&mut self, key: TerminationKey, stats: LegStats) {
-        if let Some(t) = self.terms.values_mut().find(|t| t.key == key) {
+        if let Some(t) = self.by_key.get(&key).and_then(|n| self.terms.get_mut(n)) {
             t.stats = stats;
         }
+    }
+
+    /// One event from the data plane: statistics kept, armed events turned into
+    /// notifications, waiting Subtract replies fed.
+    pub fn on_event(&mut self, ev: &Event) {
+        let now = self.now;
+        match *ev {
+            Event::Established { key, .. } => {
+                if let Some(t) = self.term_mut(key) {
+                    t.established_at = Some(now);
+                }
+            }
+            Event::CutThrough { a, b } => {
+                for key in [a, b] {
+                    self.notify(key, unconfirmed::TCP_ESTABLISHED, vec![]);
+                }
+            }
+            Event::ConnectFailed { key, failure } => {
+                let cause = match failure {
+                    ConnectFailure::Refused => "refused",
+                    ConnectFailure::Timeout => "timeout",
+                };
+                self.notify(
+                    key,
+                    unconfirmed::TCP_FAILURE,
+                    vec![(unconfirmed::CAUSE_PARAMETER, cause.to_string())],
+                );
+            }
+            Event::Closed { key, cause, stats } => {
+                if let Some(r) = self.released.get_mut(&key) {
+                    r.stats = stats;
+                    r.final_stats = true;
+                    r.closed_at = Some(now);
+                    return;
+                }
+                if let Some(t) = self.term_mut(key) {
+                    t.stats = stats;
+                }
+                if cause != ReleaseCause::Released {
+                    let cause = match cause {
+                        ReleaseCause::PeerClosed => "closed",
+                        ReleaseCause::PeerReset => "reset",
+                        ReleaseCause::PartnerGone => "partner",
+                        ReleaseCause::IdleTimeout => "idle",
+                        ReleaseCause::Released => "released",
+                    };
+                    self.notify(
+                        key,
+                        unconfirmed::TCP_RELEASED,
+                        vec![(unconfirmed::CAUSE_PARAMETER, cause.to_string())],
+                    );
+                }
+            }
+            Event::Stats { key, stats } => self.update_stats(key, stats),
+            Event::Rejected { key, reason } => {
+                tracing::warn!(?key, ?reason, "the worker refused a command");
+                // A released leg the worker no longer knows has nothing more to report.
+                if let Some(r) = self.released.get_mut(&key) {
+                    r.final_stats = true;
+                }
+            }
+            Event::Latched { key, remote } => {
+                tracing::debug!(?key, %remote, "leg latched");
+            }
+        }
+    }
+
+    fn term_mut(&mut self, key: TerminationKey) -> Option<&mut Term> {
+        self.by_key.get(&key).and_then(|n| self.terms.get_mut(n))
+    }
+
+    fn notify(
+        &mut self,
+        key: TerminationKey,
+        event: (&'static str, &'static str),
+        parameters: Vec<(&'static str, String)>,
+    ) {
+        let Some(t) = self.by_key.get(&key).and_then(|n| self.terms.get(n)) else {
+            return;
+        };
+        let Some((rid, armed)) = &t.events else {
+            return;
+        };
+        if armed.contains(&event) {
+            self.notifications.push(Notification {
+                context: t.context,
+                termination: t.name.clone(),
+                request_id: *rid,
+                event,
+                parameters,
+            });
+        }
+    }
+
+    /// Notifications owed to the ALG, oldest first; heartbeats that are due are added.
+    pub fn notifications(&mut self) -> std::vec::Drain<'_, Notification> {
+        let now = self.now;
+        let every = self.cfg.heartbeat.as_millis() as Millis;
+        for t in self.terms.values_mut() {
+            let Some(next) = t.next_heartbeat else {
+                continue;
+            };
+            if next <= now {
+                t.next_heartbeat = Some(now + every);
+                if let Some((rid, _)) = &t.events {
+                    self.notifications.push(Notification {
+                        context: t.context,
+                        termination: t.name.clone(),
+                        request_id: *rid,
+                        event: unconfirmed::HEARTBEAT,
+                        parameters: vec![],
+                    });
+                }
+            }
+        }
+        self.notifications.drain(..)
+    }
+
+    /// Deferred replies whose statistics are all in (or that waited long enough):
+    /// `(peer, transaction, version, reply)`.
+    pub fn completed(&mut self) -> Vec<(SocketAddr, u32, u8, ReplyResult)> {
+        let now = self.now;
+        let mut done = Vec::new();
+        let mut i = 0;
+        while i < self.deferred.len() {
+            let d = &self.deferred[i];
+            let ready = d
+                .waiting
+                .iter()
+                .all(|k| self.released.get(k).is_none_or(|r| r.final_stats));
+            if !ready && now < d.deadline {
+                i += 1;
+                continue;
+            }
+            let mut d = self.deferred.swap_remove(i);
+            if !ready {
+                tracing::warn!(
+                    tid = d.tid,
+                    "final statistics late; answering Subtract with the last known"
+                );
+            }
+            for key in &d.waiting {
+                if let Some(r) = self.released.remove(key) {
+                    let stats = statistics(&r.stats, r.established_at, r.closed_at.or(Some(now)));
+                    set_subtract_stats(&mut d.result, &r.name, stats);
+                }
+            }
+            done.push((d.peer, d.tid, d.version, d.result));
+        }
+        done
     }
 
     fn alloc_port(&mut self, realm: usize) -> Option<u16> {
         let r = &self.cfg.realms[realm];
         let pool = &mut self.pools[realm];
-        if let Some(p) = pool.free.pop() {
-            return Some(p);
-        }
         let span = (r.last_port - r.first_port) as u32 + 1;
         if pool.next >= span {
-            return None;
+            return pool.free.pop_front();
         }
         let p = r.first_port + pool.next as u16;
         pool.next += 1;
@@ -243,6 +480,54 @@ impl<D: DataPlane> Mg<D> {
         Ok(realm)
     }
 
+    /// The command's Events descriptor: `None` when absent, `Some(None)` for a bare `Events`
+    /// (disarm), otherwise the request ID and the events, each one the MG can report.
+    fn events(descriptors: &[Descriptor]) -> Result<Option<Option<Armed>>, Fail> {
+        let mut found = None;
+        for d in descriptors {
+            let Descriptor::Events(e) = d else { continue };
+            let Some(e) = e else {
+                found = Some(None);
+                continue;
+            };
+            let RequestId::Id(rid) = e.request_id else {
+                return Err(fail(458, "Events needs a request ID"));
+            };
+            let mut names = Vec::new();
+            for ev in &e.events {
+                let name = SUPPORTED_EVENTS
+                    .iter()
+                    .find(|(p, i)| ev.name.is(p, i))
+                    .ok_or_else(|| {
+                        let known = SUPPORTED_EVENTS
+                            .iter()
+                            .any(|(p, _)| ev.name.package.eq_ignore_ascii_case(p));
+                        let (code, what) = if known {
+                            (451, "no such event in package")
+                        } else {
+                            (445, "unsupported package")
+                        };
+                        fail(
+                            code,
+                            format!("{what}: {}/{}", ev.name.package, ev.name.item),
+                        )
+                    })?;
+                names.push(*name);
+            }
+            found = Some(Some((rid, names)));
+        }
+        Ok(found)
+    }
+
+    fn arm(&self, t: &mut Term, events: Option<Option<Armed>>) {
+        let Some(events) = events else { return };
+        let beats = events
+            .as_ref()
+            .is_some_and(|(_, names)| names.contains(&unconfirmed::HEARTBEAT));
+        t.next_heartbeat = beats.then(|| self.now + self.cfg.heartbeat.as_millis() as Millis);
+        t.events = events;
+    }
+
     /// Stream 1's LocalControl, Local and Remote (a bare stream or `Stream = 1`).
     fn stream1(descriptors: &[Descriptor]) -> Result<Vec<&StreamParm>, Fail> {
         let mut parms = Vec::new();
@@ -284,6 +569,7 @@ impl<D: DataPlane> Mg<D> {
             return Err(fail(510, "termination limit reached"));
         }
         let parms = Self::stream1(descriptors)?;
+        let events = Self::events(descriptors)?;
         let mut mode = StreamMode::Inactive;
         let mut realm = 0;
         let mut latch = false;
@@ -350,7 +636,7 @@ impl<D: DataPlane> Mg<D> {
             format!("tcp/{}/{}", r.name, n).as_str().into()
         } else {
             if self.terms.contains_key(&lower(&tid.0)) {
-                self.pools[realm].free.push(port);
+                self.pools[realm].free.push_back(port);
                 return Err(fail(
                     433,
                     format!("termination {} is already in a context", tid.0),
@@ -367,7 +653,7 @@ impl<D: DataPlane> Mg<D> {
             key,
             local: local_addr,
         }) {
-            self.pools[realm].free.push(port);
+            self.pools[realm].free.push_back(port);
             return Err(fail(510, "data plane busy"));
         }
         *context = Some(ctx);
@@ -385,7 +671,11 @@ impl<D: DataPlane> Mg<D> {
             remote: remote_media,
             started: false,
             stats: LegStats::default(),
+            events: None,
+            established_at: None,
+            next_heartbeat: None,
         };
+        self.arm(&mut term, events);
         let peers = self.contexts.entry(ctx).or_default();
         peers.push(lower(&name));
         let partner = if peers.len() == 2 {
@@ -407,6 +697,7 @@ impl<D: DataPlane> Mg<D> {
                 },
             )])]),
         };
+        self.by_key.insert(term.key, lower(&name));
         self.terms.insert(lower(&name), term);
         Ok(vec![reply])
     }
@@ -496,7 +787,9 @@ impl<D: DataPlane> Mg<D> {
         };
         let key = self.find(context, tid)?;
         let parms = Self::stream1(descriptors)?;
+        let events = Self::events(descriptors)?;
         let mut t = self.terms.remove(&key).expect("found");
+        self.arm(&mut t, events);
         let result = (|| {
             for p in &parms {
                 match p {
@@ -576,21 +869,38 @@ impl<D: DataPlane> Mg<D> {
                 continue;
             };
             self.dataplane.submit(Dp::Release { key: t.key });
-            self.pools[t.realm].free.push(t.local.port());
+            self.by_key.remove(&t.key);
+            self.pools[t.realm].free.push_back(t.local.port());
             if let Some(members) = self.contexts.get_mut(&t.context) {
                 members.retain(|m| *m != key);
                 if members.is_empty() {
                     self.contexts.remove(&t.context);
                 }
             }
-            let stats = vec![
-                stat("nt", "os", t.stats.octets_out),
-                stat("nt", "or", t.stats.octets_in),
-            ];
+            if with_stats {
+                // The reply waits for the worker's final count (see `completed`).
+                self.collecting.push(t.key);
+                self.released.insert(
+                    t.key,
+                    Released {
+                        name: t.name.clone(),
+                        stats: t.stats,
+                        final_stats: false,
+                        established_at: t.established_at,
+                        closed_at: None,
+                    },
+                );
+            }
             replies.push(CommandReply::Amms {
                 kind: AmmsKind::Subtract,
                 terminations: vec![TerminationId(t.name)],
-                audit: with_stats.then(|| vec![Descriptor::Statistics(stats)]),
+                audit: with_stats.then(|| {
+                    vec![Descriptor::Statistics(statistics(
+                        &t.stats,
+                        t.established_at,
+                        Some(self.now),
+                    ))]
+                }),
             });
         }
         Ok(replies)
@@ -632,10 +942,7 @@ impl<D: DataPlane> Mg<D> {
                 terminations: vec![TerminationId(t.name.clone())],
                 audit: Some(vec![
                     Descriptor::Media(vec![MediaParm::Streams(StreamDescriptor { id: 1, parms })]),
-                    Descriptor::Statistics(vec![
-                        stat("nt", "os", t.stats.octets_out),
-                        stat("nt", "or", t.stats.octets_in),
-                    ]),
+                    Descriptor::Statistics(statistics(&t.stats, t.established_at, Some(self.now))),
                 ]),
             },
         }])
@@ -652,6 +959,43 @@ fn remote_addr(m: &TcpMedia) -> Option<SocketAddrV4> {
         _ => return None,
     };
     Some(SocketAddrV4::new(ip, port))
+}
+
+/// `nt/os`, `nt/or` (octets sent and received) and `nt/dur` (ms since established).
+fn statistics(
+    s: &LegStats,
+    established_at: Option<Millis>,
+    until: Option<Millis>,
+) -> Vec<StatisticsParameter> {
+    let dur = match (established_at, until) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
+    };
+    vec![
+        stat("nt", "os", s.octets_out),
+        stat("nt", "or", s.octets_in),
+        stat("nt", "dur", dur),
+    ]
+}
+
+/// Puts the final statistics into the Subtract reply of termination `name`.
+fn set_subtract_stats(result: &mut ReplyResult, name: &str, stats: Vec<StatisticsParameter>) {
+    let ReplyResult::Actions(actions) = result else {
+        return;
+    };
+    for r in actions.iter_mut().flat_map(|a| a.replies.iter_mut()) {
+        if let CommandReply::Amms {
+            kind: AmmsKind::Subtract,
+            terminations,
+            audit: Some(audit),
+        } = r
+        {
+            if terminations.first().is_some_and(|t| t.0 == name) {
+                *audit = vec![Descriptor::Statistics(stats)];
+                return;
+            }
+        }
+    }
 }
 
 fn stat(pkg: &str, item: &str, v: u64) -> StatisticsParameter {
@@ -699,10 +1043,23 @@ fn answer_sdp(m: &TcpMedia, local: SocketAddrV4, setup: Option<&str>) -> SdpGrou
 impl<D: DataPlane> Executor for Mg<D> {
     fn execute(
         &mut self,
-        _peer: SocketAddr,
-        _version: u8,
+        peer: SocketAddr,
+        version: u8,
         request: &TransactionRequest,
-    ) -> ReplyResult {
-        ReplyResult::Actions(request.actions.iter().map(|a| self.action(a)).collect())
+    ) -> Option<ReplyResult> {
+        self.collecting.clear();
+        let result = ReplyResult::Actions(request.actions.iter().map(|a| self.action(a)).collect());
+        if self.collecting.is_empty() {
+            return Some(result);
+        }
+        self.deferred.push(Deferred {
+            peer,
+            tid: request.id,
+            version,
+            result,
+            waiting: std::mem::take(&mut self.collecting),
+            deadline: self.now + self.cfg.stats_wait.as_millis() as Millis,
+        });
+        None
     }
 }

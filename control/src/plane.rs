@@ -1,15 +1,18 @@
 //! The control plane in one place: the H.248 UDP endpoint, the dispatcher with the MG model
-//! behind it, registration with the MGC, and one worker's rings. `poll` is one round of the
-//! control thread; the binary calls it in a loop.
+//! behind it, registration with the MGC, Notify, and one worker's rings. `poll` is one round
+//! of the control thread; the binary calls it in a loop.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use dataplane::contract::{Command as Dp, ControlEnd, Event};
+use dataplane::contract::{Command as Dp, ControlEnd};
+use serde::Serialize;
 
-use crate::dispatch::{Dispatcher, FromPeer};
+use crate::dispatch::{DispatchCounters, Dispatcher, FromPeer};
 use crate::mg::{DataPlane, Mg, MgConfig};
-use crate::registration::{Action, Registration, RegistrationConfig};
+use crate::notify::{Notifier, NotifyCounters};
+use crate::registration::{Action, Registration, RegistrationConfig, State};
 use crate::transaction::{Millis, ReplyCache};
 use crate::transport::UdpTransport;
 
@@ -22,13 +25,68 @@ impl DataPlane for Rings {
     }
 }
 
+/// Datagrams taken per round once one has arrived.
+const BURST: usize = 64;
+
 pub struct ControlPlane {
     transport: UdpTransport,
     dispatcher: Dispatcher<Mg<Rings>>,
     registration: Registration,
+    notifier: Notifier,
     outbox: Vec<Action>,
+    provisional: Millis,
+    last_pending_sweep: Millis,
+    retry_registration_at: Option<Millis>,
     /// Data-plane events seen, for status.
     pub events: u64,
+}
+
+/// What `imsagw status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub registration: String,
+    pub contexts: usize,
+    pub terminations: usize,
+    pub dataplane_events: u64,
+    pub h248: DispatchStatus,
+    pub notify: NotifyStatus,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DispatchStatus {
+    pub datagrams: u64,
+    pub requests: u64,
+    pub unknown_peer: u64,
+    pub garbage: u64,
+    pub oversized: u64,
+    pub decode_errors: u64,
+    pub refused: u64,
+    pub before_registration: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NotifyStatus {
+    pub sent: u64,
+    pub answered: u64,
+    pub refused: u64,
+    pub given_up: u64,
+    pub unregistered: u64,
+    pub retransmissions: u64,
+}
+
+impl From<DispatchCounters> for DispatchStatus {
+    fn from(c: DispatchCounters) -> Self {
+        DispatchStatus {
+            datagrams: c.datagrams,
+            requests: c.requests,
+            unknown_peer: c.unknown_peer,
+            garbage: c.garbage,
+            oversized: c.oversized,
+            decode_errors: c.decode_errors,
+            refused: c.refused,
+            before_registration: c.before_registration,
+        }
+    }
 }
 
 impl ControlPlane {
@@ -51,8 +109,12 @@ impl ControlPlane {
         Ok(ControlPlane {
             transport,
             dispatcher,
+            notifier: Notifier::new(reg.timers, reg.mid.clone()),
+            provisional: reg.timers.provisional.as_millis() as Millis,
             registration: Registration::new(reg, 1),
             outbox: Vec::new(),
+            last_pending_sweep: 0,
+            retry_registration_at: None,
             events: 0,
         })
     }
@@ -68,34 +130,120 @@ impl ControlPlane {
     pub fn start(&mut self, now: Millis) {
         let outbox = &mut self.outbox;
         self.registration.start(now, &mut |a| outbox.push(a));
+        self.flush(now);
+    }
+
+    /// ServiceChange Forced (905) to the MGC; the caller keeps polling while it drains.
+    pub fn shutdown(&mut self, now: Millis) {
+        let outbox = &mut self.outbox;
+        self.registration.shutdown(now, &mut |a| outbox.push(a));
+        self.dispatcher.set_registered(false);
+        self.flush(now);
     }
 
     pub fn mg(&self) -> &Mg<Rings> {
         &self.dispatcher.executor
     }
 
-    /// One round: data-plane events, one H.248 datagram (waiting at most `wait`), timers.
-    pub fn poll(&mut self, now: Millis, wait: Duration) -> std::io::Result<()> {
-        while let Some(ev) = self.dispatcher.executor.dataplane.0.events.pop() {
-            self.events += 1;
-            match ev {
-                Event::Closed { key, stats, .. } | Event::Stats { key, stats } => {
-                    self.dispatcher.executor.update_stats(key, stats)
-                }
-                other => tracing::debug!(event = ?other, "data-plane event"),
-            }
+    pub fn status(&self) -> Status {
+        let registration = match self.registration.state() {
+            State::Idle => "idle".to_string(),
+            State::Registering { mgc, .. } => format!("registering with {mgc}"),
+            State::Registered { mgc, version } => format!("registered with {mgc} (v{version})"),
+            State::Failed => "failed (retrying)".to_string(),
+            State::ShutDown => "shut down".to_string(),
+        };
+        let n: NotifyCounters = self.notifier.counters();
+        Status {
+            registration,
+            contexts: self.mg().contexts(),
+            terminations: self.mg().terminations(),
+            dataplane_events: self.events,
+            h248: self.dispatcher.counters().into(),
+            notify: NotifyStatus {
+                sent: n.sent,
+                answered: n.answered,
+                refused: n.refused,
+                given_up: n.given_up,
+                unregistered: n.unregistered,
+                retransmissions: self.notifier.retransmissions(),
+            },
         }
+    }
+
+    /// One round: data-plane events, H.248 datagrams (waiting at most `wait` for the first),
+    /// deferred replies, Notify, timers.
+    pub fn poll(&mut self, now: Millis, wait: Duration) -> std::io::Result<()> {
+        self.dispatcher.executor.set_now(now);
+        self.drain_events();
         let mut from_peer = Vec::new();
         self.transport
-            .poll(&mut self.dispatcher, now, wait, |f| from_peer.push(f))?;
+            .poll_burst(&mut self.dispatcher, now, wait, BURST, |f| {
+                from_peer.push(f)
+            })?;
         let outbox = &mut self.outbox;
         for f in from_peer {
             match f {
                 FromPeer::Reply(r) => {
-                    self.registration.reply(&r, now, &mut |a| outbox.push(a));
+                    if !self.registration.reply(&r, now, &mut |a| outbox.push(a))
+                        && !self.notifier.reply(&r)
+                    {
+                        tracing::debug!(tid = r.id, "reply to no request of ours");
+                    }
                 }
-                FromPeer::Pending(tid) => self.registration.pending(tid, now),
+                FromPeer::Pending(tid) => {
+                    self.registration.pending(tid, now);
+                    self.notifier.pending(tid, now);
+                }
             }
+        }
+        // Events that arrived while the datagrams were handled.
+        self.drain_events();
+        self.flush(now);
+        Ok(())
+    }
+
+    fn drain_events(&mut self) {
+        let mg = &mut self.dispatcher.executor;
+        while let Some(ev) = mg.dataplane.0.events.pop() {
+            self.events += 1;
+            mg.on_event(&ev);
+        }
+    }
+
+    /// Deferred replies, notifications, retransmissions, Pendings and registration actions.
+    fn flush(&mut self, now: Millis) {
+        let transport = &mut self.transport;
+        for (peer, tid, version, result) in self.dispatcher.executor.completed() {
+            self.dispatcher
+                .complete(peer, tid, version, result, now, |to, b: Arc<[u8]>| {
+                    transport.send_to(to, &b)
+                });
+        }
+        if now.saturating_sub(self.last_pending_sweep) >= self.provisional {
+            self.last_pending_sweep = now;
+            self.dispatcher
+                .send_pendings(now, |to, b: Arc<[u8]>| transport.send_to(to, &b));
+        }
+        let mgc = match self.registration.state() {
+            State::Registered { mgc, version } => Some((*mgc, *version)),
+            _ => None,
+        };
+        for n in self.dispatcher.executor.notifications() {
+            if let Some((to, bytes)) = self.notifier.send(&n, mgc, now) {
+                transport.send_to(to, &bytes);
+            }
+        }
+        let lost = self
+            .notifier
+            .poll(now, |to, b: Arc<[u8]>| transport.send_to(to, &b));
+        let outbox = &mut self.outbox;
+        if lost {
+            self.registration.contact_lost(now, &mut |a| outbox.push(a));
+        }
+        if self.retry_registration_at.is_some_and(|t| now >= t) {
+            self.retry_registration_at = None;
+            self.registration.start(now, &mut |a| outbox.push(a));
         }
         self.registration.poll(now, &mut |a| outbox.push(a));
         for a in self.outbox.drain(..) {
@@ -107,10 +255,11 @@ impl ControlPlane {
                     self.dispatcher.set_version(version);
                 }
                 Action::AllMgcsFailed => {
-                    tracing::error!("no MGC answered; registration will be retried")
+                    tracing::error!("no MGC answered; registration will be retried in 5 s");
+                    self.dispatcher.set_registered(false);
+                    self.retry_registration_at = Some(now + 5_000);
                 }
             }
         }
-        Ok(())
     }
 }

@@ -14,6 +14,7 @@ use crate::transaction::Millis;
 pub struct UdpTransport {
     socket: UdpSocket,
     buf: Vec<u8>,
+    timeout: Option<Duration>,
     pub send_errors: u64,
 }
 
@@ -23,6 +24,7 @@ impl UdpTransport {
         Ok(UdpTransport {
             socket,
             buf: vec![0; 65_536],
+            timeout: None,
             send_errors: 0,
         })
     }
@@ -40,6 +42,31 @@ impl UdpTransport {
         }
     }
 
+    /// Waits up to `wait` for a datagram, then takes up to `burst` datagrams that are already
+    /// queued, handing each to the dispatcher; returns how many came.
+    pub fn poll_burst<E: Executor>(
+        &mut self,
+        dispatcher: &mut Dispatcher<E>,
+        now: Millis,
+        wait: Duration,
+        burst: usize,
+        mut from_peer: impl FnMut(FromPeer),
+    ) -> io::Result<usize> {
+        if !self.poll(dispatcher, now, wait, &mut from_peer)? {
+            return Ok(0);
+        }
+        self.socket.set_nonblocking(true)?;
+        let mut n = 1;
+        let drained = (|| {
+            while n < burst && self.receive(dispatcher, now, &mut from_peer)? {
+                n += 1;
+            }
+            Ok(())
+        })();
+        self.socket.set_nonblocking(false)?;
+        drained.map(|()| n)
+    }
+
     /// Waits up to `wait` for one datagram and hands it to the dispatcher; returns whether one
     /// came.
     pub fn poll<E: Executor>(
@@ -49,8 +76,20 @@ impl UdpTransport {
         wait: Duration,
         from_peer: impl FnMut(FromPeer),
     ) -> io::Result<bool> {
-        self.socket
-            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+        let timeout = Some(wait.max(Duration::from_millis(1)));
+        if self.timeout != timeout {
+            self.socket.set_read_timeout(timeout)?;
+            self.timeout = timeout;
+        }
+        self.receive(dispatcher, now, from_peer)
+    }
+
+    fn receive<E: Executor>(
+        &mut self,
+        dispatcher: &mut Dispatcher<E>,
+        now: Millis,
+        from_peer: impl FnMut(FromPeer),
+    ) -> io::Result<bool> {
         let (n, peer) = match self.socket.recv_from(&mut self.buf) {
             Ok(x) => x,
             Err(e)
@@ -289,14 +328,19 @@ mod tests {
 
     struct Echo(u32);
     impl Executor for Echo {
-        fn execute(&mut self, _: SocketAddr, _: u8, req: &TransactionRequest) -> ReplyResult {
+        fn execute(
+            &mut self,
+            _: SocketAddr,
+            _: u8,
+            req: &TransactionRequest,
+        ) -> Option<ReplyResult> {
             self.0 += 1;
-            ReplyResult::Actions(vec![ActionReply {
+            Some(ReplyResult::Actions(vec![ActionReply {
                 context: ContextId::Id(req.id),
                 properties: vec![],
                 replies: vec![],
                 error: None,
-            }])
+            }]))
         }
     }
 

@@ -14,7 +14,7 @@ use control::mg::{DataPlane, Mg, MgConfig, Realm};
 use control::registration::{Action, Registration, RegistrationConfig};
 use control::transaction::{ReplyCache, TransactionTimers};
 use control::transport::UdpTransport;
-use dataplane::contract::{Command as Dp, LegTimers};
+use dataplane::contract::{Command as Dp, Event, LegStats, LegTimers, ReleaseCause};
 
 #[derive(Default)]
 struct Recorder(Vec<Dp>);
@@ -84,6 +84,7 @@ fn against(scenario: &str) -> Run {
         max_contexts: 10,
         max_terminations: 20,
         timers: LegTimers::default(),
+        ..MgConfig::new(vec![])
     };
     let mut dispatcher = Dispatcher::new(
         Mg::new(cfg, Recorder::default()),
@@ -108,6 +109,7 @@ fn against(scenario: &str) -> Run {
     let mut outbox = Vec::new();
     let mut registered = None;
     let mut lines = Vec::new();
+    let mut answered = 0;
     reg.start(now(), &mut |a| outbox.push(a));
     let exit_ok = loop {
         assert!(
@@ -138,6 +140,29 @@ fn against(scenario: &str) -> Run {
                 }
                 FromPeer::Pending(tid) => reg.pending(tid, now()),
             }
+        }
+        // The worker's side: every Release is answered with the leg's final statistics,
+        // and the Subtract replies waiting for them go out.
+        dispatcher.executor.set_now(now());
+        let released: Vec<_> = dispatcher.executor.dataplane.0[answered..]
+            .iter()
+            .filter_map(|c| match c {
+                Dp::Release { key } => Some(*key),
+                _ => None,
+            })
+            .collect();
+        answered = dispatcher.executor.dataplane.0.len();
+        for key in released {
+            dispatcher.executor.on_event(&Event::Closed {
+                key,
+                cause: ReleaseCause::Released,
+                stats: LegStats::default(),
+            });
+        }
+        for (peer, tid, version, result) in dispatcher.executor.completed() {
+            dispatcher.complete(peer, tid, version, result, now(), |to, b| {
+                transport.send_to(to, &b)
+            });
         }
         reg.poll(now(), &mut |a| outbox.push(a));
         while let Ok(l) = rx.try_recv() {

@@ -8,7 +8,9 @@ use control::dispatch::Dispatcher;
 use control::h248::ast::*;
 use control::mg::{DataPlane, Mg, MgConfig, Realm};
 use control::transaction::{ReplyCache, TransactionTimers};
-use dataplane::contract::{Accept, Command as Dp, Gate, LegRole, LegTimers};
+use dataplane::contract::{
+    Accept, Command as Dp, Event, Gate, LegRole, LegStats, LegTimers, ReleaseCause,
+};
 
 #[derive(Default)]
 struct Recorder(Vec<Dp>);
@@ -43,6 +45,7 @@ fn mg() -> Dispatcher<Mg<Recorder>> {
         max_contexts: 10,
         max_terminations: 20,
         timers: LegTimers::default(),
+        ..MgConfig::new(vec![])
     };
     Dispatcher::new(
         Mg::new(cfg, Recorder::default()),
@@ -185,18 +188,54 @@ fn seed_steps_2_to_20_drive_the_data_plane_like_the_annex_says() {
     };
     assert!(pos(k2) < pos(k1));
 
-    // Release: Subtract both with statistics.
-    let r = send(
-        &mut d,
-        &format!("!/3 [198.51.100.1]:2944 T=5{{C={ctx}{{S={t1}{{AT{{SA}}}},S={t2}{{AT{{SA}}}}}}}}"),
-    );
-    assert!(
-        r.contains(&format!("S={t1}{{SA{{nt/os=0,nt/or=0}}}}")),
-        "{r}"
-    );
+    // Release: Subtract both with statistics. The reply waits for the worker's final count;
+    // the ALG's retransmission meanwhile gets Pending and no second Release.
+    let subtract =
+        format!("!/3 [198.51.100.1]:2944 T=5{{C={ctx}{{S={t1}{{AT{{SA}}}},S={t2}{{AT{{SA}}}}}}}}");
+    let mut out = Vec::new();
+    d.datagram(alg(), subtract.as_bytes(), 0, |_, b| out.push(b), |_| {});
+    assert!(out.is_empty(), "no reply before the statistics are in");
     assert!(d.executor.dataplane.0.contains(&Dp::Release { key: k1 }));
     assert!(d.executor.dataplane.0.contains(&Dp::Release { key: k2 }));
     assert_eq!((d.executor.contexts(), d.executor.terminations()), (0, 0));
+    d.datagram(alg(), subtract.as_bytes(), 1, |_, b| out.push(b), |_| {});
+    let pending = String::from_utf8(out.remove(0).to_vec()).unwrap();
+    assert!(pending.contains("PN=5"), "{pending}");
+    let releases = d
+        .executor
+        .dataplane
+        .0
+        .iter()
+        .filter(|c| matches!(c, Dp::Release { .. }))
+        .count();
+    assert_eq!(releases, 2);
+    for (key, n) in [(k1, 1000), (k2, 2000)] {
+        d.executor.on_event(&Event::Closed {
+            key,
+            cause: ReleaseCause::Released,
+            stats: LegStats {
+                octets_in: n,
+                octets_out: n + 1,
+                ..LegStats::default()
+            },
+        });
+    }
+    let done = d.executor.completed();
+    assert_eq!(done.len(), 1);
+    let (peer, tid, version, result) = done.into_iter().next().unwrap();
+    d.complete(peer, tid, version, result, 2, |_, b| out.push(b));
+    let r = String::from_utf8(out.remove(0).to_vec()).unwrap();
+    assert!(
+        r.contains(&format!("S={t1}{{SA{{nt/os=1001,nt/or=1000,nt/dur=0}}}}")),
+        "{r}"
+    );
+    assert!(
+        r.contains(&format!("S={t2}{{SA{{nt/os=2001,nt/or=2000,nt/dur=0}}}}")),
+        "{r}"
+    );
+    // Later retransmissions get the same reply from the cache.
+    d.datagram(alg(), subtract.as_bytes(), 3, |_, b| out.push(b), |_| {});
+    assert_eq!(String::from_utf8(out.remove(0).to_vec()).unwrap(), r);
 }
 
 #[test]
@@ -300,4 +339,95 @@ fn errors_carry_the_h248_codes() {
     );
     let odd = add(11, "$", "access").replace("ipdc/realm = \"access\"", "xyz/abc = 1");
     assert_eq!(code(&send(&mut d, &odd)), "445");
+}
+
+/// The key the MG gave the n-th termination it reserved.
+fn reserved(d: &Dispatcher<Mg<Recorder>>, n: usize) -> dataplane::contract::TerminationKey {
+    d.executor
+        .dataplane
+        .0
+        .iter()
+        .filter_map(|c| match c {
+            Dp::Reserve { key, .. } => Some(*key),
+            _ => None,
+        })
+        .nth(n)
+        .unwrap()
+}
+
+#[test]
+fn armed_events_become_notifications_and_others_do_not() {
+    let mut d = mg();
+    let (ctx, t1) = added(&send(&mut d, &add(1, "$", "access")));
+    let (_, t2) = added(&send(&mut d, &add(2, &ctx.to_string(), "core")));
+    let (k1, k2) = (reserved(&d, 0), reserved(&d, 1));
+    // Step 24's event armed on T1 only; T2 arms the failure and release events.
+    let arm = |tid: u32, term: &str, rid: u32, events: &str| {
+        format!("!/3 [198.51.100.1]:2944 T={tid}{{C={ctx}{{MF={term}{{E={rid}{{{events}}}}}}}}}")
+    };
+    let r = send(&mut d, &arm(3, &t1, 104, "tcpc/est"));
+    assert!(!r.contains("ER="), "{r}");
+    let r = send(&mut d, &arm(4, &t2, 103, "tcpc/estfail,tcpc/rel"));
+    assert!(!r.contains("ER="), "{r}");
+    let r = send(&mut d, &arm(5, &t2, 105, "tcpc/nosuch"));
+    assert!(r.contains("ER=451"), "{r}");
+    let r = send(&mut d, &arm(6, &t2, 105, "nopkg/ev"));
+    assert!(r.contains("ER=445"), "{r}");
+
+    d.executor.on_event(&Event::CutThrough { a: k2, b: k1 });
+    let n: Vec<_> = d.executor.notifications().collect();
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert_eq!(
+        (n[0].context, n[0].termination.as_str(), n[0].request_id),
+        (ctx, t1.as_str(), 104)
+    );
+    assert_eq!(n[0].event, ("tcpc", "est"));
+
+    d.executor.on_event(&Event::Closed {
+        key: k2,
+        cause: ReleaseCause::PeerReset,
+        stats: LegStats::default(),
+    });
+    d.executor.on_event(&Event::Closed {
+        key: k1,
+        cause: ReleaseCause::PartnerGone,
+        stats: LegStats::default(),
+    });
+    let n: Vec<_> = d.executor.notifications().collect();
+    assert_eq!(n.len(), 1, "only T2 armed the release: {n:?}");
+    assert_eq!(n[0].event, ("tcpc", "rel"));
+    assert_eq!(n[0].parameters, vec![("cause", "reset".to_string())]);
+
+    // A bare Events disarms.
+    let r = send(
+        &mut d,
+        &format!("!/3 [198.51.100.1]:2944 T=7{{C={ctx}{{MF={t2}{{E}}}}}}"),
+    );
+    assert!(!r.contains("ER="), "{r}");
+    d.executor.on_event(&Event::ConnectFailed {
+        key: k2,
+        failure: dataplane::contract::ConnectFailure::Timeout,
+    });
+    assert_eq!(d.executor.notifications().count(), 0);
+}
+
+#[test]
+fn an_armed_heartbeat_beats_at_its_interval() {
+    let mut d = mg();
+    let (ctx, t1) = added(&send(&mut d, &add(1, "$", "access")));
+    d.executor.set_now(1_000);
+    send(
+        &mut d,
+        &format!("!/3 [198.51.100.1]:2944 T=2{{C={ctx}{{MF={t1}{{E=101{{hangterm/thb}}}}}}}}"),
+    );
+    d.executor.set_now(60_999);
+    assert_eq!(d.executor.notifications().count(), 0);
+    d.executor.set_now(61_000);
+    let n: Vec<_> = d.executor.notifications().collect();
+    assert_eq!(n.len(), 1);
+    assert_eq!((n[0].event, n[0].request_id), (("hangterm", "thb"), 101));
+    d.executor.set_now(61_500);
+    assert_eq!(d.executor.notifications().count(), 0);
+    d.executor.set_now(121_000);
+    assert_eq!(d.executor.notifications().count(), 1);
 }

@@ -141,6 +141,7 @@ fn seed_flow_from_h248_text_to_bytes_through_the_worker() {
         max_contexts: 100,
         max_terminations: 200,
         timers: LegTimers::default(),
+        ..MgConfig::new(vec![])
     };
     let cp = ControlPlane::new("127.0.0.1:0".parse().unwrap(), reg, mg, control_end).unwrap();
     let mg_addr = cp.local_addr().unwrap();
