@@ -11,6 +11,8 @@ use dataplane::dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
 use dataplane::echo::{EchoConfig, EchoService};
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 
+mod run;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "imsagw",
@@ -30,6 +32,11 @@ enum Command {
     /// Bring-up check of a DPDK port: a TCP echo service (plus ARP and ping) on one smoltcp
     /// interface. Runs until SIGINT or SIGTERM.
     Echo(EchoArgs),
+    /// Run the gateway: DPDK, the workers and the H.248 control thread. Stops on SIGINT or
+    /// SIGTERM (ServiceChange Forced to the MGC first); SIGHUP reloads the log level.
+    Run(Box<run::RunArgs>),
+    /// Print the state of a running imsagw (registration, contexts, workers, counters).
+    Status(run::StatusArgs),
     /// H.248 tools for operators.
     #[command(subcommand)]
     H248(H248Command),
@@ -194,8 +201,10 @@ fn h248_decode(args: DecodeArgs) -> Result<std::process::ExitCode> {
 
 fn main() -> Result<std::process::ExitCode> {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    let reload = logging::init(cli.log_format);
     match cli.command {
+        Command::Run(a) => run::run(*a, reload).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Status(a) => run::status(a).map(|()| std::process::ExitCode::SUCCESS),
         Command::Echo(a) => echo(a).map(|()| std::process::ExitCode::SUCCESS),
         Command::H248(H248Command::Decode(a)) => h248_decode(a),
     }

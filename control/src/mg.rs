@@ -188,6 +188,18 @@ impl<D: DataPlane> Mg<D> {
         }
     }
 
+    /// Releases every termination (shutdown); returns how many there were.
+    pub fn release_all(&mut self) -> usize {
+        let n = self.terms.len();
+        for t in self.terms.values() {
+            self.dataplane.submit(Dp::Release { key: t.key });
+        }
+        self.terms.clear();
+        self.contexts.clear();
+        self.by_key.clear();
+        n
+    }
+
     /// The control thread's clock, set before each round.
     pub fn set_now(&mut self, now: Millis) {
         self.now = now;

@@ -141,6 +141,16 @@ impl ControlPlane {
         self.flush(now);
     }
 
+    /// Releases every termination (shutdown); returns how many there were.
+    pub fn release_all(&mut self) -> usize {
+        self.dispatcher.executor.release_all()
+    }
+
+    /// Our ServiceChange is still unanswered (while shutting down: wait a little for it).
+    pub fn awaiting_replies(&self) -> bool {
+        self.registration.awaiting()
+    }
+
     pub fn mg(&self) -> &Mg<Rings> {
         &self.dispatcher.executor
     }

@@ -93,6 +93,11 @@ impl Registration {
         matches!(self.state, State::Registered { .. })
     }
 
+    /// A request of ours (ServiceChange) is still waiting for its answer.
+    pub fn awaiting(&self) -> bool {
+        !self.outstanding.is_empty()
+    }
+
     pub fn version(&self) -> Option<u8> {
         match self.state {
             State::Registered { version, .. } => Some(version),

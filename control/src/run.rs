@@ -1,0 +1,410 @@
+//! `imsagw run`: DPDK, one pinned poll-mode worker per worker core, and the control thread
+//! (H.248, registration, the MG model) on its own core; `imsagw status` reads the running
+//! process's state over a Unix socket.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use control::config::{RealmSettings, Settings};
+use control::plane::ControlPlane;
+use dataplane::clock::{Clock, MonotonicClock};
+use dataplane::contract::rings;
+use dataplane::dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
+use dataplane::worker::Worker;
+use serde::Serialize;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML file with any of the settings below (flags win over the file).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Core of the control thread.
+    #[arg(long)]
+    control_core: Option<usize>,
+    /// Cores of the poll-mode workers, such as `1-3,5`.
+    #[arg(long)]
+    worker_cores: Option<String>,
+    /// Let the control thread share a core with a worker (small test machines).
+    #[arg(long)]
+    shared_control_core: bool,
+    /// UDP address H.248 is served on.
+    #[arg(long)]
+    bind: Option<std::net::SocketAddr>,
+    /// Our H.248 mId (default `[bind address]:port`).
+    #[arg(long)]
+    mid: Option<String>,
+    /// An MGC to register with, in order of preference (repeat the flag for failover).
+    #[arg(long = "mgc")]
+    mgcs: Vec<std::net::SocketAddr>,
+    /// ServiceChangeProfile name.
+    #[arg(long)]
+    profile: Option<String>,
+    /// DPDK port, as EAL names it.
+    #[arg(long)]
+    device: Option<String>,
+    /// Default gateway of the media addresses.
+    #[arg(long)]
+    gateway: Option<std::net::Ipv4Addr>,
+    /// A realm as `NAME=ADDRESS/PREFIX:FIRST-LAST` (repeat; replaces the configured realms).
+    #[arg(long = "realm", value_parser = parse_realm)]
+    realms: Vec<RealmSettings>,
+    /// mbufs in the pool.
+    #[arg(long)]
+    mbufs: Option<u32>,
+    /// Receive and send buffer per leg, bytes.
+    #[arg(long)]
+    leg_buffer: Option<usize>,
+    #[arg(long)]
+    max_legs_per_worker: Option<usize>,
+    #[arg(long)]
+    max_contexts: Option<usize>,
+    #[arg(long)]
+    max_terminations: Option<usize>,
+    #[arg(long)]
+    connect_timeout_ms: Option<u64>,
+    /// Release a leg after this long without payload (0: never).
+    #[arg(long)]
+    idle_timeout_s: Option<u64>,
+    /// Interval of the termination heartbeat Notify when armed.
+    #[arg(long)]
+    heartbeat_s: Option<u64>,
+    /// Unix socket for `imsagw status`.
+    #[arg(long)]
+    status_socket: Option<String>,
+    /// Log filter when RUST_LOG is not set (re-read from the config file on SIGHUP).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// DPDK EAL arguments. The default runs without a NIC or hugepages on a tap interface
+    /// named imsagw0.
+    #[arg(last = true)]
+    eal: Vec<String>,
+}
+
+fn parse_realm(s: &str) -> Result<RealmSettings, String> {
+    let (name, rest) = s
+        .split_once('=')
+        .ok_or("expected NAME=ADDRESS/PREFIX:FIRST-LAST")?;
+    let (address, ports) = rest
+        .rsplit_once(':')
+        .ok_or("expected NAME=ADDRESS/PREFIX:FIRST-LAST")?;
+    Ok(RealmSettings {
+        name: name.into(),
+        address: address.into(),
+        ports: ports.into(),
+    })
+}
+
+impl RunArgs {
+    pub fn settings(&self) -> Result<Settings> {
+        let mut s = match &self.config {
+            Some(p) => Settings::from_file(p)?,
+            None => Settings::default(),
+        };
+        macro_rules! over {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { s.$f = v.clone(); } )* };
+        }
+        over!(
+            control_core,
+            worker_cores,
+            bind,
+            profile,
+            device,
+            mbufs,
+            leg_buffer,
+            max_legs_per_worker,
+            max_contexts,
+            max_terminations,
+            connect_timeout_ms,
+            idle_timeout_s,
+            heartbeat_s,
+            status_socket,
+            log_level
+        );
+        if self.mid.is_some() {
+            s.mid = self.mid.clone();
+        }
+        if self.gateway.is_some() {
+            s.gateway = self.gateway;
+        }
+        if self.shared_control_core {
+            s.shared_control_core = true;
+        }
+        if !self.mgcs.is_empty() {
+            s.mgc = self.mgcs.clone();
+        }
+        if !self.realms.is_empty() {
+            s.realm = self.realms.clone();
+        }
+        if !self.eal.is_empty() {
+            s.eal = self.eal.clone();
+        }
+        Ok(s)
+    }
+}
+
+/// A worker's counters, published every few milliseconds for status (no lock on the hot
+/// path: the worker stores, the control thread loads).
+#[derive(Default)]
+struct WorkerGauges {
+    legs: AtomicU64,
+    rx_frames: AtomicU64,
+    busy_polls: AtomicU64,
+    idle_polls: AtomicU64,
+    tcp_no_leg: AtomicU64,
+    gate_rejected: AtomicU64,
+    malformed_dropped: AtomicU64,
+    commands: AtomicU64,
+}
+
+#[derive(Serialize)]
+struct WorkerStatus {
+    core: usize,
+    legs: u64,
+    rx_frames: u64,
+    busy_polls: u64,
+    idle_polls: u64,
+    tcp_no_leg: u64,
+    gate_rejected: u64,
+    malformed_dropped: u64,
+    commands: u64,
+}
+
+#[derive(Serialize)]
+struct ProcessStatus {
+    #[serde(flatten)]
+    control: control::plane::Status,
+    workers: Vec<WorkerStatus>,
+    mbufs_in_use: u32,
+    mbufs: u32,
+}
+
+fn stop_flags() -> Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
+    }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .context("installing SIGHUP handler")?;
+    Ok((stop, hup))
+}
+
+pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
+    let settings = args.settings()?;
+    let present: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let cfg = settings.resolve(&present)?;
+    if std::env::var_os("RUST_LOG").is_none() {
+        reload.set(&settings.log_level)?;
+    }
+    let eal_args = if settings.eal.is_empty() {
+        let mut a = Eal::no_nic_args(&["net_tap0,iface=imsagw0"]);
+        // EAL's main lcore is the control thread's core.
+        a[1] = settings.control_core.to_string();
+        a
+    } else {
+        settings.eal.clone()
+    };
+    pin("control", settings.control_core);
+    let eal = Eal::init(&eal_args).context("initialising DPDK")?;
+    let pool = Mempool::create(eal, &MempoolConfig::new("imsagw_pool", settings.mbufs))
+        .context("creating the mbuf pool")?;
+    let port_id = EthDev::port_by_name(eal, &settings.device)
+        .with_context(|| format!("finding DPDK device {:?}", settings.device))?;
+    let dev = EthDev::start(
+        eal,
+        port_id,
+        &EthDevConfig {
+            queues: cfg.worker_cores.len() as u16,
+            ..EthDevConfig::default()
+        },
+        Arc::clone(&pool),
+    )
+    .context("starting the port")?;
+    let (stop, hup) = stop_flags()?;
+
+    let (control_end, worker_end) = rings(4096);
+    let mut cp = ControlPlane::new(
+        settings.bind,
+        cfg.registration.clone(),
+        cfg.mg.clone(),
+        control_end,
+    )
+    .with_context(|| format!("binding H.248 on {}", settings.bind))?;
+
+    let workers_stop = Arc::new(AtomicBool::new(false));
+    let core = cfg.worker_cores[0];
+    let gauges = Arc::new(WorkerGauges::default());
+    let port = dev.queue(0)?;
+    let worker = {
+        let (stop, gauges, wcfg) = (
+            Arc::clone(&workers_stop),
+            Arc::clone(&gauges),
+            cfg.worker.clone(),
+        );
+        thread::Builder::new()
+            .name(format!("worker-{core}"))
+            .spawn(move || {
+                pin("worker", core);
+                let clock = MonotonicClock::new();
+                let mut w = Worker::new(port, wcfg, worker_end, clock.now());
+                let mut polls = 0u32;
+                let publish = |w: &Worker<_>| {
+                    let c = w.counters();
+                    let g = &gauges;
+                    g.legs.store(w.legs() as u64, Ordering::Relaxed);
+                    g.rx_frames.store(c.rx_frames, Ordering::Relaxed);
+                    g.busy_polls.store(c.busy_polls, Ordering::Relaxed);
+                    g.idle_polls.store(c.idle_polls, Ordering::Relaxed);
+                    g.tcp_no_leg.store(c.tcp_no_leg, Ordering::Relaxed);
+                    g.gate_rejected.store(c.gate_rejected, Ordering::Relaxed);
+                    g.malformed_dropped
+                        .store(c.malformed_dropped, Ordering::Relaxed);
+                    g.commands.store(c.commands, Ordering::Relaxed);
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    w.poll(clock.now());
+                    polls = polls.wrapping_add(1);
+                    if polls.is_multiple_of(4096) {
+                        publish(&w);
+                    }
+                }
+                // Released legs close gracefully (FIN after their data) before the port goes.
+                let end = Instant::now() + Duration::from_secs(3);
+                while w.legs() > 0 && Instant::now() < end {
+                    w.poll(clock.now());
+                }
+                publish(&w);
+                w.legs()
+            })?
+    };
+
+    let socket_path = PathBuf::from(&settings.status_socket);
+    let _ = std::fs::remove_file(&socket_path);
+    let status = UnixListener::bind(&socket_path)
+        .with_context(|| format!("binding the status socket {}", socket_path.display()))?;
+    status.set_nonblocking(true)?;
+
+    let start = Instant::now();
+    let now = || start.elapsed().as_millis() as u64;
+    tracing::info!(
+        bind = %cp.local_addr()?,
+        device = %settings.device,
+        mac = ?dev.mac(),
+        control_core = settings.control_core,
+        worker_cores = ?cfg.worker_cores,
+        realms = ?cfg.mg.realms.iter().map(|r| format!("{}={}:{}-{}", r.name, r.address, r.first_port, r.last_port)).collect::<Vec<_>>(),
+        "imsagw running"
+    );
+    cp.start(now());
+    let status_of = |cp: &ControlPlane| ProcessStatus {
+        control: cp.status(),
+        workers: vec![WorkerStatus {
+            core,
+            legs: gauges.legs.load(Ordering::Relaxed),
+            rx_frames: gauges.rx_frames.load(Ordering::Relaxed),
+            busy_polls: gauges.busy_polls.load(Ordering::Relaxed),
+            idle_polls: gauges.idle_polls.load(Ordering::Relaxed),
+            tcp_no_leg: gauges.tcp_no_leg.load(Ordering::Relaxed),
+            gate_rejected: gauges.gate_rejected.load(Ordering::Relaxed),
+            malformed_dropped: gauges.malformed_dropped.load(Ordering::Relaxed),
+            commands: gauges.commands.load(Ordering::Relaxed),
+        }],
+        mbufs_in_use: pool.in_use(),
+        mbufs: pool.size(),
+    };
+    while !stop.load(Ordering::Relaxed) {
+        cp.poll(now(), Duration::from_millis(5))?;
+        if let Ok((mut conn, _)) = status.accept() {
+            let body = serde_json::to_string(&status_of(&cp))?;
+            let _ = conn.set_nonblocking(false);
+            let _ = conn.write_all(body.as_bytes());
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            reload_settings(&args, &reload);
+        }
+    }
+
+    tracing::info!("stopping: ServiceChange Forced to the MGC, releasing every termination");
+    cp.shutdown(now());
+    let released = cp.release_all();
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end && cp.awaiting_replies() {
+        cp.poll(now(), Duration::from_millis(5))?;
+    }
+    workers_stop.store(true, Ordering::Relaxed);
+    let legs_left = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the worker panicked"))?;
+    let _ = std::fs::remove_file(&socket_path);
+    drop(dev);
+    tracing::info!(
+        released,
+        legs_left,
+        mbufs_in_use = pool.in_use(),
+        "imsagw stopped"
+    );
+    if pool.in_use() != 0 {
+        bail!("{} mbufs not returned to the pool", pool.in_use());
+    }
+    Ok(())
+}
+
+fn reload_settings(args: &RunArgs, reload: &control::logging::Reload) {
+    match args.settings() {
+        Ok(s) if std::env::var_os("RUST_LOG").is_none() => match reload.set(&s.log_level) {
+            Ok(()) => tracing::info!(log_level = %s.log_level, "SIGHUP: log level reloaded"),
+            Err(e) => tracing::warn!(error = %e, "SIGHUP: bad log level"),
+        },
+        Ok(_) => tracing::info!("SIGHUP: RUST_LOG is set, log level unchanged"),
+        Err(e) => tracing::warn!(error = %e, "SIGHUP: configuration not reloaded"),
+    }
+}
+
+fn pin(what: &str, core: usize) {
+    if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        tracing::debug!(what, core, "pinned");
+    } else {
+        tracing::warn!(what, core, "could not pin to core");
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The running imsagw's status socket.
+    #[arg(long, default_value = "/run/imsagw.sock")]
+    status_socket: PathBuf,
+    /// Print the raw JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn status(args: StatusArgs) -> Result<()> {
+    let mut conn = UnixStream::connect(&args.status_socket).with_context(|| {
+        format!(
+            "connecting to {} (is imsagw running?)",
+            args.status_socket.display()
+        )
+    })?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body)?;
+    let v: serde_json::Value = serde_json::from_str(&body).context("status reply")?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{body}")?;
+    } else {
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    }
+    Ok(())
+}
