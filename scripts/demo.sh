@@ -33,14 +33,19 @@ trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
 
 section() { printf '\n#### %s\n' "$*"; }
-fail() { echo "FAIL: $*" >&2; echo "--- imsagw log:" >&2; cat "$WORK/imsagw.log" >&2 || true; exit 1; }
+fail() {
+  echo "FAIL: $*" >&2
+  echo "--- imsagw log:" >&2; cat "$WORK/imsagw.log" >&2 || true
+  echo "--- imsagw status:" >&2; "$BIN" status --status-socket "$WORK/imsagw.sock" >&2 || true
+  exit 1
+}
+BIN=target/release/imsagw
 
 [ "$(id -u)" -eq 0 ] || { echo "demo.sh needs root (DPDK tap device, network namespaces)"; exit 1; }
 
 section "Install system packages if missing and build imsagw and imsagw-sim (release)"
 bash scripts/setup.sh
 cargo build --release -p control --bin imsagw --bin imsagw-sim
-BIN=target/release/imsagw
 SIM=target/release/imsagw-sim
 
 section "Create the UE hosts: namespaces $UEX ($UEX_IP) and $UEY ($UEY_IP), bridged in $LAN"
@@ -78,9 +83,23 @@ ip netns exec "$LAN" ip link set dev "$IFACE" address 02:00:00:00:00:fe
 ip netns exec "$LAN" ip link set "$IFACE" master br0
 ip netns exec "$LAN" ip link set "$IFACE" up
 
-section "The IMS-ALG (imsagw-sim alg) drives the Annex y flow"
+section "The IMS-ALG (imsagw-sim alg) drives the Annex y flow (H.248 on loopback captured by tshark)"
+dumpcap -q -i lo -f "udp port 2944 or udp port 2945" -w "$WORK/h248.pcapng" >/dev/null 2>&1 &
+CAP_PID=$!
+sleep 1
 "$SIM" alg --listen 127.0.0.1:2945 --ue-x "$UEX_IP" --ue-y "$UEY_IP:2855" \
   --ue-x-netns "$UEX" --ue-y-netns "$UEY" --messages "$MESSAGES" || fail "call flow"
+sleep 0.5
+kill -INT "$CAP_PID"; wait "$CAP_PID" || true
+
+section "tshark decodes every H.248 message of the flow without malformed-packet errors"
+decode=(tshark -r "$WORK/h248.pcapng" -d udp.port==2945,megaco -d udp.port==2944,megaco)
+messages=$("${decode[@]}" -Y megaco | wc -l)
+malformed=$("${decode[@]}" -Y "_ws.malformed || _ws.expert.severity == error" | wc -l)
+"${decode[@]}" -Y megaco -T fields -e frame.number -e ip.src -e udp.srcport -e megaco.transid -e megaco.command | head -30
+echo "H.248 messages: $messages, malformed: $malformed"
+[ "$messages" -ge 12 ] || fail "tshark saw only $messages H.248 messages"
+[ "$malformed" -eq 0 ] || fail "tshark found $malformed malformed H.248 messages"
 
 section "imsagw status (read from the running process)"
 "$BIN" status --status-socket "$WORK/imsagw.sock" || fail "status"

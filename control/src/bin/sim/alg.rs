@@ -463,7 +463,7 @@ pub fn run(a: AlgArgs) -> Result<()> {
     step("1", "The IMS-ALG receives an SDP offer (TCP/MSRP) from UE-X; the TCP direction is not decided yet");
     step("2", "Add T1 (access realm, setup role still open)");
     let r = alg.transact(
-        "  Context = $ {\n    Add = $ {\n      Media { Stream = 1 {\n        LocalControl { Mode = Inactive, ipdc/realm = \"access\" },\n        Local {\nv=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n        }\n      } }\n    }\n  }",
+        "  Context = $ {\n    Add = $ {\n      Media { Stream = 1 {\n        LocalControl { Mode = Inactive, ipdc/realm = \"access\" },\n        Local {\nv=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}\n      } }\n    }\n  }",
     )?;
     let (ctx, t1, t1_addr) = added(&r)?;
     step(
@@ -477,7 +477,7 @@ pub fn run(a: AlgArgs) -> Result<()> {
 
     step("5", "Add T2 (core realm) into the same context");
     let r = alg.transact(&format!(
-        "  Context = {ctx} {{\n    Add = $ {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = Inactive, ipdc/realm = \"core\" }},\n        Local {{\nv=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n        }}\n      }} }}\n    }}\n  }}"
+        "  Context = {ctx} {{\n    Add = $ {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = Inactive, ipdc/realm = \"core\" }},\n        Local {{\nv=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}}\n      }} }}\n    }}\n  }}"
     ))?;
     let (ctx2, t2, t2_addr) = added(&r)?;
     if ctx2 != ctx {
@@ -510,7 +510,7 @@ pub fn run(a: AlgArgs) -> Result<()> {
         "Modify T2: connect out to UE-Y; arm establishment failure and release events",
     );
     let r = alg.transact(&format!(
-        "  Context = {ctx} {{\n    Modify = {t2} {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive }},\n        Local {{\nv=0\nc=IN IP4 {ip}\nm=message {port} TCP/MSRP *\na=setup:active\na=connection:new\n        }},\n        Remote {{\nv=0\nc=IN IP4 {yip}\nm=message {yport} TCP/MSRP *\na=setup:passive\na=connection:new\na=path:msrp://{yip}:{yport}/s;tcp\n        }}\n      }} }},\n      Events = 103 {{ tcpc/estfail, tcpc/rel }}\n    }}\n  }}",
+        "  Context = {ctx} {{\n    Modify = {t2} {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive }},\n        Local {{\nv=0\nc=IN IP4 {ip}\nm=message {port} TCP/MSRP *\na=setup:active\na=connection:new\n}},\n        Remote {{\nv=0\nc=IN IP4 {yip}\nm=message {yport} TCP/MSRP *\na=setup:passive\na=connection:new\na=path:msrp://{yip}:{yport}/s;tcp\n}}\n      }} }},\n      Events = 103 {{ tcpc/estfail, tcpc/rel }}\n    }}\n  }}",
         ip = t2_addr.ip(),
         port = t2_addr.port(),
         yip = a.ue_y.ip(),
@@ -535,7 +535,7 @@ pub fn run(a: AlgArgs) -> Result<()> {
 
     step("18", "Modify T1: accept UE-X's connection (gate on UE-X's address); arm the end-to-end established event");
     let r = alg.transact(&format!(
-        "  Context = {ctx} {{\n    Modify = {t1} {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive }},\n        Local {{\nv=0\nc=IN IP4 {ip}\nm=message {port} TCP/MSRP *\na=setup:passive\na=connection:new\n        }},\n        Remote {{\nv=0\nc=IN IP4 {xip}\nm=message 9 TCP/MSRP *\na=setup:active\na=connection:new\n        }}\n      }} }},\n      Events = 104 {{ tcpc/est }}\n    }}\n  }}",
+        "  Context = {ctx} {{\n    Modify = {t1} {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive }},\n        Local {{\nv=0\nc=IN IP4 {ip}\nm=message {port} TCP/MSRP *\na=setup:passive\na=connection:new\n}},\n        Remote {{\nv=0\nc=IN IP4 {xip}\nm=message 9 TCP/MSRP *\na=setup:active\na=connection:new\n}}\n      }} }},\n      Events = 104 {{ tcpc/est }}\n    }}\n  }}",
         ip = t1_addr.ip(),
         port = t1_addr.port(),
         xip = a.ue_x,
