@@ -82,6 +82,8 @@ pub struct Settings {
     pub max_legs_per_worker: usize,
     pub max_contexts: usize,
     pub max_terminations: usize,
+    /// Transactions whose replies are remembered for LONG-TIMER (answers to retransmissions).
+    pub reply_cache_entries: usize,
     pub connect_timeout_ms: u64,
     /// Release a leg after this long without payload (0: never).
     pub idle_timeout_s: u64,
@@ -125,6 +127,7 @@ impl Default for Settings {
             max_legs_per_worker: 100_000,
             max_contexts: 20_000,
             max_terminations: 40_000,
+            reply_cache_entries: crate::plane::DEFAULT_REPLY_CACHE,
             connect_timeout_ms: 10_000,
             idle_timeout_s: 0,
             heartbeat_s: 60,

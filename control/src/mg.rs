@@ -336,6 +336,11 @@ impl<D: DataPlane> Mg<D> {
         self.notifications.drain(..)
     }
 
+    /// Replies are waiting for the worker's statistics.
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
     /// Deferred replies whose statistics are all in (or that waited long enough):
     /// `(peer, transaction, version, reply)`.
     pub fn completed(&mut self) -> Vec<(SocketAddr, u32, u8, ReplyResult)> {

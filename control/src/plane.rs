@@ -89,6 +89,10 @@ impl From<DispatchCounters> for DispatchStatus {
     }
 }
 
+/// Replies remembered by default: LONG-TIMER times the peak transaction rate must fit (30 s
+/// at 33 000 transactions/s); each entry holds its reply, a few hundred bytes.
+pub const DEFAULT_REPLY_CACHE: usize = 1 << 20;
+
 impl ControlPlane {
     pub fn new(
         bind: SocketAddr,
@@ -96,11 +100,23 @@ impl ControlPlane {
         mg: MgConfig,
         rings: ControlEnd,
     ) -> std::io::Result<Self> {
+        Self::with_reply_cache(bind, reg, mg, rings, DEFAULT_REPLY_CACHE)
+    }
+
+    /// As `new`, with room for `reply_cache` remembered transactions; when it is full, new
+    /// requests are answered with 510 until entries expire.
+    pub fn with_reply_cache(
+        bind: SocketAddr,
+        reg: RegistrationConfig,
+        mg: MgConfig,
+        rings: ControlEnd,
+        reply_cache: usize,
+    ) -> std::io::Result<Self> {
         let transport = UdpTransport::bind(bind)?;
         let mgcs = reg.mgcs.iter().map(|a| a.ip()).collect();
         let mut dispatcher = Dispatcher::new(
             Mg::new(mg, Rings(rings)),
-            ReplyCache::new(reg.timers, 1 << 16),
+            ReplyCache::new(reg.timers, reply_cache),
             reg.mid.clone(),
             reg.max_version,
             mgcs,
@@ -186,6 +202,12 @@ impl ControlPlane {
     pub fn poll(&mut self, now: Millis, wait: Duration) -> std::io::Result<()> {
         self.dispatcher.executor.set_now(now);
         self.drain_events();
+        // A reply waiting for the worker must not wait for the next datagram too.
+        let wait = if self.dispatcher.executor.has_deferred() {
+            Duration::ZERO
+        } else {
+            wait
+        };
         let mut from_peer = Vec::new();
         self.transport
             .poll_burst(&mut self.dispatcher, now, wait, BURST, |f| {

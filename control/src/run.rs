@@ -67,6 +67,9 @@ pub struct RunArgs {
     max_contexts: Option<usize>,
     #[arg(long)]
     max_terminations: Option<usize>,
+    /// Transactions whose replies are remembered for LONG-TIMER.
+    #[arg(long)]
+    reply_cache_entries: Option<usize>,
     #[arg(long)]
     connect_timeout_ms: Option<u64>,
     /// Release a leg after this long without payload (0: never).
@@ -121,6 +124,7 @@ impl RunArgs {
             max_legs_per_worker,
             max_contexts,
             max_terminations,
+            reply_cache_entries,
             connect_timeout_ms,
             idle_timeout_s,
             heartbeat_s,
@@ -234,11 +238,12 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
     let (stop, hup) = stop_flags()?;
 
     let (control_end, worker_end) = rings(4096);
-    let mut cp = ControlPlane::new(
+    let mut cp = ControlPlane::with_reply_cache(
         settings.bind,
         cfg.registration.clone(),
         cfg.mg.clone(),
         control_end,
+        settings.reply_cache_entries.max(1024),
     )
     .with_context(|| format!("binding H.248 on {}", settings.bind))?;
 

@@ -14,6 +14,7 @@ use crate::transaction::Millis;
 pub struct UdpTransport {
     socket: UdpSocket,
     buf: Vec<u8>,
+    /// Current receive mode: `None` non-blocking, else the read timeout.
     timeout: Option<Duration>,
     pub send_errors: u64,
 }
@@ -24,7 +25,8 @@ impl UdpTransport {
         Ok(UdpTransport {
             socket,
             buf: vec![0; 65_536],
-            timeout: None,
+            // A fresh socket blocks without a timeout: force the first `set_wait`.
+            timeout: Some(Duration::MAX),
             send_errors: 0,
         })
     }
@@ -42,8 +44,9 @@ impl UdpTransport {
         }
     }
 
-    /// Waits up to `wait` for a datagram, then takes up to `burst` datagrams that are already
-    /// queued, handing each to the dispatcher; returns how many came.
+    /// Waits up to `wait` (zero: not at all) for a datagram, then takes up to `burst`
+    /// datagrams that are already queued, handing each to the dispatcher; returns how many
+    /// came.
     pub fn poll_burst<E: Executor>(
         &mut self,
         dispatcher: &mut Dispatcher<E>,
@@ -55,20 +58,16 @@ impl UdpTransport {
         if !self.poll(dispatcher, now, wait, &mut from_peer)? {
             return Ok(0);
         }
-        self.socket.set_nonblocking(true)?;
+        self.set_wait(Duration::ZERO)?;
         let mut n = 1;
-        let drained = (|| {
-            while n < burst && self.receive(dispatcher, now, &mut from_peer)? {
-                n += 1;
-            }
-            Ok(())
-        })();
-        self.socket.set_nonblocking(false)?;
-        drained.map(|()| n)
+        while n < burst && self.receive(dispatcher, now, &mut from_peer)? {
+            n += 1;
+        }
+        Ok(n)
     }
 
-    /// Waits up to `wait` for one datagram and hands it to the dispatcher; returns whether one
-    /// came.
+    /// Waits up to `wait` (zero: not at all) for one datagram and hands it to the
+    /// dispatcher; returns whether one came.
     pub fn poll<E: Executor>(
         &mut self,
         dispatcher: &mut Dispatcher<E>,
@@ -76,12 +75,27 @@ impl UdpTransport {
         wait: Duration,
         from_peer: impl FnMut(FromPeer),
     ) -> io::Result<bool> {
-        let timeout = Some(wait.max(Duration::from_millis(1)));
-        if self.timeout != timeout {
-            self.socket.set_read_timeout(timeout)?;
-            self.timeout = timeout;
-        }
+        self.set_wait(wait)?;
         self.receive(dispatcher, now, from_peer)
+    }
+
+    /// Blocking with a timeout, or non-blocking for zero; system calls only on a change.
+    fn set_wait(&mut self, wait: Duration) -> io::Result<()> {
+        let want = (!wait.is_zero()).then(|| wait.max(Duration::from_millis(1)));
+        if self.timeout == want {
+            return Ok(());
+        }
+        match want {
+            None => self.socket.set_nonblocking(true)?,
+            Some(t) => {
+                if self.timeout.is_none() {
+                    self.socket.set_nonblocking(false)?;
+                }
+                self.socket.set_read_timeout(Some(t))?;
+            }
+        }
+        self.timeout = want;
+        Ok(())
     }
 
     fn receive<E: Executor>(
