@@ -22,6 +22,12 @@ pub mod unconfirmed {
     pub const TCP_RELEASED: (&str, &str) = ("tcpc", "rel");
     /// Parameter of the failure and release events naming the cause (UNCONFIRMED).
     pub const CAUSE_PARAMETER: &str = "cause";
+    /// Event on ROOT: no message from the MGC for the maximum inactivity time (H.248.14
+    /// `it/ito`, its parameter `mit`).
+    pub const INACTIVITY: (&str, &str) = ("it", "ito");
+    pub const INACTIVITY_MAX_PARAMETER: &str = "mit";
+    /// The unit of `mit` in milliseconds (recalled as 10 ms; UNCONFIRMED).
+    pub const INACTIVITY_UNIT_MS: u64 = 10;
     /// Event: termination heartbeat (H.248.36 `hangterm/thb`).
     pub const HEARTBEAT: (&str, &str) = ("hangterm", "thb");
 }

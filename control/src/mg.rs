@@ -27,7 +27,7 @@ use crate::transaction::Millis;
 /// A Notify the MG owes the ALG: an armed event was observed on a termination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
-    pub context: u32,
+    pub context: ContextId,
     pub termination: Text,
     pub request_id: u32,
     pub event: (&'static str, &'static str),
@@ -146,6 +146,8 @@ pub struct Mg<D: DataPlane> {
     released: HashMap<TerminationKey, Released>,
     deferred: Vec<Deferred>,
     notifications: Vec<Notification>,
+    /// `it/ito` armed on ROOT: request ID and the maximum inactivity in ms.
+    inactivity: Option<(u32, Millis)>,
 }
 
 type Fail = ErrorDescriptor;
@@ -185,6 +187,81 @@ impl<D: DataPlane> Mg<D> {
             released: HashMap::new(),
             deferred: Vec::new(),
             notifications: Vec::new(),
+            inactivity: None,
+        }
+    }
+
+    /// The MGC's inactivity timer (`it/ito` on ROOT), if armed: request ID and limit in ms.
+    pub fn inactivity(&self) -> Option<(u32, Millis)> {
+        self.inactivity
+    }
+
+    /// Modify ROOT: only the inactivity timer can be armed there.
+    fn modify_root(&mut self, descriptors: &[Descriptor]) -> Result<(), Fail> {
+        for d in descriptors {
+            match d {
+                Descriptor::Events(None) => self.inactivity = None,
+                Descriptor::Events(Some(e)) => {
+                    let RequestId::Id(rid) = e.request_id else {
+                        return Err(fail(458, "Events needs a request ID"));
+                    };
+                    let mut armed = None;
+                    for ev in &e.events {
+                        let (p, i) = unconfirmed::INACTIVITY;
+                        if !ev.name.is(p, i) {
+                            return Err(fail(
+                                451,
+                                format!(
+                                    "only {p}/{i} can be armed on ROOT, not {}/{}",
+                                    ev.name.package, ev.name.item
+                                ),
+                            ));
+                        }
+                        let mut mit = None;
+                        for parm in &ev.parameters {
+                            if let EventParameter::Other {
+                                name,
+                                value: ParmValue::Equal(v),
+                            } = parm
+                            {
+                                if name.eq_ignore_ascii_case(unconfirmed::INACTIVITY_MAX_PARAMETER)
+                                {
+                                    mit = Some(v.text.parse::<u64>().map_err(|_| {
+                                        fail(449, format!("bad mit value {}", v.text))
+                                    })?);
+                                }
+                            }
+                        }
+                        let mit = mit.ok_or_else(|| fail(457, "it/ito needs mit"))?;
+                        if mit == 0 {
+                            return Err(fail(449, "mit value 0"));
+                        }
+                        armed = Some((rid, mit * unconfirmed::INACTIVITY_UNIT_MS));
+                    }
+                    self.inactivity = armed;
+                }
+                Descriptor::Audit(_) | Descriptor::Signals(_) => {}
+                _ => return Err(fail(444, "only Events can be modified on ROOT")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The ALG answered a heartbeat Notify with 411/430/435: it does not know the
+    /// termination, which is hanging (H.248.36); release it.
+    pub fn release_hanging(&mut self, name: &str) {
+        let key = lower(name);
+        if let Some(t) = self.terms.remove(&key) {
+            tracing::warn!(termination = %t.name, "hanging termination released");
+            self.dataplane.submit(Dp::Release { key: t.key });
+            self.by_key.remove(&t.key);
+            self.pools[t.realm].free.push_back(t.local.port());
+            if let Some(members) = self.contexts.get_mut(&t.context) {
+                members.retain(|m| *m != key);
+                if members.is_empty() {
+                    self.contexts.remove(&t.context);
+                }
+            }
         }
     }
 
@@ -303,7 +380,7 @@ impl<D: DataPlane> Mg<D> {
         };
         if armed.contains(&event) {
             self.notifications.push(Notification {
-                context: t.context,
+                context: ContextId::Id(t.context),
                 termination: t.name.clone(),
                 request_id: *rid,
                 event,
@@ -324,7 +401,7 @@ impl<D: DataPlane> Mg<D> {
                 t.next_heartbeat = Some(now + every);
                 if let Some((rid, _)) = &t.events {
                     self.notifications.push(Notification {
-                        context: t.context,
+                        context: ContextId::Id(t.context),
                         termination: t.name.clone(),
                         request_id: *rid,
                         event: unconfirmed::HEARTBEAT,
@@ -414,6 +491,19 @@ impl<D: DataPlane> Mg<D> {
                     terminations,
                     descriptors,
                 } => self.add(&mut context, terminations, descriptors),
+                Command::Amm {
+                    kind: AmmKind::Modify,
+                    terminations,
+                    descriptors,
+                } if matches!(terminations.as_slice(), [t] if t.is_root()) => {
+                    self.modify_root(descriptors).map(|()| {
+                        vec![CommandReply::Amms {
+                            kind: AmmsKind::Modify,
+                            terminations: terminations.clone(),
+                            audit: None,
+                        }]
+                    })
+                }
                 Command::Amm {
                     kind: AmmKind::Modify,
                     terminations,
@@ -807,6 +897,10 @@ impl<D: DataPlane> Mg<D> {
         let events = Self::events(descriptors)?;
         let mut t = self.terms.remove(&key).expect("found");
         self.arm(&mut t, events);
+        // Any command about the termination shows the ALG still knows it (H.248.36).
+        if t.next_heartbeat.is_some() {
+            t.next_heartbeat = Some(self.now + self.cfg.heartbeat.as_millis() as Millis);
+        }
         let result = (|| {
             for p in &parms {
                 match p {

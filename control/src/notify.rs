@@ -28,6 +28,8 @@ pub struct NotifyCounters {
 
 pub struct Notifier {
     outstanding: Outstanding,
+    /// What each outstanding Notify reported.
+    sent: std::collections::HashMap<u32, (Text, (&'static str, &'static str))>,
     mid: MId,
     counters: NotifyCounters,
 }
@@ -36,6 +38,7 @@ impl Notifier {
     pub fn new(timers: TransactionTimers, mid: MId) -> Self {
         Notifier {
             outstanding: Outstanding::new(timers, FIRST_NOTIFY_TID),
+            sent: std::collections::HashMap::new(),
             mid,
             counters: NotifyCounters::default(),
         }
@@ -64,6 +67,7 @@ impl Notifier {
         let tid = self.outstanding.allocate_tid();
         let bytes = self.message(tid, version, n);
         self.outstanding.sent(tid, to, Arc::clone(&bytes), now);
+        self.sent.insert(tid, (n.termination.clone(), n.event));
         self.counters.sent += 1;
         tracing::info!(termination = %n.termination, event = ?n.event, tid, "Notify");
         Some((to, bytes))
@@ -95,7 +99,7 @@ impl Notifier {
             body: MessageBody::Transactions(vec![Transaction::Request(TransactionRequest {
                 id: tid,
                 actions: vec![ActionRequest {
-                    context: ContextId::Id(n.context),
+                    context: n.context,
                     properties: vec![],
                     audit: None,
                     commands: vec![CommandRequest {
@@ -115,9 +119,16 @@ impl Notifier {
 
     /// A reply from the MGC; false if it is not for one of our Notify requests.
     pub fn reply(&mut self, reply: &TransactionReply) -> bool {
+        self.answer(reply).is_some()
+    }
+
+    /// As `reply`; `Some(Some(termination))` when the MGC refused a heartbeat because it
+    /// does not know the termination (411, 430, 435): a hanging termination.
+    pub fn answer(&mut self, reply: &TransactionReply) -> Option<Option<Text>> {
         if !self.outstanding.reply(reply.id) {
-            return false;
+            return None;
         }
+        let what = self.sent.remove(&reply.id);
         self.counters.answered += 1;
         let error = match &reply.result {
             ReplyResult::Error(e) => Some(e.code),
@@ -126,8 +137,13 @@ impl Notifier {
         if let Some(code) = error {
             self.counters.refused += 1;
             tracing::warn!(tid = reply.id, code, "MGC refused a Notify");
+            if let (Some((term, event)), 411 | 430 | 435) = (what, code) {
+                if event == crate::iq::unconfirmed::HEARTBEAT {
+                    return Some(Some(term));
+                }
+            }
         }
-        true
+        Some(None)
     }
 
     pub fn pending(&mut self, tid: u32, now: Millis) {
@@ -138,9 +154,11 @@ impl Notifier {
     pub fn poll(&mut self, now: Millis, mut send: impl FnMut(SocketAddr, Arc<[u8]>)) -> bool {
         let mut lost = false;
         let counters = &mut self.counters;
+        let sent = &mut self.sent;
         self.outstanding.poll(now, |o| match o {
             Outgoing::Retransmit { to, bytes, .. } => send(to, bytes),
             Outgoing::GaveUp { tid, to } => {
+                sent.remove(&tid);
                 counters.given_up += 1;
                 tracing::warn!(tid, mgc = %to, "MGC did not answer a Notify");
                 lost = true;
@@ -191,7 +209,7 @@ mod tests {
 
     fn notification() -> Notification {
         Notification {
-            context: 7001,
+            context: ContextId::Id(7001),
             termination: "tcp/access/17".into(),
             request_id: 104,
             event: ("tcpc", "est"),

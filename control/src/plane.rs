@@ -37,6 +37,9 @@ pub struct ControlPlane {
     provisional: Millis,
     last_pending_sweep: Millis,
     retry_registration_at: Option<Millis>,
+    /// Messages seen from the MGC, and when the count last moved (for `it/ito`).
+    mgc_messages: u64,
+    mgc_active_at: Millis,
     /// Data-plane events seen, for status.
     pub events: u64,
 }
@@ -131,6 +134,8 @@ impl ControlPlane {
             outbox: Vec::new(),
             last_pending_sweep: 0,
             retry_registration_at: None,
+            mgc_messages: 0,
+            mgc_active_at: 0,
             events: 0,
         })
     }
@@ -217,10 +222,13 @@ impl ControlPlane {
         for f in from_peer {
             match f {
                 FromPeer::Reply(r) => {
-                    if !self.registration.reply(&r, now, &mut |a| outbox.push(a))
-                        && !self.notifier.reply(&r)
-                    {
-                        tracing::debug!(tid = r.id, "reply to no request of ours");
+                    if self.registration.reply(&r, now, &mut |a| outbox.push(a)) {
+                        continue;
+                    }
+                    match self.notifier.answer(&r) {
+                        Some(Some(hanging)) => self.dispatcher.executor.release_hanging(&hanging),
+                        Some(None) => {}
+                        None => tracing::debug!(tid = r.id, "reply to no request of ours"),
                     }
                 }
                 FromPeer::Pending(tid) => {
@@ -261,6 +269,29 @@ impl ControlPlane {
             State::Registered { mgc, version } => Some((*mgc, *version)),
             _ => None,
         };
+        let c = self.dispatcher.counters();
+        let seen = c.requests + c.acks + c.peer_replies;
+        if seen != self.mgc_messages {
+            self.mgc_messages = seen;
+            self.mgc_active_at = now;
+        }
+        if let (Some((rid, mit)), Some(_)) = (self.dispatcher.executor.inactivity(), mgc) {
+            if now.saturating_sub(self.mgc_active_at) >= mit {
+                // The MGC's silence is reported; if it cannot even answer this, the Notify
+                // is given up and contact is lost.
+                self.mgc_active_at = now;
+                let n = crate::mg::Notification {
+                    context: crate::h248::ast::ContextId::Null,
+                    termination: "ROOT".into(),
+                    request_id: rid,
+                    event: crate::iq::unconfirmed::INACTIVITY,
+                    parameters: vec![],
+                };
+                if let Some((to, bytes)) = self.notifier.send(&n, mgc, now) {
+                    transport.send_to(to, &bytes);
+                }
+            }
+        }
         for n in self.dispatcher.executor.notifications() {
             if let Some((to, bytes)) = self.notifier.send(&n, mgc, now) {
                 transport.send_to(to, &bytes);
@@ -283,6 +314,9 @@ impl ControlPlane {
                 Action::Send { to, bytes } => self.transport.send_to(to, &bytes),
                 Action::Registered { mgc, version } => {
                     tracing::info!(%mgc, version, "registered");
+                    // A (re)started MGC numbers its transactions afresh.
+                    self.dispatcher.cache().clear();
+                    self.mgc_active_at = now;
                     self.dispatcher.set_registered(true);
                     self.dispatcher.set_version(version);
                 }

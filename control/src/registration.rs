@@ -68,6 +68,9 @@ pub struct Registration {
     redirect: Option<SocketAddr>,
     method: ServiceChangeMethod,
     reason: &'static str,
+    /// We were registered once: our terminations may still exist, so every later attempt
+    /// says Disconnected (900), not a cold boot (H.248.1 11.5).
+    was_registered: bool,
 }
 
 impl Registration {
@@ -81,6 +84,19 @@ impl Registration {
             redirect: None,
             method: ServiceChangeMethod::Restart,
             reason: "901 Cold Boot",
+            was_registered: false,
+        }
+    }
+
+    /// The method and reason of the next ServiceChange: Restart before the first
+    /// registration, Disconnected after it.
+    fn reset_method(&mut self) {
+        if self.was_registered {
+            self.method = ServiceChangeMethod::Disconnected;
+            self.reason = "900 Service Restored";
+        } else {
+            self.method = ServiceChangeMethod::Restart;
+            self.reason = "901 Cold Boot";
         }
     }
 
@@ -109,6 +125,7 @@ impl Registration {
     pub fn start(&mut self, now: Millis, act: &mut impl FnMut(Action)) {
         self.next = 0;
         self.redirect = None;
+        self.reset_method();
         self.try_next(now, act);
     }
 
@@ -208,8 +225,7 @@ impl Registration {
             }
         });
         if gave_up && matches!(self.state, State::Registering { .. }) {
-            self.method = ServiceChangeMethod::Restart;
-            self.reason = "901 Cold Boot";
+            self.reset_method();
             self.try_next(now, act);
         }
     }
@@ -273,8 +289,8 @@ impl Registration {
             return true;
         }
         version = version.max(1);
-        self.method = ServiceChangeMethod::Restart;
-        self.reason = "901 Cold Boot";
+        self.was_registered = true;
+        self.reset_method();
         self.state = State::Registered { mgc, version };
         tracing::info!(%mgc, version, "registered with MGC");
         act(Action::Registered { mgc, version });
@@ -457,6 +473,34 @@ mod tests {
         );
         assert_eq!(acts.last(), Some(&Action::AllMgcsFailed));
         assert_eq!(r.state(), &State::Failed);
+    }
+
+    #[test]
+    fn after_a_registration_every_new_attempt_says_disconnected() {
+        let mut r = reg();
+        let mut acts = Vec::new();
+        r.start(0, &mut |a| acts.push(a));
+        assert!(sent(&acts)[0].1.contains("MT=RS"), "{}", sent(&acts)[0].1);
+        r.reply(&reply_to(1, "C=-{SC=ROOT{SV{V=3}}}"), 1, &mut |a| {
+            acts.push(a)
+        });
+        acts.clear();
+        r.contact_lost(100, &mut |a| acts.push(a));
+        // Nobody answers: the list is walked, then registration starts over.
+        let mut t = 100;
+        while !acts.contains(&Action::AllMgcsFailed) {
+            t += 1000;
+            assert!(t < 1_000_000, "never gave up");
+            r.poll(t, &mut |a| acts.push(a));
+        }
+        acts.clear();
+        r.start(t, &mut |a| acts.push(a));
+        let s = sent(&acts);
+        assert!(
+            s[0].1.contains("MT=DC,RE=\"900 Service Restored\""),
+            "{}",
+            s[0].1
+        );
     }
 
     #[test]

@@ -379,7 +379,7 @@ fn armed_events_become_notifications_and_others_do_not() {
     assert_eq!(n.len(), 1, "{n:?}");
     assert_eq!(
         (n[0].context, n[0].termination.as_str(), n[0].request_id),
-        (ctx, t1.as_str(), 104)
+        (ContextId::Id(ctx), t1.as_str(), 104)
     );
     assert_eq!(n[0].event, ("tcpc", "est"));
 
@@ -430,4 +430,28 @@ fn an_armed_heartbeat_beats_at_its_interval() {
     assert_eq!(d.executor.notifications().count(), 0);
     d.executor.set_now(121_000);
     assert_eq!(d.executor.notifications().count(), 1);
+}
+
+#[test]
+fn the_inactivity_timer_is_armed_on_root_only() {
+    let mut d = mg();
+    let r = send(
+        &mut d,
+        "!/3 [198.51.100.1]:2944 T=1{C=-{MF=ROOT{E=7{it/ito{mit=500}}}}}",
+    );
+    assert!(!r.contains("ER="), "{r}");
+    assert_eq!(d.executor.inactivity(), Some((7, 5000)));
+    let r = send(
+        &mut d,
+        "!/3 [198.51.100.1]:2944 T=2{C=-{MF=ROOT{E=8{it/ito}}}}",
+    );
+    assert!(r.contains("ER=457"), "mit is required: {r}");
+    let r = send(
+        &mut d,
+        "!/3 [198.51.100.1]:2944 T=3{C=-{MF=ROOT{E=8{tcpc/est}}}}",
+    );
+    assert!(r.contains("ER=451"), "{r}");
+    let r = send(&mut d, "!/3 [198.51.100.1]:2944 T=4{C=-{MF=ROOT{E}}}");
+    assert!(!r.contains("ER="), "{r}");
+    assert_eq!(d.executor.inactivity(), None);
 }

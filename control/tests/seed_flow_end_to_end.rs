@@ -18,6 +18,7 @@ use dataplane::contract::{rings, LegTimers};
 use dataplane::memlink::{MemLink, MemLinkConfig, MemPort};
 use dataplane::testbed::{Host, PatternChecker, PatternSender};
 use dataplane::worker::{Worker, WorkerConfig};
+use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Cidr};
@@ -65,19 +66,39 @@ impl World {
         }
     }
 
-    /// Sends a request and returns the action replies of its answer.
+    /// Sends a request and returns the action replies of its answer; Notify requests from
+    /// the MG on the way are answered.
     fn call(&mut self, text: &str) -> Vec<ActionReply> {
         self.alg.send_to(text.as_bytes(), self.mg_addr).unwrap();
-        let m = self.recv();
-        let MessageBody::Transactions(ts) = m.body else {
-            panic!()
-        };
-        match &ts[0] {
-            Transaction::Reply(TransactionReply {
-                result: ReplyResult::Actions(a),
-                ..
-            }) => a.clone(),
-            other => panic!("{other:?} for {text}"),
+        loop {
+            let m = self.recv();
+            let MessageBody::Transactions(ts) = m.body else {
+                panic!()
+            };
+            match &ts[0] {
+                Transaction::Reply(TransactionReply {
+                    result: ReplyResult::Actions(a),
+                    ..
+                }) => return a.clone(),
+                Transaction::Request(r) => {
+                    let ctx = match r.actions[0].context {
+                        ContextId::Id(c) => c.to_string(),
+                        _ => "-".to_string(),
+                    };
+                    let Command::Notify { terminations, .. } = &r.actions[0].commands[0].command
+                    else {
+                        panic!("{r:?}")
+                    };
+                    let answer = format!(
+                        "!/3 [127.0.0.1]:{} P={}{{C={ctx}{{N={}}}}}",
+                        self.alg.local_addr().unwrap().port(),
+                        r.id,
+                        terminations[0].0
+                    );
+                    self.alg.send_to(answer.as_bytes(), self.mg_addr).unwrap();
+                }
+                other => panic!("{other:?} for {text}"),
+            }
         }
     }
 }
@@ -107,8 +128,7 @@ fn local_port(a: &ActionReply) -> (String, u16) {
     )
 }
 
-#[test]
-fn seed_flow_from_h248_text_to_bytes_through_the_worker() {
+fn world(timers: TransactionTimers) -> World {
     let alg = UdpSocket::bind("127.0.0.1:0").unwrap();
     alg.set_nonblocking(true).unwrap();
     let alg_addr = alg.local_addr().unwrap();
@@ -121,7 +141,7 @@ fn seed_flow_from_h248_text_to_bytes_through_the_worker() {
         },
         profile: ("imsagw".into(), 1),
         max_version: 3,
-        timers: TransactionTimers::default(),
+        timers,
     };
     let mg = MgConfig {
         realms: vec![
@@ -156,7 +176,7 @@ fn seed_flow_from_h248_text_to_bytes_through_the_worker() {
     host.iface.update_ip_addrs(|a| {
         let _ = a.push(IpCidr::Ipv4(Ipv4Cidr::new(UE_Y, 15)));
     });
-    let mut w = World {
+    World {
         cp,
         worker,
         host,
@@ -164,9 +184,13 @@ fn seed_flow_from_h248_text_to_bytes_through_the_worker() {
         alg,
         mg_addr,
         start: StdInstant::now(),
-    };
+    }
+}
 
-    // Step 1 (ours): ServiceChange; the ALG answers as the MGC.
+/// The MG's ServiceChange, answered by the ALG.
+fn register(w: &mut World) {
+    let alg_addr = w.alg.local_addr().unwrap();
+    let mg_addr = w.mg_addr;
     w.cp.start(0);
     let sc = w.recv();
     let MessageBody::Transactions(ts) = &sc.body else {
@@ -184,7 +208,21 @@ fn seed_flow_from_h248_text_to_bytes_through_the_worker() {
     while !w.cp.is_registered() {
         w.step();
     }
+}
 
+struct Call {
+    hdr: String,
+    ctx: u32,
+    t1: String,
+    t2: String,
+    x: SocketHandle,
+    y: SocketHandle,
+}
+
+/// Steps 2-22 of Annex y: Add T1 and T2, Modify T2 (connect out to UE-Y), Modify T1
+/// (accept UE-X), UE-X connects.
+fn establish(w: &mut World) -> Call {
+    let alg_addr = w.alg.local_addr().unwrap();
     let hdr = format!("!/3 [127.0.0.1]:{}", alg_addr.port());
     // Steps 2-7: the two terminations.
     let a1 = w.call(&format!("{hdr} T=10{{C=${{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=access}},L{{v=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}}}}}}}}}}}}"));
@@ -228,27 +266,69 @@ fn seed_flow_from_h248_text_to_bytes_through_the_worker() {
             },
         )
         .unwrap();
-    // Steps 23-25: cut-through and data.
-    let (mut sx, mut sy) = (PatternSender::new(1, BYTES), PatternSender::new(2, BYTES));
-    let (mut rx, mut ry) = (PatternChecker::new(2), PatternChecker::new(1));
-    let end = StdInstant::now() + StdDuration::from_secs(60);
-    while rx.received < BYTES || ry.received < BYTES {
-        assert!(
-            StdInstant::now() < end,
-            "data did not get through: {} {}",
-            rx.received,
-            ry.received
-        );
-        w.step();
-        let s = w.host.tcp(x);
-        sx.pump(s);
-        rx.pump(s);
-        let s = w.host.tcp(y);
-        sy.pump(s);
-        ry.pump(s);
+    Call {
+        hdr,
+        ctx,
+        t1,
+        t2,
+        x,
+        y,
     }
-    assert_eq!((rx.first_mismatch, ry.first_mismatch), (None, None));
+}
 
+/// Both UEs' byte streams, checked.
+struct Streams {
+    sx: PatternSender,
+    sy: PatternSender,
+    rx: PatternChecker,
+    ry: PatternChecker,
+}
+
+impl Streams {
+    fn new() -> Self {
+        Streams {
+            sx: PatternSender::new(1, BYTES),
+            sy: PatternSender::new(2, BYTES),
+            rx: PatternChecker::new(2),
+            ry: PatternChecker::new(1),
+        }
+    }
+
+    /// Moves data until each UE received `upto` bytes.
+    fn pump(&mut self, w: &mut World, c: &Call, upto: u64, mut each: impl FnMut(&mut World)) {
+        let end = StdInstant::now() + StdDuration::from_secs(60);
+        while self.rx.received < upto || self.ry.received < upto {
+            assert!(
+                StdInstant::now() < end,
+                "data did not get through: {} {}",
+                self.rx.received,
+                self.ry.received
+            );
+            w.step();
+            each(w);
+            let s = w.host.tcp(c.x);
+            self.sx.pump(s);
+            self.rx.pump(s);
+            let s = w.host.tcp(c.y);
+            self.sy.pump(s);
+            self.ry.pump(s);
+        }
+        assert_eq!(
+            (self.rx.first_mismatch, self.ry.first_mismatch),
+            (None, None)
+        );
+    }
+}
+
+#[test]
+fn seed_flow_from_h248_text_to_bytes_through_the_worker() {
+    let mut w = world(TransactionTimers::default());
+    register(&mut w);
+    let c = establish(&mut w);
+    let (hdr, ctx, t1, t2) = (c.hdr.clone(), c.ctx, c.t1.clone(), c.t2.clone());
+    // Steps 23-25: cut-through and data.
+    let mut streams = Streams::new();
+    streams.pump(&mut w, &c, BYTES, |_| {});
     // Release.
     for _ in 0..50 {
         w.step();
@@ -257,9 +337,106 @@ fn seed_flow_from_h248_text_to_bytes_through_the_worker() {
         "{hdr} T=14{{C={ctx}{{S={t1}{{AT{{SA}}}},S={t2}{{AT{{SA}}}}}}}}"
     ));
     assert_eq!(r[0].replies.len(), 2, "{r:?}");
+    // The final statistics: every payload byte each way.
+    let text = format!("{r:?}");
+    assert!(text.matches(&format!("\"{BYTES}\"")).count() >= 4, "{text}");
     assert!(
         w.cp.events >= 3,
         "the control plane saw the worker's events"
     );
+    assert_eq!(w.cp.mg().terminations(), 0);
+}
+
+/// Everything the MG sent to the (silent) ALG since the last call.
+fn drain_alg(w: &mut World) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok((n, _)) = w.alg.recv_from(&mut buf) {
+        out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    out
+}
+
+#[test]
+fn the_mgc_goes_silent_and_comes_back_while_the_call_keeps_flowing() {
+    let timers = TransactionTimers {
+        long_timer: StdDuration::from_secs(2),
+        provisional: StdDuration::from_millis(500),
+        initial_retransmit: StdDuration::from_millis(100),
+        max_retransmit: StdDuration::from_millis(400),
+        t_max: StdDuration::from_millis(1500),
+        ..TransactionTimers::default()
+    };
+    let mut w = world(timers);
+    register(&mut w);
+    let c = establish(&mut w);
+    // The ALG arms the inactivity timer: 300 ms (mit in 10 ms units).
+    let r = w.call(&format!(
+        "{} T=20{{C=-{{MF=ROOT{{E=9{{it/ito{{mit=30}}}}}}}}}}",
+        c.hdr
+    ));
+    assert!(r[0].error.is_none(), "{r:?}");
+    let mut streams = Streams::new();
+    streams.pump(&mut w, &c, BYTES / 4, |_| {});
+
+    // The ALG goes silent. The MG notices (it/ito Notify unanswered until T-MAX), comes
+    // back with ServiceChange Disconnected, and retries; the call's data keeps moving.
+    let mut seen = Vec::new();
+    let mut disconnected = 0;
+    streams.pump(&mut w, &c, BYTES / 2, |w| {
+        for m in drain_alg(w) {
+            if m.contains("MT=DC") {
+                disconnected += 1;
+            }
+            seen.push(m);
+        }
+    });
+    let end = StdInstant::now() + StdDuration::from_secs(30);
+    while disconnected == 0 {
+        assert!(StdInstant::now() < end, "no Disconnected: {seen:?}");
+        w.step();
+        for m in drain_alg(&mut w) {
+            if m.contains("MT=DC") {
+                disconnected += 1;
+            }
+            seen.push(m);
+        }
+    }
+    assert!(
+        seen.iter().any(|m| m.contains("it/ito")),
+        "the MG reported the inactivity first: {seen:?}"
+    );
+    assert!(!w.cp.is_registered());
+    // The ALG is back (restarted: its transaction numbers start over) and answers the next
+    // ServiceChange.
+    let end = StdInstant::now() + StdDuration::from_secs(30);
+    let tid = loop {
+        assert!(StdInstant::now() < end, "no new ServiceChange");
+        w.step();
+        let sc = drain_alg(&mut w).into_iter().find(|m| m.contains("MT=DC"));
+        if let Some(m) = sc {
+            let tid = m
+                .split("T=")
+                .nth(1)
+                .and_then(|t| t.split('{').next())
+                .unwrap()
+                .trim()
+                .to_string();
+            break tid;
+        }
+    };
+    let answer = format!("{} P={tid}{{C=-{{SC=ROOT{{SV{{V=3}}}}}}}}", c.hdr);
+    w.alg.send_to(answer.as_bytes(), w.mg_addr).unwrap();
+    while !w.cp.is_registered() {
+        w.step();
+    }
+    streams.pump(&mut w, &c, BYTES, |_| {});
+    // T=10 was the first Add; after the restart it is a new transaction, not a duplicate.
+    let r = w.call(&format!(
+        "{} T=10{{C={}{{S={}{{AT{{SA}}}},S={}{{AT{{SA}}}}}}}}",
+        c.hdr, c.ctx, c.t1, c.t2
+    ));
+    assert!(r[0].error.is_none(), "{r:?}");
+    assert_eq!(r[0].replies.len(), 2, "{r:?}");
     assert_eq!(w.cp.mg().terminations(), 0);
 }
