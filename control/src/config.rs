@@ -232,6 +232,7 @@ impl Settings {
             connect: smoltcp::time::Duration::from_millis(self.connect_timeout_ms.max(1)),
             idle: (self.idle_timeout_s > 0)
                 .then(|| smoltcp::time::Duration::from_secs(self.idle_timeout_s)),
+            ..Default::default()
         };
         let mut mg = MgConfig::new(realms);
         mg.max_contexts = self.max_contexts;

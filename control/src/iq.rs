@@ -2,6 +2,8 @@
 //! TCP/TLS/BFCP): what a Local or Remote SDP says about transport, address, port and the
 //! RFC 4145 connection attributes, and which side connects.
 
+use dataplane::tls::Fingerprint;
+
 use crate::h248::ast::Text;
 use crate::h248::sdp::{SdpGroups, SdpValue};
 
@@ -28,6 +30,12 @@ pub mod unconfirmed {
     pub const INACTIVITY_MAX_PARAMETER: &str = "mit";
     /// The unit of `mit` in milliseconds (recalled as 10 ms; UNCONFIRMED).
     pub const INACTIVITY_UNIT_MS: u64 = 10;
+    /// Event: TLS session established on the termination (Iq "Establish (D)TLS session";
+    /// token UNCONFIRMED).
+    pub const TLS_ESTABLISHED: (&str, &str) = ("tlsc", "est");
+    /// Event: TLS session establishment failure (Iq "Notify (D)TLS session establishment
+    /// failure"; token UNCONFIRMED).
+    pub const TLS_FAILURE: (&str, &str) = ("tlsc", "estfail");
     /// Event: termination heartbeat (H.248.36 `hangterm/thb`).
     pub const HEARTBEAT: (&str, &str) = ("hangterm", "thb");
 }
@@ -91,6 +99,8 @@ pub struct TcpMedia {
     pub setup: Option<Setup>,
     /// `a=connection:existing` (RFC 4145): keep the connection that is there.
     pub existing: bool,
+    /// `a=fingerprint` lines (RFC 8122): the certificates the peer may present.
+    pub fingerprints: Vec<Fingerprint>,
 }
 
 /// Why an SDP cannot be served, with the H.248 error code to answer.
@@ -126,6 +136,15 @@ pub fn tcp_media(g: &SdpGroups) -> Result<Option<TcpMedia>, Refusal> {
         })?),
     };
     let existing = matches!(s.attribute("connection"), Some(Some(v)) if v.trim().eq_ignore_ascii_case("existing"));
+    let fingerprints = s
+        .attributes("fingerprint")
+        .map(|v| {
+            Fingerprint::parse(v.unwrap_or("")).map_err(|_| Refusal {
+                code: 449,
+                reason: "a=fingerprint is not `<hash> XX:XX:...` with a SHA hash",
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(TcpMedia {
         media: media.into(),
         port: port.clone(),
@@ -134,6 +153,7 @@ pub fn tcp_media(g: &SdpGroups) -> Result<Option<TcpMedia>, Refusal> {
         address: s.connection().map(|(_, a)| a.clone()),
         setup,
         existing,
+        fingerprints,
     }))
 }
 
@@ -164,6 +184,13 @@ mod tests {
         let rtp = SdpGroups::parse("v=0\nm=audio 4000 RTP/AVP 0\n").unwrap();
         assert_eq!(tcp_media(&rtp).unwrap_err().code, 515);
         assert_eq!(tcp_media(&SdpGroups::default()).unwrap(), None);
+        let tls = SdpGroups::parse("v=0\nc=IN IP4 203.0.113.7\nm=message 9 TCP/TLS/MSRP *\na=fingerprint:SHA-1 4A:AD:B9:B1:3F:82:18:3B:54:02:12:DF:3E:5D:49:6B:19:E5:7C:AB\na=fingerprint:sha-256 00:01:02:03:04:05:06:07:08:09:0A:0B:0C:0D:0E:0F:10:11:12:13:14:15:16:17:18:19:1A:1B:1C:1D:1E:1F\n").unwrap();
+        let m = tcp_media(&tls).unwrap().unwrap();
+        assert!(m.transport.is_tls());
+        assert_eq!(m.fingerprints.len(), 2);
+        let bad = SdpGroups::parse("v=0\nm=message 9 TCP/TLS/MSRP *\na=fingerprint:sha-256 AB\n")
+            .unwrap();
+        assert_eq!(tcp_media(&bad).unwrap_err().code, 449);
     }
 
     #[test]

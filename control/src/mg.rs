@@ -18,6 +18,8 @@ use dataplane::contract::{
     TerminationKey,
 };
 
+use dataplane::tls::{HashAlg, Identity, TlsConfig, TlsFailure};
+
 use crate::dispatch::Executor;
 use crate::h248::ast::*;
 use crate::h248::sdp::{SdpGroups, SdpLine, SdpSession, SdpValue};
@@ -59,10 +61,12 @@ type EventName = (&'static str, &'static str);
 type Armed = (u32, Vec<EventName>);
 
 /// Events the MG can report, by the names the ALG arms them with.
-const SUPPORTED_EVENTS: [(&str, &str); 4] = [
+const SUPPORTED_EVENTS: [(&str, &str); 6] = [
     unconfirmed::TCP_ESTABLISHED,
     unconfirmed::TCP_FAILURE,
     unconfirmed::TCP_RELEASED,
+    unconfirmed::TLS_ESTABLISHED,
+    unconfirmed::TLS_FAILURE,
     unconfirmed::HEARTBEAT,
 ];
 
@@ -90,6 +94,10 @@ pub struct MgConfig {
     pub heartbeat: Duration,
     /// How long a Subtract reply waits for the worker's final statistics.
     pub stats_wait: Duration,
+    /// The AGW's certificate for TLS towards UEs; without it TCP/TLS/* is refused (501).
+    pub tls: Option<Identity>,
+    /// Hash of our fingerprint in Local descriptors.
+    pub fingerprint_hash: HashAlg,
 }
 
 impl MgConfig {
@@ -101,6 +109,8 @@ impl MgConfig {
             timers: LegTimers::default(),
             heartbeat: Duration::from_secs(60),
             stats_wait: Duration::from_secs(2),
+            tls: None,
+            fingerprint_hash: HashAlg::Sha256,
         }
     }
 }
@@ -265,6 +275,19 @@ impl<D: DataPlane> Mg<D> {
         }
     }
 
+    /// Our fingerprint for Local descriptors, when TLS is configured.
+    fn our_fingerprint(&self) -> Option<String> {
+        self.cfg
+            .tls
+            .as_ref()
+            .map(|id| id.fingerprint(self.cfg.fingerprint_hash).to_string())
+    }
+
+    /// New certificate for handshakes from now on (SIGHUP); sessions up keep theirs.
+    pub fn set_identity(&mut self, identity: Option<Identity>) {
+        self.cfg.tls = identity;
+    }
+
     /// Releases every termination (shutdown); returns how many there were.
     pub fn release_all(&mut self) -> usize {
         let n = self.terms.len();
@@ -339,6 +362,7 @@ impl<D: DataPlane> Mg<D> {
                         ReleaseCause::PeerReset => "reset",
                         ReleaseCause::PartnerGone => "partner",
                         ReleaseCause::IdleTimeout => "idle",
+                        ReleaseCause::TlsFailed => "tls",
                         ReleaseCause::Released => "released",
                     };
                     self.notify(
@@ -358,6 +382,25 @@ impl<D: DataPlane> Mg<D> {
             }
             Event::Latched { key, remote } => {
                 tracing::debug!(?key, %remote, "leg latched");
+            }
+            Event::TlsEstablished { key, version } => {
+                tracing::info!(?key, version, "TLS established");
+                self.notify(key, unconfirmed::TLS_ESTABLISHED, vec![]);
+            }
+            Event::TlsFailed { key, failure } => {
+                let cause = match failure {
+                    TlsFailure::Fingerprint => "fingerprint",
+                    TlsFailure::NoCertificate => "nocert",
+                    TlsFailure::Protocol => "protocol",
+                    TlsFailure::Timeout => "timeout",
+                    TlsFailure::Closed => "closed",
+                };
+                tracing::warn!(?key, cause, "TLS failed");
+                self.notify(
+                    key,
+                    unconfirmed::TLS_FAILURE,
+                    vec![(unconfirmed::CAUSE_PARAMETER, cause.to_string())],
+                );
             }
         }
     }
@@ -707,8 +750,11 @@ impl<D: DataPlane> Mg<D> {
         let Some(local_media) = local_media else {
             return Err(fail(441, "a TCP termination needs a Local descriptor"));
         };
-        if local_media.transport.is_tls() {
-            return Err(fail(501, "TLS at the access edge is not implemented yet"));
+        if local_media.transport.is_tls() && self.cfg.tls.is_none() {
+            return Err(fail(
+                501,
+                "TLS at the access edge is not configured on this MG",
+            ));
         }
         let remote_media = remote
             .map(tcp_media)
@@ -764,7 +810,7 @@ impl<D: DataPlane> Mg<D> {
             return Err(fail(510, "data plane busy"));
         }
         *context = Some(ctx);
-        let local_sdp = answer_sdp(&local_media, local_addr, None);
+        let local_sdp = answer_sdp(&local_media, local_addr, None, self.our_fingerprint());
         let mut term = Term {
             name: name.clone(),
             context: ctx,
@@ -851,11 +897,26 @@ impl<D: DataPlane> Mg<D> {
             (false, Some(ip)) => Accept::Gate(ip),
             _ => Accept::Latch,
         };
+        let tls = match (&self.cfg.tls, t.local_media.as_ref()) {
+            (Some(id), Some(m)) if m.transport.is_tls() => {
+                // TLS role follows the TCP role: the side that connects is the client.
+                let server = match role {
+                    LegRole::Active { remote } => Some(*remote.ip()),
+                    LegRole::Passive => None,
+                };
+                Some(
+                    TlsConfig::new(id, server, remote.fingerprints.clone())
+                        .map_err(|e| fail(449, format!("Remote: {e}")))?,
+                )
+            }
+            _ => None,
+        };
         if !self.dataplane.submit(Dp::Start {
             key: t.key,
             role,
             accept,
             timers: self.cfg.timers,
+            tls,
         }) {
             return Err(fail(510, "data plane busy"));
         }
@@ -864,6 +925,7 @@ impl<D: DataPlane> Mg<D> {
             t.local_media.as_ref().unwrap_or(remote),
             t.local,
             Some(if connect { "active" } else { "passive" }),
+            self.our_fingerprint(),
         );
         Ok(())
     }
@@ -910,8 +972,13 @@ impl<D: DataPlane> Mg<D> {
                     }
                     StreamParm::Local(g) => {
                         let m = tcp_media(g).map_err(|r| fail(r.code, r.reason))?;
-                        if m.as_ref().is_some_and(|m| m.transport.is_tls()) {
-                            return Err(fail(501, "TLS at the access edge is not implemented yet"));
+                        if m.as_ref().is_some_and(|m| m.transport.is_tls())
+                            && self.cfg.tls.is_none()
+                        {
+                            return Err(fail(
+                                501,
+                                "TLS at the access edge is not configured on this MG",
+                            ));
                         }
                         t.local_media = m;
                     }
@@ -1045,6 +1112,7 @@ impl<D: DataPlane> Mg<D> {
                 r,
                 remote_addr(r).unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
                 None,
+                None,
             )));
         }
         Ok(vec![CommandReply::Audit {
@@ -1120,7 +1188,12 @@ fn stat(pkg: &str, item: &str, v: u64) -> StatisticsParameter {
 }
 
 /// The Local SDP the MG answers with: its address and port in place of `$`.
-fn answer_sdp(m: &TcpMedia, local: SocketAddrV4, setup: Option<&str>) -> SdpGroups {
+fn answer_sdp(
+    m: &TcpMedia,
+    local: SocketAddrV4,
+    setup: Option<&str>,
+    fingerprint: Option<String>,
+) -> SdpGroups {
     let proto = match m.transport {
         iq::Transport::Tcp => "TCP",
         iq::Transport::TcpMsrp => "TCP/MSRP",
@@ -1146,6 +1219,12 @@ fn answer_sdp(m: &TcpMedia, local: SocketAddrV4, setup: Option<&str>) -> SdpGrou
         lines.push(SdpLine::Attribute {
             name: "setup".into(),
             value: Some(s.into()),
+        });
+    }
+    if let (true, Some(f)) = (m.transport.is_tls(), fingerprint) {
+        lines.push(SdpLine::Attribute {
+            name: "fingerprint".into(),
+            value: Some(f.as_str().into()),
         });
     }
     SdpGroups(vec![SdpSession { lines }])

@@ -99,6 +99,7 @@ impl Rig {
                     role: LegRole::Passive,
                     accept: Accept::Gate(UE_X),
                     timers: LegTimers::default(),
+                    tls: None,
                 },
                 Command::Start {
                     key: key(i, 2),
@@ -107,6 +108,7 @@ impl Rig {
                     },
                     accept: Accept::Gate(UE_Y),
                     timers: LegTimers::default(),
+                    tls: None,
                 },
                 Command::Join {
                     a: key(i, 1),

@@ -59,6 +59,8 @@ pub struct LegTimers {
     pub connect: Duration,
     /// Release the leg after this long without payload in either direction.
     pub idle: Option<Duration>,
+    /// Time allowed for the TLS handshake once TCP is up.
+    pub handshake: Duration,
 }
 
 impl Default for LegTimers {
@@ -66,6 +68,7 @@ impl Default for LegTimers {
         LegTimers {
             connect: Duration::from_secs(10),
             idle: None,
+            handshake: Duration::from_secs(10),
         }
     }
 }
@@ -83,6 +86,8 @@ pub enum Command {
         role: LegRole,
         accept: Accept,
         timers: LegTimers,
+        /// Terminate TLS on this leg (towards the UE), with the peer pinned by fingerprint.
+        tls: Option<crate::tls::TlsConfig>,
     },
     /// Cut payload through between two terminations of one context once both are up.
     Join {
@@ -124,6 +129,8 @@ pub enum ReleaseCause {
     /// The partner leg went away, so this one was closed too.
     PartnerGone,
     IdleTimeout,
+    /// The TLS handshake or a record failed (see `TlsFailed`).
+    TlsFailed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +178,13 @@ pub enum Event {
         key: TerminationKey,
         cause: ReleaseCause,
         stats: LegStats,
+    },
+    /// The leg's TLS handshake completed (TLS 1.2 or 1.3).
+    TlsEstablished { key: TerminationKey, version: u16 },
+    /// The leg's TLS session failed; an alert was sent where TLS allows one. The leg ends.
+    TlsFailed {
+        key: TerminationKey,
+        failure: crate::tls::TlsFailure,
     },
     /// Answer to `Audit`.
     Stats {

@@ -12,5 +12,6 @@ pub mod memlink;
 pub mod port;
 pub mod rng;
 pub mod testbed;
+pub mod tls;
 pub mod wheel;
 pub mod worker;

@@ -23,6 +23,7 @@ use crate::demux::{classify, FrameClass, PortTable};
 use crate::device::SmolDevice;
 use crate::legpoll::{self, ceil_ms};
 use crate::port::{Burst, PacketBuf, Port};
+use crate::tls::{TlsConfig, TlsFailure, TlsSession};
 use crate::wheel::TimerWheel;
 
 #[derive(Debug, Clone)]
@@ -106,13 +107,27 @@ struct Leg {
     dirty: bool,
     /// Deadline this leg is armed for in the wheel, in ms.
     armed_ms: i64,
+    /// TLS to set up once TCP is established, then the session.
+    tls_config: Option<TlsConfig>,
+    tls: Option<Box<TlsSession>>,
+    /// close_notify is queued: close TCP once rustls has written it out.
+    close_after_flush: bool,
 }
 
 impl Leg {
     fn socket(&mut self) -> &mut tcp::Socket<'static> {
         self.set.get_mut::<tcp::Socket>(self.handle)
     }
+
+    /// Ready to carry payload: TCP established and, for a TLS leg, the handshake done.
+    fn carries(&self) -> bool {
+        self.state == LegState::Established
+            && (self.tls_config.is_none() || self.tls.as_ref().is_some_and(|t| !t.is_handshaking()))
+    }
 }
+
+/// Plaintext moved between two TLS legs per step (below the send limit, so it always fits).
+const TLS_SCRATCH: usize = 8 * 1024;
 
 pub struct Worker<P: Port> {
     device: SmolDevice<P>,
@@ -131,6 +146,7 @@ pub struct Worker<P: Port> {
     cfg: WorkerConfig,
     counters: WorkerCounters,
     live_legs: usize,
+    scratch: Box<[u8]>,
 }
 
 const NO_DEADLINE: i64 = i64::MAX;
@@ -176,6 +192,7 @@ impl<P: Port> Worker<P> {
             cfg,
             counters: WorkerCounters::default(),
             live_legs: 0,
+            scratch: vec![0; TLS_SCRATCH].into_boxed_slice(),
         }
     }
 
@@ -373,7 +390,8 @@ impl<P: Port> Worker<P> {
                 role,
                 accept,
                 timers,
-            } => self.start(key, role, accept, timers, now),
+                tls,
+            } => self.start(key, role, accept, timers, tls, now),
             Command::Join { a, b } => {
                 let (Some(&ia), Some(&ib)) = (self.keys.get(&a), self.keys.get(&b)) else {
                     let key = if self.keys.contains_key(&a) { b } else { a };
@@ -473,6 +491,9 @@ impl<P: Port> Worker<P> {
             cut_through_reported: false,
             dirty: false,
             armed_ms: NO_DEADLINE,
+            tls_config: None,
+            tls: None,
+            close_after_flush: false,
         });
         self.keys.insert(key, idx);
         self.live_legs += 1;
@@ -484,6 +505,7 @@ impl<P: Port> Worker<P> {
         role: LegRole,
         accept: Accept,
         timers: LegTimers,
+        tls: Option<TlsConfig>,
         now: Instant,
     ) {
         let Some(&idx) = self.keys.get(&key) else {
@@ -504,6 +526,7 @@ impl<P: Port> Worker<P> {
         leg.timers = timers;
         leg.accept = accept;
         leg.last_payload = now;
+        leg.tls_config = tls;
         let (ip, port) = leg.local;
         let result = match role {
             LegRole::Passive => {
@@ -623,6 +646,26 @@ impl<P: Port> Worker<P> {
                     };
                     leg.stats.remote = Some(remote);
                     leg.stats.established_at_ms = Some(now.total_millis());
+                    if let Some(cfg) = &leg.tls_config {
+                        // The session's buffers are allocated here, once per connection.
+                        match TlsSession::new(cfg) {
+                            Ok(s) => {
+                                leg.tls = Some(Box::new(s));
+                                leg.deadline = Some(now + leg.timers.handshake);
+                            }
+                            Err(e) => {
+                                tracing::warn!(key = ?leg.key, error = %e, "TLS session not created");
+                                leg.socket().abort();
+                                let key = leg.key;
+                                self.emit(Event::TlsFailed {
+                                    key,
+                                    failure: TlsFailure::Protocol,
+                                });
+                                self.end_leg(idx, ReleaseCause::TlsFailed, now);
+                                return;
+                            }
+                        }
+                    }
                     let (key, latched) = (leg.key, leg.passive && leg.accept == Accept::Latch);
                     let partner = leg.partner;
                     self.emit(Event::Established { key, remote });
@@ -650,6 +693,12 @@ impl<P: Port> Worker<P> {
                 }
             }
             LegState::Established => {
+                if leg.tls.is_some() && !self.tls_io(idx, now) {
+                    return;
+                }
+                let Some(leg) = self.legs[idx as usize].as_mut() else {
+                    return;
+                };
                 if let Some(idle) = leg.timers.idle {
                     if now >= leg.last_payload + idle {
                         leg.socket().abort();
@@ -692,6 +741,57 @@ impl<P: Port> Worker<P> {
         }
     }
 
+    /// Drives a TLS leg's records both ways; false if the session failed and the leg ended.
+    fn tls_io(&mut self, idx: u32, now: Instant) -> bool {
+        let Some(leg) = self.legs[idx as usize].as_mut() else {
+            return false;
+        };
+        let Some(tls) = leg.tls.as_mut() else {
+            return true;
+        };
+        let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
+        let was_handshaking = tls.is_handshaking();
+        let failure = match tls.receive(sock) {
+            Err(e) => {
+                tracing::info!(key = ?leg.key, error = %e, "TLS failed");
+                Some(TlsFailure::from(&e))
+            }
+            Ok(_) if tls.is_handshaking() && tls.peer_done() => Some(TlsFailure::Closed),
+            Ok(_) if tls.is_handshaking() && leg.deadline.is_some_and(|d| now >= d) => {
+                Some(TlsFailure::Timeout)
+            }
+            Ok(_) => None,
+        };
+        // Records, or the alert of a failure, go out.
+        tls.transmit(sock);
+        if let Some(failure) = failure {
+            if failure == TlsFailure::Timeout {
+                // No alert fits a peer that stopped talking: reset.
+                sock.abort();
+            } else {
+                sock.close();
+            }
+            let key = leg.key;
+            self.emit(Event::TlsFailed { key, failure });
+            self.end_leg(idx, ReleaseCause::TlsFailed, now);
+            return false;
+        }
+        if leg.close_after_flush && !tls.wants_write() {
+            leg.close_after_flush = false;
+            sock.close();
+        }
+        if was_handshaking && !tls.is_handshaking() {
+            leg.deadline = None;
+            let version = tls.protocol_version().map(u16::from).unwrap_or(0);
+            let (key, partner) = (leg.key, leg.partner);
+            self.emit(Event::TlsEstablished { key, version });
+            if let Some(p) = partner {
+                self.mark(p);
+            }
+        }
+        true
+    }
+
     /// The connection of this leg ended on its own: report, tell the partner, free.
     fn end_leg(&mut self, idx: u32, cause: ReleaseCause, now: Instant) {
         let Some(leg) = self.legs[idx as usize].as_mut() else {
@@ -715,7 +815,7 @@ impl<P: Port> Worker<P> {
                     pl.socket().abort();
                 } else if !pl.fin_forwarded {
                     pl.fin_forwarded = true;
-                    pl.socket().close();
+                    close_leg(pl);
                 }
                 self.mark(p);
             }
@@ -747,19 +847,29 @@ impl<P: Port> Worker<P> {
         let (Some(a), Some(b)) = (a.as_mut(), b.as_mut()) else {
             return;
         };
-        let both_up = a.state == LegState::Established && b.state == LegState::Established;
-        if !both_up {
+        if !(a.carries() && b.carries()) {
             return;
         }
         let first_report = !a.cut_through_reported;
         a.cut_through_reported = true;
         b.cut_through_reported = true;
         let mut moved = 0;
+        let scratch = &mut self.scratch;
+        let mut from_tls_a = 0;
+        let mut from_tls_b = 0;
         if a.gate.receive && b.gate.send {
-            moved += pump(a, b, now);
+            let n = pump(a, b, now, scratch);
+            if a.tls.is_some() {
+                from_tls_a = n;
+            }
+            moved += n;
         }
         if b.gate.receive && a.gate.send {
-            moved += pump(b, a, now);
+            let n = pump(b, a, now, scratch);
+            if b.tls.is_some() {
+                from_tls_b = n;
+            }
+            moved += n;
         }
         // The peer of `a` closed its sending side and everything it sent is forwarded: pass
         // the FIN on (half-close), and the same the other way.
@@ -769,6 +879,13 @@ impl<P: Port> Worker<P> {
             self.emit(Event::CutThrough { a: ka, b: kb });
         }
         if moved > 0 {
+            self.mark(p);
+        }
+        // A TLS leg whose plaintext was taken may now read more records from its socket.
+        if from_tls_a > 0 {
+            self.mark(idx);
+        }
+        if from_tls_b > 0 {
             self.mark(p);
         }
     }
@@ -809,19 +926,121 @@ impl<P: Port> Worker<P> {
     }
 }
 
+/// Closes a leg's sending side: FIN for plain TCP, close_notify and then FIN for TLS.
+fn close_leg(leg: &mut Leg) {
+    match leg.tls.as_mut() {
+        Some(tls) => {
+            tls.close();
+            let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
+            tls.transmit(sock);
+            if tls.wants_write() {
+                leg.close_after_flush = true;
+            } else {
+                sock.close();
+            }
+        }
+        None => leg.socket().close(),
+    }
+}
+
 /// Half-closes `to` once `from`'s peer has closed its sending side and all of it is forwarded.
 fn pass_fin(from: &mut Leg, to: &mut Leg) -> usize {
-    let rx = from.set.get_mut::<tcp::Socket>(from.handle);
-    if !rx.may_recv() && rx.recv_queue() == 0 && !to.fin_forwarded {
+    if to.fin_forwarded {
+        return 0;
+    }
+    let done = match from.tls.as_mut() {
+        Some(tls) => tls.peer_done(),
+        None => {
+            let rx = from.set.get_mut::<tcp::Socket>(from.handle);
+            !rx.may_recv() && rx.recv_queue() == 0
+        }
+    };
+    if done {
         to.fin_forwarded = true;
-        to.set.get_mut::<tcp::Socket>(to.handle).close();
+        close_leg(to);
         return 1;
     }
     0
 }
 
-/// Copies what `from`'s peer sent into `to`'s send buffer, as much as fits.
-fn pump(from: &mut Leg, to: &mut Leg, now: Instant) -> usize {
+/// Copies what `from`'s peer sent into `to`'s send buffer, as much as fits, decrypting and
+/// encrypting on the way for TLS legs.
+fn pump(from: &mut Leg, to: &mut Leg, now: Instant, scratch: &mut [u8]) -> usize {
+    let total = match (from.tls.as_mut(), to.tls.as_mut()) {
+        (None, None) => pump_plain(from, to),
+        (Some(tf), None) => {
+            let tx = to.set.get_mut::<tcp::Socket>(to.handle);
+            let mut total = 0;
+            while tx.may_send() && tx.send_queue() < tx.send_capacity() {
+                let n = tx
+                    .send(|buf| {
+                        let n = tf.read_plaintext(buf);
+                        (n, n)
+                    })
+                    .unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                total += n;
+            }
+            total
+        }
+        (None, Some(tt)) => {
+            let rx = from.set.get_mut::<tcp::Socket>(from.handle);
+            let tx = to.set.get_mut::<tcp::Socket>(to.handle);
+            let mut total = 0;
+            for _ in 0..4 {
+                tt.transmit(tx);
+                if !tx.may_send() || tt.wants_write() || !rx.can_recv() {
+                    break;
+                }
+                let n = rx
+                    .recv(|data| {
+                        let n = tt.write_plaintext(data);
+                        (n, n)
+                    })
+                    .unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                total += n;
+            }
+            tt.transmit(tx);
+            total
+        }
+        (Some(tf), Some(tt)) => {
+            let tx = to.set.get_mut::<tcp::Socket>(to.handle);
+            let mut total = 0;
+            for _ in 0..8 {
+                // Only with nothing pending: then a scratch-full of plaintext always fits
+                // under the send limit, and nothing read is left over.
+                tt.transmit(tx);
+                if !tx.may_send() || tt.wants_write() {
+                    break;
+                }
+                let n = tf.read_plaintext(scratch);
+                if n == 0 {
+                    break;
+                }
+                let taken = tt.write_plaintext(&scratch[..n]);
+                debug_assert_eq!(taken, n);
+                total += n;
+            }
+            tt.transmit(tx);
+            total
+        }
+    };
+    if total > 0 {
+        from.stats.octets_in += total as u64;
+        to.stats.octets_out += total as u64;
+        from.last_payload = now;
+        to.last_payload = now;
+    }
+    total
+}
+
+/// Plain TCP to plain TCP: straight from one socket's receive ring into the other's send ring.
+fn pump_plain(from: &mut Leg, to: &mut Leg) -> usize {
     let tx = to.set.get_mut::<tcp::Socket>(to.handle);
     if !tx.may_send() {
         return 0;
@@ -844,12 +1063,6 @@ fn pump(from: &mut Leg, to: &mut Leg, now: Instant) -> usize {
             break;
         }
         total += n;
-    }
-    if total > 0 {
-        from.stats.octets_in += total as u64;
-        to.stats.octets_out += total as u64;
-        from.last_payload = now;
-        to.last_payload = now;
     }
     total
 }

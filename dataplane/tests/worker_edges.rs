@@ -115,6 +115,7 @@ fn an_active_open_to_a_closed_port_is_refused() {
         },
         accept: Accept::Gate(UE_Y),
         timers: timers(),
+        tls: None,
     });
     b.wait_for(Duration::from_secs(5), |b| {
         b.has(|e| matches!(e, Event::ConnectFailed { .. }))
@@ -143,7 +144,9 @@ fn an_active_open_nobody_answers_times_out() {
         timers: LegTimers {
             connect: Duration::from_secs(3),
             idle: None,
+            ..LegTimers::default()
         },
+        tls: None,
     });
     let start = b.now();
     b.wait_for(Duration::from_secs(10), |b| {
@@ -168,6 +171,7 @@ fn an_active_open_nobody_answers_times_out() {
         },
         accept: Accept::Gate(UE_Y),
         timers: timers(),
+        tls: None,
     });
     b.wait_for(Duration::from_secs(5), |b| {
         b.has(|e| matches!(e, Event::Established { key, .. } if *key == T2))
@@ -187,6 +191,7 @@ fn the_gate_refuses_a_wrong_source_and_accepts_the_right_one() {
         role: LegRole::Passive,
         accept: Accept::Gate(UE_X),
         timers: timers(),
+        tls: None,
     });
     b.run_for(Duration::from_millis(2));
     let intruder = b.ue_connect(sa(NAT, 40000), sa(AGW_ACCESS, 43500), 4096);
@@ -219,6 +224,7 @@ fn latching_accepts_a_natted_source_and_reports_it() {
         role: LegRole::Passive,
         accept: Accept::Latch,
         timers: timers(),
+        tls: None,
     });
     b.run_for(Duration::from_millis(2));
     b.ue_connect(sa(NAT, 61234), sa(AGW_ACCESS, 43600), 4096);
@@ -362,6 +368,7 @@ fn an_idle_pair_is_released_after_its_idle_timer() {
     let idle = LegTimers {
         connect: Duration::from_secs(5),
         idle: Some(Duration::from_secs(30)),
+        ..LegTimers::default()
     };
     b.send(Command::Start {
         key: T2,
@@ -370,12 +377,14 @@ fn an_idle_pair_is_released_after_its_idle_timer() {
         },
         accept: Accept::Gate(UE_Y),
         timers: idle,
+        tls: None,
     });
     b.send(Command::Start {
         key: T1,
         role: LegRole::Passive,
         accept: Accept::Latch,
         timers: idle,
+        tls: None,
     });
     b.send(Command::Join { a: T1, b: T2 });
     b.run_for(Duration::from_millis(5));

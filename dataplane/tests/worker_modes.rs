@@ -98,6 +98,7 @@ fn seed_flow_proxy_mode_moves_100_mb_each_way_through_loss_and_reordering() {
         },
         accept: Accept::Gate(UE_Y),
         timers: timers(),
+        tls: None,
     });
     b.send(Command::Join { a: T1, b: T2 });
     b.wait_for(Duration::from_secs(10), |b| {
@@ -109,6 +110,7 @@ fn seed_flow_proxy_mode_moves_100_mb_each_way_through_loss_and_reordering() {
         role: LegRole::Passive,
         accept: Accept::Gate(UE_X),
         timers: timers(),
+        tls: None,
     });
     b.run_for(Duration::from_millis(5));
     let x = b.ue_connect(sa(UE_X, 5000), sa(AGW_ACCESS, 41000), 256 * 1024);
@@ -158,12 +160,14 @@ fn merge_mode_both_legs_passive() {
         role: LegRole::Passive,
         accept: Accept::Latch,
         timers: timers(),
+        tls: None,
     });
     b.send(Command::Start {
         key: T2,
         role: LegRole::Passive,
         accept: Accept::Gate(UE_Y),
         timers: timers(),
+        tls: None,
     });
     b.send(Command::Join { a: T1, b: T2 });
     b.run_for(Duration::from_millis(2));
@@ -202,6 +206,7 @@ fn active_active_mode_both_legs_connect_out() {
         },
         accept: Accept::Gate(UE_X),
         timers: timers(),
+        tls: None,
     });
     b.send(Command::Start {
         key: T2,
@@ -210,6 +215,7 @@ fn active_active_mode_both_legs_connect_out() {
         },
         accept: Accept::Gate(UE_Y),
         timers: timers(),
+        tls: None,
     });
     b.wait_for(Duration::from_secs(10), |b| {
         b.has(|e| matches!(e, Event::CutThrough { .. }))
@@ -234,6 +240,7 @@ fn nothing_is_forwarded_before_both_legs_are_up() {
         role: LegRole::Passive,
         accept: Accept::Latch,
         timers: timers(),
+        tls: None,
     });
     b.send(Command::Join { a: T1, b: T2 });
     b.run_for(Duration::from_millis(2));
@@ -260,6 +267,7 @@ fn nothing_is_forwarded_before_both_legs_are_up() {
         },
         accept: Accept::Gate(UE_Y),
         timers: timers(),
+        tls: None,
     });
     let mut got = Vec::new();
     b.run(Duration::from_secs(5), |b| {

@@ -71,6 +71,7 @@ fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
                 role: LegRole::Passive,
                 accept: Accept::Gate(UE_X),
                 timers: LegTimers::default(),
+                tls: None,
             },
             Command::Start {
                 key: key(i, 2),
@@ -79,6 +80,7 @@ fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
                 },
                 accept: Accept::Gate(UE_Y),
                 timers: LegTimers::default(),
+                tls: None,
             },
             Command::Join {
                 a: key(i, 1),

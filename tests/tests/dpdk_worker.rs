@@ -157,6 +157,7 @@ fn twenty_megabytes_through_a_proxied_pair_between_kernel_peers() {
             },
             accept: Accept::Gate(Ipv4Addr::new(198, 18, 200, 50)),
             timers: LegTimers::default(),
+            tls: None,
         },
     ] {
         control.commands.push(c).unwrap();
@@ -173,6 +174,7 @@ fn twenty_megabytes_through_a_proxied_pair_between_kernel_peers() {
             role: LegRole::Passive,
             accept: Accept::Gate(Ipv4Addr::new(198, 18, 100, 7)),
             timers: LegTimers::default(),
+            tls: None,
         })
         .unwrap();
     thread::sleep(StdDuration::from_millis(50));

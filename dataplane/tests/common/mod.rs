@@ -220,12 +220,14 @@ impl Bed {
             },
             accept: Accept::Gate(UE_Y),
             timers: timers(),
+            tls: None,
         });
         self.send(Command::Start {
             key: T1,
             role: LegRole::Passive,
             accept: Accept::Gate(UE_X),
             timers: timers(),
+            tls: None,
         });
         self.send(Command::Join { a: T1, b: T2 });
         self.run_for(Duration::from_millis(5));
@@ -249,5 +251,6 @@ pub fn timers() -> LegTimers {
     LegTimers {
         connect: Duration::from_secs(5),
         idle: None,
+        ..LegTimers::default()
     }
 }
