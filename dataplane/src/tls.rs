@@ -389,13 +389,27 @@ impl TlsConfig {
         client: Option<Ipv4Addr>,
         fingerprints: Vec<Fingerprint>,
     ) -> Result<TlsConfig, TlsError> {
+        Self::with_versions(
+            identity,
+            client,
+            fingerprints,
+            &[&rustls::version::TLS13, &rustls::version::TLS12],
+        )
+    }
+
+    /// As `new`, with the protocol versions given.
+    pub fn with_versions(
+        identity: &Identity,
+        client: Option<Ipv4Addr>,
+        fingerprints: Vec<Fingerprint>,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Result<TlsConfig, TlsError> {
         if fingerprints.is_empty() {
             return Err(TlsError::Config(
                 "no a=fingerprint for the peer's certificate".into(),
             ));
         }
         let pinned = Arc::new(Pinned::new(fingerprints));
-        let versions = &[&rustls::version::TLS13, &rustls::version::TLS12];
         let resolver = Arc::new(FixedKey(Arc::clone(&identity.key)));
         let bad = |e: rustls::Error| TlsError::Config(e.to_string());
         Ok(match client {

@@ -1,0 +1,591 @@
+//! TLS at the access edge on MemLink: rustls UEs as TLS client and as TLS server, TLS 1.2 and
+//! 1.3, through TLS <-> TCP and TLS <-> TLS pairs, byte-exact with loss; and the failures
+//! (wrong fingerprint, no client certificate, garbage instead of a ClientHello, handshake
+//! timeout), each ending only its own leg while a good pair beside it keeps moving data.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use dataplane::contract::*;
+use dataplane::memlink::Faults;
+use dataplane::testbed::{pattern_byte, PatternChecker, PatternSender};
+use dataplane::tls::{Fingerprint, HashAlg, Identity, TlsConfig, TlsFailure, TlsSession};
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp;
+use smoltcp::time::Duration;
+
+/// One end of a byte stream as the UE's application sees it: plain TCP or TLS over it.
+struct UeEnd {
+    tls: Option<TlsSession>,
+    send: PatternSender,
+    check: PatternChecker,
+    chunk: Vec<u8>,
+}
+
+impl UeEnd {
+    fn plain(out: u64, total: u64, inp: u64) -> Self {
+        UeEnd {
+            tls: None,
+            send: PatternSender::new(out, total),
+            check: PatternChecker::new(inp),
+            chunk: vec![0; 16 * 1024],
+        }
+    }
+
+    fn tls(cfg: &TlsConfig, out: u64, total: u64, inp: u64) -> Self {
+        UeEnd {
+            tls: Some(TlsSession::new(cfg).unwrap()),
+            ..Self::plain(out, total, inp)
+        }
+    }
+
+    /// Moves what it can both ways; returns whether anything moved.
+    fn pump(&mut self, s: &mut tcp::Socket<'static>) -> bool {
+        let Some(tls) = self.tls.as_mut() else {
+            let a = self.send.pump(s);
+            let b = self.check.pump(s);
+            return a + b > 0;
+        };
+        if !s.is_active() {
+            return false;
+        }
+        let mut moved = false;
+        if s.state() == tcp::State::Established || s.state() == tcp::State::CloseWait {
+            tls.receive(s).expect("UE's TLS");
+            loop {
+                let n = tls.read_plaintext(&mut self.chunk);
+                if n == 0 {
+                    break;
+                }
+                let chunk = std::mem::take(&mut self.chunk);
+                self.check.check(&chunk[..n]);
+                self.chunk = chunk;
+                moved = true;
+            }
+            tls.receive(s).expect("UE's TLS");
+            if !tls.is_handshaking() {
+                while self.send.sent < self.send.total && !tls.wants_write() {
+                    let n = ((self.send.total - self.send.sent) as usize).min(8192);
+                    let data: Vec<u8> = (0..n as u64)
+                        .map(|i| pattern_byte(self.send.stream, self.send.sent + i))
+                        .collect();
+                    let k = tls.write_plaintext(&data);
+                    if k == 0 {
+                        break;
+                    }
+                    self.send.sent += k as u64;
+                    moved = true;
+                    if tls.transmit(s) == 0 {
+                        break;
+                    }
+                }
+            }
+            moved |= tls.transmit(s) > 0;
+        }
+        moved
+    }
+
+    fn done(&self, total: u64) -> bool {
+        self.send.sent == self.send.total && self.check.received == total
+    }
+}
+
+fn ue_identity() -> Identity {
+    Identity::generate("ue.example").unwrap()
+}
+
+/// The AGW's TLS for a leg, and the UE's matching config.
+struct Keys {
+    agw: Identity,
+    ue: Identity,
+}
+
+impl Keys {
+    fn new() -> Self {
+        Keys {
+            agw: Identity::generate("agw.example").unwrap(),
+            ue: ue_identity(),
+        }
+    }
+
+    fn agw_server(&self) -> TlsConfig {
+        TlsConfig::new(&self.agw, None, vec![self.ue.fingerprint(HashAlg::Sha256)]).unwrap()
+    }
+
+    fn agw_client(&self, ue: std::net::Ipv4Addr) -> TlsConfig {
+        TlsConfig::new(
+            &self.agw,
+            Some(ue),
+            vec![self.ue.fingerprint(HashAlg::Sha384)],
+        )
+        .unwrap()
+    }
+
+    fn ue_client(&self, v12: bool) -> TlsConfig {
+        ue_config(
+            &self.ue,
+            Some(AGW_ACCESS),
+            self.agw.fingerprint(HashAlg::Sha256),
+            v12,
+        )
+    }
+
+    fn ue_server(&self, v12: bool) -> TlsConfig {
+        ue_config(&self.ue, None, self.agw.fingerprint(HashAlg::Sha1), v12)
+    }
+}
+
+/// A UE's TLS: pinned to the AGW's fingerprint; TLS 1.2 only when asked.
+fn ue_config(
+    id: &Identity,
+    server: Option<std::net::Ipv4Addr>,
+    agw: Fingerprint,
+    v12: bool,
+) -> TlsConfig {
+    let versions: &[&rustls::SupportedProtocolVersion] = if v12 {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13]
+    };
+    TlsConfig::with_versions(id, server, vec![agw], versions).unwrap()
+}
+
+const PORT: u16 = 41000;
+
+/// Sets up the pair: T1 towards UE-X (TLS per `t1_tls`, role per `x_connects`), T2 towards
+/// UE-Y (TLS per `t2_tls`, AGW connects). Returns the UE sockets.
+fn pair(
+    b: &mut Bed,
+    port: u16,
+    t1: TerminationKey,
+    t2: TerminationKey,
+    x_connects: bool,
+    t1_tls: Option<TlsConfig>,
+    t2_tls: Option<TlsConfig>,
+) -> (SocketHandle, SocketHandle) {
+    let buf = 64 * 1024;
+    b.send(Command::Reserve {
+        key: t1,
+        local: sa(AGW_ACCESS, port),
+    });
+    b.send(Command::Reserve {
+        key: t2,
+        local: sa(AGW_CORE, port),
+    });
+    let y = b.ue_listen(UE_Y, port, buf);
+    b.send(Command::Start {
+        key: t2,
+        role: LegRole::Active {
+            remote: sa(UE_Y, port),
+        },
+        accept: Accept::Gate(UE_Y),
+        timers: timers(),
+        tls: t2_tls,
+    });
+    let x = if x_connects {
+        b.send(Command::Start {
+            key: t1,
+            role: LegRole::Passive,
+            accept: Accept::Gate(UE_X),
+            timers: timers(),
+            tls: t1_tls,
+        });
+        b.send(Command::Join { a: t1, b: t2 });
+        b.run_for(Duration::from_millis(5));
+        b.ue_connect(sa(UE_X, port), sa(AGW_ACCESS, port), buf)
+    } else {
+        let x = b.ue_listen(UE_X, port, buf);
+        b.send(Command::Start {
+            key: t1,
+            role: LegRole::Active {
+                remote: sa(UE_X, port),
+            },
+            accept: Accept::Gate(UE_X),
+            timers: timers(),
+            tls: t1_tls,
+        });
+        b.send(Command::Join { a: t1, b: t2 });
+        x
+    };
+    (x, y)
+}
+
+fn lossy() -> Faults {
+    Faults {
+        drop: 0.01,
+        reorder: 0.01,
+        reorder_delay: Duration::from_millis(2),
+        ..Faults::default()
+    }
+}
+
+/// Runs both UE ends until each has sent and received `total` bytes.
+fn exchange(b: &mut Bed, x: &mut (SocketHandle, UeEnd), y: &mut (SocketHandle, UeEnd), total: u64) {
+    b.run(Duration::from_secs(600), |b| {
+        let mx = x.1.pump(b.ue(x.0));
+        let my = y.1.pump(b.ue(y.0));
+        if x.1.done(total) && y.1.done(total) {
+            Progress::Done
+        } else if mx || my {
+            Progress::Busy
+        } else {
+            Progress::Idle
+        }
+    });
+    assert_eq!(x.1.check.first_mismatch, None);
+    assert_eq!(y.1.check.first_mismatch, None);
+}
+
+fn tls_version(b: &Bed, key: TerminationKey) -> u16 {
+    b.events
+        .iter()
+        .find_map(|e| match e {
+            Event::TlsEstablished { key: k, version } if *k == key => Some(*version),
+            _ => None,
+        })
+        .expect("TLS established")
+}
+
+fn run_case(ue_is_client: bool, v12: bool, tls_both: bool, total: u64, seed: u64) {
+    let keys = Keys::new();
+    let y_keys = Keys::new();
+    let mut b = bed(lossy(), seed);
+    let agw_t1 = if ue_is_client {
+        keys.agw_server()
+    } else {
+        keys.agw_client(UE_X)
+    };
+    let agw_t2 = tls_both.then(|| y_keys.agw_client(UE_Y));
+    let (x, y) = pair(&mut b, PORT, T1, T2, ue_is_client, Some(agw_t1), agw_t2);
+    let ue_x_cfg = if ue_is_client {
+        keys.ue_client(v12)
+    } else {
+        keys.ue_server(v12)
+    };
+    let mut ex = (x, UeEnd::tls(&ue_x_cfg, 1, total, 2));
+    let mut ey = if tls_both {
+        (y, UeEnd::tls(&y_keys.ue_server(v12), 2, total, 1))
+    } else {
+        (y, UeEnd::plain(2, total, 1))
+    };
+    exchange(&mut b, &mut ex, &mut ey, total);
+    let want = if v12 { 0x0303 } else { 0x0304 };
+    assert_eq!(tls_version(&b, T1), want);
+    if tls_both {
+        assert_eq!(tls_version(&b, T2), want);
+    }
+    assert!(b.has(|e| matches!(e, Event::CutThrough { .. })));
+    // Statistics count payload (plaintext), not TLS records.
+    b.send(Command::Audit { key: T1 });
+    b.wait_for(Duration::from_secs(1), |b| {
+        b.has(|e| matches!(e, Event::Stats { key, .. } if *key == T1))
+    });
+    let stats = b
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Stats { key, stats } if *key == T1 => Some(*stats),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((stats.octets_in, stats.octets_out), (total, total));
+}
+
+const BIG: u64 = 50 * 1000 * 1000;
+
+#[test]
+fn tls13_ue_client_to_plain_tcp_50_mb_each_way_with_loss() {
+    run_case(true, false, false, BIG, 11);
+}
+
+#[test]
+fn tls12_ue_server_to_plain_tcp_with_loss() {
+    run_case(false, true, false, 5 * 1000 * 1000, 12);
+}
+
+#[test]
+fn tls13_to_tls13_50_mb_each_way_with_loss() {
+    run_case(true, false, true, BIG, 13);
+}
+
+#[test]
+fn tls12_ue_client_and_tls12_to_tls12() {
+    run_case(true, true, false, 2 * 1000 * 1000, 14);
+    run_case(false, true, true, 2 * 1000 * 1000, 15);
+}
+
+#[test]
+fn close_notify_becomes_fin_and_fin_becomes_close_notify() {
+    let keys = Keys::new();
+    let mut b = bed(Faults::default(), 21);
+    let (x, y) = pair(&mut b, PORT, T1, T2, true, Some(keys.agw_server()), None);
+    let mut ex = (x, UeEnd::tls(&keys.ue_client(false), 1, 10_000, 2));
+    let mut ey = (y, UeEnd::plain(2, 10_000, 1));
+    exchange(&mut b, &mut ex, &mut ey, 10_000);
+    // UE-X closes TLS: UE-Y sees FIN after every byte.
+    ex.1.tls.as_mut().unwrap().close();
+    b.run(Duration::from_secs(10), |b| {
+        ex.1.tls.as_mut().unwrap().transmit(b.ue(ex.0));
+        ey.1.pump(b.ue(ey.0));
+        if !b.ue(ey.0).may_recv() {
+            Progress::Done
+        } else {
+            Progress::Idle
+        }
+    });
+    // UE-Y closes TCP: UE-X gets close_notify.
+    b.ue(ey.0).close();
+    b.run(Duration::from_secs(10), |b| {
+        let s = b.ue(ex.0);
+        let tls = ex.1.tls.as_mut().unwrap();
+        let _ = tls.receive(s);
+        if tls.peer_done() {
+            Progress::Done
+        } else {
+            Progress::Idle
+        }
+    });
+}
+
+/// A good proxied pair on another port that must keep moving data while a bad one fails.
+struct Bystander {
+    x: SocketHandle,
+    y: SocketHandle,
+    sx: PatternSender,
+    sy: PatternSender,
+    rx: PatternChecker,
+    ry: PatternChecker,
+}
+
+const G1: TerminationKey = TerminationKey {
+    context: 9,
+    termination: 91,
+};
+const G2: TerminationKey = TerminationKey {
+    context: 9,
+    termination: 92,
+};
+
+impl Bystander {
+    fn new(b: &mut Bed) -> Self {
+        let (x, y) = pair(b, 42000, G1, G2, true, None, None);
+        Bystander {
+            x,
+            y,
+            sx: PatternSender::new(7, u64::MAX),
+            sy: PatternSender::new(8, u64::MAX),
+            rx: PatternChecker::new(8),
+            ry: PatternChecker::new(7),
+        }
+    }
+
+    /// Moves what it can; whether anything moved.
+    fn pump(&mut self, b: &mut Bed) -> bool {
+        let s = b.ue(self.x);
+        let mut n = self.sx.pump(s) + self.rx.pump(s);
+        let s = b.ue(self.y);
+        n += self.sy.pump(s) + self.ry.pump(s);
+        n > 0
+    }
+
+    fn check(&self, before: (u64, u64)) {
+        assert!(
+            self.rx.received > before.0 && self.ry.received > before.1,
+            "bystander stalled"
+        );
+        assert_eq!(
+            (self.rx.first_mismatch, self.ry.first_mismatch),
+            (None, None)
+        );
+    }
+}
+
+/// Runs a failing TLS leg next to a bystander until the failure is reported; checks the
+/// failure, the alert or reset towards the UE, and that the bystander kept going.
+fn failing_case(
+    seed: u64,
+    agw_tls: impl FnOnce(&Keys) -> TlsConfig,
+    mut ue: impl FnMut(&mut tcp::Socket<'static>, &mut Option<TlsSession>) -> bool,
+    ue_tls: Option<TlsConfig>,
+    want: TlsFailure,
+) -> Vec<u8> {
+    let keys = Keys::new();
+    // A paced link: the bystander's traffic takes virtual time, so timers run.
+    let paced = Faults {
+        rate_bytes_per_sec: Some(20_000_000),
+        ..Faults::default()
+    };
+    let mut b = bed(paced, seed);
+    let mut g = Bystander::new(&mut b);
+    b.run(Duration::from_secs(5), |b| {
+        let moved = g.pump(b);
+        if g.rx.received > 100_000 {
+            Progress::Done
+        } else if moved {
+            Progress::Busy
+        } else {
+            Progress::Idle
+        }
+    });
+    let before = (g.rx.received, g.ry.received);
+    let (x, _y) = pair(&mut b, PORT, T1, T2, true, Some(agw_tls(&keys)), None);
+    let mut session = ue_tls.map(|c| TlsSession::new(&c).unwrap());
+    let mut from_agw = Vec::new();
+    b.run(Duration::from_secs(30), |b| {
+        // The bystander is served but does not keep the clock from moving.
+        g.pump(b);
+        let s = b.ue(x);
+        ue(s, &mut session);
+        if session.is_none() {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.recv_slice(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                from_agw.extend_from_slice(&buf[..n]);
+            }
+        }
+        if b.has(|e| matches!(e, Event::TlsFailed { .. })) {
+            Progress::Done
+        } else {
+            Progress::Idle
+        }
+    });
+    let failure = b
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::TlsFailed { key, failure } if *key == T1 => Some(*failure),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(failure, want);
+    b.wait_for(Duration::from_secs(5), |b| {
+        b.has(|e| matches!(e, Event::Closed { key, cause: ReleaseCause::TlsFailed, .. } if *key == T1))
+    });
+    // What the AGW sent before its FIN (an alert, for a raw UE).
+    if session.is_none() {
+        b.run(Duration::from_secs(5), |b| {
+            let s = b.ue(x);
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.recv_slice(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                from_agw.extend_from_slice(&buf[..n]);
+            }
+            if s.may_recv() {
+                Progress::Idle
+            } else {
+                Progress::Done
+            }
+        });
+    }
+    // The leg is gone; the bystander is untouched and still moving.
+    let mid = (g.rx.received, g.ry.received);
+    b.run(Duration::from_secs(5), |b| {
+        let moved = g.pump(b);
+        if g.rx.received > mid.0 + 100_000 && g.ry.received > mid.1 + 100_000 {
+            Progress::Done
+        } else if moved {
+            Progress::Busy
+        } else {
+            Progress::Idle
+        }
+    });
+    g.check(before);
+    assert!(!b.has(|e| matches!(e, Event::Closed { key, .. } if *key == G1 || *key == G2)));
+    from_agw
+}
+
+fn drive(s: &mut tcp::Socket<'static>, tls: &mut Option<TlsSession>) -> bool {
+    if let Some(t) = tls.as_mut() {
+        if s.state() == tcp::State::Established || s.state() == tcp::State::CloseWait {
+            let _ = t.receive(s);
+            t.transmit(s);
+        }
+    }
+    true
+}
+
+#[test]
+fn a_certificate_that_does_not_match_the_fingerprint_is_refused() {
+    let other = ue_identity();
+    let agw = Identity::generate("agw.example").unwrap();
+    let agw2 = agw.clone();
+    failing_case(
+        31,
+        // The AGW pins a fingerprint of a certificate the UE does not have.
+        move |_| TlsConfig::new(&agw, None, vec![other.fingerprint(HashAlg::Sha256)]).unwrap(),
+        drive,
+        Some(ue_config(
+            &ue_identity(),
+            Some(AGW_ACCESS),
+            agw2.fingerprint(HashAlg::Sha256),
+            false,
+        )),
+        TlsFailure::Fingerprint,
+    );
+}
+
+#[test]
+fn a_ue_without_a_certificate_is_refused() {
+    let agw = Identity::generate("agw.example").unwrap();
+    let ue = ue_identity();
+    let ue_fp = ue.fingerprint(HashAlg::Sha256);
+    let no_cert = {
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(dataplane::tls::Pinned::new(vec![
+            agw.fingerprint(HashAlg::Sha256)
+        ])))
+        .with_no_client_auth();
+        TlsConfig::Client(Arc::new(cfg), AGW_ACCESS)
+    };
+    let agw2 = agw.clone();
+    failing_case(
+        32,
+        move |_| TlsConfig::new(&agw2, None, vec![ue_fp]).unwrap(),
+        drive,
+        Some(no_cert),
+        TlsFailure::NoCertificate,
+    );
+}
+
+#[test]
+fn garbage_instead_of_a_client_hello_gets_an_alert() {
+    let mut sent = false;
+    let from_agw = failing_case(
+        33,
+        |k| k.agw_server(),
+        |s, _| {
+            if !sent && s.may_send() {
+                sent = true;
+                s.send_slice(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n")
+                    .unwrap();
+            }
+            true
+        },
+        None,
+        TlsFailure::Protocol,
+    );
+    // A TLS alert record (content type 21) came back before the FIN.
+    assert_eq!(from_agw.first(), Some(&21), "{from_agw:?}");
+}
+
+#[test]
+fn a_silent_ue_runs_into_the_handshake_timer() {
+    failing_case(
+        34,
+        |k| k.agw_server(),
+        |_, _| true,
+        None,
+        TlsFailure::Timeout,
+    );
+}
