@@ -4,7 +4,9 @@
 # namespaces whose Linux kernels are the UEs: UE-X (TCP client, access side) and UE-Y (TCP
 # server, core side). imsagw-sim plays the IMS-ALG over H.248 text on UDP (loopback), prints
 # every numbered step with its H.248 message, and has the UEs exchange MSRP SEND requests and
-# 200 responses through the AGW, checking every byte and the Subtract statistics.
+# 200 responses through the AGW, checking every byte and the Subtract statistics. It runs the
+# flow twice: with plain TCP on both legs, then with TLS towards UE-X (the seed's clause y.3:
+# fingerprints exchanged in the H.248 descriptors). `demo.sh --tcp` or `--tls` runs one.
 # It cleans up after itself (also on Ctrl-C) and exits 0 only if everything matched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,54 +67,68 @@ for pair in "$UEX:$UEX_IP:vx" "$UEY:$UEY_IP:vy"; do
 done
 ip netns exec "$LAN" ip link set br0 up
 
-section "Start imsagw: control thread on core 0, one worker on core 1, DPDK net_tap0 (iface $IFACE)"
-"$BIN" run --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" \
-  --realm access=198.18.1.10/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
-  >"$WORK/imsagw.log" 2>&1 &
-AGW_PID=$!
-for _ in $(seq 1 100); do
-  grep -q "imsagw running" "$WORK/imsagw.log" 2>/dev/null && break
-  kill -0 "$AGW_PID" 2>/dev/null || fail "imsagw exited during start-up"
-  sleep 0.1
-done
-grep -q "imsagw running" "$WORK/imsagw.log" || fail "imsagw did not start"
-grep "imsagw running" "$WORK/imsagw.log"
-# net_tap gives the kernel side the DPDK port's MAC; on a bridge it needs one of its own.
-ip link set "$IFACE" netns "$LAN"
-ip netns exec "$LAN" ip link set dev "$IFACE" address 02:00:00:00:00:fe
-ip netns exec "$LAN" ip link set "$IFACE" master br0
-ip netns exec "$LAN" ip link set "$IFACE" up
+# One run of the flow: start imsagw, bridge its tap, play the ALG, check, stop imsagw.
+# $1: tcp or tls.
+flow() {
+  local variant=$1 tls_flag=""
+  [ "$variant" = tls ] && tls_flag="--tls"
+  : >"$WORK/imsagw.log"
+  section "[$variant] Start imsagw: control thread on core 0, one worker on core 1, DPDK net_tap0 (iface $IFACE)"
+  "$BIN" run --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" \
+    --realm access=198.18.1.10/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
+    >"$WORK/imsagw.log" 2>&1 &
+  AGW_PID=$!
+  for _ in $(seq 1 100); do
+    grep -q "imsagw running" "$WORK/imsagw.log" 2>/dev/null && break
+    kill -0 "$AGW_PID" 2>/dev/null || fail "imsagw exited during start-up"
+    sleep 0.1
+  done
+  grep -q "imsagw running" "$WORK/imsagw.log" || fail "imsagw did not start"
+  grep -E "imsagw running|TLS identity" "$WORK/imsagw.log"
+  # net_tap gives the kernel side the DPDK port's MAC; on a bridge it needs one of its own.
+  ip link set "$IFACE" netns "$LAN"
+  ip netns exec "$LAN" ip link set dev "$IFACE" address 02:00:00:00:00:fe
+  ip netns exec "$LAN" ip link set "$IFACE" master br0
+  ip netns exec "$LAN" ip link set "$IFACE" up
 
-section "The IMS-ALG (imsagw-sim alg) drives the Annex y flow (H.248 on loopback captured by tshark)"
-dumpcap -q -i lo -f "udp port 2944 or udp port 2945" -w "$WORK/h248.pcapng" >/dev/null 2>&1 &
-CAP_PID=$!
-sleep 1
-"$SIM" alg --listen 127.0.0.1:2945 --ue-x "$UEX_IP" --ue-y "$UEY_IP:2855" \
-  --ue-x-netns "$UEX" --ue-y-netns "$UEY" --messages "$MESSAGES" || fail "call flow"
-sleep 0.5
-kill -INT "$CAP_PID"; wait "$CAP_PID" || true
+  section "[$variant] The IMS-ALG (imsagw-sim alg) drives the Annex y flow (H.248 on loopback captured by tshark)"
+  dumpcap -q -i lo -f "udp port 2944 or udp port 2945" -w "$WORK/h248-$variant.pcapng" >/dev/null 2>&1 &
+  CAP_PID=$!
+  sleep 1
+  "$SIM" alg --listen 127.0.0.1:2945 --ue-x "$UEX_IP" --ue-y "$UEY_IP:2855" \
+    --ue-x-netns "$UEX" --ue-y-netns "$UEY" --messages "$MESSAGES" $tls_flag || fail "call flow ($variant)"
+  sleep 0.5
+  kill -INT "$CAP_PID"; wait "$CAP_PID" || true
 
-section "tshark decodes every H.248 message of the flow without malformed-packet errors"
-decode=(tshark -r "$WORK/h248.pcapng" -d udp.port==2945,megaco -d udp.port==2944,megaco)
-messages=$("${decode[@]}" -Y megaco | wc -l)
-malformed=$("${decode[@]}" -Y "_ws.malformed || _ws.expert.severity == error" | wc -l)
-"${decode[@]}" -Y megaco -T fields -e frame.number -e ip.src -e udp.srcport -e megaco.transid -e megaco.command | head -30
-echo "H.248 messages: $messages, malformed: $malformed"
-[ "$messages" -ge 12 ] || fail "tshark saw only $messages H.248 messages"
-[ "$malformed" -eq 0 ] || fail "tshark found $malformed malformed H.248 messages"
+  section "[$variant] tshark decodes every H.248 message of the flow without malformed-packet errors"
+  decode=(tshark -r "$WORK/h248-$variant.pcapng" -d udp.port==2945,megaco -d udp.port==2944,megaco)
+  messages=$("${decode[@]}" -Y megaco 2>/dev/null | wc -l)
+  malformed=$("${decode[@]}" -Y "_ws.malformed || _ws.expert.severity == error" 2>/dev/null | wc -l)
+  "${decode[@]}" -Y megaco -T fields -e frame.number -e udp.srcport -e megaco.transid -e megaco.command 2>/dev/null | head -30
+  echo "H.248 messages: $messages, malformed: $malformed"
+  [ "$messages" -ge 12 ] || fail "tshark saw only $messages H.248 messages"
+  [ "$malformed" -eq 0 ] || fail "tshark found $malformed malformed H.248 messages"
 
-section "imsagw status (read from the running process)"
-"$BIN" status --status-socket "$WORK/imsagw.sock" || fail "status"
-"$BIN" status --status-socket "$WORK/imsagw.sock" --json | grep -q '"contexts":0' || fail "contexts left"
+  section "[$variant] imsagw status (read from the running process)"
+  "$BIN" status --status-socket "$WORK/imsagw.sock" || fail "status"
+  "$BIN" status --status-socket "$WORK/imsagw.sock" --json | grep -q '"contexts":0' || fail "contexts left"
 
-section "Stop imsagw (SIGTERM): ServiceChange Forced, exit 0 with every mbuf back in the pool"
-kill -TERM "$AGW_PID"
-status=0
-wait "$AGW_PID" || status=$?
-AGW_PID=""
-grep -E "ServiceChange|stopped" "$WORK/imsagw.log" | tail -3 || true
-[ "$status" -eq 0 ] || fail "imsagw exited with $status"
-grep -q "mbufs_in_use=0" "$WORK/imsagw.log" || fail "mbufs not returned"
+  section "[$variant] Stop imsagw (SIGTERM): ServiceChange Forced, exit 0 with every mbuf back in the pool"
+  kill -TERM "$AGW_PID"
+  local status=0
+  wait "$AGW_PID" || status=$?
+  AGW_PID=""
+  grep -E "stopping|stopped" "$WORK/imsagw.log" | tail -2 || true
+  [ "$status" -eq 0 ] || fail "imsagw exited with $status"
+  grep -q "mbufs_in_use=0" "$WORK/imsagw.log" || fail "mbufs not returned"
+}
+
+case "${1:-all}" in
+  --tcp|tcp) flow tcp ;;
+  --tls|tls) flow tls ;;
+  all) flow tcp; flow tls ;;
+  *) echo "usage: demo.sh [--tcp|--tls]  (default: both)"; exit 2 ;;
+esac
 
 echo
 echo "demo: PASS"

@@ -88,6 +88,13 @@ pub struct Settings {
     /// Release a leg after this long without payload (0: never).
     pub idle_timeout_s: u64,
     pub heartbeat_s: u64,
+    /// The AGW's TLS certificate chain and key (PEM; ECDSA P-256 or RSA). Without them a
+    /// self-signed ECDSA P-256 certificate is generated at start. Re-read on SIGHUP.
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    /// Hash of our fingerprint in Local descriptors: sha-1, sha-224, sha-256, sha-384, sha-512.
+    pub fingerprint_hash: String,
+    pub tls_handshake_timeout_ms: u64,
     /// Unix socket `imsagw status` reads from.
     pub status_socket: String,
     /// `tracing` filter, used when RUST_LOG is not set; re-read on SIGHUP.
@@ -131,6 +138,10 @@ impl Default for Settings {
             connect_timeout_ms: 10_000,
             idle_timeout_s: 0,
             heartbeat_s: 60,
+            tls_cert: None,
+            tls_key: None,
+            fingerprint_hash: "sha-256".into(),
+            tls_handshake_timeout_ms: 10_000,
             status_socket: "/run/imsagw.sock".into(),
             log_level: "info".into(),
             eal: Vec::new(),
@@ -139,6 +150,17 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The AGW's TLS identity: the configured files, or a generated certificate.
+    pub fn tls_identity(&self) -> Result<dataplane::tls::Identity, ConfigError> {
+        let bad = |e: dataplane::tls::TlsError| ConfigError::Invalid(e.to_string());
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => {
+                dataplane::tls::Identity::from_pem_files(Path::new(c), Path::new(k)).map_err(bad)
+            }
+            _ => dataplane::tls::Identity::generate("imsagw").map_err(bad),
+        }
+    }
+
     pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.display().to_string(),
@@ -232,9 +254,18 @@ impl Settings {
             connect: smoltcp::time::Duration::from_millis(self.connect_timeout_ms.max(1)),
             idle: (self.idle_timeout_s > 0)
                 .then(|| smoltcp::time::Duration::from_secs(self.idle_timeout_s)),
-            ..Default::default()
+            handshake: smoltcp::time::Duration::from_millis(self.tls_handshake_timeout_ms.max(1)),
         };
         let mut mg = MgConfig::new(realms);
+        mg.fingerprint_hash =
+            dataplane::tls::HashAlg::parse(&self.fingerprint_hash).ok_or_else(|| {
+                ConfigError::Invalid(format!("fingerprint_hash {:?}", self.fingerprint_hash))
+            })?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key go together".into(),
+            ));
+        }
         mg.max_contexts = self.max_contexts;
         mg.max_terminations = self.max_terminations;
         mg.timers = timers;

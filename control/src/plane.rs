@@ -162,6 +162,11 @@ impl ControlPlane {
         self.flush(now);
     }
 
+    /// The certificate for TLS handshakes from now on.
+    pub fn set_identity(&mut self, identity: Option<dataplane::tls::Identity>) {
+        self.dispatcher.executor.set_identity(identity);
+    }
+
     /// Releases every termination (shutdown); returns how many there were.
     pub fn release_all(&mut self) -> usize {
         self.dispatcher.executor.release_all()

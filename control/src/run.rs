@@ -78,6 +78,16 @@ pub struct RunArgs {
     /// Interval of the termination heartbeat Notify when armed.
     #[arg(long)]
     heartbeat_s: Option<u64>,
+    /// The AGW's TLS certificate chain (PEM); with --tls-key. Default: generated at start.
+    #[arg(long)]
+    tls_cert: Option<String>,
+    #[arg(long)]
+    tls_key: Option<String>,
+    /// Hash of our fingerprint in Local descriptors (sha-1 ... sha-512).
+    #[arg(long)]
+    fingerprint_hash: Option<String>,
+    #[arg(long)]
+    tls_handshake_timeout_ms: Option<u64>,
     /// Unix socket for `imsagw status`.
     #[arg(long)]
     status_socket: Option<String>,
@@ -129,8 +139,16 @@ impl RunArgs {
             idle_timeout_s,
             heartbeat_s,
             status_socket,
-            log_level
+            log_level,
+            fingerprint_hash,
+            tls_handshake_timeout_ms
         );
+        if self.tls_cert.is_some() {
+            s.tls_cert = self.tls_cert.clone();
+        }
+        if self.tls_key.is_some() {
+            s.tls_key = self.tls_key.clone();
+        }
         if self.mid.is_some() {
             s.mid = self.mid.clone();
         }
@@ -181,10 +199,22 @@ struct WorkerStatus {
 }
 
 #[derive(Serialize)]
+struct PortStatus {
+    rx_packets: u64,
+    tx_packets: u64,
+    rx_errors: u64,
+    tx_errors: u64,
+    rx_missed: u64,
+    rx_no_mbuf: u64,
+    link_up: bool,
+}
+
+#[derive(Serialize)]
 struct ProcessStatus {
     #[serde(flatten)]
     control: control::plane::Status,
     workers: Vec<WorkerStatus>,
+    port: Option<PortStatus>,
     mbufs_in_use: u32,
     mbufs: u32,
 }
@@ -207,7 +237,10 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
         .into_iter()
         .map(|c| c.id)
         .collect();
-    let cfg = settings.resolve(&present)?;
+    let mut cfg = settings.resolve(&present)?;
+    let identity = settings.tls_identity()?;
+    tracing::info!(fingerprint = %identity.fingerprint(cfg.mg.fingerprint_hash), "TLS identity");
+    cfg.mg.tls = Some(identity);
     if std::env::var_os("RUST_LOG").is_none() {
         reload.set(&settings.log_level)?;
     }
@@ -325,6 +358,15 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
             malformed_dropped: gauges.malformed_dropped.load(Ordering::Relaxed),
             commands: gauges.commands.load(Ordering::Relaxed),
         }],
+        port: dev.stats().ok().map(|p| PortStatus {
+            rx_packets: p.rx_packets,
+            tx_packets: p.tx_packets,
+            rx_errors: p.rx_errors,
+            tx_errors: p.tx_errors,
+            rx_missed: p.rx_missed,
+            rx_no_mbuf: p.rx_no_mbuf,
+            link_up: dev.link().is_ok_and(|l| l.up),
+        }),
         mbufs_in_use: pool.in_use(),
         mbufs: pool.size(),
     };
@@ -336,7 +378,7 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
             let _ = conn.write_all(body.as_bytes());
         }
         if hup.swap(false, Ordering::Relaxed) {
-            reload_settings(&args, &reload);
+            reload_settings(&args, &reload, &mut cp);
         }
     }
 
@@ -365,7 +407,19 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
     Ok(())
 }
 
-fn reload_settings(args: &RunArgs, reload: &control::logging::Reload) {
+fn reload_settings(args: &RunArgs, reload: &control::logging::Reload, cp: &mut ControlPlane) {
+    // Certificates: new handshakes use the new one; sessions up keep theirs.
+    if let Ok(s) = args.settings() {
+        if s.tls_cert.is_some() {
+            match s.tls_identity() {
+                Ok(id) => {
+                    tracing::info!(fingerprint = %id.fingerprint(dataplane::tls::HashAlg::Sha256), "SIGHUP: TLS certificate reloaded");
+                    cp.set_identity(Some(id));
+                }
+                Err(e) => tracing::warn!(error = %e, "SIGHUP: TLS certificate not reloaded"),
+            }
+        }
+    }
     match args.settings() {
         Ok(s) if std::env::var_os("RUST_LOG").is_none() => match reload.set(&s.log_level) {
             Ok(()) => tracing::info!(log_level = %s.log_level, "SIGHUP: log level reloaded"),

@@ -165,6 +165,25 @@ impl Identity {
         Self::from_der(vec![ck.cert.der().clone()], key)
     }
 
+    /// A fresh self-signed ECDSA P-256 certificate and its key, in PEM (for peers and tools
+    /// that read files).
+    pub fn generate_pem(name: &str) -> Result<(String, String), TlsError> {
+        let ck = rcgen::generate_simple_self_signed(vec![name.to_string()])
+            .map_err(|e| TlsError::Identity(e.to_string()))?;
+        Ok((ck.cert.pem(), ck.key_pair.serialize_pem()))
+    }
+
+    /// Reads a PEM certificate chain and key from files.
+    pub fn from_pem_files(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<Identity, TlsError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| TlsError::Identity(format!("{}: {e}", p.display())))
+        };
+        Self::from_pem(&read(cert)?, &read(key)?)
+    }
+
     /// A PEM certificate chain and its key (PKCS#8, SEC1 or PKCS#1; ECDSA or RSA).
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Identity, TlsError> {
         let chain = rustls_pemfile::certs(&mut &cert_pem[..])

@@ -147,7 +147,14 @@ pub struct Worker<P: Port> {
     counters: WorkerCounters,
     live_legs: usize,
     scratch: Box<[u8]>,
+    /// Gratuitous ARPs sent so far and when the next is due.
+    announcements: u32,
+    next_announcement: Instant,
 }
+
+/// Gratuitous ARPs after start, at 0, 1, 2, 4 and 8 s: neighbours that still map our
+/// addresses to another MAC (a restart, a new NIC, a fail-over) learn the new one.
+const ANNOUNCEMENTS: u32 = 5;
 
 const NO_DEADLINE: i64 = i64::MAX;
 
@@ -193,6 +200,8 @@ impl<P: Port> Worker<P> {
             counters: WorkerCounters::default(),
             live_legs: 0,
             scratch: vec![0; TLS_SCRATCH].into_boxed_slice(),
+            announcements: 0,
+            next_announcement: now,
         }
     }
 
@@ -277,6 +286,12 @@ impl<P: Port> Worker<P> {
             }
         }
 
+        if self.announcements < ANNOUNCEMENTS && now >= self.next_announcement {
+            self.announce();
+            self.next_announcement = now + Duration::from_secs(1 << self.announcements.min(8));
+            self.announcements += 1;
+        }
+
         self.device.flush();
         while let Some(ev) = self.pending.pop_front() {
             if let Err(ev) = self.rings.events.push(ev) {
@@ -290,6 +305,33 @@ impl<P: Port> Worker<P> {
             self.counters.idle_polls += 1;
         }
         busy
+    }
+
+    /// A gratuitous ARP request for each of our addresses.
+    fn announce(&mut self) {
+        use smoltcp::phy::{Device, TxToken};
+        use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol};
+        let mac = EthernetAddress(self.device.port().mac());
+        for c in &self.cfg.addresses {
+            let ip = c.address();
+            let Some(tx) = self.device.transmit(Instant::ZERO) else {
+                return;
+            };
+            let arp = ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Request,
+                source_hardware_addr: mac,
+                source_protocol_addr: ip,
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: ip,
+            };
+            tx.consume(14 + arp.buffer_len(), |buf| {
+                let mut frame = EthernetFrame::new_unchecked(buf);
+                frame.set_src_addr(mac);
+                frame.set_dst_addr(EthernetAddress::BROADCAST);
+                frame.set_ethertype(EthernetProtocol::Arp);
+                arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+            });
+        }
     }
 
     fn emit(&mut self, ev: Event) {

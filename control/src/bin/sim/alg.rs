@@ -36,6 +36,10 @@ pub struct AlgArgs {
     /// MSRP SEND requests each UE sends.
     #[arg(long, default_value_t = 200)]
     messages: u64,
+    /// The TLS variant (TR 29.828 y.3): TLS between UE-X and the AGW (TCP/TLS/MSRP on T1,
+    /// fingerprints exchanged in the H.248 descriptors), plain TCP towards UE-Y.
+    #[arg(long)]
+    tls: bool,
     /// Seconds to wait for each step.
     #[arg(long, default_value_t = 20)]
     timeout_s: u64,
@@ -192,11 +196,14 @@ impl Alg {
         }
     }
 
-    /// Waits for a Notify for `rid`, answering everything else the MG asks on the way.
-    fn await_notify(&mut self, rid: u32) -> Result<Vec<(String, String)>> {
+    /// Waits for a Notify for `rid` with `event`, answering everything else the MG asks on
+    /// the way.
+    fn await_notify(&mut self, rid: u32, event: (&str, &str)) -> Result<Vec<(String, String)>> {
         let end = Instant::now() + self.timeout;
         loop {
-            if let Some(i) = self.notifies.iter().position(|(r, _)| *r == rid) {
+            if let Some(i) = self.notifies.iter().position(|(r, evs)| {
+                *r == rid && evs.iter().any(|(p, i)| p == event.0 && i == event.1)
+            }) {
                 return Ok(self.notifies.remove(i).1);
             }
             let msg = self.recv(end)?;
@@ -221,8 +228,8 @@ fn ctx_text(c: ContextId) -> String {
     }
 }
 
-/// Context, termination and local address of an Add reply.
-fn added(r: &TransactionReply) -> Result<(u32, String, SocketAddrV4)> {
+/// Context, termination, local address and (for TLS) fingerprint of an Add reply.
+fn added(r: &TransactionReply) -> Result<(u32, String, SocketAddrV4, Option<String>)> {
     let ReplyResult::Actions(actions) = &r.result else {
         bail!("Add refused: {:?}", r.result);
     };
@@ -241,7 +248,7 @@ fn added(r: &TransactionReply) -> Result<(u32, String, SocketAddrV4)> {
     else {
         bail!("no termination in the Add reply")
     };
-    let (mut ip, mut port) = (None, None);
+    let (mut ip, mut port, mut fingerprint) = (None, None, None);
     for d in descriptors {
         let Descriptor::Media(ms) = d else { continue };
         for m in ms {
@@ -261,6 +268,12 @@ fn added(r: &TransactionReply) -> Result<(u32, String, SocketAddrV4)> {
                             port: SdpValue::Value(p),
                             ..
                         } => port = p.parse::<u16>().ok(),
+                        SdpLine::Attribute {
+                            name,
+                            value: Some(v),
+                        } if name.eq_ignore_ascii_case("fingerprint") => {
+                            fingerprint = Some(v.to_string())
+                        }
                         _ => {}
                     }
                 }
@@ -272,6 +285,7 @@ fn added(r: &TransactionReply) -> Result<(u32, String, SocketAddrV4)> {
             ctx,
             terminations[0].0.to_string(),
             SocketAddrV4::new(ip, port),
+            fingerprint,
         )),
         _ => bail!("no address in the Add reply's Local"),
     }
@@ -460,12 +474,30 @@ pub fn run(a: AlgArgs) -> Result<()> {
     )?;
     ue_y.expect("LISTENING", t)?;
 
-    step("1", "The IMS-ALG receives an SDP offer (TCP/MSRP) from UE-X; the TCP direction is not decided yet");
+    let x_proto = if a.tls { "TCP/TLS/MSRP" } else { "TCP/MSRP" };
+    // UE-X's own certificate, as a TLS UE would have; its fingerprint goes into its SDP.
+    let ue_x_tls = if a.tls {
+        let (cert, key) = dataplane::tls::Identity::generate_pem("ue-x.example")?;
+        let dir = std::env::temp_dir().join(format!("imsagw-sim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let (c, k) = (dir.join("ue-x.crt"), dir.join("ue-x.key"));
+        std::fs::write(&c, &cert)?;
+        std::fs::write(&k, &key)?;
+        let fp = dataplane::tls::Identity::from_pem(cert.as_bytes(), key.as_bytes())?
+            .fingerprint(dataplane::tls::HashAlg::Sha256);
+        Some((c, k, fp.to_string()))
+    } else {
+        None
+    };
+    step("1", &format!("The IMS-ALG receives an SDP offer ({x_proto}) from UE-X; the TCP direction is not decided yet"));
     step("2", "Add T1 (access realm, setup role still open)");
-    let r = alg.transact(
-        "  Context = $ {\n    Add = $ {\n      Media { Stream = 1 {\n        LocalControl { Mode = Inactive, ipdc/realm = \"access\" },\n        Local {\nv=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}\n      } }\n    }\n  }",
-    )?;
-    let (ctx, t1, t1_addr) = added(&r)?;
+    let r = alg.transact(&format!(
+        "  Context = $ {{\n    Add = $ {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = Inactive, ipdc/realm = \"access\" }},\n        Local {{\nv=0\nc=IN IP4 $\nm=message $ {x_proto} *\n}}\n      }} }}\n    }}\n  }}",
+    ))?;
+    let (ctx, t1, t1_addr, agw_fp) = added(&r)?;
+    if a.tls && agw_fp.is_none() {
+        bail!("the Add reply for a TLS termination has no a=fingerprint");
+    }
     step(
         "3",
         &format!("The IMS-AGW created T1 = {t1} in context {ctx}"),
@@ -474,12 +506,15 @@ pub fn run(a: AlgArgs) -> Result<()> {
         "4",
         &format!("Add reply: T1's local transport address is {t1_addr}"),
     );
+    if let Some(fp) = &agw_fp {
+        println!("   y.3: the IMS-AGW's certificate fingerprint for UE-X, from Local: {fp}");
+    }
 
     step("5", "Add T2 (core realm) into the same context");
     let r = alg.transact(&format!(
         "  Context = {ctx} {{\n    Add = $ {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = Inactive, ipdc/realm = \"core\" }},\n        Local {{\nv=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}}\n      }} }}\n    }}\n  }}"
     ))?;
-    let (ctx2, t2, t2_addr) = added(&r)?;
+    let (ctx2, t2, t2_addr, _) = added(&r)?;
     if ctx2 != ctx {
         bail!("T2 landed in context {ctx2}, not {ctx}");
     }
@@ -533,9 +568,22 @@ pub fn run(a: AlgArgs) -> Result<()> {
     }
     step("17", "Established: TCP bearer segment towards UE-Y");
 
-    step("18", "Modify T1: accept UE-X's connection (gate on UE-X's address); arm the end-to-end established event");
+    let (x_fp_line, x_events) = match &ue_x_tls {
+        Some((_, _, fp)) => (
+            format!("a=fingerprint:{fp}\n"),
+            "tcpc/est, tlsc/est, tlsc/estfail",
+        ),
+        None => (String::new(), "tcpc/est"),
+    };
+    step(
+        "18",
+        &format!("Modify T1: accept UE-X's connection (gate on UE-X's address); arm {x_events}"),
+    );
+    if let Some((_, _, fp)) = &ue_x_tls {
+        println!("   y.3: UE-X's certificate fingerprint, from its SDP, in Remote: {fp}");
+    }
     let r = alg.transact(&format!(
-        "  Context = {ctx} {{\n    Modify = {t1} {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive }},\n        Local {{\nv=0\nc=IN IP4 {ip}\nm=message {port} TCP/MSRP *\na=setup:passive\na=connection:new\n}},\n        Remote {{\nv=0\nc=IN IP4 {xip}\nm=message 9 TCP/MSRP *\na=setup:active\na=connection:new\n}}\n      }} }},\n      Events = 104 {{ tcpc/est }}\n    }}\n  }}",
+        "  Context = {ctx} {{\n    Modify = {t1} {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive }},\n        Local {{\nv=0\nc=IN IP4 {ip}\nm=message {port} {x_proto} *\na=setup:passive\na=connection:new\n}},\n        Remote {{\nv=0\nc=IN IP4 {xip}\nm=message 9 {x_proto} *\na=setup:active\na=connection:new\n{x_fp_line}}}\n      }} }},\n      Events = 104 {{ {x_events} }}\n    }}\n  }}",
         ip = t1_addr.ip(),
         port = t1_addr.port(),
         xip = a.ue_x,
@@ -548,37 +596,54 @@ pub fn run(a: AlgArgs) -> Result<()> {
         "21",
         &format!("TCP three-way handshake {} -> {t1_addr}", a.ue_x),
     );
+    let mut x_args: Vec<String> = Vec::new();
+    if let (Some((c, k, _)), Some(agw)) = (&ue_x_tls, &agw_fp) {
+        x_args.extend([
+            "--tls-cert".into(),
+            c.display().to_string(),
+            "--tls-key".into(),
+            k.display().to_string(),
+            "--tls-peer-fingerprint".into(),
+            agw.clone(),
+        ]);
+    }
     let mut ue_x = Ue::spawn(
         &a.ue_x_netns,
         "UE-X",
         &[
-            "--connect".into(),
-            t1_addr.to_string(),
-            "--name".into(),
-            "x".into(),
-            "--peer-name".into(),
-            "y".into(),
-            "--seed".into(),
-            "1".into(),
-            "--peer-seed".into(),
-            "2".into(),
-            "--messages".into(),
-            n.clone(),
-            "--peer-messages".into(),
-            n,
-        ],
+            x_args,
+            vec![
+                "--connect".into(),
+                t1_addr.to_string(),
+                "--name".into(),
+                "x".into(),
+                "--peer-name".into(),
+                "y".into(),
+                "--seed".into(),
+                "1".into(),
+                "--peer-seed".into(),
+                "2".into(),
+                "--messages".into(),
+                n.clone(),
+                "--peer-messages".into(),
+                n,
+            ],
+        ]
+        .concat(),
     )?;
     let l = ue_x.expect("ESTABLISHED", t)?;
     if !l.contains(&format!("remote={t1_addr}")) {
         bail!("UE-X is not connected to T1: {l}");
     }
     step("22", "Established: TCP bearer segment towards UE-X");
-    step("23", "The IMS-AGW cuts the two TCP legs through");
-    step("24", "Notify: end-to-end TCP bearer established");
-    let events = alg.await_notify(104)?;
-    if !events.iter().any(|(p, i)| p == "tcpc" && i == "est") {
-        bail!("Notify 104 without tcpc/est: {events:?}");
+    if a.tls {
+        step("y.3", "TLS: UE-X (TLS client) and T1 (TLS server, asking for UE-X's certificate) handshake; each pins the other by the fingerprint from SDP");
+        alg.await_notify(104, ("tlsc", "est"))?;
+        ue_x.expect("TLS", t)?;
     }
+    step("23", "The IMS-AGW cuts the two legs through");
+    step("24", "Notify: end-to-end bearer established");
+    alg.await_notify(104, ("tcpc", "est"))?;
 
     step(
         "25",
@@ -608,6 +673,11 @@ pub fn run(a: AlgArgs) -> Result<()> {
                 println!("   {term}: nt/os={gos} nt/or={gor} (matches the UE's count)")
             }
             _ => bail!("statistics of {term}: got {got:?}, the UE counted os={os} or={or}"),
+        }
+    }
+    if let Some((c, _, _)) = &ue_x_tls {
+        if let Some(dir) = c.parent() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
     println!("\nALG: PASS");

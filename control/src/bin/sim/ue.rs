@@ -1,16 +1,18 @@
-//! A UE that speaks MSRP over kernel TCP: it connects (or accepts one connection), sends its
-//! SEND requests, answers the peer's with 200, checks every body the peer sent against the
-//! peer's seed and every response against its own requests, then closes.
-//! Prints `ESTABLISHED local=.. remote=..` and at the end `SUMMARY ...`.
+//! A UE that speaks MSRP over kernel TCP, or over TLS with its own certificate and the AGW
+//! pinned by fingerprint: it connects (or accepts one connection), sends its SEND requests,
+//! answers the peer's with 200, checks every body the peer sent against the peer's seed and
+//! every response against its own requests, then closes (close_notify first under TLS).
+//! Prints `ESTABLISHED local=.. remote=..`, `TLS version=..` and at the end `SUMMARY ...`.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc::sync_channel;
-use std::thread;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use dataplane::tls::{Fingerprint, Identity, TlsConfig};
+use rustls::pki_types::ServerName;
 
 use crate::msrp::{self, Frame};
 
@@ -36,10 +38,22 @@ pub struct UeArgs {
     seed: u64,
     #[arg(long)]
     peer_seed: u64,
+    /// TLS over the connection: this UE's certificate (PEM); with --tls-key and
+    /// --tls-peer-fingerprint. The TCP client is the TLS client.
+    #[arg(long, requires_all = ["tls_key", "tls_peer_fingerprint"])]
+    tls_cert: Option<String>,
+    #[arg(long)]
+    tls_key: Option<String>,
+    /// The fingerprint the AGW announced (`sha-256 AB:..`).
+    #[arg(long)]
+    tls_peer_fingerprint: Option<String>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 30)]
     timeout_s: u64,
 }
+
+/// Bytes this UE still has to write, bounded so requests are generated as the peer reads.
+const OUT_LIMIT: usize = 64 * 1024;
 
 pub fn run(a: UeArgs) -> Result<()> {
     let stream = match (a.listen, a.connect) {
@@ -57,47 +71,133 @@ pub fn run(a: UeArgs) -> Result<()> {
         stream.local_addr()?,
         stream.peer_addr()?
     );
-    stream.set_read_timeout(Some(Duration::from_secs(a.timeout_s)))?;
-    let mut writer = stream.try_clone()?;
-    let (tx, rx) = sync_channel::<Vec<u8>>(64);
-    let write_thread = thread::spawn(move || -> std::io::Result<u64> {
-        let mut bytes = 0u64;
-        for m in rx {
-            writer.write_all(&m)?;
-            bytes += m.len() as u64;
+    let mut tls = match (&a.tls_cert, &a.tls_key, &a.tls_peer_fingerprint) {
+        (Some(c), Some(k), Some(f)) => {
+            let id = Identity::from_pem_files(c.as_ref(), k.as_ref())?;
+            let pin = Fingerprint::parse(f)?;
+            let server = match stream.peer_addr()? {
+                SocketAddr::V4(v) if a.connect.is_some() => Some(*v.ip()),
+                _ => None,
+            };
+            let conn: rustls::Connection = match TlsConfig::new(&id, server, vec![pin])? {
+                TlsConfig::Client(cfg, ip) => rustls::ClientConnection::new(
+                    Arc::clone(&cfg),
+                    ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
+                )?
+                .into(),
+                TlsConfig::Server(cfg) => rustls::ServerConnection::new(Arc::clone(&cfg))?.into(),
+            };
+            Some(conn)
         }
-        writer.shutdown(Shutdown::Write)?;
-        Ok(bytes)
-    });
-    let sends = {
-        let (tx, name, peer, n, seed) = (
-            tx.clone(),
-            a.name.clone(),
-            a.peer_name.clone(),
-            a.messages,
-            a.seed,
-        );
-        thread::spawn(move || {
-            for i in 0..n {
-                if tx
-                    .send(msrp::send_request(&name, &peer, i, &msrp::body(seed, i)))
-                    .is_err()
-                {
-                    break;
+        _ => None,
+    };
+    stream.set_nonblocking(true)?;
+    let mut stream = stream;
+    let end = Instant::now() + Duration::from_secs(a.timeout_s);
+
+    let mut out: Vec<u8> = Vec::with_capacity(OUT_LIMIT * 2);
+    let mut inbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let (mut next, mut got_ok, mut got_sends) = (0u64, 0u64, 0u64);
+    let (mut bytes_out, mut bytes_in) = (0u64, 0u64);
+    let mut answered = vec![false; a.messages as usize];
+    let (mut closed_ours, mut peer_eof, mut tls_reported) = (false, false, false);
+    loop {
+        if Instant::now() > end {
+            bail!(
+                "timed out: {got_ok}/{} responses, {got_sends}/{} requests",
+                a.messages,
+                a.peer_messages
+            );
+        }
+        let mut progress = false;
+        let handshaking = tls.as_ref().is_some_and(|t| t.is_handshaking());
+        if !handshaking && !tls_reported {
+            if let Some(t) = &tls {
+                println!("TLS version={:?}", t.protocol_version());
+            }
+            tls_reported = true;
+        }
+        // Our requests, as the peer takes them.
+        while !handshaking && out.len() < OUT_LIMIT && next < a.messages {
+            out.extend(msrp::send_request(
+                &a.name,
+                &a.peer_name,
+                next,
+                &msrp::body(a.seed, next),
+            ));
+            next += 1;
+        }
+        // Out.
+        match tls.as_mut() {
+            None => {
+                if !out.is_empty() {
+                    match stream.write(&out) {
+                        Ok(n) => {
+                            out.drain(..n);
+                            bytes_out += n as u64;
+                            progress |= n > 0;
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e).context("writing"),
+                    }
                 }
             }
-        })
-    };
-
-    let mut reader = stream;
-    let mut buf = Vec::with_capacity(16 * 1024);
-    let mut chunk = vec![0u8; 16 * 1024];
-    let (mut got_ok, mut got_sends, mut bytes_in) = (0u64, 0u64, 0u64);
-    let mut answered = vec![false; a.messages as usize];
-    let mut eof = false;
-    let mut responder = Some(tx);
-    loop {
-        while let Some(f) = msrp::parse(&mut buf).map_err(anyhow::Error::msg)? {
+            Some(t) => {
+                if !out.is_empty() && !t.is_handshaking() {
+                    let n = t.writer().write(&out)?;
+                    out.drain(..n);
+                    bytes_out += n as u64;
+                    progress |= n > 0;
+                }
+                while t.wants_write() {
+                    match t.write_tls(&mut stream) {
+                        Ok(n) => progress |= n > 0,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e).context("writing TLS"),
+                    }
+                }
+            }
+        }
+        // In.
+        if !peer_eof {
+            match tls.as_mut() {
+                None => match stream.read(&mut chunk) {
+                    Ok(0) => peer_eof = true,
+                    Ok(n) => {
+                        inbuf.extend_from_slice(&chunk[..n]);
+                        bytes_in += n as u64;
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e).context("reading"),
+                },
+                Some(t) => {
+                    match t.read_tls(&mut stream) {
+                        Ok(0) => peer_eof = true,
+                        Ok(_) => progress = true,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e).context("reading TLS"),
+                    }
+                    let state = t.process_new_packets().context("TLS from the AGW")?;
+                    if state.peer_has_closed() {
+                        peer_eof = true;
+                    }
+                    loop {
+                        match t.reader().read(&mut chunk) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                inbuf.extend_from_slice(&chunk[..n]);
+                                bytes_in += n as u64;
+                                progress = true;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+        }
+        while let Some(f) = msrp::parse(&mut inbuf).map_err(anyhow::Error::msg)? {
             match f {
                 Frame::Send { tid, body } => {
                     let i = got_sends;
@@ -108,9 +208,7 @@ pub fn run(a: UeArgs) -> Result<()> {
                         bail!("SEND {tid}: body differs from what {} sent", a.peer_name);
                     }
                     got_sends += 1;
-                    if let Some(r) = &responder {
-                        r.send(msrp::ok_response(&a.name, &a.peer_name, &tid))?;
-                    }
+                    out.extend(msrp::ok_response(&a.name, &a.peer_name, &tid));
                 }
                 Frame::Response { tid, status } => {
                     let i = tid
@@ -125,38 +223,43 @@ pub fn run(a: UeArgs) -> Result<()> {
                 }
             }
         }
-        if got_ok == a.messages && got_sends == a.peer_messages {
-            // Everything exchanged: close our side once our writes are out.
-            responder = None;
+        let all_done = got_ok == a.messages && got_sends == a.peer_messages;
+        if all_done && out.is_empty() && !closed_ours {
+            if let Some(t) = tls.as_mut() {
+                t.send_close_notify();
+                while t.wants_write() {
+                    match t.write_tls(&mut stream) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(1))
+                        }
+                        Err(e) => return Err(e).context("writing close_notify"),
+                    }
+                }
+            }
+            stream.shutdown(Shutdown::Write)?;
+            closed_ours = true;
         }
-        if eof {
+        if closed_ours && peer_eof {
             break;
         }
-        let n = reader.read(&mut chunk).context("reading")?;
-        if n == 0 {
-            eof = true;
+        if peer_eof && !all_done {
+            bail!(
+                "the peer closed early: {got_ok}/{} responses, {got_sends}/{} requests",
+                a.messages,
+                a.peer_messages
+            );
         }
-        bytes_in += n as u64;
-        buf.extend_from_slice(&chunk[..n]);
+        if !progress {
+            std::thread::sleep(Duration::from_micros(500));
+        }
     }
-    drop(responder);
-    sends.join().ok();
-    let bytes_out = write_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("writer panicked"))??;
-    if !buf.is_empty() {
-        bail!("{} bytes of an incomplete message at the end", buf.len());
+    if !inbuf.is_empty() {
+        bail!("{} bytes of an incomplete message at the end", inbuf.len());
     }
     println!(
         "SUMMARY name={} sends_out={} ok_in={} sends_in={} bytes_out={} bytes_in={}",
         a.name, a.messages, got_ok, got_sends, bytes_out, bytes_in
     );
-    if got_ok != a.messages || got_sends != a.peer_messages {
-        bail!(
-            "incomplete exchange: {got_ok}/{} responses, {got_sends}/{} requests",
-            a.messages,
-            a.peer_messages
-        );
-    }
     Ok(())
 }
