@@ -1,4 +1,5 @@
-//! TLS at the access edge (TS 33.328 e2ae for MSRP and BFCP): rustls sessions driven from the
+//! TLS at the access edge (TS 33.328 e2ae for MSRP and BFCP): rustls sessions (aws-lc-rs
+//! provider, chosen by measurement: see README) driven from the
 //! poll loop over a leg's smoltcp socket, the AGW's identity, and certificate pinning by the
 //! SDP `a=fingerprint` (RFC 8122) instead of PKI path validation.
 //!
@@ -141,7 +142,7 @@ impl fmt::Debug for Fingerprint {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// The AGW's certificate and key.

@@ -537,7 +537,7 @@ fn a_ue_without_a_certificate_is_refused() {
     let ue_fp = ue.fingerprint(HashAlg::Sha256);
     let no_cert = {
         let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
+            rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
@@ -587,5 +587,42 @@ fn a_silent_ue_runs_into_the_handshake_timer() {
         |_, _| true,
         None,
         TlsFailure::Timeout,
+    );
+}
+
+#[test]
+fn end_to_end_tls_passes_through_plain_legs_untouched() {
+    // The ALG asked for plain TCP on both legs: the UEs' own TLS session crosses the AGW.
+    let x_id = ue_identity();
+    let y_id = ue_identity();
+    let x_cfg = ue_config(&x_id, Some(UE_Y), y_id.fingerprint(HashAlg::Sha256), false);
+    let y_cfg = ue_config(&y_id, None, x_id.fingerprint(HashAlg::Sha256), false);
+    let mut b = bed(lossy(), 41);
+    let (x, y) = pair(&mut b, PORT, T1, T2, true, None, None);
+    let total = 3 * 1000 * 1000;
+    let mut ex = (x, UeEnd::tls(&x_cfg, 1, total, 2));
+    let mut ey = (y, UeEnd::tls(&y_cfg, 2, total, 1));
+    exchange(&mut b, &mut ex, &mut ey, total);
+    assert!(
+        !b.has(|e| matches!(e, Event::TlsEstablished { .. })),
+        "the AGW took no part in TLS"
+    );
+    // The AGW relayed the TLS records: more bytes than the payload, the same count each way
+    // as the UEs' sockets saw.
+    b.send(Command::Audit { key: T1 });
+    b.wait_for(Duration::from_secs(1), |b| {
+        b.has(|e| matches!(e, Event::Stats { key, .. } if *key == T1))
+    });
+    let stats = b
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Stats { key, stats } if *key == T1 => Some(*stats),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        stats.octets_in > total && stats.octets_out > total,
+        "{stats:?}"
     );
 }
