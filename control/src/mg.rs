@@ -551,7 +551,12 @@ impl<D: DataPlane> Mg<D> {
                     kind: AmmKind::Modify,
                     terminations,
                     descriptors,
-                } => self.modify(context, terminations, descriptors),
+                } => self.modify_matching(context, terminations, descriptors),
+                Command::Amm {
+                    kind: AmmKind::Move,
+                    terminations,
+                    descriptors,
+                } => self.move_(&mut context, terminations, descriptors),
                 Command::Subtract {
                     terminations,
                     audit,
@@ -560,7 +565,12 @@ impl<D: DataPlane> Mg<D> {
                     kind: AuditKind::Value,
                     terminations,
                     ..
-                } => self.audit(context, terminations),
+                } => self.audit_matching(context, terminations),
+                Command::Audit {
+                    kind: AuditKind::Capabilities,
+                    terminations,
+                    ..
+                } => self.capabilities(context, terminations),
                 Command::ServiceChange { terminations, .. } => {
                     Ok(vec![CommandReply::ServiceChange {
                         terminations: terminations.clone(),
@@ -930,6 +940,165 @@ impl<D: DataPlane> Mg<D> {
         Ok(())
     }
 
+    /// The terminations a (possibly wildcarded) ID names in `context` (H.248.1 6.2: `*`
+    /// matches any run of characters here; `$` cannot name existing terminations).
+    fn matching(&self, context: Option<u32>, tid: &TerminationId) -> Result<Vec<Text>, Fail> {
+        if tid.is_choose() {
+            return Err(fail(442, "$ names no existing termination"));
+        }
+        if !tid.0.contains('*') {
+            return Ok(vec![self.find(context, tid)?]);
+        }
+        let pattern = lower(&tid.0);
+        let mut keys: Vec<Text> = match context {
+            Some(c) => self.contexts.get(&c).cloned().unwrap_or_default(),
+            None => self.terms.keys().cloned().collect(),
+        }
+        .into_iter()
+        .filter(|k| wildcard_match(&pattern, k))
+        .collect();
+        keys.sort();
+        if keys.is_empty() {
+            return Err(fail(431, format!("no termination matches {}", tid.0)));
+        }
+        Ok(keys)
+    }
+
+    fn modify_matching(
+        &mut self,
+        context: Option<u32>,
+        terminations: &[TerminationId],
+        descriptors: &[Descriptor],
+    ) -> Result<Vec<CommandReply>, Fail> {
+        let [tid] = terminations else {
+            return Err(fail(442, "Modify takes one termination ID"));
+        };
+        let mut replies = Vec::new();
+        for key in self.matching(context, tid)? {
+            let name = self.terms[&key].name.clone();
+            replies.extend(self.modify(context, &[TerminationId(name)], descriptors)?);
+        }
+        Ok(replies)
+    }
+
+    fn audit_matching(
+        &mut self,
+        context: Option<u32>,
+        terminations: &[TerminationId],
+    ) -> Result<Vec<CommandReply>, Fail> {
+        match terminations {
+            [tid] if tid.0.contains('*') => {
+                let mut replies = Vec::new();
+                for key in self.matching(context.filter(|c| *c != 0), tid)? {
+                    let name = self.terms[&key].name.clone();
+                    replies.extend(self.audit(context, &[TerminationId(name)])?);
+                }
+                Ok(replies)
+            }
+            _ => self.audit(context, terminations),
+        }
+    }
+
+    /// Move (H.248.1 7.2.4): the termination leaves its context (deleted when empty) for this
+    /// one, is cut through with the termination there, and takes the descriptors given.
+    fn move_(
+        &mut self,
+        context: &mut Option<u32>,
+        terminations: &[TerminationId],
+        descriptors: &[Descriptor],
+    ) -> Result<Vec<CommandReply>, Fail> {
+        let [tid] = terminations else {
+            return Err(fail(442, "Move takes one termination"));
+        };
+        if tid.0.contains(['*', '$']) {
+            return Err(fail(442, "Move takes one termination, not a wildcard"));
+        }
+        let key = self.find(None, tid)?;
+        let from = self.terms[&key].context;
+        let dest = match *context {
+            Some(0) => return Err(fail(501, "no terminations in the null context on this MG")),
+            Some(c) => c,
+            None => {
+                if self.contexts.len() >= self.cfg.max_contexts {
+                    return Err(fail(412, "no contexts available"));
+                }
+                let c = self.next_context;
+                self.next_context = self.next_context.checked_add(1).unwrap_or(1);
+                c
+            }
+        };
+        if dest != from {
+            if self.contexts.get(&dest).is_some_and(|t| t.len() >= 2) {
+                return Err(fail(434, "a context holds two terminations"));
+            }
+            let leg = self.terms[&key].key;
+            self.dataplane.submit(Dp::Split { key: leg });
+            if let Some(members) = self.contexts.get_mut(&from) {
+                members.retain(|m| *m != key);
+                if members.is_empty() {
+                    self.contexts.remove(&from);
+                }
+            }
+            let members = self.contexts.entry(dest).or_default();
+            members.push(key.clone());
+            let partner = (members.len() == 2)
+                .then(|| self.terms.get(&members[0]).map(|t| t.key))
+                .flatten();
+            if let Some(t) = self.terms.get_mut(&key) {
+                t.context = dest;
+            }
+            if let Some(p) = partner {
+                self.dataplane.submit(Dp::Join { a: p, b: leg });
+            }
+        }
+        *context = Some(dest);
+        let mut replies = self.modify(Some(dest), terminations, descriptors)?;
+        for r in &mut replies {
+            if let CommandReply::Amms { kind, .. } = r {
+                *kind = AmmsKind::Move;
+            }
+        }
+        Ok(replies)
+    }
+
+    /// AuditCapabilities: the packages this MG implements (for ROOT or any termination).
+    fn capabilities(
+        &mut self,
+        context: Option<u32>,
+        terminations: &[TerminationId],
+    ) -> Result<Vec<CommandReply>, Fail> {
+        let [tid] = terminations else {
+            return Err(fail(442, "AuditCapabilities takes one termination"));
+        };
+        if !tid.is_root() {
+            self.matching(context.filter(|c| *c != 0), tid)?;
+        }
+        let mut packages: Vec<PackagesItem> = [
+            ("g", 1),
+            ("nt", 1),
+            ("it", 1),
+            (unconfirmed::REALM.0, 1),
+            (unconfirmed::LATCH.0, 1),
+            (unconfirmed::TCP_ESTABLISHED.0, 1),
+            (unconfirmed::TLS_ESTABLISHED.0, 1),
+            (unconfirmed::HEARTBEAT.0, 1),
+        ]
+        .into_iter()
+        .map(|(name, version)| PackagesItem {
+            name: name.into(),
+            version,
+        })
+        .collect();
+        packages.dedup_by(|a, b| a.name == b.name);
+        Ok(vec![CommandReply::Audit {
+            kind: AuditKind::Capabilities,
+            result: AuditResult::Terminations {
+                terminations: vec![tid.clone()],
+                audit: Some(vec![Descriptor::Packages(packages)]),
+            },
+        }])
+    }
+
     fn find(&self, context: Option<u32>, tid: &TerminationId) -> Result<Text, Fail> {
         let key = lower(&tid.0);
         let t = self
@@ -1022,12 +1191,7 @@ impl<D: DataPlane> Mg<D> {
     ) -> Result<Vec<CommandReply>, Fail> {
         let mut keys = Vec::new();
         for tid in terminations {
-            if tid.is_all() {
-                let c = context.ok_or_else(|| fail(442, "Subtract = * needs a context"))?;
-                keys.extend(self.contexts.get(&c).cloned().unwrap_or_default());
-            } else {
-                keys.push(self.find(context, tid)?);
-            }
+            keys.extend(self.matching(context, tid)?);
         }
         if keys.is_empty() {
             return Err(fail(431, "no termination matched"));
@@ -1138,6 +1302,26 @@ fn remote_addr(m: &TcpMedia) -> Option<SocketAddrV4> {
         _ => return None,
     };
     Some(SocketAddrV4::new(ip, port))
+}
+
+/// `*` matches any run of characters (names are compared lower-case).
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, p) in parts.iter().enumerate() {
+        if i == parts.len() - 1 {
+            return rest.ends_with(p);
+        }
+        match rest.find(p) {
+            Some(at) => rest = &rest[at + p.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 /// `nt/os`, `nt/or` (octets sent and received) and `nt/dur` (ms since established).

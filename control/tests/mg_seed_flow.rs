@@ -457,3 +457,64 @@ fn the_inactivity_timer_is_armed_on_root_only() {
     assert!(!r.contains("ER="), "{r}");
     assert_eq!(d.executor.inactivity(), None);
 }
+
+#[test]
+fn wildcards_move_and_audit_capabilities() {
+    let mut d = mg();
+    let (c1, t1) = added(&send(&mut d, &add(1, "$", "access")));
+    let (_, t2) = added(&send(&mut d, &add(2, &c1.to_string(), "core")));
+    let (c2, t3) = added(&send(&mut d, &add(3, "$", "access")));
+    // Modify with a wildcard: every termination of context 1, one reply each.
+    let r = send(
+        &mut d,
+        &format!("!/3 [198.51.100.1]:2944 T=4{{C={c1}{{MF=tcp/*{{M{{ST=1{{O{{MO=SO}}}}}}}}}}}}"),
+    );
+    assert!(
+        r.contains(&format!("MF={t1}")) && r.contains(&format!("MF={t2}")),
+        "{r}"
+    );
+    assert!(!r.contains(&t3), "{r}");
+    // AuditValue with a wildcard across one realm's names.
+    let r = send(
+        &mut d,
+        &format!("!/3 [198.51.100.1]:2944 T=5{{C={c1}{{AV=tcp/core/*{{AT{{M}}}}}}}}"),
+    );
+    assert!(r.contains(&t2) && !r.contains(&format!("AV={t1}")), "{r}");
+    let r = send(
+        &mut d,
+        &format!(
+            "!/3 [198.51.100.1]:2944 T=6{{C={c1}{{MF=nothing/*{{M{{ST=1{{O{{MO=SO}}}}}}}}}}}}"
+        ),
+    );
+    assert!(r.contains("ER=431"), "{r}");
+    // Move T2 from context 1 into context 2: split from T1, joined with T3; context 1 keeps T1.
+    let k2 = reserved(&d, 1);
+    let k3 = reserved(&d, 2);
+    let r = send(
+        &mut d,
+        &format!("!/3 [198.51.100.1]:2944 T=7{{C={c2}{{MV={t2}{{M{{ST=1{{O{{MO=SR}}}}}}}}}}}}"),
+    );
+    assert!(r.contains(&format!("MV={t2}")), "{r}");
+    let cmds = &d.executor.dataplane.0;
+    assert!(cmds.contains(&Dp::Split { key: k2 }));
+    assert!(cmds.contains(&Dp::Join { a: k3, b: k2 }));
+    // Context 2 is full now.
+    let r = send(
+        &mut d,
+        &format!("!/3 [198.51.100.1]:2944 T=8{{C={c2}{{MV={t1}{{}}}}}}"),
+    );
+    assert!(r.contains("ER=434"), "{r}");
+    // Subtract with a wildcard in context 2 releases both there.
+    let r = send(
+        &mut d,
+        &format!("!/3 [198.51.100.1]:2944 T=9{{C={c2}{{S=tcp/*{{AT{{}}}}}}}}"),
+    );
+    assert!(
+        r.contains(&format!("S={t2}")) && r.contains(&format!("S={t3}")),
+        "{r}"
+    );
+    assert_eq!(d.executor.terminations(), 1);
+    // AuditCapabilities lists the packages.
+    let r = send(&mut d, "!/3 [198.51.100.1]:2944 T=10{C=-{AC=ROOT{AT{PG}}}}");
+    assert!(r.contains("nt-1") && r.contains("ipdc-1"), "{r}");
+}

@@ -94,6 +94,8 @@ pub enum Command {
         a: TerminationKey,
         b: TerminationKey,
     },
+    /// Stop cutting through between this leg and its partner (H.248 Move out of a context).
+    Split { key: TerminationKey },
     /// Change through-connection (H.248 Mode).
     SetGate { key: TerminationKey, gate: Gate },
     /// Release the leg (H.248 Subtract): close it and report its final statistics.

@@ -452,6 +452,22 @@ impl<P: Port> Worker<P> {
                 self.mark(ia);
                 self.mark(ib);
             }
+            Command::Split { key } => match self.keys.get(&key).copied() {
+                Some(idx) => {
+                    let partner = self.legs[idx as usize]
+                        .as_mut()
+                        .and_then(|l| l.partner.take());
+                    if let Some(p) = partner {
+                        if let Some(pl) = self.legs[p as usize].as_mut() {
+                            pl.partner = None;
+                        }
+                    }
+                }
+                None => self.emit(Event::Rejected {
+                    key,
+                    reason: Rejection::UnknownTermination,
+                }),
+            },
             Command::SetGate { key, gate } => match self.keys.get(&key).copied() {
                 Some(idx) => {
                     if let Some(l) = self.legs[idx as usize].as_mut() {
