@@ -217,11 +217,27 @@ fn an_erlang_megaco_mgc_adds_and_subtracts_terminations() {
         "{:?}",
         run.lines
     );
-    assert!(
-        run.lines.iter().any(|l| l == "OK subtract"),
+    for want in [
+        "OK add-t2 tid=tcp/access/2",
+        "OK modify-t2 active",
+        "OK retransmit",
+    ] {
+        assert!(
+            run.lines.iter().any(|l| l.starts_with(want)),
+            "{want}: {:?}",
+            run.lines
+        );
+    }
+    assert_eq!(
+        run.lines.iter().filter(|l| *l == "OK subtract").count(),
+        2,
         "{:?}",
         run.lines
     );
+    // T2 connects out to the Remote the MGC gave.
+    assert!(run.commands.iter().any(|c| matches!(c,
+        Dp::Start { role: dataplane::contract::LegRole::Active { remote }, .. }
+            if remote.to_string() == "203.0.113.50:2855")));
     let reserves = run
         .commands
         .iter()
@@ -232,5 +248,6 @@ fn an_erlang_megaco_mgc_adds_and_subtracts_terminations() {
         .iter()
         .filter(|c| matches!(c, Dp::Release { .. }))
         .count();
-    assert_eq!((reserves, releases), (1, 1), "{:?}", run.commands);
+    // T1, T2 and the retransmitted Add once: the duplicate had no second effect.
+    assert_eq!((reserves, releases), (3, 2), "{:?}", run.commands);
 }

@@ -1,9 +1,11 @@
 %% A real MGC (Erlang/OTP megaco) for imsagw's interop tests. It waits for imsagw's
 %% ServiceChange and answers it with version 3, then plays a scenario:
 %%   register: prints what it decoded from the ServiceChange and exits 0;
-%%   calls:    sends Add (T1 $, TCP/MSRP), Add with an unsupported medium (expects 515) and
-%%             Subtract of T1, printing "OK <step> ..." or "FAIL <step> ..." for each, and
-%%             exits 0 only if all passed.
+%%   calls:    sends Add (T1 $, TCP/MSRP), Add (T2 into the same context), Modify T2 (Remote
+%%             a=setup:passive, so the MG connects out), Add with an unsupported medium
+%%             (expects 515), a raw Add sent twice with one transaction ID (expects the
+%%             identical cached reply), and Subtract of T1 and T2, printing "OK <step> ..."
+%%             or "FAIL <step> ..." for each; exits 0 only if all passed.
 %% Without a ServiceChange within 20 s it exits 1.
 %% Usage: erl -noshell -pa DIR -run iq_mgc run PORT SCENARIO
 -module(iq_mgc).
@@ -47,10 +49,20 @@ scenario("register", _CH, Parm) ->
     halt(0);
 scenario("calls", CH, _Parm) ->
     timer:sleep(200),
-    Results = [add_t1(CH), add_rtp(CH)],
-    Final = case hd(Results) of
-                {ok, Ctx, Tid} -> Results ++ [subtract(CH, Ctx, Tid)];
-                _ -> Results
+    Final = case add_t1(CH) of
+                {ok, Ctx, T1} = A1 ->
+                    A2 = add_t2(CH, Ctx),
+                    M2 = case A2 of
+                             {ok, T2} -> modify_t2(CH, Ctx, T2);
+                             _ -> {fail}
+                         end,
+                    Rest = [add_rtp(CH), retransmit(CH), subtract(CH, Ctx, T1)],
+                    S2 = case A2 of
+                             {ok, T2b} -> [subtract(CH, Ctx, T2b)];
+                             _ -> []
+                         end,
+                    [A1, A2, M2 | Rest] ++ S2;
+                Other -> [Other]
             end,
     case lists:all(fun(R) -> element(1, R) =:= ok end, Final) of
         true -> halt(0);
@@ -90,6 +102,58 @@ add_t1(CH) ->
                     io:format("FAIL add local not filled ~s~n", [Text]), {fail}
             end;
         Other -> io:format("FAIL add ~w~n", [Other]), {fail}
+    end.
+
+add_t2(CH, Ctx) ->
+    Cmd = #'CommandRequest'{command = {addReq, #'AmmRequest'{
+              terminationID = [#megaco_term_id{contains_wildcards = true, id = [[$$]]}],
+              descriptors = [{mediaDescriptor,
+                              media(sdp([{"v", "0"}, {"c", "IN IP4 $"},
+                                         {"m", "message $ TCP/MSRP *"}]), "access")}]}}},
+    case megaco:call(CH, [#'ActionRequest'{contextId = Ctx, commandRequests = [Cmd]}], []) of
+        {3, {ok, [#'ActionReply'{contextId = Ctx,
+                                 commandReply = [{addReply, #'AmmsReply'{terminationID = [Tid]}}]}]}} ->
+            io:format("OK add-t2 tid=~s~n", [string:join(Tid#megaco_term_id.id, "/")]),
+            {ok, Tid};
+        Other -> io:format("FAIL add-t2 ~w~n", [Other]), {fail}
+    end.
+
+modify_t2(CH, Ctx, Tid) ->
+    Remote = sdp([{"v", "0"}, {"c", "IN IP4 203.0.113.50"}, {"m", "message 2855 TCP/MSRP *"},
+                  {"a", "setup:passive"}]),
+    LC = #'LocalControlDescriptor'{streamMode = sendRecv, propertyParms = []},
+    SP = #'StreamParms'{localControlDescriptor = LC,
+                        remoteDescriptor = #'LocalRemoteDescriptor'{propGrps = [Remote]}},
+    Media = #'MediaDescriptor'{streams = {multiStream,
+                 [#'StreamDescriptor'{streamID = 1, streamParms = SP}]}},
+    Cmd = #'CommandRequest'{command = {modReq, #'AmmRequest'{
+              terminationID = [Tid], descriptors = [{mediaDescriptor, Media}]}}},
+    case megaco:call(CH, [#'ActionRequest'{contextId = Ctx, commandRequests = [Cmd]}], []) of
+        {3, {ok, [#'ActionReply'{commandReply = [{modReply, #'AmmsReply'{terminationID = [Tid],
+                                                                         terminationAudit = Audit}}]}]}} ->
+            Text = lists:flatten(io_lib:format("~p", [Audit])),
+            case string:str(Text, "setup:active") of
+                N when N > 0 -> io:format("OK modify-t2 active~n"), {ok};
+                _ -> io:format("FAIL modify-t2 no a=setup:active in ~s~n", [Text]), {fail}
+            end;
+        Other -> io:format("FAIL modify-t2 ~w~n", [Other]), {fail}
+    end.
+
+%% The same request twice with one transaction ID, from a plain UDP socket: the MG must
+%% answer both with the identical bytes (its reply cache), executing it once.
+retransmit(CH) ->
+    {ip4Address, #'IP4Address'{portNumber = MgPort}} = megaco:conn_info(CH, remote_mid),
+    {ok, S} = gen_udp:open(0, [binary, {ip, {127, 0, 0, 1}}, {active, false}]),
+    Msg = <<"!/3 [127.0.0.1]:9 T=777{C=${A=${M{ST=1{O{MO=IN,ipdc/realm=\"access\"},L{\nv=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}}}}}}">>,
+    ok = gen_udp:send(S, {127, 0, 0, 1}, MgPort, Msg),
+    R1 = gen_udp:recv(S, 0, 5000),
+    ok = gen_udp:send(S, {127, 0, 0, 1}, MgPort, Msg),
+    R2 = gen_udp:recv(S, 0, 5000),
+    gen_udp:close(S),
+    case {R1, R2} of
+        {{ok, {_, _, B}}, {ok, {_, _, B}}} ->
+            io:format("OK retransmit identical-reply bytes=~w~n", [byte_size(B)]), {ok};
+        _ -> io:format("FAIL retransmit ~p ~p~n", [R1, R2]), {fail}
     end.
 
 add_rtp(CH) ->
