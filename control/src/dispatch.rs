@@ -199,6 +199,17 @@ impl<E: Executor> Dispatcher<E> {
                 }
                 Transaction::Reply(r) => {
                     self.counters.peer_replies += 1;
+                    if r.imm_ack_required {
+                        // H.248.1 D.1.4: acknowledge at once.
+                        let ack = MessageBody::Transactions(vec![Transaction::ResponseAck(vec![
+                            AckRange {
+                                first: r.id,
+                                last: r.id,
+                            },
+                        ])]);
+                        let bytes = self.encode_with(version, ack);
+                        send(peer, bytes);
+                    }
                     from_peer(FromPeer::Reply(r));
                 }
                 Transaction::Pending(tid) => {
@@ -376,6 +387,26 @@ mod tests {
     }
 
     const ADD: &str = "!/3 [198.51.100.1]:2946 T=9{C=${A=${M{O{MO=SR}}}}}";
+
+    #[test]
+    fn a_reply_that_asks_for_an_immediate_ack_gets_one() {
+        let mut d = dispatcher();
+        let out = feed(
+            &mut d,
+            mgc(),
+            "!/3 [198.51.100.1]:2946 P=77{IA,C=-{SC=ROOT{SV{V=3}}}}",
+            0,
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].contains("K{77}"), "{}", out[0]);
+        let out = feed(
+            &mut d,
+            mgc(),
+            "!/3 [198.51.100.1]:2946 P=78{C=-{SC=ROOT{SV{V=3}}}}",
+            0,
+        );
+        assert!(out.is_empty(), "{out:?}");
+    }
 
     #[test]
     fn a_retransmitted_request_runs_once_and_gets_the_identical_reply() {
