@@ -6,6 +6,11 @@
 %%             (expects 515), a raw Add sent twice with one transaction ID (expects the
 %%             identical cached reply), and Subtract of T1 and T2, printing "OK <step> ..."
 %%             or "FAIL <step> ..." for each; exits 0 only if all passed.
+%%   annexy:   the seed's flow for a real data path: Add T1 (access), Add T2 (core), Modify T2
+%%             (connect out to UE-Y at 198.18.200.50:2855), Modify T1 (accept UE-X from
+%%             198.18.100.7, tcpc/est armed); prints "T1 <ip> <port>", waits for the Notify
+%%             of step 24 ("OK notify tcpc/est"), then for a line "subtract" on standard
+%%             input, and prints "STATS <term> os=<n> or=<n>" for both from the Subtract.
 %% Without a ServiceChange within 20 s it exits 1.
 %% Usage: erl -noshell -pa DIR -run iq_mgc run PORT SCENARIO
 -module(iq_mgc).
@@ -67,6 +72,82 @@ scenario("calls", CH, _Parm) ->
     case lists:all(fun(R) -> element(1, R) =:= ok end, Final) of
         true -> halt(0);
         false -> halt(1)
+    end;
+scenario("annexy", CH, _Parm) ->
+    timer:sleep(200),
+    {ok, Ctx, T1, {Ip1, Port1}} = add_realm(CH, ?megaco_choose_context_id, "access"),
+    {ok, Ctx, T2, _} = add_realm(CH, Ctx, "core"),
+    ok = modify_remote(CH, Ctx, T2, "198.18.200.50", "2855", "passive", 103, "tcpc/estfail"),
+    ok = modify_remote(CH, Ctx, T1, "198.18.100.7", "9", "active", 104, "tcpc/est"),
+    io:format("T1 ~s ~s~n", [Ip1, Port1]),
+    receive
+        {notify, 104, Events} ->
+            case lists:member("tcpc/est", Events) of
+                true -> io:format("OK notify tcpc/est~n");
+                false -> io:format("FAIL notify ~p~n", [Events]), halt(1)
+            end
+    after 30000 -> io:format("FAIL no notify~n"), halt(1)
+    end,
+    "subtract" ++ _ = io:get_line(""),
+    Audit = #'AuditDescriptor'{auditToken = [statsToken]},
+    Cmds = [#'CommandRequest'{command = {subtractReq,
+                #'SubtractRequest'{terminationID = [T], auditDescriptor = Audit}}} || T <- [T1, T2]],
+    case megaco:call(CH, [#'ActionRequest'{contextId = Ctx, commandRequests = Cmds}], []) of
+        {3, {ok, [#'ActionReply'{commandReply = Replies}]}} ->
+            [print_stats(R) || R <- Replies],
+            halt(0);
+        Other -> io:format("FAIL subtract ~p~n", [Other]), halt(1)
+    end.
+
+
+print_stats({subtractReply, #'AmmsReply'{terminationID = [Tid], terminationAudit = Audit}}) ->
+    Stats = lists:flatten([S || {statisticsDescriptor, S} <- Audit]),
+    Val = fun(Name) ->
+                  case [V || #'StatisticsParameter'{statName = N, statValue = [V]} <- Stats, N =:= Name] of
+                      [V] -> V;
+                      _ -> "?"
+                  end
+          end,
+    io:format("STATS ~s os=~s or=~s~n",
+              [string:join(Tid#megaco_term_id.id, "/"), Val("nt/os"), Val("nt/or")]).
+
+add_realm(CH, Ctx0, Realm) ->
+    Cmd = #'CommandRequest'{command = {addReq, #'AmmRequest'{
+              terminationID = [#megaco_term_id{contains_wildcards = true, id = [[$$]]}],
+              descriptors = [{mediaDescriptor,
+                              media(sdp([{"v", "0"}, {"c", "IN IP4 $"},
+                                         {"m", "message $ TCP/MSRP *"}]), Realm)}]}}},
+    {3, {ok, [#'ActionReply'{contextId = Ctx,
+                             commandReply = [{addReply, #'AmmsReply'{terminationID = [Tid],
+                                                                     terminationAudit = Audit}}]}]}} =
+        megaco:call(CH, [#'ActionRequest'{contextId = Ctx0, commandRequests = [Cmd]}], []),
+    [{mediaDescriptor, #'MediaDescriptor'{streams = {multiStream, [SD]}}}] = Audit,
+    #'StreamDescriptor'{streamParms = #'StreamParms'{localDescriptor =
+        #'LocalRemoteDescriptor'{propGrps = [PG]}}} = SD,
+    [C] = [V || #'PropertyParm'{name = "c", value = [V]} <- PG],
+    [M] = [V || #'PropertyParm'{name = "m", value = [V]} <- PG],
+    Ip = lists:last(string:tokens(C, " ")),
+    Port = lists:nth(2, string:tokens(M, " ")),
+    io:format("OK add ~s ~s:~s~n", [string:join(Tid#megaco_term_id.id, "/"), Ip, Port]),
+    {ok, Ctx, Tid, {Ip, Port}}.
+
+modify_remote(CH, Ctx, Tid, Ip, Port, Setup, Rid, Event) ->
+    Remote = sdp([{"v", "0"}, {"c", "IN IP4 " ++ Ip}, {"m", "message " ++ Port ++ " TCP/MSRP *"},
+                  {"a", "setup:" ++ Setup}]),
+    LC = #'LocalControlDescriptor'{streamMode = sendRecv, propertyParms = []},
+    SP = #'StreamParms'{localControlDescriptor = LC,
+                        remoteDescriptor = #'LocalRemoteDescriptor'{propGrps = [Remote]}},
+    Media = #'MediaDescriptor'{streams = {multiStream,
+                 [#'StreamDescriptor'{streamID = 1, streamParms = SP}]}},
+    Events = #'EventsDescriptor'{requestID = Rid,
+                                 eventList = [#'RequestedEvent'{pkgdName = Event}]},
+    Cmd = #'CommandRequest'{command = {modReq, #'AmmRequest'{
+              terminationID = [Tid],
+              descriptors = [{mediaDescriptor, Media}, {eventsDescriptor, Events}]}}},
+    case megaco:call(CH, [#'ActionRequest'{contextId = Ctx, commandRequests = [Cmd]}], []) of
+        {3, {ok, [#'ActionReply'{commandReply = [{modReply, _}]}]}} ->
+            io:format("OK modify ~s~n", [string:join(Tid#megaco_term_id.id, "/")]), ok;
+        Other -> io:format("FAIL modify ~p~n", [Other]), halt(1)
     end.
 
 sdp(Lines) -> [#'PropertyParm'{name = N, value = [V]} || {N, V} <- Lines].
@@ -187,6 +268,16 @@ handle_trans_request(CH, _V,
                                   commandReply = [{serviceChangeReply,
                                       #'ServiceChangeReply'{terminationID = Tids,
                                           serviceChangeResult = {serviceChangeResParms, Res}}}]}]};
+handle_trans_request(_CH, _V,
+                     [#'ActionRequest'{contextId = Ctx,
+                                       commandRequests = [#'CommandRequest'{command = {notifyReq,
+                                           #'NotifyRequest'{terminationID = Tids,
+                                               observedEventsDescriptor = #'ObservedEventsDescriptor'{
+                                                   requestId = Rid, observedEventLst = Obs}}}}]}],
+                     Pid) ->
+    Pid ! {notify, Rid, [E#'ObservedEvent'.eventName || E <- Obs]},
+    {discard_ack, [#'ActionReply'{contextId = Ctx,
+                                  commandReply = [{notifyReply, #'NotifyReply'{terminationID = Tids}}]}]};
 handle_trans_request(_CH, _V, _Actions, _Pid) ->
     {discard_ack, {error, #'ErrorDescriptor'{errorCode = ?megaco_not_implemented}}}.
 handle_trans_long_request(_CH, _V, _Data, _Pid) -> ignore.

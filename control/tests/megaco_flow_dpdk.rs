@@ -1,0 +1,297 @@
+//! The reference flow with a real MGC: Erlang/OTP megaco (tests/erl/iq_mgc.erl, scenario
+//! `annexy`) controls the `imsagw` binary over H.248 on loopback while `imsagw run` carries the
+//! data on DPDK net_tap between kernel TCP UEs in network namespaces (the MSRP UEs of
+//! `imsagw-sim`). The megaco MGC adds and modifies both terminations, receives the Notify of
+//! step 24 and reads the statistics from Subtract, which must equal the UEs' byte counts.
+//! Needs root.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+struct Netns(Vec<String>);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn lines_of(child: &mut Child, stderr: bool) -> Receiver<String> {
+    let (tx, rx) = channel();
+    let out: Box<dyn std::io::Read + Send> = if stderr {
+        Box::new(child.stderr.take().unwrap())
+    } else {
+        Box::new(child.stdout.take().unwrap())
+    };
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn expect(rx: &Receiver<String>, prefix: &str, seen: &mut Vec<String>) -> String {
+    let end = Instant::now() + Duration::from_secs(40);
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                seen.push(l.clone());
+                if l.contains(prefix) {
+                    return l;
+                }
+            }
+            Err(_) => panic!("no {prefix:?}; seen {seen:?}"),
+        }
+    }
+}
+
+fn field(line: &str, key: &str) -> u64 {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} in {line}"))
+}
+
+#[test]
+fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
+    let id = std::process::id() % 100_000;
+    let (lan, uex, uey) = (
+        format!("mflan{id}"),
+        format!("mfuex{id}"),
+        format!("mfuey{id}"),
+    );
+    let _ns = Netns(vec![lan.clone(), uex.clone(), uey.clone()]);
+    for n in [&lan, &uex, &uey] {
+        sh(&["ip", "netns", "add", n]);
+    }
+    sh(&[
+        "ip", "netns", "exec", &lan, "ip", "link", "add", "br0", "type", "bridge",
+    ]);
+    for (ns, ip, v) in [
+        (&uex, "198.18.100.7/15", "vx"),
+        (&uey, "198.18.200.50/15", "vy"),
+    ] {
+        sh(&[
+            "ip", "netns", "exec", &lan, "ip", "link", "add", v, "type", "veth", "peer", "name",
+            "eth0", "netns", ns,
+        ]);
+        sh(&[
+            "ip", "netns", "exec", &lan, "ip", "link", "set", v, "master", "br0",
+        ]);
+        sh(&["ip", "netns", "exec", &lan, "ip", "link", "set", v, "up"]);
+        sh(&[
+            "ip", "netns", "exec", ns, "ip", "addr", "add", ip, "dev", "eth0",
+        ]);
+        sh(&["ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up"]);
+    }
+    sh(&[
+        "ip", "netns", "exec", &lan, "ip", "link", "set", "br0", "up",
+    ]);
+
+    // The MGC.
+    let dir = std::env::temp_dir().join(format!("imsagw-mflow-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/erl/iq_mgc.erl");
+    assert!(Command::new("erlc")
+        .arg("-o")
+        .arg(&dir)
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success());
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut mgc = Reap(
+        Command::new("erl")
+            .args(["-noshell", "-pa"])
+            .arg(&dir)
+            .args(["-run", "iq_mgc", "run", &port.to_string(), "annexy"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mgc_lines = lines_of(&mut mgc.0, false);
+    let mut seen = Vec::new();
+    expect(&mgc_lines, "READY", &mut seen);
+
+    // UE-Y listens before anything connects to it.
+    let sim = env!("CARGO_BIN_EXE_imsagw-sim");
+    let ue = |ns: &str, args: &[&str]| {
+        let mut c = Reap(
+            Command::new("ip")
+                .args(["netns", "exec", ns, sim, "ue"])
+                .args(args)
+                .args(["--messages", "100", "--peer-messages", "100"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let rx = lines_of(&mut c.0, false);
+        (c, rx)
+    };
+    let (mut ue_y, y_lines) = ue(
+        &uey,
+        &[
+            "--listen",
+            "198.18.200.50:2855",
+            "--name",
+            "y",
+            "--peer-name",
+            "x",
+            "--seed",
+            "2",
+            "--peer-seed",
+            "1",
+        ],
+    );
+    let mut y_seen = Vec::new();
+    expect(&y_lines, "LISTENING", &mut y_seen);
+
+    // imsagw on its own tap, which then joins the bridge.
+    let tap = format!("immf{id}");
+    let mut agw = Reap(
+        Command::new(env!("CARGO_BIN_EXE_imsagw"))
+            .args([
+                "run",
+                "--bind",
+                "127.0.0.1:0",
+                "--mgc",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--status-socket")
+            .arg(dir.join("status.sock"))
+            .args([
+                "--",
+                "-l",
+                "0",
+                "--no-huge",
+                "--no-pci",
+                "--no-shconf",
+                "--no-telemetry",
+                "-m",
+                "256",
+            ])
+            .arg(format!("--vdev=net_tap0,iface={tap}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let agw_lines = lines_of(&mut agw.0, true);
+    let mut agw_seen = Vec::new();
+    expect(&agw_lines, "imsagw running", &mut agw_seen);
+    sh(&["ip", "link", "set", &tap, "netns", &lan]);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &lan,
+        "ip",
+        "link",
+        "set",
+        "dev",
+        &tap,
+        "address",
+        "02:00:00:00:00:fe",
+    ]);
+    sh(&[
+        "ip", "netns", "exec", &lan, "ip", "link", "set", &tap, "master", "br0",
+    ]);
+    sh(&["ip", "netns", "exec", &lan, "ip", "link", "set", &tap, "up"]);
+
+    // The MGC adds and modifies; UE-X connects to T1 once it is told where.
+    let t1 = expect(&mgc_lines, "T1 ", &mut seen);
+    let mut parts = t1.split(' ').skip(1);
+    let t1_addr = format!("{}:{}", parts.next().unwrap(), parts.next().unwrap());
+    let (mut ue_x, x_lines) = ue(
+        &uex,
+        &[
+            "--connect",
+            &t1_addr,
+            "--name",
+            "x",
+            "--peer-name",
+            "y",
+            "--seed",
+            "1",
+            "--peer-seed",
+            "2",
+        ],
+    );
+    expect(&mgc_lines, "OK notify tcpc/est", &mut seen);
+    let mut x_seen = Vec::new();
+    let x = expect(&x_lines, "SUMMARY", &mut x_seen);
+    let y = expect(&y_lines, "SUMMARY", &mut y_seen);
+    assert!(ue_x.0.wait().unwrap().success(), "UE-X: {x_seen:?}");
+    assert!(ue_y.0.wait().unwrap().success(), "UE-Y: {y_seen:?}");
+    let (x_out, x_in) = (field(&x, "bytes_out"), field(&x, "bytes_in"));
+    let (y_out, y_in) = (field(&y, "bytes_out"), field(&y, "bytes_in"));
+    assert_eq!((x_out, x_in), (y_in, y_out), "bytes lost or added");
+
+    mgc.0
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"subtract\n")
+        .unwrap();
+    let s1 = expect(&mgc_lines, "STATS tcp/access/", &mut seen);
+    let s2 = expect(&mgc_lines, "STATS tcp/core/", &mut seen);
+    assert_eq!((field(&s1, "os"), field(&s1, "or")), (x_in, x_out), "{s1}");
+    assert_eq!((field(&s2, "os"), field(&s2, "or")), (y_in, y_out), "{s2}");
+    let end = Instant::now() + Duration::from_secs(10);
+    while mgc.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < end, "MGC did not finish: {seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    sh(&["kill", "-TERM", &agw.0.id().to_string()]);
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = agw.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "imsagw did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    while let Ok(l) = agw_lines.try_recv() {
+        agw_seen.push(l);
+    }
+    assert!(status.success(), "imsagw: {agw_seen:?}");
+    assert!(
+        agw_seen.iter().any(|l| l.contains("mbufs_in_use=0")),
+        "{agw_seen:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
