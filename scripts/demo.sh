@@ -6,7 +6,9 @@
 # every numbered step with its H.248 message, and has the UEs exchange MSRP SEND requests and
 # 200 responses through the AGW, checking every byte and the Subtract statistics. It runs the
 # flow twice: with plain TCP on both legs, then with TLS towards UE-X (the seed's clause y.3:
-# fingerprints exchanged in the H.248 descriptors). `demo.sh --tcp` or `--tls` runs one.
+# fingerprints exchanged in the H.248 descriptors), then once more with the IMS-ALG going
+# away mid-call and coming back (imsagw re-registers, the call's bytes keep flowing).
+# `demo.sh --tcp`, `--tls` or `--restart` runs one.
 # It cleans up after itself (also on Ctrl-C) and exits 0 only if everything matched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,13 +70,20 @@ done
 ip netns exec "$LAN" ip link set br0 up
 
 # One run of the flow: start imsagw, bridge its tap, play the ALG, check, stop imsagw.
-# $1: tcp or tls.
+# $1: tcp, tls or restart.
 flow() {
-  local variant=$1 tls_flag=""
-  [ "$variant" = tls ] && tls_flag="--tls"
+  local variant=$1 sim_flags="" agw_flags=""
+  [ "$variant" = tls ] && sim_flags="--tls"
+  if [ "$variant" = restart ]; then
+    # The IMS-ALG goes away mid-call and comes back; short H.248 timers so imsagw notices
+    # within seconds.
+    sim_flags="--mgc-restart"
+    agw_flags="--t-max-ms 1500 --registration-retry-ms 500"
+  fi
   : >"$WORK/imsagw.log"
   section "[$variant] Start imsagw: control thread on core 0, one worker on core 1, DPDK net_tap0 (iface $IFACE)"
-  "$BIN" run --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" \
+  # shellcheck disable=SC2086
+  "$BIN" run --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" $agw_flags \
     --realm access=198.18.1.10/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
     >"$WORK/imsagw.log" 2>&1 &
   AGW_PID=$!
@@ -96,7 +105,7 @@ flow() {
   CAP_PID=$!
   sleep 1
   "$SIM" alg --listen 127.0.0.1:2945 --ue-x "$UEX_IP" --ue-y "$UEY_IP:2855" \
-    --ue-x-netns "$UEX" --ue-y-netns "$UEY" --messages "$MESSAGES" $tls_flag || fail "call flow ($variant)"
+    --ue-x-netns "$UEX" --ue-y-netns "$UEY" --messages "$MESSAGES" $sim_flags || fail "call flow ($variant)"
   sleep 0.5
   kill -INT "$CAP_PID"; wait "$CAP_PID" || true
 
@@ -126,8 +135,9 @@ flow() {
 case "${1:-all}" in
   --tcp|tcp) flow tcp ;;
   --tls|tls) flow tls ;;
-  all) flow tcp; flow tls ;;
-  *) echo "usage: demo.sh [--tcp|--tls]  (default: both)"; exit 2 ;;
+  --restart|restart) flow restart ;;
+  all) flow tcp; flow tls; flow restart ;;
+  *) echo "usage: demo.sh [--tcp|--tls|--restart]  (default: all three)"; exit 2 ;;
 esac
 
 echo

@@ -84,6 +84,11 @@ pub struct Settings {
     pub max_terminations: usize,
     /// Transactions whose replies are remembered for LONG-TIMER (answers to retransmissions).
     pub reply_cache_entries: usize,
+    /// T-MAX: how long our requests (ServiceChange, Notify) are repeated before the MGC is
+    /// considered lost (H.248.1 D.1.3).
+    pub t_max_ms: u64,
+    /// Wait before registration starts over after every MGC failed.
+    pub registration_retry_ms: u64,
     pub connect_timeout_ms: u64,
     /// Release a leg after this long without payload (0: never).
     pub idle_timeout_s: u64,
@@ -135,6 +140,8 @@ impl Default for Settings {
             max_contexts: 20_000,
             max_terminations: 40_000,
             reply_cache_entries: crate::plane::DEFAULT_REPLY_CACHE,
+            t_max_ms: 30_000,
+            registration_retry_ms: 5_000,
             connect_timeout_ms: 10_000,
             idle_timeout_s: 0,
             heartbeat_s: 60,
@@ -278,7 +285,10 @@ impl Settings {
                 mid,
                 profile: (self.profile.as_str().into(), self.profile_version),
                 max_version: self.max_version.clamp(1, 3),
-                timers: TransactionTimers::default(),
+                timers: TransactionTimers {
+                    t_max: Duration::from_millis(self.t_max_ms.max(100)),
+                    ..TransactionTimers::default()
+                },
             },
             mg,
             worker: dataplane::worker::WorkerConfig {

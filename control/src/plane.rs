@@ -37,6 +37,7 @@ pub struct ControlPlane {
     provisional: Millis,
     last_pending_sweep: Millis,
     retry_registration_at: Option<Millis>,
+    registration_retry: Millis,
     /// Messages seen from the MGC, and when the count last moved (for `it/ito`).
     mgc_messages: u64,
     mgc_active_at: Millis,
@@ -134,6 +135,7 @@ impl ControlPlane {
             outbox: Vec::new(),
             last_pending_sweep: 0,
             retry_registration_at: None,
+            registration_retry: 5_000,
             mgc_messages: 0,
             mgc_active_at: 0,
             events: 0,
@@ -160,6 +162,11 @@ impl ControlPlane {
         self.registration.shutdown(now, &mut |a| outbox.push(a));
         self.dispatcher.set_registered(false);
         self.flush(now);
+    }
+
+    /// Wait before registration starts over after every MGC failed.
+    pub fn set_registration_retry(&mut self, retry: Duration) {
+        self.registration_retry = retry.as_millis() as Millis;
     }
 
     /// The certificate for TLS handshakes from now on.
@@ -218,29 +225,40 @@ impl ControlPlane {
         } else {
             wait
         };
+        // One datagram at a time: a registration reply takes effect before the next
+        // request in the same burst is judged (a request right behind our ServiceChange's
+        // answer must not get 505).
         let mut from_peer = Vec::new();
-        self.transport
-            .poll_burst(&mut self.dispatcher, now, wait, BURST, |f| {
-                from_peer.push(f)
-            })?;
-        let outbox = &mut self.outbox;
-        for f in from_peer {
-            match f {
-                FromPeer::Reply(r) => {
-                    if self.registration.reply(&r, now, &mut |a| outbox.push(a)) {
-                        continue;
+        for i in 0..BURST {
+            let w = if i == 0 { wait } else { Duration::ZERO };
+            if !self
+                .transport
+                .poll(&mut self.dispatcher, now, w, |f| from_peer.push(f))?
+            {
+                break;
+            }
+            let outbox = &mut self.outbox;
+            for f in from_peer.drain(..) {
+                match f {
+                    FromPeer::Reply(r) => {
+                        if self.registration.reply(&r, now, &mut |a| outbox.push(a)) {
+                            continue;
+                        }
+                        match self.notifier.answer(&r) {
+                            Some(Some(hanging)) => {
+                                self.dispatcher.executor.release_hanging(&hanging)
+                            }
+                            Some(None) => {}
+                            None => tracing::debug!(tid = r.id, "reply to no request of ours"),
+                        }
                     }
-                    match self.notifier.answer(&r) {
-                        Some(Some(hanging)) => self.dispatcher.executor.release_hanging(&hanging),
-                        Some(None) => {}
-                        None => tracing::debug!(tid = r.id, "reply to no request of ours"),
+                    FromPeer::Pending(tid) => {
+                        self.registration.pending(tid, now);
+                        self.notifier.pending(tid, now);
                     }
-                }
-                FromPeer::Pending(tid) => {
-                    self.registration.pending(tid, now);
-                    self.notifier.pending(tid, now);
                 }
             }
+            self.apply_registration(now);
         }
         // Events that arrived while the datagrams were handled.
         self.drain_events();
@@ -314,6 +332,11 @@ impl ControlPlane {
             self.registration.start(now, &mut |a| outbox.push(a));
         }
         self.registration.poll(now, &mut |a| outbox.push(a));
+        self.apply_registration(now);
+    }
+
+    /// Carries out what registration asked for: sends, and the registered state.
+    fn apply_registration(&mut self, now: Millis) {
         for a in self.outbox.drain(..) {
             match a {
                 Action::Send { to, bytes } => self.transport.send_to(to, &bytes),
@@ -326,9 +349,12 @@ impl ControlPlane {
                     self.dispatcher.set_version(version);
                 }
                 Action::AllMgcsFailed => {
-                    tracing::error!("no MGC answered; registration will be retried in 5 s");
+                    tracing::error!(
+                        retry_ms = self.registration_retry,
+                        "no MGC answered; registration will be retried"
+                    );
                     self.dispatcher.set_registered(false);
-                    self.retry_registration_at = Some(now + 5_000);
+                    self.retry_registration_at = Some(now + self.registration_retry);
                 }
             }
         }

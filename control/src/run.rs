@@ -70,6 +70,12 @@ pub struct RunArgs {
     /// Transactions whose replies are remembered for LONG-TIMER.
     #[arg(long)]
     reply_cache_entries: Option<usize>,
+    /// T-MAX: how long our requests are repeated before the MGC counts as lost.
+    #[arg(long)]
+    t_max_ms: Option<u64>,
+    /// Wait before registration starts over after every MGC failed.
+    #[arg(long)]
+    registration_retry_ms: Option<u64>,
     #[arg(long)]
     connect_timeout_ms: Option<u64>,
     /// Release a leg after this long without payload (0: never).
@@ -135,6 +141,8 @@ impl RunArgs {
             max_contexts,
             max_terminations,
             reply_cache_entries,
+            t_max_ms,
+            registration_retry_ms,
             connect_timeout_ms,
             idle_timeout_s,
             heartbeat_s,
@@ -279,6 +287,9 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
         settings.reply_cache_entries.max(1024),
     )
     .with_context(|| format!("binding H.248 on {}", settings.bind))?;
+    cp.set_registration_retry(Duration::from_millis(
+        settings.registration_retry_ms.max(100),
+    ));
 
     let workers_stop = Arc::new(AtomicBool::new(false));
     let core = cfg.worker_cores[0];

@@ -44,28 +44,6 @@ impl UdpTransport {
         }
     }
 
-    /// Waits up to `wait` (zero: not at all) for a datagram, then takes up to `burst`
-    /// datagrams that are already queued, handing each to the dispatcher; returns how many
-    /// came.
-    pub fn poll_burst<E: Executor>(
-        &mut self,
-        dispatcher: &mut Dispatcher<E>,
-        now: Millis,
-        wait: Duration,
-        burst: usize,
-        mut from_peer: impl FnMut(FromPeer),
-    ) -> io::Result<usize> {
-        if !self.poll(dispatcher, now, wait, &mut from_peer)? {
-            return Ok(0);
-        }
-        self.set_wait(Duration::ZERO)?;
-        let mut n = 1;
-        while n < burst && self.receive(dispatcher, now, &mut from_peer)? {
-            n += 1;
-        }
-        Ok(n)
-    }
-
     /// Waits up to `wait` (zero: not at all) for one datagram and hands it to the
     /// dispatcher; returns whether one came.
     pub fn poll<E: Executor>(

@@ -85,16 +85,20 @@ impl World {
                         ContextId::Id(c) => c.to_string(),
                         _ => "-".to_string(),
                     };
-                    let Command::Notify { terminations, .. } = &r.actions[0].commands[0].command
-                    else {
-                        panic!("{r:?}")
+                    let port = self.alg.local_addr().unwrap().port();
+                    let answer = match &r.actions[0].commands[0].command {
+                        Command::Notify { terminations, .. } => format!(
+                            "!/3 [127.0.0.1]:{port} P={}{{C={ctx}{{N={}}}}}",
+                            r.id, terminations[0].0
+                        ),
+                        // A ServiceChange (a slow machine let the inactivity timer run out):
+                        // answered like the MGC would.
+                        Command::ServiceChange { .. } => format!(
+                            "!/3 [127.0.0.1]:{port} P={}{{C=-{{SC=ROOT{{SV{{V=3}}}}}}}}",
+                            r.id
+                        ),
+                        _ => panic!("{r:?}"),
                     };
-                    let answer = format!(
-                        "!/3 [127.0.0.1]:{} P={}{{C={ctx}{{N={}}}}}",
-                        self.alg.local_addr().unwrap().port(),
-                        r.id,
-                        terminations[0].0
-                    );
                     self.alg.send_to(answer.as_bytes(), self.mg_addr).unwrap();
                 }
                 other => panic!("{other:?} for {text}"),
@@ -430,7 +434,21 @@ fn the_mgc_goes_silent_and_comes_back_while_the_call_keeps_flowing() {
     while !w.cp.is_registered() {
         w.step();
     }
-    streams.pump(&mut w, &c, BYTES, |_| {});
+    // The rest of the call answers whatever the MG sends (its inactivity Notifies).
+    let hdr = c.hdr.clone();
+    streams.pump(&mut w, &c, BYTES, |w| {
+        for m in drain_alg(w) {
+            if let Some(tid) = m.split("T=").nth(1).and_then(|t| t.split('{').next()) {
+                let tid = tid.trim();
+                let answer = if m.contains("SC=") || m.contains("ServiceChange") {
+                    format!("{hdr} P={tid}{{C=-{{SC=ROOT{{SV{{V=3}}}}}}}}")
+                } else {
+                    format!("{hdr} P={tid}{{C=-{{N=ROOT}}}}")
+                };
+                w.alg.send_to(answer.as_bytes(), w.mg_addr).unwrap();
+            }
+        }
+    });
     // T=10 was the first Add; after the restart it is a new transaction, not a duplicate.
     let r = w.call(&format!(
         "{} T=10{{C={}{{S={}{{AT{{SA}}}},S={}{{AT{{SA}}}}}}}}",

@@ -40,6 +40,11 @@ pub struct AlgArgs {
     /// fingerprints exchanged in the H.248 descriptors), plain TCP towards UE-Y.
     #[arg(long)]
     tls: bool,
+    /// After the Notify of step 24, the IMS-ALG goes away for a while and comes back (an MGC
+    /// restart) while the UEs keep exchanging, paced; imsagw must notice (it/ito, armed after
+    /// registration), come back with ServiceChange Disconnected, and keep the call.
+    #[arg(long)]
+    mgc_restart: bool,
     /// Seconds to wait for each step.
     #[arg(long, default_value_t = 20)]
     timeout_s: u64,
@@ -194,6 +199,22 @@ impl Alg {
                 }
             }
         }
+    }
+
+    /// Answers whatever the MG asks during `d`.
+    fn serve_for(&mut self, d: Duration) -> Result<()> {
+        let until = Instant::now() + d;
+        while let Ok(msg) = self.recv(until) {
+            if let MessageBody::Transactions(ts) = &msg.body {
+                for tr in ts {
+                    if let Transaction::Request(r) = tr {
+                        show("IMS-AGW -> IMS-ALG", &encode(&msg, Form::Pretty));
+                        self.serve_request(r, true)?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Waits for a Notify for `rid` with `event`, answering everything else the MG asks on
@@ -394,8 +415,22 @@ impl Ue {
         }
     }
 
-    fn finish(mut self, timeout: Duration) -> Result<(u64, u64)> {
-        let l = self.expect("SUMMARY", timeout)?;
+    /// The UE's SUMMARY line if it has printed it (other lines are shown).
+    fn summary(&mut self) -> Option<String> {
+        while let Ok(l) = self.lines.try_recv() {
+            println!("   {}: {l}", self.name);
+            if l.starts_with("SUMMARY") {
+                return Some(l);
+            }
+            if l.starts_with("Error") {
+                return Some(l);
+            }
+        }
+        None
+    }
+
+    fn finish(mut self, summary: String) -> Result<(u64, u64)> {
+        let l = summary;
         let field = |k: &str| -> u64 {
             l.split(' ')
                 .find_map(|kv| {
@@ -451,6 +486,21 @@ pub fn run(a: AlgArgs) -> Result<()> {
         }
     }
 
+    if a.mgc_restart {
+        step(
+            "0b",
+            "The IMS-ALG arms the inactivity timer on ROOT (it/ito, 300 ms)",
+        );
+        let r = alg.transact(
+            "  Context = - {\n    Modify = ROOT { Events = 1 { it/ito { mit = 30 } } }\n  }",
+        )?;
+        check_ok(&r, "Modify ROOT")?;
+    }
+    let pace: Vec<String> = if a.mgc_restart {
+        vec!["--interval-ms".into(), "20".into()]
+    } else {
+        vec![]
+    };
     // UE-Y is the TCP server (it chose a=setup:passive in its SDP answer).
     let mut ue_y = Ue::spawn(
         &a.ue_y_netns,
@@ -470,7 +520,10 @@ pub fn run(a: AlgArgs) -> Result<()> {
             n.clone(),
             "--peer-messages".into(),
             n.clone(),
-        ],
+        ]
+        .into_iter()
+        .chain(pace.iter().cloned())
+        .collect::<Vec<_>>(),
     )?;
     ue_y.expect("LISTENING", t)?;
 
@@ -652,8 +705,62 @@ pub fn run(a: AlgArgs) -> Result<()> {
             a.messages
         ),
     );
-    let (x_out, x_in) = ue_x.finish(t * 3)?;
-    let (y_out, y_in) = ue_y.finish(t * 3)?;
+    if a.mgc_restart {
+        step(
+            "--",
+            "MGC restart: the IMS-ALG goes away while the UEs keep talking",
+        );
+        let listen = alg.sock.local_addr()?;
+        drop(std::mem::replace(
+            &mut alg.sock,
+            UdpSocket::bind("127.0.0.1:0")?,
+        ));
+        std::thread::sleep(Duration::from_millis(2500));
+        alg.sock = UdpSocket::bind(listen).with_context(|| format!("binding {listen} again"))?;
+        println!("   the IMS-ALG is back on {listen}; waiting for imsagw's ServiceChange");
+        let end = Instant::now() + Duration::from_secs(a.timeout_s);
+        loop {
+            let msg = alg.recv(end)?;
+            let MessageBody::Transactions(ts) = &msg.body else {
+                continue;
+            };
+            let mut registered = false;
+            for tr in ts {
+                if let Transaction::Request(r) = tr {
+                    let disconnected = r.actions.iter().flat_map(|a| &a.commands).any(|c| {
+                        matches!(&c.command, Command::ServiceChange { parms, .. }
+                            if parms.contains(&ServiceChangeParm::Method(ServiceChangeMethod::Disconnected)))
+                    });
+                    show("IMS-AGW -> IMS-ALG", &encode(&msg, Form::Pretty));
+                    alg.serve_request(r, true)?;
+                    registered |= disconnected;
+                }
+            }
+            if registered {
+                break;
+            }
+        }
+        println!(
+            "   imsagw re-registered with ServiceChange Disconnected (900); its call was kept"
+        );
+    }
+    // While the UEs talk, the IMS-ALG keeps answering the MG (Notify, inactivity).
+    let end = Instant::now() + t * 3;
+    let (mut sx, mut sy) = (None, None);
+    while sx.is_none() || sy.is_none() {
+        if Instant::now() > end {
+            bail!("the UEs did not finish");
+        }
+        if sx.is_none() {
+            sx = ue_x.summary();
+        }
+        if sy.is_none() {
+            sy = ue_y.summary();
+        }
+        alg.serve_for(Duration::from_millis(20))?;
+    }
+    let (x_out, x_in) = ue_x.finish(sx.unwrap_or_default())?;
+    let (y_out, y_in) = ue_y.finish(sy.unwrap_or_default())?;
     if x_out != y_in || y_out != x_in {
         bail!("bytes lost or added: UE-X sent {x_out} received {x_in}, UE-Y sent {y_out} received {y_in}");
     }

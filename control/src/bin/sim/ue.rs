@@ -47,6 +47,9 @@ pub struct UeArgs {
     /// The fingerprint the AGW announced (`sha-256 AB:..`).
     #[arg(long)]
     tls_peer_fingerprint: Option<String>,
+    /// Pause between this UE's SEND requests (0: as fast as the peer reads).
+    #[arg(long, default_value_t = 0)]
+    interval_ms: u64,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 30)]
     timeout_s: u64,
@@ -102,6 +105,7 @@ pub fn run(a: UeArgs) -> Result<()> {
     let (mut bytes_out, mut bytes_in) = (0u64, 0u64);
     let mut answered = vec![false; a.messages as usize];
     let (mut closed_ours, mut peer_eof, mut tls_reported) = (false, false, false);
+    let mut next_at = Instant::now();
     loop {
         if Instant::now() > end {
             bail!(
@@ -118,8 +122,12 @@ pub fn run(a: UeArgs) -> Result<()> {
             }
             tls_reported = true;
         }
-        // Our requests, as the peer takes them.
-        while !handshaking && out.len() < OUT_LIMIT && next < a.messages {
+        // Our requests, as the peer takes them (and paced when asked).
+        while !handshaking
+            && out.len() < OUT_LIMIT
+            && next < a.messages
+            && Instant::now() >= next_at
+        {
             out.extend(msrp::send_request(
                 &a.name,
                 &a.peer_name,
@@ -127,6 +135,9 @@ pub fn run(a: UeArgs) -> Result<()> {
                 &msrp::body(a.seed, next),
             ));
             next += 1;
+            if a.interval_ms > 0 {
+                next_at = Instant::now() + Duration::from_millis(a.interval_ms);
+            }
         }
         // Out.
         match tls.as_mut() {
