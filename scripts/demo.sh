@@ -83,7 +83,7 @@ flow() {
   : >"$WORK/imsagw.log"
   section "[$variant] Start imsagw: control thread on core 0, one worker on core 1, DPDK net_tap0 (iface $IFACE)"
   # shellcheck disable=SC2086
-  "$BIN" run --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" $agw_flags \
+  "$BIN" run --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" $agw_flags ${IMSAGW_ARGS:-} \
     --realm access=198.18.1.10/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
     >"$WORK/imsagw.log" 2>&1 &
   AGW_PID=$!

@@ -30,7 +30,7 @@ pub enum ConfigError {
     ControlAmongWorkers(usize),
     #[error("no worker cores")]
     NoWorkers,
-    #[error("{0} worker cores: only one worker per process is supported so far (the software hand-off between workers is not built yet)")]
+    #[error("{0} worker cores: at most 64")]
     TooManyWorkers(usize),
     #[error("realm {name:?}: {reason}")]
     Realm { name: String, reason: String },
@@ -200,7 +200,7 @@ impl Settings {
         if workers.contains(&self.control_core) && !self.shared_control_core {
             return Err(ConfigError::ControlAmongWorkers(self.control_core));
         }
-        if workers.len() > 1 {
+        if workers.len() > 64 {
             return Err(ConfigError::TooManyWorkers(workers.len()));
         }
         if self.realm.is_empty() {
@@ -264,6 +264,7 @@ impl Settings {
             handshake: smoltcp::time::Duration::from_millis(self.tls_handshake_timeout_ms.max(1)),
         };
         let mut mg = MgConfig::new(realms);
+        mg.workers = workers.len();
         mg.fingerprint_hash =
             dataplane::tls::HashAlg::parse(&self.fingerprint_hash).ok_or_else(|| {
                 ConfigError::Invalid(format!("fingerprint_hash {:?}", self.fingerprint_hash))

@@ -70,9 +70,9 @@ const SUPPORTED_EVENTS: [(&str, &str); 6] = [
     unconfirmed::HEARTBEAT,
 ];
 
-/// Where decisions go: the worker's command ring. `false` means the ring is full.
+/// Where decisions go: the command ring of worker `worker`. `false` means the ring is full.
 pub trait DataPlane {
-    fn submit(&mut self, cmd: Dp) -> bool;
+    fn submit(&mut self, worker: usize, cmd: Dp) -> bool;
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +98,9 @@ pub struct MgConfig {
     pub tls: Option<Identity>,
     /// Hash of our fingerprint in Local descriptors.
     pub fingerprint_hash: HashAlg,
+    /// Workers behind the rings: a context lives on worker `context % workers`, and its legs'
+    /// local ports are those with `port % workers` equal to it (the hand-off key).
+    pub workers: usize,
 }
 
 impl MgConfig {
@@ -111,6 +114,7 @@ impl MgConfig {
             stats_wait: Duration::from_secs(2),
             tls: None,
             fingerprint_hash: HashAlg::Sha256,
+            workers: 1,
         }
     }
 }
@@ -121,6 +125,7 @@ struct Term {
     key: TerminationKey,
     realm: usize,
     local: SocketAddrV4,
+    worker: usize,
     mode: StreamMode,
     latch: bool,
     local_sdp: SdpGroups,
@@ -148,7 +153,8 @@ pub struct Mg<D: DataPlane> {
     terms: HashMap<Text, Term>,
     next_context: u32,
     next_term: u32,
-    pools: Vec<Pool>,
+    /// Per realm, per worker.
+    pools: Vec<Vec<Pool>>,
     by_key: HashMap<TerminationKey, Text>,
     now: Millis,
     /// Terminations released by the Subtract being executed, whose statistics it reports.
@@ -178,9 +184,13 @@ impl<D: DataPlane> Mg<D> {
         let pools = cfg
             .realms
             .iter()
-            .map(|_| Pool {
-                next: 0,
-                free: Default::default(),
+            .map(|_| {
+                (0..cfg.workers.max(1))
+                    .map(|_| Pool {
+                        next: 0,
+                        free: Default::default(),
+                    })
+                    .collect()
             })
             .collect();
         Mg {
@@ -263,9 +273,9 @@ impl<D: DataPlane> Mg<D> {
         let key = lower(name);
         if let Some(t) = self.terms.remove(&key) {
             tracing::warn!(termination = %t.name, "hanging termination released");
-            self.dataplane.submit(Dp::Release { key: t.key });
+            self.dataplane.submit(t.worker, Dp::Release { key: t.key });
             self.by_key.remove(&t.key);
-            self.pools[t.realm].free.push_back(t.local.port());
+            self.free_port(t.realm, t.local.port());
             if let Some(members) = self.contexts.get_mut(&t.context) {
                 members.retain(|m| *m != key);
                 if members.is_empty() {
@@ -292,7 +302,7 @@ impl<D: DataPlane> Mg<D> {
     pub fn release_all(&mut self) -> usize {
         let n = self.terms.len();
         for t in self.terms.values() {
-            self.dataplane.submit(Dp::Release { key: t.key });
+            self.dataplane.submit(t.worker, Dp::Release { key: t.key });
         }
         self.terms.clear();
         self.contexts.clear();
@@ -495,16 +505,32 @@ impl<D: DataPlane> Mg<D> {
         done
     }
 
-    fn alloc_port(&mut self, realm: usize) -> Option<u16> {
+    fn workers(&self) -> usize {
+        self.cfg.workers.max(1)
+    }
+
+    fn worker_of(&self, context: u32) -> usize {
+        context as usize % self.workers()
+    }
+
+    /// A local port of `realm` that worker `worker` owns (`port % workers == worker`).
+    fn alloc_port(&mut self, realm: usize, worker: usize) -> Option<u16> {
+        let n = self.workers() as u32;
         let r = &self.cfg.realms[realm];
-        let pool = &mut self.pools[realm];
-        let span = (r.last_port - r.first_port) as u32 + 1;
-        if pool.next >= span {
+        let (first, last) = (r.first_port as u32, r.last_port as u32);
+        let base = first + (worker as u32 + n - first % n) % n;
+        let pool = &mut self.pools[realm][worker];
+        let p = base + pool.next * n;
+        if p > last {
             return pool.free.pop_front();
         }
-        let p = r.first_port + pool.next as u16;
         pool.next += 1;
-        Some(p)
+        Some(p as u16)
+    }
+
+    fn free_port(&mut self, realm: usize, port: u16) {
+        let w = port as usize % self.workers();
+        self.pools[realm][w].free.push_back(port);
     }
 
     fn action(&mut self, req: &ActionRequest) -> ActionReply {
@@ -789,8 +815,9 @@ impl<D: DataPlane> Mg<D> {
         if self.contexts.get(&ctx).is_some_and(|t| t.len() >= 2) {
             return Err(fail(434, "a context holds two terminations"));
         }
+        let worker = self.worker_of(ctx);
         let port = self
-            .alloc_port(realm)
+            .alloc_port(realm, worker)
             .ok_or_else(|| fail(432, "no local port left in the realm"))?;
         let r = &self.cfg.realms[realm];
         let name: Text = if tid.is_choose() {
@@ -799,7 +826,7 @@ impl<D: DataPlane> Mg<D> {
             format!("tcp/{}/{}", r.name, n).as_str().into()
         } else {
             if self.terms.contains_key(&lower(&tid.0)) {
-                self.pools[realm].free.push_back(port);
+                self.free_port(realm, port);
                 return Err(fail(
                     433,
                     format!("termination {} is already in a context", tid.0),
@@ -812,11 +839,14 @@ impl<D: DataPlane> Mg<D> {
             termination: self.next_term.wrapping_mul(2654435761) ^ port as u32,
         };
         let local_addr = SocketAddrV4::new(r.address, port);
-        if !self.dataplane.submit(Dp::Reserve {
-            key,
-            local: local_addr,
-        }) {
-            self.pools[realm].free.push_back(port);
+        if !self.dataplane.submit(
+            worker,
+            Dp::Reserve {
+                key,
+                local: local_addr,
+            },
+        ) {
+            self.free_port(realm, port);
             return Err(fail(510, "data plane busy"));
         }
         *context = Some(ctx);
@@ -827,6 +857,7 @@ impl<D: DataPlane> Mg<D> {
             key,
             realm,
             local: local_addr,
+            worker,
             mode,
             latch,
             local_sdp,
@@ -848,7 +879,8 @@ impl<D: DataPlane> Mg<D> {
         };
         self.apply(&mut term)?;
         if let Some(p) = partner {
-            self.dataplane.submit(Dp::Join { a: p, b: term.key });
+            self.dataplane
+                .submit(worker, Dp::Join { a: p, b: term.key });
         }
         let reply = CommandReply::Amms {
             kind: AmmsKind::Add,
@@ -880,7 +912,8 @@ impl<D: DataPlane> Mg<D> {
             },
             StreamMode::Inactive | StreamMode::Loopback => Gate::CLOSED,
         };
-        self.dataplane.submit(Dp::SetGate { key: t.key, gate });
+        self.dataplane
+            .submit(t.worker, Dp::SetGate { key: t.key, gate });
         if t.started {
             return Ok(());
         }
@@ -921,13 +954,16 @@ impl<D: DataPlane> Mg<D> {
             }
             _ => None,
         };
-        if !self.dataplane.submit(Dp::Start {
-            key: t.key,
-            role,
-            accept,
-            timers: self.cfg.timers,
-            tls,
-        }) {
+        if !self.dataplane.submit(
+            t.worker,
+            Dp::Start {
+                key: t.key,
+                role,
+                accept,
+                timers: self.cfg.timers,
+                tls,
+            },
+        ) {
             return Err(fail(510, "data plane busy"));
         }
         t.started = true;
@@ -1015,15 +1051,26 @@ impl<D: DataPlane> Mg<D> {
         }
         let key = self.find(None, tid)?;
         let from = self.terms[&key].context;
+        let worker = self.terms[&key].worker;
         let dest = match *context {
             Some(0) => return Err(fail(501, "no terminations in the null context on this MG")),
+            Some(c) if self.worker_of(c) != worker => {
+                return Err(fail(
+                    501,
+                    "the termination is served by another worker than that context",
+                ))
+            }
             Some(c) => c,
             None => {
                 if self.contexts.len() >= self.cfg.max_contexts {
                     return Err(fail(412, "no contexts available"));
                 }
-                let c = self.next_context;
-                self.next_context = self.next_context.checked_add(1).unwrap_or(1);
+                // A new context on the termination's own worker.
+                let mut c = self.next_context;
+                while self.worker_of(c) != worker || self.contexts.contains_key(&c) {
+                    c = c.checked_add(1).unwrap_or(1);
+                }
+                self.next_context = c.checked_add(1).unwrap_or(1);
                 c
             }
         };
@@ -1032,7 +1079,7 @@ impl<D: DataPlane> Mg<D> {
                 return Err(fail(434, "a context holds two terminations"));
             }
             let leg = self.terms[&key].key;
-            self.dataplane.submit(Dp::Split { key: leg });
+            self.dataplane.submit(worker, Dp::Split { key: leg });
             if let Some(members) = self.contexts.get_mut(&from) {
                 members.retain(|m| *m != key);
                 if members.is_empty() {
@@ -1048,7 +1095,7 @@ impl<D: DataPlane> Mg<D> {
                 t.context = dest;
             }
             if let Some(p) = partner {
-                self.dataplane.submit(Dp::Join { a: p, b: leg });
+                self.dataplane.submit(worker, Dp::Join { a: p, b: leg });
             }
         }
         *context = Some(dest);
@@ -1210,9 +1257,9 @@ impl<D: DataPlane> Mg<D> {
             let Some(t) = self.terms.remove(&key) else {
                 continue;
             };
-            self.dataplane.submit(Dp::Release { key: t.key });
+            self.dataplane.submit(t.worker, Dp::Release { key: t.key });
             self.by_key.remove(&t.key);
-            self.pools[t.realm].free.push_back(t.local.port());
+            self.free_port(t.realm, t.local.port());
             if let Some(members) = self.contexts.get_mut(&t.context) {
                 members.retain(|m| *m != key);
                 if members.is_empty() {

@@ -16,12 +16,14 @@ use crate::registration::{Action, Registration, RegistrationConfig, State};
 use crate::transaction::{Millis, ReplyCache};
 use crate::transport::UdpTransport;
 
-/// The worker's command ring as the MG model's data plane.
-pub struct Rings(pub ControlEnd);
+/// The workers' command rings as the MG model's data plane, indexed by worker.
+pub struct Rings(pub Vec<ControlEnd>);
 
 impl DataPlane for Rings {
-    fn submit(&mut self, cmd: Dp) -> bool {
-        self.0.commands.push(cmd).is_ok()
+    fn submit(&mut self, worker: usize, cmd: Dp) -> bool {
+        self.0
+            .get(worker)
+            .is_some_and(|r| r.commands.push(cmd).is_ok())
     }
 }
 
@@ -104,18 +106,20 @@ impl ControlPlane {
         mg: MgConfig,
         rings: ControlEnd,
     ) -> std::io::Result<Self> {
-        Self::with_reply_cache(bind, reg, mg, rings, DEFAULT_REPLY_CACHE)
+        Self::with_reply_cache(bind, reg, mg, vec![rings], DEFAULT_REPLY_CACHE)
     }
 
-    /// As `new`, with room for `reply_cache` remembered transactions; when it is full, new
-    /// requests are answered with 510 until entries expire.
+    /// As `new`, with one ring pair per worker and room for `reply_cache` remembered
+    /// transactions (when it is full, new requests are answered with 510 until entries
+    /// expire).
     pub fn with_reply_cache(
         bind: SocketAddr,
         reg: RegistrationConfig,
-        mg: MgConfig,
-        rings: ControlEnd,
+        mut mg: MgConfig,
+        rings: Vec<ControlEnd>,
         reply_cache: usize,
     ) -> std::io::Result<Self> {
+        mg.workers = rings.len().max(1);
         let transport = UdpTransport::bind(bind)?;
         let mgcs = reg.mgcs.iter().map(|a| a.ip()).collect();
         let mut dispatcher = Dispatcher::new(
@@ -268,9 +272,11 @@ impl ControlPlane {
 
     fn drain_events(&mut self) {
         let mg = &mut self.dispatcher.executor;
-        while let Some(ev) = mg.dataplane.0.events.pop() {
-            self.events += 1;
-            mg.on_event(&ev);
+        for w in 0..mg.dataplane.0.len() {
+            while let Some(ev) = mg.dataplane.0[w].events.pop() {
+                self.events += 1;
+                mg.on_event(&ev);
+            }
         }
     }
 

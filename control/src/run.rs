@@ -191,6 +191,9 @@ struct WorkerGauges {
     gate_rejected: AtomicU64,
     malformed_dropped: AtomicU64,
     commands: AtomicU64,
+    handed_off: AtomicU64,
+    handed_in: AtomicU64,
+    handoff_dropped: AtomicU64,
 }
 
 #[derive(Serialize)]
@@ -204,6 +207,9 @@ struct WorkerStatus {
     gate_rejected: u64,
     malformed_dropped: u64,
     commands: u64,
+    handed_off: u64,
+    handed_in: u64,
+    handoff_dropped: u64,
 }
 
 #[derive(Serialize)]
@@ -278,12 +284,13 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
     .context("starting the port")?;
     let (stop, hup) = stop_flags()?;
 
-    let (control_end, worker_end) = rings(4096);
+    let n = cfg.worker_cores.len();
+    let (control_ends, worker_ends): (Vec<_>, Vec<_>) = (0..n).map(|_| rings(4096)).unzip();
     let mut cp = ControlPlane::with_reply_cache(
         settings.bind,
         cfg.registration.clone(),
         cfg.mg.clone(),
-        control_end,
+        control_ends,
         settings.reply_cache_entries.max(1024),
     )
     .with_context(|| format!("binding H.248 on {}", settings.bind))?;
@@ -292,21 +299,28 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
     ));
 
     let workers_stop = Arc::new(AtomicBool::new(false));
-    let core = cfg.worker_cores[0];
-    let gauges = Arc::new(WorkerGauges::default());
-    let port = dev.queue(0)?;
-    let worker = {
+    let gauges: Vec<Arc<WorkerGauges>> = (0..n).map(|_| Arc::default()).collect();
+    let mut handoffs = dataplane::worker::handoff_mesh(n, 4096).into_iter();
+    let mut workers = Vec::new();
+    for (i, worker_end) in worker_ends.into_iter().enumerate() {
+        let core = cfg.worker_cores[i];
+        let port = dev.queue(i as u16)?;
+        let handoff = handoffs.next().expect("one hand-off end per worker");
         let (stop, gauges, wcfg) = (
             Arc::clone(&workers_stop),
-            Arc::clone(&gauges),
+            Arc::clone(&gauges[i]),
             cfg.worker.clone(),
         );
-        thread::Builder::new()
+        let handle = thread::Builder::new()
             .name(format!("worker-{core}"))
             .spawn(move || {
                 pin("worker", core);
                 let clock = MonotonicClock::new();
-                let mut w = Worker::new(port, wcfg, worker_end, clock.now());
+                let mut w = if n > 1 {
+                    Worker::with_handoff(port, wcfg, worker_end, clock.now(), handoff)
+                } else {
+                    Worker::new(port, wcfg, worker_end, clock.now())
+                };
                 let mut polls = 0u32;
                 let publish = |w: &Worker<_>| {
                     let c = w.counters();
@@ -320,6 +334,10 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
                     g.malformed_dropped
                         .store(c.malformed_dropped, Ordering::Relaxed);
                     g.commands.store(c.commands, Ordering::Relaxed);
+                    g.handed_off.store(c.handed_off, Ordering::Relaxed);
+                    g.handed_in.store(c.handed_in, Ordering::Relaxed);
+                    g.handoff_dropped
+                        .store(c.handoff_dropped, Ordering::Relaxed);
                 };
                 while !stop.load(Ordering::Relaxed) {
                     w.poll(clock.now());
@@ -335,8 +353,9 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
                 }
                 publish(&w);
                 w.legs()
-            })?
-    };
+            })?;
+        workers.push(handle);
+    }
 
     let socket_path = PathBuf::from(&settings.status_socket);
     let _ = std::fs::remove_file(&socket_path);
@@ -358,17 +377,24 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
     cp.start(now());
     let status_of = |cp: &ControlPlane| ProcessStatus {
         control: cp.status(),
-        workers: vec![WorkerStatus {
-            core,
-            legs: gauges.legs.load(Ordering::Relaxed),
-            rx_frames: gauges.rx_frames.load(Ordering::Relaxed),
-            busy_polls: gauges.busy_polls.load(Ordering::Relaxed),
-            idle_polls: gauges.idle_polls.load(Ordering::Relaxed),
-            tcp_no_leg: gauges.tcp_no_leg.load(Ordering::Relaxed),
-            gate_rejected: gauges.gate_rejected.load(Ordering::Relaxed),
-            malformed_dropped: gauges.malformed_dropped.load(Ordering::Relaxed),
-            commands: gauges.commands.load(Ordering::Relaxed),
-        }],
+        workers: gauges
+            .iter()
+            .zip(&cfg.worker_cores)
+            .map(|(g, &core)| WorkerStatus {
+                core,
+                legs: g.legs.load(Ordering::Relaxed),
+                rx_frames: g.rx_frames.load(Ordering::Relaxed),
+                busy_polls: g.busy_polls.load(Ordering::Relaxed),
+                idle_polls: g.idle_polls.load(Ordering::Relaxed),
+                tcp_no_leg: g.tcp_no_leg.load(Ordering::Relaxed),
+                gate_rejected: g.gate_rejected.load(Ordering::Relaxed),
+                malformed_dropped: g.malformed_dropped.load(Ordering::Relaxed),
+                commands: g.commands.load(Ordering::Relaxed),
+                handed_off: g.handed_off.load(Ordering::Relaxed),
+                handed_in: g.handed_in.load(Ordering::Relaxed),
+                handoff_dropped: g.handoff_dropped.load(Ordering::Relaxed),
+            })
+            .collect(),
         port: dev.stats().ok().map(|p| PortStatus {
             rx_packets: p.rx_packets,
             tx_packets: p.tx_packets,
@@ -401,9 +427,10 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
         cp.poll(now(), Duration::from_millis(5))?;
     }
     workers_stop.store(true, Ordering::Relaxed);
-    let legs_left = worker
-        .join()
-        .map_err(|_| anyhow::anyhow!("the worker panicked"))?;
+    let mut legs_left = 0;
+    for w in workers {
+        legs_left += w.join().map_err(|_| anyhow::anyhow!("a worker panicked"))?;
+    }
     let _ = std::fs::remove_file(&socket_path);
     drop(dev);
     tracing::info!(

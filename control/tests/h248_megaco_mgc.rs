@@ -20,7 +20,7 @@ use dataplane::contract::{Command as Dp, Event, LegStats, LegTimers, ReleaseCaus
 struct Recorder(Vec<Dp>);
 
 impl DataPlane for Recorder {
-    fn submit(&mut self, cmd: Dp) -> bool {
+    fn submit(&mut self, _worker: usize, cmd: Dp) -> bool {
         self.0.push(cmd);
         true
     }

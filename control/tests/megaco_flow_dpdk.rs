@@ -5,116 +5,19 @@
 //! step 24 and reads the statistics from Subtract, which must equal the UEs' byte counts.
 //! Needs root.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Netns(Vec<String>);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-    }
-}
-
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn lines_of(child: &mut Child, stderr: bool) -> Receiver<String> {
-    let (tx, rx) = channel();
-    let out: Box<dyn std::io::Read + Send> = if stderr {
-        Box::new(child.stderr.take().unwrap())
-    } else {
-        Box::new(child.stdout.take().unwrap())
-    };
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn expect(rx: &Receiver<String>, prefix: &str, seen: &mut Vec<String>) -> String {
-    let end = Instant::now() + Duration::from_secs(40);
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) => {
-                seen.push(l.clone());
-                if l.contains(prefix) {
-                    return l;
-                }
-            }
-            Err(_) => panic!("no {prefix:?}; seen {seen:?}"),
-        }
-    }
-}
-
-fn field(line: &str, key: &str) -> u64 {
-    line.split(' ')
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{key} in {line}"))
-}
+mod hosts;
+use hosts::*;
 
 #[test]
 fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
     let id = std::process::id() % 100_000;
-    let (lan, uex, uey) = (
-        format!("mflan{id}"),
-        format!("mfuex{id}"),
-        format!("mfuey{id}"),
-    );
-    let _ns = Netns(vec![lan.clone(), uex.clone(), uey.clone()]);
-    for n in [&lan, &uex, &uey] {
-        sh(&["ip", "netns", "add", n]);
-    }
-    sh(&[
-        "ip", "netns", "exec", &lan, "ip", "link", "add", "br0", "type", "bridge",
-    ]);
-    for (ns, ip, v) in [
-        (&uex, "198.18.100.7/15", "vx"),
-        (&uey, "198.18.200.50/15", "vy"),
-    ] {
-        sh(&[
-            "ip", "netns", "exec", &lan, "ip", "link", "add", v, "type", "veth", "peer", "name",
-            "eth0", "netns", ns,
-        ]);
-        sh(&[
-            "ip", "netns", "exec", &lan, "ip", "link", "set", v, "master", "br0",
-        ]);
-        sh(&["ip", "netns", "exec", &lan, "ip", "link", "set", v, "up"]);
-        sh(&[
-            "ip", "netns", "exec", ns, "ip", "addr", "add", ip, "dev", "eth0",
-        ]);
-        sh(&["ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up"]);
-    }
-    sh(&[
-        "ip", "netns", "exec", &lan, "ip", "link", "set", "br0", "up",
-    ]);
+    let (_ns, lan, uex, uey) = ue_hosts("mf");
 
     // The MGC.
     let dir = std::env::temp_dir().join(format!("imsagw-mflow-{id}"));
@@ -212,24 +115,7 @@ fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
     let agw_lines = lines_of(&mut agw.0, true);
     let mut agw_seen = Vec::new();
     expect(&agw_lines, "imsagw running", &mut agw_seen);
-    sh(&["ip", "link", "set", &tap, "netns", &lan]);
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &lan,
-        "ip",
-        "link",
-        "set",
-        "dev",
-        &tap,
-        "address",
-        "02:00:00:00:00:fe",
-    ]);
-    sh(&[
-        "ip", "netns", "exec", &lan, "ip", "link", "set", &tap, "master", "br0",
-    ]);
-    sh(&["ip", "netns", "exec", &lan, "ip", "link", "set", &tap, "up"]);
+    bridge_tap(&tap, &lan);
 
     // The MGC adds and modifies; UE-X connects to T1 once it is told where.
     let t1 = expect(&mgc_lines, "T1 ", &mut seen);

@@ -16,7 +16,7 @@ use dataplane::contract::{
 struct Recorder(Vec<Dp>);
 
 impl DataPlane for Recorder {
-    fn submit(&mut self, cmd: Dp) -> bool {
+    fn submit(&mut self, _worker: usize, cmd: Dp) -> bool {
         self.0.push(cmd);
         true
     }

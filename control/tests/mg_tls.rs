@@ -15,7 +15,7 @@ use dataplane::tls::{HashAlg, Identity, TlsConfig, TlsFailure};
 struct Recorder(Vec<Dp>);
 
 impl DataPlane for Recorder {
-    fn submit(&mut self, cmd: Dp) -> bool {
+    fn submit(&mut self, _worker: usize, cmd: Dp) -> bool {
         self.0.push(cmd);
         true
     }

@@ -71,6 +71,34 @@ pub struct WorkerCounters {
     pub commands: u64,
     /// Events that could not be queued (never expected: the queue is sized by the legs).
     pub events_dropped: u64,
+    /// Frames given to another worker (TCP for its ports, copies of ARP).
+    pub handed_off: u64,
+    /// Frames taken from other workers.
+    pub handed_in: u64,
+    /// Frames for another worker dropped because its inbox was full (or no buffer for a copy).
+    pub handoff_dropped: u64,
+}
+
+/// One worker's end of the software hand-off between the workers of a port: bounded inboxes,
+/// one per worker, indexed by worker.
+pub struct HandoffEnd<B> {
+    pub index: usize,
+    pub inbox: std::sync::Arc<crossbeam_queue::ArrayQueue<B>>,
+    pub peers: Vec<std::sync::Arc<crossbeam_queue::ArrayQueue<B>>>,
+}
+
+/// The hand-off ends of `workers` workers, each inbox holding `capacity` frames.
+pub fn handoff_mesh<B>(workers: usize, capacity: usize) -> Vec<HandoffEnd<B>> {
+    let inboxes: Vec<_> = (0..workers)
+        .map(|_| std::sync::Arc::new(crossbeam_queue::ArrayQueue::new(capacity)))
+        .collect();
+    (0..workers)
+        .map(|index| HandoffEnd {
+            index,
+            inbox: std::sync::Arc::clone(&inboxes[index]),
+            peers: inboxes.clone(),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +175,8 @@ pub struct Worker<P: Port> {
     counters: WorkerCounters,
     live_legs: usize,
     scratch: Box<[u8]>,
+    /// The software hand-off between the workers of one port.
+    handoff: Option<HandoffEnd<P::Buf>>,
     /// Gratuitous ARPs sent so far and when the next is due.
     announcements: u32,
     next_announcement: Instant,
@@ -200,9 +230,25 @@ impl<P: Port> Worker<P> {
             counters: WorkerCounters::default(),
             live_legs: 0,
             scratch: vec![0; TLS_SCRATCH].into_boxed_slice(),
+            handoff: None,
             announcements: 0,
             next_announcement: now,
         }
+    }
+
+    /// A worker of several on one port: TCP frames for local ports another worker owns
+    /// (`port % workers`) are handed to it, ARP frames are copied to every other worker
+    /// (each keeps its own neighbour cache), and frames handed to this one are taken in.
+    pub fn with_handoff(
+        port: P,
+        cfg: WorkerConfig,
+        rings: WorkerEnd,
+        now: Instant,
+        handoff: HandoffEnd<P::Buf>,
+    ) -> Self {
+        let mut w = Self::new(port, cfg, rings, now);
+        w.handoff = Some(handoff);
+        w
     }
 
     pub fn counters(&self) -> WorkerCounters {
@@ -240,6 +286,17 @@ impl<P: Port> Worker<P> {
         if self.device.port_mut().rx_burst(&mut burst) > 0 {
             busy = true;
             for frame in burst.drain(..) {
+                if let Some(frame) = self.hand_off(frame) {
+                    self.ingress(frame, now);
+                }
+            }
+        }
+        if let Some(h) = &self.handoff {
+            let inbox = std::sync::Arc::clone(&h.inbox);
+            for _ in 0..crate::port::BURST {
+                let Some(frame) = inbox.pop() else { break };
+                busy = true;
+                self.counters.handed_in += 1;
                 self.ingress(frame, now);
             }
         }
@@ -305,6 +362,47 @@ impl<P: Port> Worker<P> {
             self.counters.idle_polls += 1;
         }
         busy
+    }
+
+    /// Frames of another worker go to it (`None`); ARP is also copied to the others.
+    fn hand_off(&mut self, frame: P::Buf) -> Option<P::Buf> {
+        let Some(h) = &self.handoff else {
+            return Some(frame);
+        };
+        match classify(frame.data()) {
+            FrameClass::Tcp { dst, .. } | FrameClass::Udp { dst, .. }
+                if self.table.serves(dst.0) =>
+            {
+                let owner = dst.1 as usize % h.peers.len();
+                if owner == h.index {
+                    return Some(frame);
+                }
+                if h.peers[owner].push(frame).is_err() {
+                    self.counters.handoff_dropped += 1;
+                } else {
+                    self.counters.handed_off += 1;
+                }
+                None
+            }
+            FrameClass::Arp => {
+                for (i, q) in h.peers.iter().enumerate() {
+                    if i == h.index {
+                        continue;
+                    }
+                    let copied = self.device.port_mut().alloc().and_then(|mut b| {
+                        let data = frame.data();
+                        b.append(data.len())?.copy_from_slice(data);
+                        Some(b)
+                    });
+                    match copied.map(|b| q.push(b)) {
+                        Some(Ok(())) => self.counters.handed_off += 1,
+                        _ => self.counters.handoff_dropped += 1,
+                    }
+                }
+                Some(frame)
+            }
+            _ => Some(frame),
+        }
     }
 
     /// A gratuitous ARP request for each of our addresses.

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod alg;
+mod load;
 mod msrp;
 mod ue;
 
@@ -26,6 +27,10 @@ enum Cmd {
     Alg(alg::AlgArgs),
     /// A UE exchanging MSRP over TCP.
     Ue(ue::UeArgs),
+    /// The IMS-ALG for many concurrent calls, with farms of UEs moving checked bytes.
+    Load(load::LoadArgs),
+    /// One side's UEs for `load`: listeners (UE-Y) or connections (UE-X).
+    Farm(load::FarmArgs),
 }
 
 fn main() -> Result<()> {
@@ -33,5 +38,7 @@ fn main() -> Result<()> {
     match cli.command {
         Cmd::Alg(a) => alg::run(a),
         Cmd::Ue(a) => ue::run(a),
+        Cmd::Load(a) => load::load(a),
+        Cmd::Farm(a) => load::farm(a),
     }
 }

@@ -1,0 +1,418 @@
+//! Many concurrent calls: `load` plays the IMS-ALG for `--calls` calls at once (Add, Add,
+//! Modify, Modify each, the seed's proxy mode), has two `farm`s of kernel TCP UEs move a checked
+//! byte stream both ways on every call, and releases them all with Subtract, checking each
+//! call's statistics. `farm` is one side's UEs: listeners (UE-Y) or connections (UE-X).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use control::h248::ast::*;
+use control::h248::decode;
+use dataplane::testbed::{fill_pattern, PatternChecker};
+
+#[derive(Debug, Args)]
+pub struct FarmArgs {
+    /// UE-Y: listen on this address and the next `count - 1` ports.
+    #[arg(long)]
+    listen_base: Option<SocketAddrV4>,
+    #[arg(long, default_value_t = 1)]
+    count: u16,
+    /// UE-X: connect to the addresses read from standard input, one per line.
+    #[arg(long)]
+    connect_stdin: bool,
+    /// Bytes each side sends on each connection.
+    #[arg(long, default_value_t = 65536)]
+    bytes: u64,
+}
+
+/// Stream `2 i` goes from UE-X to UE-Y on call `i`, `2 i + 1` back.
+fn exchange(mut s: TcpStream, call: u64, x_side: bool, bytes: u64) -> Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let (out_stream, in_stream) = if x_side {
+        (2 * call, 2 * call + 1)
+    } else {
+        (2 * call + 1, 2 * call)
+    };
+    let mut w = s.try_clone()?;
+    let writer = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut sent = 0u64;
+        while sent < bytes {
+            let n = ((bytes - sent) as usize).min(buf.len());
+            fill_pattern(out_stream, sent, &mut buf[..n]);
+            w.write_all(&buf[..n])?;
+            sent += n as u64;
+        }
+        w.shutdown(std::net::Shutdown::Write)
+    });
+    let mut check = PatternChecker::new(in_stream);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        check.check(&buf[..n]);
+    }
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    if check.received != bytes || check.first_mismatch.is_some() {
+        bail!(
+            "call {call}: received {} of {bytes}, first wrong byte {:?}",
+            check.received,
+            check.first_mismatch
+        );
+    }
+    Ok(())
+}
+
+pub fn farm(a: FarmArgs) -> Result<()> {
+    let mut threads = Vec::new();
+    if let Some(base) = a.listen_base {
+        let mut listeners = Vec::new();
+        for i in 0..a.count {
+            let addr = SocketAddrV4::new(*base.ip(), base.port() + i);
+            listeners
+                .push(TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?);
+        }
+        println!("LISTENING {}", a.count);
+        for (i, l) in listeners.into_iter().enumerate() {
+            let bytes = a.bytes;
+            threads.push(std::thread::spawn(move || -> Result<()> {
+                let (s, _) = l.accept()?;
+                exchange(s, i as u64, false, bytes)
+            }));
+        }
+    } else if a.connect_stdin {
+        for (i, line) in std::io::stdin().lock().lines().enumerate() {
+            let to: SocketAddr = line?.trim().parse().context("address")?;
+            let bytes = a.bytes;
+            threads.push(std::thread::spawn(move || -> Result<()> {
+                let s = TcpStream::connect_timeout(&to, Duration::from_secs(20))
+                    .with_context(|| format!("connecting to {to}"))?;
+                exchange(s, i as u64, true, bytes)
+            }));
+        }
+    } else {
+        bail!("give --listen-base or --connect-stdin");
+    }
+    let n = threads.len();
+    let mut failed = 0;
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                eprintln!("farm: {e:#}");
+                failed += 1;
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {n} connections failed");
+    }
+    println!("FARM OK connections={n}");
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    #[arg(long, default_value = "127.0.0.1:2945")]
+    listen: SocketAddr,
+    #[arg(long, default_value_t = 200)]
+    calls: u16,
+    #[arg(long, default_value_t = 65536)]
+    bytes: u64,
+    #[arg(long, default_value = "198.18.100.7")]
+    ue_x: Ipv4Addr,
+    /// UE-Y's address and first port; call i uses port + i.
+    #[arg(long, default_value = "198.18.200.50:3000")]
+    ue_y: SocketAddrV4,
+    #[arg(long)]
+    ue_x_netns: Option<String>,
+    #[arg(long)]
+    ue_y_netns: Option<String>,
+}
+
+struct Mgc {
+    sock: UdpSocket,
+    mg: Option<SocketAddr>,
+    hdr: String,
+    next_tid: u32,
+}
+
+impl Mgc {
+    /// Answers requests from the MG (ServiceChange, Notify); returns replies to ours.
+    fn receive(&mut self, until: Instant) -> Result<Vec<TransactionReply>> {
+        let mut buf = vec![0u8; 65536];
+        let left = until.saturating_duration_since(Instant::now());
+        self.sock
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        let Ok((n, from)) = self.sock.recv_from(&mut buf) else {
+            return Ok(vec![]);
+        };
+        self.mg = Some(from);
+        let msg = decode(&buf[..n]).map_err(|e| anyhow::anyhow!("bad H.248 from the MG: {e}"))?;
+        let MessageBody::Transactions(ts) = msg.body else {
+            return Ok(vec![]);
+        };
+        let mut replies = Vec::new();
+        for t in ts {
+            match t {
+                Transaction::Reply(r) => replies.push(r),
+                Transaction::Request(r) => {
+                    let a = &r.actions[0];
+                    let ctx = match a.context {
+                        ContextId::Id(c) => c.to_string(),
+                        _ => "-".into(),
+                    };
+                    let body = match &a.commands[0].command {
+                        Command::ServiceChange { .. } => "SC=ROOT{SV{V=3}}".to_string(),
+                        Command::Notify { terminations, .. } => format!("N={}", terminations[0].0),
+                        _ => continue,
+                    };
+                    let text = format!("{} P={}{{C={ctx}{{{body}}}}}", self.hdr, r.id);
+                    self.sock.send_to(text.as_bytes(), from)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Sends many requests at once and returns their replies in order.
+    fn transact_all(&mut self, bodies: &[String]) -> Result<Vec<ReplyResult>> {
+        let mg = self.mg.context("no MG yet")?;
+        let first = self.next_tid;
+        for (i, b) in bodies.iter().enumerate() {
+            let text = format!("{} T={}{{{b}}}", self.hdr, first + i as u32);
+            self.sock.send_to(text.as_bytes(), mg)?;
+        }
+        self.next_tid += bodies.len() as u32;
+        let mut out: Vec<Option<ReplyResult>> = vec![None; bodies.len()];
+        let end = Instant::now() + Duration::from_secs(30);
+        while out.iter().any(Option::is_none) {
+            if Instant::now() > end {
+                bail!("replies missing");
+            }
+            for r in self.receive(end)? {
+                if let Some(slot) =
+                    r.id.checked_sub(first)
+                        .and_then(|i| out.get_mut(i as usize))
+                {
+                    *slot = Some(r.result);
+                }
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+}
+
+fn spawn(netns: &Option<String>, args: &[String], stdin: bool) -> Result<Child> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    };
+    Ok(cmd
+        .arg("farm")
+        .args(args)
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .spawn()?)
+}
+
+fn added(r: &ReplyResult) -> Result<(u32, String, u16)> {
+    let ReplyResult::Actions(a) = r else {
+        bail!("Add refused: {r:?}")
+    };
+    if let Some(e) = &a[0].error {
+        bail!("Add refused: {} {:?}", e.code, e.text);
+    }
+    let ContextId::Id(ctx) = a[0].context else {
+        bail!("no context")
+    };
+    let Some(CommandReply::Amms {
+        terminations,
+        audit: Some(ds),
+        ..
+    }) = a[0].replies.first()
+    else {
+        bail!("no termination")
+    };
+    let text = format!("{ds:?}");
+    let port = text
+        .split("port: Value(\"")
+        .nth(1)
+        .and_then(|p| p.split('"').next())
+        .and_then(|p| p.parse().ok())
+        .context("no port in the Add reply")?;
+    Ok((ctx, terminations[0].0.to_string(), port))
+}
+
+fn ok(r: &ReplyResult, what: &str) -> Result<()> {
+    match r {
+        ReplyResult::Actions(a) if a.iter().all(|a| a.error.is_none()) => Ok(()),
+        _ => bail!("{what} refused: {r:?}"),
+    }
+}
+
+pub fn load(a: LoadArgs) -> Result<()> {
+    let sock = UdpSocket::bind(a.listen)?;
+    let mut m = Mgc {
+        hdr: format!("!/3 [{}]:{}", a.listen.ip(), a.listen.port()),
+        sock,
+        mg: None,
+        next_tid: 1000,
+    };
+    let end = Instant::now() + Duration::from_secs(60);
+    while m.mg.is_none() {
+        if Instant::now() > end {
+            bail!("no ServiceChange from the MG");
+        }
+        m.receive(end)?;
+    }
+    println!("registered the MG at {}", m.mg.unwrap_or(a.listen));
+    let n = a.calls as usize;
+    let mut farm_y = spawn(
+        &a.ue_y_netns,
+        &[
+            "--listen-base".into(),
+            a.ue_y.to_string(),
+            "--count".into(),
+            a.calls.to_string(),
+            "--bytes".into(),
+            a.bytes.to_string(),
+        ],
+        false,
+    )?;
+    let mut y_out = BufReader::new(farm_y.stdout.take().context("farm stdout")?).lines();
+    match y_out.next() {
+        Some(Ok(l)) if l.starts_with("LISTENING") => {}
+        other => bail!("UE-Y farm did not start: {other:?}"),
+    }
+    let t = Instant::now();
+    let local = "L{\nv=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}";
+    let r1 = m.transact_all(
+        &(0..n)
+            .map(|_| format!("C=${{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=access}},{local}}}}}}}}}"))
+            .collect::<Vec<_>>(),
+    )?;
+    let t1: Vec<_> = r1.iter().map(added).collect::<Result<_>>()?;
+    let r2 = m.transact_all(
+        &t1.iter()
+            .map(|(c, _, _)| {
+                format!("C={c}{{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=core}},{local}}}}}}}}}")
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    let t2: Vec<_> = r2.iter().map(added).collect::<Result<_>>()?;
+    let r3 = m.transact_all(
+        &t2.iter()
+            .enumerate()
+            .map(|(i, (c, t, _))| {
+                format!(
+                    "C={c}{{MF={t}{{M{{ST=1{{O{{MO=SR}},R{{\nv=0\nc=IN IP4 {}\nm=message {} TCP/MSRP *\na=setup:passive\n}}}}}}}}}}",
+                    a.ue_y.ip(),
+                    a.ue_y.port() + i as u16
+                )
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    for r in &r3 {
+        ok(r, "Modify T2")?;
+    }
+    let r4 = m.transact_all(
+        &t1.iter()
+            .map(|(c, t, _)| {
+                format!(
+                    "C={c}{{MF={t}{{M{{ST=1{{O{{MO=SR}},R{{\nv=0\nc=IN IP4 {}\nm=message 9 TCP/MSRP *\na=setup:active\n}}}}}}}}}}",
+                    a.ue_x
+                )
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    for r in &r4 {
+        ok(r, "Modify T1")?;
+    }
+    println!(
+        "{n} calls set up in {:.0} ms ({} transactions)",
+        t.elapsed().as_secs_f64() * 1e3,
+        4 * n
+    );
+    let mut farm_x = spawn(
+        &a.ue_x_netns,
+        &[
+            "--connect-stdin".into(),
+            "--bytes".into(),
+            a.bytes.to_string(),
+        ],
+        true,
+    )?;
+    {
+        let mut stdin = farm_x.stdin.take().context("farm stdin")?;
+        let access_ip = realm_ip(&r1[0])?;
+        for (_, _, port) in &t1 {
+            writeln!(stdin, "{access_ip}:{port}")?;
+        }
+    }
+    // Serve the MG while the farms move data.
+    let end = Instant::now() + Duration::from_secs(120);
+    let (mut x_done, mut y_done) = (None, None);
+    while x_done.is_none() || y_done.is_none() {
+        if Instant::now() > end {
+            bail!("the farms did not finish");
+        }
+        m.receive(Instant::now() + Duration::from_millis(20))?;
+        if x_done.is_none() {
+            x_done = farm_x.try_wait()?;
+        }
+        if y_done.is_none() {
+            y_done = farm_y.try_wait()?;
+        }
+    }
+    if !x_done.is_some_and(|s| s.success()) || !y_done.is_some_and(|s| s.success()) {
+        bail!("a farm failed: UE-X {x_done:?}, UE-Y {y_done:?}");
+    }
+    println!(
+        "{n} calls moved {} bytes each way each, every byte checked",
+        a.bytes
+    );
+    let r5 = m.transact_all(
+        &t1.iter()
+            .zip(&t2)
+            .map(|((c, a1, _), (_, a2, _))| {
+                format!("C={c}{{S={a1}{{AT{{SA}}}},S={a2}{{AT{{SA}}}}}}")
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    let want = format!("\"{}\"", a.bytes);
+    for (i, r) in r5.iter().enumerate() {
+        ok(r, "Subtract")?;
+        let text = format!("{r:?}");
+        if text.matches(&want).count() != 4 {
+            bail!("call {i}: statistics are not {} each way: {text}", a.bytes);
+        }
+    }
+    println!("LOAD OK calls={n}");
+    Ok(())
+}
+
+/// The address in an Add reply's Local.
+fn realm_ip(r: &ReplyResult) -> Result<Ipv4Addr> {
+    let text = format!("{r:?}");
+    text.split("address: Value(\"")
+        .nth(1)
+        .and_then(|p| p.split('"').next())
+        .and_then(|p| p.parse().ok())
+        .context("no address in the Add reply")
+}
