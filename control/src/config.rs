@@ -63,6 +63,8 @@ pub struct Settings {
     pub shared_control_core: bool,
     /// Where H.248 is served (UDP).
     pub bind: SocketAddr,
+    /// Also serve H.248 over TCP (TPKT) on the bind address.
+    pub tcp: bool,
     /// Our mId; `[bind address]:port` when empty.
     pub mid: Option<String>,
     /// MGCs in order of preference.
@@ -115,6 +117,7 @@ impl Default for Settings {
             worker_cores: "1".into(),
             shared_control_core: false,
             bind: "127.0.0.1:2944".parse().expect("literal"),
+            tcp: false,
             mid: None,
             mgc: vec!["127.0.0.1:2945".parse().expect("literal")],
             profile: "ims-agw-iq".into(),

@@ -14,7 +14,7 @@ use crate::mg::{DataPlane, Mg, MgConfig};
 use crate::notify::{Notifier, NotifyCounters};
 use crate::registration::{Action, Registration, RegistrationConfig, State};
 use crate::transaction::{Millis, ReplyCache};
-use crate::transport::UdpTransport;
+use crate::transport::{Endpoints, TcpTransport, UdpTransport};
 
 /// The workers' command rings as the MG model's data plane, indexed by worker.
 pub struct Rings(pub Vec<ControlEnd>);
@@ -31,7 +31,8 @@ impl DataPlane for Rings {
 const BURST: usize = 64;
 
 pub struct ControlPlane {
-    transport: UdpTransport,
+    transport: Endpoints,
+    mgc_ips: Vec<std::net::IpAddr>,
     dispatcher: Dispatcher<Mg<Rings>>,
     registration: Registration,
     notifier: Notifier,
@@ -120,8 +121,12 @@ impl ControlPlane {
         reply_cache: usize,
     ) -> std::io::Result<Self> {
         mg.workers = rings.len().max(1);
-        let transport = UdpTransport::bind(bind)?;
-        let mgcs = reg.mgcs.iter().map(|a| a.ip()).collect();
+        let transport = Endpoints {
+            udp: UdpTransport::bind(bind)?,
+            tcp: None,
+        };
+        let mgc_ips: Vec<std::net::IpAddr> = reg.mgcs.iter().map(|a| a.ip()).collect();
+        let mgcs = mgc_ips.clone();
         let mut dispatcher = Dispatcher::new(
             Mg::new(mg, Rings(rings)),
             ReplyCache::new(reg.timers, reply_cache),
@@ -132,6 +137,7 @@ impl ControlPlane {
         dispatcher.set_registered(false);
         Ok(ControlPlane {
             transport,
+            mgc_ips,
             dispatcher,
             notifier: Notifier::new(reg.timers, reg.mid.clone()),
             provisional: reg.timers.provisional.as_millis() as Millis,
@@ -147,7 +153,17 @@ impl ControlPlane {
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.transport.local_addr()
+        self.transport.udp.local_addr()
+    }
+
+    /// Also serve H.248 over TCP with TPKT framing (H.248.1 D.2) on `addr`: the MGC's
+    /// requests on a connection are answered on it. Our own requests (ServiceChange, Notify)
+    /// still go by UDP.
+    pub fn enable_tcp(&mut self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let t = TcpTransport::bind(addr)?;
+        let local = t.local_addr()?;
+        self.transport.tcp = Some(t);
+        Ok(local)
     }
 
     pub fn is_registered(&self) -> bool {
@@ -237,37 +253,47 @@ impl ControlPlane {
             let w = if i == 0 { wait } else { Duration::ZERO };
             if !self
                 .transport
+                .udp
                 .poll(&mut self.dispatcher, now, w, |f| from_peer.push(f))?
             {
                 break;
             }
-            let outbox = &mut self.outbox;
-            for f in from_peer.drain(..) {
-                match f {
-                    FromPeer::Reply(r) => {
-                        if self.registration.reply(&r, now, &mut |a| outbox.push(a)) {
-                            continue;
-                        }
-                        match self.notifier.answer(&r) {
-                            Some(Some(hanging)) => {
-                                self.dispatcher.executor.release_hanging(&hanging)
-                            }
-                            Some(None) => {}
-                            None => tracing::debug!(tid = r.id, "reply to no request of ours"),
-                        }
-                    }
-                    FromPeer::Pending(tid) => {
-                        self.registration.pending(tid, now);
-                        self.notifier.pending(tid, now);
-                    }
-                }
-            }
-            self.apply_registration(now);
+            self.from_peer(&mut from_peer, now);
+        }
+        if let Some(tcp) = self.transport.tcp.as_mut() {
+            tcp.poll(&mut self.dispatcher, &self.mgc_ips, now, |f| {
+                from_peer.push(f)
+            })?;
+            self.from_peer(&mut from_peer, now);
         }
         // Events that arrived while the datagrams were handled.
         self.drain_events();
         self.flush(now);
         Ok(())
+    }
+
+    /// Replies and Pendings for our own requests; registration takes effect at once.
+    fn from_peer(&mut self, from_peer: &mut Vec<FromPeer>, now: Millis) {
+        let outbox = &mut self.outbox;
+        for f in from_peer.drain(..) {
+            match f {
+                FromPeer::Reply(r) => {
+                    if self.registration.reply(&r, now, &mut |a| outbox.push(a)) {
+                        continue;
+                    }
+                    match self.notifier.answer(&r) {
+                        Some(Some(hanging)) => self.dispatcher.executor.release_hanging(&hanging),
+                        Some(None) => {}
+                        None => tracing::debug!(tid = r.id, "reply to no request of ours"),
+                    }
+                }
+                FromPeer::Pending(tid) => {
+                    self.registration.pending(tid, now);
+                    self.notifier.pending(tid, now);
+                }
+            }
+        }
+        self.apply_registration(now);
     }
 
     fn drain_events(&mut self) {

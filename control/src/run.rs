@@ -37,6 +37,9 @@ pub struct RunArgs {
     /// UDP address H.248 is served on.
     #[arg(long)]
     bind: Option<std::net::SocketAddr>,
+    /// Also serve H.248 over TCP with TPKT framing on the bind address.
+    #[arg(long)]
+    tcp: bool,
     /// Our H.248 mId (default `[bind address]:port`).
     #[arg(long)]
     mid: Option<String>,
@@ -166,6 +169,9 @@ impl RunArgs {
         if self.shared_control_core {
             s.shared_control_core = true;
         }
+        if self.tcp {
+            s.tcp = true;
+        }
         if !self.mgcs.is_empty() {
             s.mgc = self.mgcs.clone();
         }
@@ -294,6 +300,13 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
         settings.reply_cache_entries.max(1024),
     )
     .with_context(|| format!("binding H.248 on {}", settings.bind))?;
+    if settings.tcp {
+        let bound = cp.local_addr()?;
+        let tcp = cp
+            .enable_tcp(bound)
+            .with_context(|| format!("binding H.248 over TCP on {bound}"))?;
+        tracing::info!(%tcp, "H.248 over TCP (TPKT)");
+    }
     cp.set_registration_retry(Duration::from_millis(
         settings.registration_retry_ms.max(100),
     ));

@@ -233,6 +233,45 @@ impl TcpTransport {
     }
 }
 
+impl TcpTransport {
+    /// Sends one message on the connection from `peer`; false if there is none (or it failed,
+    /// and is closed).
+    pub fn send_to(&mut self, peer: SocketAddr, bytes: &[u8]) -> bool {
+        let Some(i) = self.conns.iter().position(|c| c.peer == peer) else {
+            return false;
+        };
+        let mut out = Vec::with_capacity(bytes.len() + 4);
+        if tpkt_frame(bytes, &mut out).is_ok() && self.conns[i].stream.write_all(&out).is_ok() {
+            return true;
+        }
+        tracing::warn!(%peer, "H.248 TCP send failed; closing the connection");
+        self.conns.swap_remove(i);
+        false
+    }
+
+    pub fn has_peer(&self, peer: SocketAddr) -> bool {
+        self.conns.iter().any(|c| c.peer == peer)
+    }
+}
+
+/// The MG's H.248 endpoints: UDP always, TCP (TPKT) when enabled. Answers go back the way
+/// the request came: on the TCP connection from that peer if there is one, else by UDP.
+pub struct Endpoints {
+    pub udp: UdpTransport,
+    pub tcp: Option<TcpTransport>,
+}
+
+impl Endpoints {
+    pub fn send_to(&mut self, to: SocketAddr, bytes: &[u8]) {
+        if let Some(t) = self.tcp.as_mut() {
+            if t.has_peer(to) && t.send_to(to, bytes) {
+                return;
+            }
+        }
+        self.udp.send_to(to, bytes);
+    }
+}
+
 /// Adds the TPKT header to one message.
 pub fn tpkt_frame(message: &[u8], out: &mut Vec<u8>) -> Result<(), TpktError> {
     let total = message.len() + 4;

@@ -22,6 +22,7 @@ use dataplane::contract::{
 struct Harness {
     alg: UdpSocket,
     mg: SocketAddr,
+    mg_tcp: SocketAddr,
     commands: Arc<Mutex<Vec<Dp>>>,
     stop: Arc<AtomicBool>,
     threads: Vec<thread::JoinHandle<()>>,
@@ -123,6 +124,7 @@ fn harness() -> Harness {
     )
     .unwrap();
     let mg = cp.local_addr().unwrap();
+    let mg_tcp = cp.enable_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let commands = Arc::new(Mutex::new(Vec::new()));
     let control = {
@@ -144,6 +146,7 @@ fn harness() -> Harness {
     let h = Harness {
         alg,
         mg,
+        mg_tcp,
         commands,
         stop,
         threads: vec![control, worker],
@@ -319,4 +322,48 @@ fn seed_flow_through_udp_with_a_worker_double() {
 #[test]
 fn merge_mode_through_udp_with_a_worker_double() {
     run_scenario(true);
+}
+
+#[test]
+fn an_mgc_on_tcp_gets_its_answers_on_the_connection() {
+    use std::io::{Read, Write};
+    let h = harness();
+    let mut tcp = std::net::TcpStream::connect(h.mg_tcp).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut framed = |text: &str| -> String {
+        let mut out = Vec::new();
+        control::transport::tpkt_frame(text.as_bytes(), &mut out).unwrap();
+        tcp.write_all(&out).unwrap();
+        let mut head = [0u8; 4];
+        tcp.read_exact(&mut head).unwrap();
+        assert_eq!(head[0], 3, "TPKT version");
+        let len = u16::from_be_bytes([head[2], head[3]]) as usize - 4;
+        let mut body = vec![0u8; len];
+        tcp.read_exact(&mut body).unwrap();
+        String::from_utf8(body).unwrap()
+    };
+    let r = framed(&format!(
+        "{} T=1{{C=${{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=access}},{ADD_LOCAL}}}}}}}}}}}",
+        h.hdr
+    ));
+    assert!(r.contains("P=1") && r.contains("tcp/access/"), "{r}");
+    let term = r
+        .split("A=")
+        .nth(1)
+        .unwrap()
+        .split('{')
+        .next()
+        .unwrap()
+        .to_string();
+    let ctx = r
+        .split("C=")
+        .nth(1)
+        .unwrap()
+        .split('{')
+        .next()
+        .unwrap()
+        .to_string();
+    // The Subtract's reply waits for the worker's statistics and still comes back on TCP.
+    let r = framed(&format!("{} T=2{{C={ctx}{{S={term}{{AT{{SA}}}}}}}}", h.hdr));
+    assert!(r.contains("P=2") && r.contains("nt/os=2000"), "{r}");
 }
