@@ -258,13 +258,13 @@ impl ControlPlane {
             {
                 break;
             }
-            self.from_peer(&mut from_peer, now);
+            self.take_peer_answers(&mut from_peer, now);
         }
         if let Some(tcp) = self.transport.tcp.as_mut() {
             tcp.poll(&mut self.dispatcher, &self.mgc_ips, now, |f| {
                 from_peer.push(f)
             })?;
-            self.from_peer(&mut from_peer, now);
+            self.take_peer_answers(&mut from_peer, now);
         }
         // Events that arrived while the datagrams were handled.
         self.drain_events();
@@ -273,7 +273,7 @@ impl ControlPlane {
     }
 
     /// Replies and Pendings for our own requests; registration takes effect at once.
-    fn from_peer(&mut self, from_peer: &mut Vec<FromPeer>, now: Millis) {
+    fn take_peer_answers(&mut self, from_peer: &mut Vec<FromPeer>, now: Millis) {
         let outbox = &mut self.outbox;
         for f in from_peer.drain(..) {
             match f {
