@@ -22,8 +22,12 @@ UEY_IP=198.18.200.50
 MESSAGES=${MESSAGES:-300}
 WORK=$(mktemp -d)
 AGW_PID=""
+CAP_PID=""
 
 cleanup() {
+  if [ -n "$CAP_PID" ]; then
+    kill -INT "$CAP_PID" 2>/dev/null || true
+  fi
   if [ -n "$AGW_PID" ] && kill -0 "$AGW_PID" 2>/dev/null; then
     kill -TERM "$AGW_PID" 2>/dev/null || true
     wait "$AGW_PID" 2>/dev/null || true
@@ -108,6 +112,7 @@ flow() {
     --ue-x-netns "$UEX" --ue-y-netns "$UEY" --messages "$MESSAGES" $sim_flags || fail "call flow ($variant)"
   sleep 0.5
   kill -INT "$CAP_PID"; wait "$CAP_PID" || true
+  CAP_PID=""
 
   section "[$variant] tshark decodes every H.248 message of the flow without malformed-packet errors"
   decode=(tshark -r "$WORK/h248-$variant.pcapng" -d udp.port==2945,megaco -d udp.port==2944,megaco)
