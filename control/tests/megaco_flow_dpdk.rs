@@ -84,37 +84,12 @@ fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
 
     // imsagw on its own tap, which then joins the bridge.
     let tap = format!("immf{id}");
-    let mut agw = Reap(
-        Command::new(env!("CARGO_BIN_EXE_imsagw"))
-            .args([
-                "run",
-                "--bind",
-                "127.0.0.1:0",
-                "--mgc",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .arg("--status-socket")
-            .arg(dir.join("status.sock"))
-            .args([
-                "--",
-                "-l",
-                "0",
-                "--no-huge",
-                "--no-pci",
-                "--no-shconf",
-                "--no-telemetry",
-                "-m",
-                "256",
-            ])
-            .arg(format!("--vdev=net_tap0,iface={tap}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let (agw, agw_lines, agw_seen) = start_imsagw(
+        &tap,
+        &format!("127.0.0.1:{port}"),
+        &dir.join("status.sock"),
+        &[],
     );
-    let agw_lines = lines_of(&mut agw.0, true);
-    let mut agw_seen = Vec::new();
-    expect(&agw_lines, "imsagw running", &mut agw_seen);
     bridge_tap(&tap, &lan);
 
     // The MGC adds and modifies; UE-X connects to T1 once it is told where.
@@ -162,22 +137,6 @@ fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    sh(&["kill", "-TERM", &agw.0.id().to_string()]);
-    let end = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = agw.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < end, "imsagw did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    while let Ok(l) = agw_lines.try_recv() {
-        agw_seen.push(l);
-    }
-    assert!(status.success(), "imsagw: {agw_seen:?}");
-    assert!(
-        agw_seen.iter().any(|l| l.contains("mbufs_in_use=0")),
-        "{agw_seen:?}"
-    );
+    stop_imsagw(agw, agw_lines, agw_seen);
     let _ = std::fs::remove_dir_all(&dir);
 }

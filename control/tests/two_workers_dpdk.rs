@@ -5,8 +5,7 @@
 //! kernel spreads the flows over both tap queues and the workers hand frames to each other;
 //! no mbuf is left at the end. Needs root.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 mod hosts;
 use hosts::*;
@@ -25,37 +24,12 @@ fn two_workers_carry_200_calls_through_h248() {
         .port();
     let tap = format!("im2w{id}");
     let sock = dir.join("status.sock");
-    let mut agw = Reap(
-        Command::new(env!("CARGO_BIN_EXE_imsagw"))
-            .args(["run", "--worker-cores", "0,1", "--shared-control-core"])
-            .args([
-                "--bind",
-                "127.0.0.1:0",
-                "--mgc",
-                &format!("127.0.0.1:{alg_port}"),
-            ])
-            .arg("--status-socket")
-            .arg(&sock)
-            .args([
-                "--",
-                "-l",
-                "0",
-                "--no-huge",
-                "--no-pci",
-                "--no-shconf",
-                "--no-telemetry",
-                "-m",
-                "256",
-            ])
-            .arg(format!("--vdev=net_tap0,iface={tap}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let (agw, agw_lines, agw_seen) = start_imsagw(
+        &tap,
+        &format!("127.0.0.1:{alg_port}"),
+        &sock,
+        &["--worker-cores", "0,1", "--shared-control-core"],
     );
-    let agw_lines = lines_of(&mut agw.0, true);
-    let mut agw_seen = Vec::new();
-    expect(&agw_lines, "imsagw running", &mut agw_seen);
     bridge_tap(&tap, &lan);
 
     let out = Command::new(env!("CARGO_BIN_EXE_imsagw-sim"))
@@ -112,22 +86,6 @@ fn two_workers_carry_200_calls_through_h248() {
     assert_eq!(dropped, 0, "{v}");
     eprintln!("workers: {}", serde_json::to_string(workers).unwrap());
 
-    sh(&["kill", "-TERM", &agw.0.id().to_string()]);
-    let end = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = agw.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < end, "imsagw did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    while let Ok(l) = agw_lines.try_recv() {
-        agw_seen.push(l);
-    }
-    assert!(status.success(), "imsagw: {agw_seen:?}");
-    assert!(
-        agw_seen.iter().any(|l| l.contains("mbufs_in_use=0")),
-        "{agw_seen:?}"
-    );
+    stop_imsagw(agw, agw_lines, agw_seen);
     let _ = std::fs::remove_dir_all(&dir);
 }

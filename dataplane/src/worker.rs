@@ -286,8 +286,10 @@ impl<P: Port> Worker<P> {
         if self.device.port_mut().rx_burst(&mut burst) > 0 {
             busy = true;
             for frame in burst.drain(..) {
-                if let Some(frame) = self.hand_off(frame) {
-                    self.ingress(frame, now);
+                // Classified once, for the hand-off and for the demux.
+                let class = classify(frame.data());
+                if let Some(frame) = self.hand_off(frame, class) {
+                    self.ingress(frame, class, now);
                 }
             }
         }
@@ -297,7 +299,8 @@ impl<P: Port> Worker<P> {
                 let Some(frame) = inbox.pop() else { break };
                 busy = true;
                 self.counters.handed_in += 1;
-                self.ingress(frame, now);
+                let class = classify(frame.data());
+                self.ingress(frame, class, now);
             }
         }
 
@@ -365,11 +368,11 @@ impl<P: Port> Worker<P> {
     }
 
     /// Frames of another worker go to it (`None`); ARP is also copied to the others.
-    fn hand_off(&mut self, frame: P::Buf) -> Option<P::Buf> {
+    fn hand_off(&mut self, frame: P::Buf, class: FrameClass) -> Option<P::Buf> {
         let Some(h) = &self.handoff else {
             return Some(frame);
         };
-        match classify(frame.data()) {
+        match class {
             FrameClass::Tcp { dst, .. } | FrameClass::Udp { dst, .. }
                 if self.table.serves(dst.0) =>
             {
@@ -452,9 +455,8 @@ impl<P: Port> Worker<P> {
 
     // ---- ingress ----
 
-    fn ingress(&mut self, frame: P::Buf, now: Instant) {
+    fn ingress(&mut self, frame: P::Buf, class: FrameClass, now: Instant) {
         self.counters.rx_frames += 1;
-        let class = classify(frame.data());
         let leg_idx = match class {
             FrameClass::Tcp { src, dst, syn_only } => match self.table.get(dst.0, dst.1) {
                 Some(idx) => {

@@ -81,3 +81,46 @@ pub fn iface_name(prefix: &str) -> String {
     n.truncate(15);
     n
 }
+
+/// The two UEs of the seed's flow as Linux hosts: namespaces `{prefix}-uex` (198.18.100.7/15)
+/// and `{prefix}-uey` (198.18.200.50/15) on veths into a bridge in `{prefix}-lan`, which also
+/// takes the DPDK tap `tap` (its kernel side gets a MAC of its own: net_tap gives it the DPDK
+/// port's, and a bridge would keep every frame for that MAC to itself).
+pub struct UeLan {
+    pub lan: NetNs,
+    pub uex: NetNs,
+    pub uey: NetNs,
+}
+
+impl UeLan {
+    pub fn new(prefix: &str, tap: &str) -> Result<UeLan> {
+        let lan = NetNs::new(&format!("{prefix}-lan"))?;
+        let uex = NetNs::new(&format!("{prefix}-uex"))?;
+        let uey = NetNs::new(&format!("{prefix}-uey"))?;
+        run("ip", &["link", "set", tap, "netns", &lan.name])?;
+        lan.exec(
+            "ip",
+            &["link", "set", "dev", tap, "address", "02:00:00:00:00:fe"],
+        )?;
+        lan.exec("ip", &["link", "add", "br0", "type", "bridge"])?;
+        lan.exec("ip", &["link", "set", tap, "master", "br0"])?;
+        for (ns, ip, v) in [
+            (&uex, "198.18.100.7/15", "vx"),
+            (&uey, "198.18.200.50/15", "vy"),
+        ] {
+            lan.exec(
+                "ip",
+                &[
+                    "link", "add", v, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+                ],
+            )?;
+            lan.exec("ip", &["link", "set", v, "master", "br0"])?;
+            lan.exec("ip", &["link", "set", v, "up"])?;
+            ns.exec("ip", &["addr", "add", ip, "dev", "eth0"])?;
+            ns.exec("ip", &["link", "set", "eth0", "up"])?;
+        }
+        lan.exec("ip", &["link", "set", tap, "up"])?;
+        lan.exec("ip", &["link", "set", "br0", "up"])?;
+        Ok(UeLan { lan, uex, uey })
+    }
+}

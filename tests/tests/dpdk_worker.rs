@@ -14,7 +14,7 @@ use dataplane::contract::*;
 use dataplane::dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
 use dataplane::testbed::fill_pattern;
 use dataplane::worker::{Worker, WorkerConfig};
-use imsagw_tests::{eal_args, iface_name, run, NetNs};
+use imsagw_tests::{eal_args, iface_name, UeLan};
 use smoltcp::wire::Ipv4Cidr;
 
 const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
@@ -41,41 +41,9 @@ fn twenty_megabytes_through_a_proxied_pair_between_kernel_peers() {
     let dev = EthDev::start(eal, port_id, &EthDevConfig::default(), pool.clone()).unwrap();
     let port = dev.queue(0).unwrap();
 
-    // A bridge in its own namespace joins the tap and one veth per UE.
-    let lan = NetNs::new("imsagw-lan").unwrap();
-    let uex = NetNs::new("imsagw-uex").unwrap();
-    let uey = NetNs::new("imsagw-uey").unwrap();
-    run("ip", &["link", "set", &tap, "netns", &lan.name]).unwrap();
-    // net_tap gives the kernel side of the tap the DPDK port's own MAC; a bridge would then
-    // keep every frame for that MAC to itself. The kernel side gets a MAC of its own.
-    lan.exec(
-        "ip",
-        &["link", "set", "dev", &tap, "address", "02:00:00:00:00:fe"],
-    )
-    .unwrap();
-    lan.exec("ip", &["link", "add", "br0", "type", "bridge"])
-        .unwrap();
-    lan.exec("ip", &["link", "set", &tap, "master", "br0"])
-        .unwrap();
-    for (ns, ip, v) in [
-        (&uex, "198.18.100.7/15", "vx"),
-        (&uey, "198.18.200.50/15", "vy"),
-    ] {
-        lan.exec(
-            "ip",
-            &[
-                "link", "add", v, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
-            ],
-        )
-        .unwrap();
-        lan.exec("ip", &["link", "set", v, "master", "br0"])
-            .unwrap();
-        lan.exec("ip", &["link", "set", v, "up"]).unwrap();
-        ns.exec("ip", &["addr", "add", ip, "dev", "eth0"]).unwrap();
-        ns.exec("ip", &["link", "set", "eth0", "up"]).unwrap();
-    }
-    lan.exec("ip", &["link", "set", &tap, "up"]).unwrap();
-    lan.exec("ip", &["link", "set", "br0", "up"]).unwrap();
+    // UE-X and UE-Y as Linux hosts, bridged to the tap.
+    let hosts = UeLan::new("imsagw", &tap).unwrap();
+    let (uex, uey) = (&hosts.uex, &hosts.uey);
 
     let (control, worker_end) = rings(256);
     let stop = Arc::new(AtomicBool::new(false));

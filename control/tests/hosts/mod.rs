@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
@@ -134,4 +135,62 @@ pub fn bridge_tap(tap: &str, lan: &str) {
         "ip", "netns", "exec", lan, "ip", "link", "set", tap, "master", "br0",
     ]);
     sh(&["ip", "netns", "exec", lan, "ip", "link", "set", tap, "up"]);
+}
+
+/// `imsagw run` on its own net_tap `tap` (no NIC, no hugepages), H.248 on loopback towards
+/// the MGC at `mgc`, with `extra` flags; returns once it runs, with its log lines.
+pub fn start_imsagw(
+    tap: &str,
+    mgc: &str,
+    status: &Path,
+    extra: &[&str],
+) -> (Reap, Receiver<String>, Vec<String>) {
+    let mut agw = Reap(
+        Command::new(env!("CARGO_BIN_EXE_imsagw"))
+            .args(["run", "--bind", "127.0.0.1:0", "--mgc", mgc])
+            .args(extra)
+            .arg("--status-socket")
+            .arg(status)
+            .args([
+                "--",
+                "-l",
+                "0",
+                "--no-huge",
+                "--no-pci",
+                "--no-shconf",
+                "--no-telemetry",
+                "-m",
+                "256",
+            ])
+            .arg(format!("--vdev=net_tap0,iface={tap}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = lines_of(&mut agw.0, true);
+    let mut seen = Vec::new();
+    expect(&lines, "imsagw running", &mut seen);
+    (agw, lines, seen)
+}
+
+/// SIGTERM: imsagw must exit 0 with every mbuf back in its pool.
+pub fn stop_imsagw(mut agw: Reap, lines: Receiver<String>, mut seen: Vec<String>) {
+    sh(&["kill", "-TERM", &agw.0.id().to_string()]);
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = agw.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "imsagw did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    while let Ok(l) = lines.try_recv() {
+        seen.push(l);
+    }
+    assert!(status.success(), "imsagw: {seen:?}");
+    assert!(
+        seen.iter().any(|l| l.contains("mbufs_in_use=0")),
+        "{seen:?}"
+    );
 }
