@@ -164,6 +164,8 @@ pub struct Mg<D: DataPlane> {
     notifications: Vec<Notification>,
     /// `it/ito` armed on ROOT: request ID and the maximum inactivity in ms.
     inactivity: Option<(u32, Millis)>,
+    /// The earliest heartbeat due (`Millis::MAX`: none armed).
+    heartbeat_due: Millis,
 }
 
 type Fail = ErrorDescriptor;
@@ -208,6 +210,7 @@ impl<D: DataPlane> Mg<D> {
             deferred: Vec::new(),
             notifications: Vec::new(),
             inactivity: None,
+            heartbeat_due: Millis::MAX,
         }
     }
 
@@ -446,12 +449,18 @@ impl<D: DataPlane> Mg<D> {
     pub fn notifications(&mut self) -> std::vec::Drain<'_, Notification> {
         let now = self.now;
         let every = self.cfg.heartbeat.as_millis() as Millis;
+        // The terminations are walked only when the earliest heartbeat is due.
+        if now < self.heartbeat_due {
+            return self.notifications.drain(..);
+        }
+        self.heartbeat_due = Millis::MAX;
         for t in self.terms.values_mut() {
-            let Some(next) = t.next_heartbeat else {
+            let Some(mut next) = t.next_heartbeat else {
                 continue;
             };
             if next <= now {
-                t.next_heartbeat = Some(now + every);
+                next = now + every;
+                t.next_heartbeat = Some(next);
                 if let Some((rid, _)) = &t.events {
                     self.notifications.push(Notification {
                         context: ContextId::Id(t.context),
@@ -462,6 +471,7 @@ impl<D: DataPlane> Mg<D> {
                     });
                 }
             }
+            self.heartbeat_due = self.heartbeat_due.min(next);
         }
         self.notifications.drain(..)
     }
@@ -705,12 +715,15 @@ impl<D: DataPlane> Mg<D> {
         Ok(found)
     }
 
-    fn arm(&self, t: &mut Term, events: Option<Option<Armed>>) {
+    fn arm(&mut self, t: &mut Term, events: Option<Option<Armed>>) {
         let Some(events) = events else { return };
         let beats = events
             .as_ref()
             .is_some_and(|(_, names)| names.contains(&unconfirmed::HEARTBEAT));
         t.next_heartbeat = beats.then(|| self.now + self.cfg.heartbeat.as_millis() as Millis);
+        if let Some(next) = t.next_heartbeat {
+            self.heartbeat_due = self.heartbeat_due.min(next);
+        }
         t.events = events;
     }
 
