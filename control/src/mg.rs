@@ -975,6 +975,7 @@ impl<D: DataPlane> Mg<D> {
                 accept,
                 timers: self.cfg.timers,
                 tls,
+                framing: Framing::Agnostic,
             },
         ) {
             return Err(fail(510, "data plane busy"));

@@ -161,6 +161,7 @@ fn seed_steps_2_to_20_drive_the_data_plane_like_the_annex_says() {
         accept: Accept::Gate("203.0.113.50".parse().unwrap()),
         timers: LegTimers::default(),
         tls: None,
+        framing: Framing::Agnostic,
     }));
     assert!(cmds.contains(&Dp::Start {
         key: k1,
@@ -168,6 +169,7 @@ fn seed_steps_2_to_20_drive_the_data_plane_like_the_annex_says() {
         accept: Accept::Gate("203.0.113.7".parse().unwrap()),
         timers: LegTimers::default(),
         tls: None,
+        framing: Framing::Agnostic,
     }));
     // Mode: Inactive at Add (gate closed), SendReceive at Modify (gate open).
     assert_eq!(

@@ -168,6 +168,7 @@ fn worker_handshakes(agw: &TlsConfig, ue: &TlsConfig, batches: usize) -> f64 {
                 accept: Accept::Latch,
                 timers: LegTimers::default(),
                 tls: Some(agw.clone()),
+                framing: Framing::Agnostic,
             });
             keys.push(k);
             ues.push(p);
@@ -356,6 +357,7 @@ fn worker_relay(
         accept: Accept::Latch,
         timers: LegTimers::default(),
         tls: y.map(|(agw_y, _)| agw_y.clone()),
+        framing: Framing::Agnostic,
     });
     rig.send(Command::Start {
         key: t1,
@@ -363,6 +365,7 @@ fn worker_relay(
         accept: Accept::Latch,
         timers: LegTimers::default(),
         tls: Some(agw.clone()),
+        framing: Framing::Agnostic,
     });
     rig.send(Command::Join { a: t1, b: t2 });
     rig.step();

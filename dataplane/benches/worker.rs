@@ -100,6 +100,7 @@ impl Rig {
                     accept: Accept::Gate(UE_X),
                     timers: LegTimers::default(),
                     tls: None,
+                    framing: Framing::Agnostic,
                 },
                 Command::Start {
                     key: key(i, 2),
@@ -109,6 +110,7 @@ impl Rig {
                     accept: Accept::Gate(UE_Y),
                     timers: LegTimers::default(),
                     tls: None,
+                    framing: Framing::Agnostic,
                 },
                 Command::Join {
                     a: key(i, 1),

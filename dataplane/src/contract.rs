@@ -8,6 +8,8 @@ use std::sync::Arc;
 use crossbeam_queue::ArrayQueue;
 use smoltcp::time::Duration;
 
+pub use crate::framing::{AppStats, Framing, Violation};
+
 /// Which termination a leg belongs to: the control thread's handle, opaque to the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TerminationKey {
@@ -88,6 +90,9 @@ pub enum Command {
         timers: LegTimers,
         /// Terminate TLS on this leg (towards the UE), with the peer pinned by fingerprint.
         tls: Option<crate::tls::TlsConfig>,
+        /// Understand the payload (MSRP, BFCP): both directions of the pair are framed,
+        /// limited and counted when either leg asks for it.
+        framing: Framing,
     },
     /// Cut payload through between two terminations of one context once both are up.
     Join {
@@ -118,6 +123,8 @@ pub struct LegStats {
     pub established_at_ms: Option<i64>,
     /// The peer's address once connected (the latched address for a latching leg).
     pub remote: Option<SocketAddrV4>,
+    /// MSRP or BFCP counters of an application-aware pair.
+    pub app: AppStats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +140,8 @@ pub enum ReleaseCause {
     IdleTimeout,
     /// The TLS handshake or a record failed (see `TlsFailed`).
     TlsFailed,
+    /// The peer broke MSRP or BFCP framing or a limit (see `Violation`); the pair is reset.
+    Violation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +196,12 @@ pub enum Event {
     TlsFailed {
         key: TerminationKey,
         failure: crate::tls::TlsFailure,
+    },
+    /// The leg's peer broke MSRP or BFCP framing or a limit: the pair is reset and both legs
+    /// report `Closed`.
+    Violation {
+        key: TerminationKey,
+        violation: Violation,
     },
     /// Answer to `Audit`.
     Stats {

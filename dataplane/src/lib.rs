@@ -7,6 +7,7 @@ pub mod demux;
 pub mod device;
 pub mod dpdk;
 pub mod echo;
+pub mod framing;
 pub mod legpoll;
 pub mod memlink;
 pub mod port;

@@ -21,9 +21,10 @@ use smoltcp::wire::{
 use crate::contract::*;
 use crate::demux::{classify, FrameClass, PortTable};
 use crate::device::SmolDevice;
+use crate::framing::{Framer, Framing, FramingLimits, Violation};
 use crate::legpoll::{self, ceil_ms};
 use crate::port::{Burst, PacketBuf, Port};
-use crate::tls::{TlsConfig, TlsFailure, TlsSession};
+use crate::tls::{TlsConfig, TlsFailure, TlsSession, PLAINTEXT_LIMIT};
 use crate::wheel::TimerWheel;
 
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct WorkerConfig {
     pub commands_per_poll: usize,
     /// How long a released leg may take to close gracefully before it is reset.
     pub release_drain: Duration,
+    /// Limits of MSRP- and BFCP-aware legs.
+    pub framing: FramingLimits,
 }
 
 impl Default for WorkerConfig {
@@ -52,6 +55,7 @@ impl Default for WorkerConfig {
             max_legs: 1 << 20,
             commands_per_poll: 64,
             release_drain: Duration::from_secs(2),
+            framing: FramingLimits::default(),
         }
     }
 }
@@ -77,6 +81,9 @@ pub struct WorkerCounters {
     pub handed_in: u64,
     /// Frames for another worker dropped because its inbox was full (or no buffer for a copy).
     pub handoff_dropped: u64,
+    /// Pairs closed because an MSRP- or BFCP-aware leg's peer broke framing or a limit.
+    pub msrp_violations: u64,
+    pub bfcp_violations: u64,
 }
 
 /// One worker's end of the software hand-off between the workers of a port: bounded inboxes,
@@ -140,6 +147,10 @@ struct Leg {
     tls: Option<Box<TlsSession>>,
     /// close_notify is queued: close TCP once rustls has written it out.
     close_after_flush: bool,
+    /// MSRP or BFCP awareness asked for by the control plane.
+    framing: Framing,
+    /// Frames what this leg's peer sends, once the pair is cut through and aware.
+    framer: Option<Box<Framer>>,
 }
 
 impl Leg {
@@ -152,6 +163,15 @@ impl Leg {
         self.state == LegState::Established
             && (self.tls_config.is_none() || self.tls.as_ref().is_some_and(|t| !t.is_handshaking()))
     }
+}
+
+/// What `Command::Start` gives a reserved leg.
+struct StartSpec {
+    role: LegRole,
+    accept: Accept,
+    timers: LegTimers,
+    tls: Option<TlsConfig>,
+    framing: Framing,
 }
 
 /// Plaintext moved between two TLS legs per step (below the send limit, so it always fits).
@@ -533,7 +553,18 @@ impl<P: Port> Worker<P> {
                 accept,
                 timers,
                 tls,
-            } => self.start(key, role, accept, timers, tls, now),
+                framing,
+            } => self.start(
+                key,
+                StartSpec {
+                    role,
+                    accept,
+                    timers,
+                    tls,
+                    framing,
+                },
+                now,
+            ),
             Command::Join { a, b } => {
                 let (Some(&ia), Some(&ib)) = (self.keys.get(&a), self.keys.get(&b)) else {
                     let key = if self.keys.contains_key(&a) { b } else { a };
@@ -652,20 +683,21 @@ impl<P: Port> Worker<P> {
             tls_config: None,
             tls: None,
             close_after_flush: false,
+            framing: Framing::Agnostic,
+            framer: None,
         });
         self.keys.insert(key, idx);
         self.live_legs += 1;
     }
 
-    fn start(
-        &mut self,
-        key: TerminationKey,
-        role: LegRole,
-        accept: Accept,
-        timers: LegTimers,
-        tls: Option<TlsConfig>,
-        now: Instant,
-    ) {
+    fn start(&mut self, key: TerminationKey, spec: StartSpec, now: Instant) {
+        let StartSpec {
+            role,
+            accept,
+            timers,
+            tls,
+            framing,
+        } = spec;
         let Some(&idx) = self.keys.get(&key) else {
             return self.emit(Event::Rejected {
                 key,
@@ -685,6 +717,7 @@ impl<P: Port> Worker<P> {
         leg.accept = accept;
         leg.last_payload = now;
         leg.tls_config = tls;
+        leg.framing = framing;
         let (ip, port) = leg.local;
         let result = match role {
             LegRole::Passive => {
@@ -956,7 +989,14 @@ impl<P: Port> Worker<P> {
             return;
         };
         let partner = leg.partner.take();
-        let reset = cause == ReleaseCause::PeerReset || cause == ReleaseCause::IdleTimeout;
+        let reset = matches!(
+            cause,
+            ReleaseCause::PeerReset | ReleaseCause::IdleTimeout | ReleaseCause::Violation
+        );
+        if cause == ReleaseCause::Violation {
+            // Nothing more from or to a peer that broke the protocol.
+            leg.socket().abort();
+        }
         leg.state = LegState::Closing;
         leg.deadline = Some(now + self.cfg.release_drain);
         let (key, stats, reported) = (leg.key, leg.stats, leg.reported);
@@ -965,6 +1005,16 @@ impl<P: Port> Worker<P> {
             self.emit(Event::Closed { key, cause, stats });
         }
         if let Some(p) = partner {
+            if cause == ReleaseCause::Violation {
+                // The partner did nothing wrong: it reports its end as the partner's.
+                if let Some(pl) = self.legs[p as usize].as_mut() {
+                    pl.partner = None;
+                    pl.socket().abort();
+                }
+                self.end_leg(p, ReleaseCause::PartnerGone, now);
+                self.mark(idx);
+                return;
+            }
             if let Some(pl) = self.legs[p as usize].as_mut() {
                 pl.partner = None;
                 if reset {
@@ -1011,23 +1061,59 @@ impl<P: Port> Worker<P> {
         let first_report = !a.cut_through_reported;
         a.cut_through_reported = true;
         b.cut_through_reported = true;
+        // An aware pair frames both directions, whichever leg asked for it.
+        let framing = match a.framing {
+            Framing::Agnostic => b.framing,
+            f => f,
+        };
+        for leg in [&mut *a, &mut *b] {
+            if leg.framer.is_none() {
+                leg.framer =
+                    Framer::new(framing, &self.cfg.framing, now.total_millis()).map(Box::new);
+            }
+        }
         let mut moved = 0;
         let scratch = &mut self.scratch;
         let mut from_tls_a = 0;
         let mut from_tls_b = 0;
+        let mut violation = None;
         if a.gate.receive && b.gate.send {
-            let n = pump(a, b, now, scratch);
-            if a.tls.is_some() {
-                from_tls_a = n;
+            match pump(a, b, now, scratch) {
+                Ok(n) => {
+                    if a.tls.is_some() {
+                        from_tls_a = n;
+                    }
+                    moved += n;
+                }
+                Err(v) => violation = Some((idx, v)),
             }
-            moved += n;
         }
-        if b.gate.receive && a.gate.send {
-            let n = pump(b, a, now, scratch);
-            if b.tls.is_some() {
-                from_tls_b = n;
+        if violation.is_none() && b.gate.receive && a.gate.send {
+            match pump(b, a, now, scratch) {
+                Ok(n) => {
+                    if b.tls.is_some() {
+                        from_tls_b = n;
+                    }
+                    moved += n;
+                }
+                Err(v) => violation = Some((p, v)),
             }
-            moved += n;
+        }
+        if let Some((offender, v)) = violation {
+            let key = if offender == idx { a.key } else { b.key };
+            match v {
+                Violation::Msrp(_) => self.counters.msrp_violations += 1,
+                Violation::Bfcp(_) => self.counters.bfcp_violations += 1,
+            }
+            tracing::warn!(
+                ?key,
+                protocol = v.protocol(),
+                violation = v.token(),
+                "peer broke framing; pair reset"
+            );
+            self.emit(Event::Violation { key, violation: v });
+            self.end_leg(offender, ReleaseCause::Violation, now);
+            return;
         }
         // The peer of `a` closed its sending side and everything it sent is forwarded: pass
         // the FIN on (half-close), and the same the other way.
@@ -1122,10 +1208,35 @@ fn pass_fin(from: &mut Leg, to: &mut Leg) -> usize {
 }
 
 /// Copies what `from`'s peer sent into `to`'s send buffer, as much as fits, decrypting and
-/// encrypting on the way for TLS legs.
-fn pump(from: &mut Leg, to: &mut Leg, now: Instant, scratch: &mut [u8]) -> usize {
+/// encrypting on the way for TLS legs. An aware pair's framer sees each piece before it is
+/// forwarded; a piece it rejects is not forwarded.
+fn pump(
+    from: &mut Leg,
+    to: &mut Leg,
+    now: Instant,
+    scratch: &mut [u8],
+) -> Result<usize, Violation> {
+    let before = from.framer.as_ref().map(|f| f.snapshot());
+    let now_ms = now.total_millis();
+    let mut framer = from.framer.as_deref_mut();
+    let mut violation = None;
+    let mut observe = |piece: &[u8]| -> bool {
+        match framer.as_deref_mut().map(|f| f.feed(piece, now_ms)) {
+            Some(Err(v)) => {
+                violation = Some(v);
+                false
+            }
+            _ => true,
+        }
+    };
     let total = match (from.tls.as_mut(), to.tls.as_mut()) {
-        (None, None) => pump_plain(from, to),
+        (None, None) => pump_plain(
+            &mut from.set,
+            from.handle,
+            &mut to.set,
+            to.handle,
+            &mut observe,
+        ),
         (Some(tf), None) => {
             let tx = to.set.get_mut::<tcp::Socket>(to.handle);
             let mut total = 0;
@@ -1133,7 +1244,11 @@ fn pump(from: &mut Leg, to: &mut Leg, now: Instant, scratch: &mut [u8]) -> usize
                 let n = tx
                     .send(|buf| {
                         let n = tf.read_plaintext(buf);
-                        (n, n)
+                        if observe(&buf[..n]) {
+                            (n, n)
+                        } else {
+                            (0, 0)
+                        }
                     })
                     .unwrap_or(0);
                 if n == 0 {
@@ -1152,9 +1267,15 @@ fn pump(from: &mut Leg, to: &mut Leg, now: Instant, scratch: &mut [u8]) -> usize
                 if !tx.may_send() || tt.wants_write() || !rx.can_recv() {
                     break;
                 }
+                // Nothing is pending, so a piece up to the limit is taken whole.
                 let n = rx
                     .recv(|data| {
-                        let n = tt.write_plaintext(data);
+                        let piece = &data[..data.len().min(PLAINTEXT_LIMIT)];
+                        if !observe(piece) {
+                            return (0, 0);
+                        }
+                        let n = tt.write_plaintext(piece);
+                        debug_assert_eq!(n, piece.len());
                         (n, n)
                     })
                     .unwrap_or(0);
@@ -1177,7 +1298,7 @@ fn pump(from: &mut Leg, to: &mut Leg, now: Instant, scratch: &mut [u8]) -> usize
                     break;
                 }
                 let n = tf.read_plaintext(scratch);
-                if n == 0 {
+                if n == 0 || !observe(&scratch[..n]) {
                     break;
                 }
                 let taken = tt.write_plaintext(&scratch[..n]);
@@ -1188,22 +1309,36 @@ fn pump(from: &mut Leg, to: &mut Leg, now: Instant, scratch: &mut [u8]) -> usize
             total
         }
     };
+    if let (Some(before), Some(f)) = (before, from.framer.as_ref()) {
+        let after = f.snapshot();
+        from.stats.app.book(&before, &after, true);
+        to.stats.app.book(&before, &after, false);
+    }
+    if let Some(v) = violation {
+        return Err(v);
+    }
     if total > 0 {
         from.stats.octets_in += total as u64;
         to.stats.octets_out += total as u64;
         from.last_payload = now;
         to.last_payload = now;
     }
-    total
+    Ok(total)
 }
 
 /// Plain TCP to plain TCP: straight from one socket's receive ring into the other's send ring.
-fn pump_plain(from: &mut Leg, to: &mut Leg) -> usize {
-    let tx = to.set.get_mut::<tcp::Socket>(to.handle);
+fn pump_plain(
+    from: &mut SocketSet<'static>,
+    rx: SocketHandle,
+    to: &mut SocketSet<'static>,
+    tx: SocketHandle,
+    observe: &mut impl FnMut(&[u8]) -> bool,
+) -> usize {
+    let tx = to.get_mut::<tcp::Socket>(tx);
     if !tx.may_send() {
         return 0;
     }
-    let rx = from.set.get_mut::<tcp::Socket>(from.handle);
+    let rx = from.get_mut::<tcp::Socket>(rx);
     let mut total = 0;
     // The receive ring may wrap: at most two contiguous pieces.
     for _ in 0..2 {
@@ -1213,7 +1348,12 @@ fn pump_plain(from: &mut Leg, to: &mut Leg) -> usize {
         }
         let n = rx
             .recv(|data| {
-                let n = tx.send_slice(&data[..data.len().min(room)]).unwrap_or(0);
+                let piece = &data[..data.len().min(room)];
+                if !observe(piece) {
+                    return (0, 0);
+                }
+                let n = tx.send_slice(piece).unwrap_or(0);
+                debug_assert_eq!(n, piece.len());
                 (n, n)
             })
             .unwrap_or(0);

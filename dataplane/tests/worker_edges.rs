@@ -116,6 +116,7 @@ fn an_active_open_to_a_closed_port_is_refused() {
         accept: Accept::Gate(UE_Y),
         timers: timers(),
         tls: None,
+        framing: Framing::Agnostic,
     });
     b.wait_for(Duration::from_secs(5), |b| {
         b.has(|e| matches!(e, Event::ConnectFailed { .. }))
@@ -172,6 +173,7 @@ fn an_active_open_nobody_answers_times_out() {
         accept: Accept::Gate(UE_Y),
         timers: timers(),
         tls: None,
+        framing: Framing::Agnostic,
     });
     b.wait_for(Duration::from_secs(5), |b| {
         b.has(|e| matches!(e, Event::Established { key, .. } if *key == T2))
@@ -192,6 +194,7 @@ fn the_gate_refuses_a_wrong_source_and_accepts_the_right_one() {
         accept: Accept::Gate(UE_X),
         timers: timers(),
         tls: None,
+        framing: Framing::Agnostic,
     });
     b.run_for(Duration::from_millis(2));
     let intruder = b.ue_connect(sa(NAT, 40000), sa(AGW_ACCESS, 43500), 4096);
@@ -225,6 +228,7 @@ fn latching_accepts_a_natted_source_and_reports_it() {
         accept: Accept::Latch,
         timers: timers(),
         tls: None,
+        framing: Framing::Agnostic,
     });
     b.run_for(Duration::from_millis(2));
     b.ue_connect(sa(NAT, 61234), sa(AGW_ACCESS, 43600), 4096);
@@ -378,6 +382,7 @@ fn an_idle_pair_is_released_after_its_idle_timer() {
         accept: Accept::Gate(UE_Y),
         timers: idle,
         tls: None,
+        framing: Framing::Agnostic,
     });
     b.send(Command::Start {
         key: T1,
@@ -385,6 +390,7 @@ fn an_idle_pair_is_released_after_its_idle_timer() {
         accept: Accept::Latch,
         timers: idle,
         tls: None,
+        framing: Framing::Agnostic,
     });
     b.send(Command::Join { a: T1, b: T2 });
     b.run_for(Duration::from_millis(5));

@@ -99,6 +99,7 @@ fn seed_flow_proxy_mode_moves_100_mb_each_way_through_loss_and_reordering() {
         accept: Accept::Gate(UE_Y),
         timers: timers(),
         tls: None,
+        framing: Framing::Agnostic,
     });
     b.send(Command::Join { a: T1, b: T2 });
     b.wait_for(Duration::from_secs(10), |b| {
@@ -111,6 +112,7 @@ fn seed_flow_proxy_mode_moves_100_mb_each_way_through_loss_and_reordering() {
         accept: Accept::Gate(UE_X),
         timers: timers(),
         tls: None,
+        framing: Framing::Agnostic,
     });
     b.run_for(Duration::from_millis(5));
     let x = b.ue_connect(sa(UE_X, 5000), sa(AGW_ACCESS, 41000), 256 * 1024);
@@ -161,6 +163,7 @@ fn merge_mode_both_legs_passive() {
         accept: Accept::Latch,
         timers: timers(),
         tls: None,
+        framing: Framing::Agnostic,
     });
     b.send(Command::Start {
         key: T2,
@@ -168,6 +171,7 @@ fn merge_mode_both_legs_passive() {
         accept: Accept::Gate(UE_Y),
         timers: timers(),
         tls: None,
+        framing: Framing::Agnostic,
     });
     b.send(Command::Join { a: T1, b: T2 });
     b.run_for(Duration::from_millis(2));
@@ -207,6 +211,7 @@ fn active_active_mode_both_legs_connect_out() {
         accept: Accept::Gate(UE_X),
         timers: timers(),
         tls: None,
+        framing: Framing::Agnostic,
     });
     b.send(Command::Start {
         key: T2,
@@ -216,6 +221,7 @@ fn active_active_mode_both_legs_connect_out() {
         accept: Accept::Gate(UE_Y),
         timers: timers(),
         tls: None,
+        framing: Framing::Agnostic,
     });
     b.wait_for(Duration::from_secs(10), |b| {
         b.has(|e| matches!(e, Event::CutThrough { .. }))
@@ -241,6 +247,7 @@ fn nothing_is_forwarded_before_both_legs_are_up() {
         accept: Accept::Latch,
         timers: timers(),
         tls: None,
+        framing: Framing::Agnostic,
     });
     b.send(Command::Join { a: T1, b: T2 });
     b.run_for(Duration::from_millis(2));
@@ -268,6 +275,7 @@ fn nothing_is_forwarded_before_both_legs_are_up() {
         accept: Accept::Gate(UE_Y),
         timers: timers(),
         tls: None,
+        framing: Framing::Agnostic,
     });
     let mut got = Vec::new();
     b.run(Duration::from_secs(5), |b| {

@@ -72,6 +72,7 @@ fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
                 accept: Accept::Gate(UE_X),
                 timers: LegTimers::default(),
                 tls: None,
+                framing: Framing::Agnostic,
             },
             Command::Start {
                 key: key(i, 2),
@@ -81,6 +82,7 @@ fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
                 accept: Accept::Gate(UE_Y),
                 timers: LegTimers::default(),
                 tls: None,
+                framing: Framing::Agnostic,
             },
             Command::Join {
                 a: key(i, 1),

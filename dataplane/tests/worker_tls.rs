@@ -183,6 +183,7 @@ fn pair(
         accept: Accept::Gate(UE_Y),
         timers: timers(),
         tls: t2_tls,
+        framing: Framing::Agnostic,
     });
     let x = if x_connects {
         b.send(Command::Start {
@@ -191,6 +192,7 @@ fn pair(
             accept: Accept::Gate(UE_X),
             timers: timers(),
             tls: t1_tls,
+            framing: Framing::Agnostic,
         });
         b.send(Command::Join { a: t1, b: t2 });
         b.run_for(Duration::from_millis(5));
@@ -205,6 +207,7 @@ fn pair(
             accept: Accept::Gate(UE_X),
             timers: timers(),
             tls: t1_tls,
+            framing: Framing::Agnostic,
         });
         b.send(Command::Join { a: t1, b: t2 });
         x

@@ -183,6 +183,7 @@ fn openssl_ues_through_tls_legs_over_net_tap() {
             accept: Accept::Gate(UE_Y),
             timers: LegTimers::default(),
             tls: None,
+            framing: Framing::Agnostic,
         },
         Command::Start {
             key: t1,
@@ -190,6 +191,7 @@ fn openssl_ues_through_tls_legs_over_net_tap() {
             accept: Accept::Gate(UE_X),
             timers: LegTimers::default(),
             tls: Some(TlsConfig::new(&agw, None, vec![ue_fp.clone()]).unwrap()),
+            framing: Framing::Agnostic,
         },
     ] {
         control.commands.push(c).unwrap();
@@ -277,6 +279,7 @@ fn openssl_ues_through_tls_legs_over_net_tap() {
             accept: Accept::Gate(UE_X),
             timers: LegTimers::default(),
             tls: Some(TlsConfig::new(&agw, Some(UE_X), vec![ue_fp]).unwrap()),
+            framing: Framing::Agnostic,
         },
         Command::Start {
             key: t4,
@@ -284,6 +287,7 @@ fn openssl_ues_through_tls_legs_over_net_tap() {
             accept: Accept::Gate(UE_Y),
             timers: LegTimers::default(),
             tls: None,
+            framing: Framing::Agnostic,
         },
     ] {
         control.commands.push(c).unwrap();

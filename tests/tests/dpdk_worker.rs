@@ -126,6 +126,7 @@ fn twenty_megabytes_through_a_proxied_pair_between_kernel_peers() {
             accept: Accept::Gate(Ipv4Addr::new(198, 18, 200, 50)),
             timers: LegTimers::default(),
             tls: None,
+            framing: Framing::Agnostic,
         },
     ] {
         control.commands.push(c).unwrap();
@@ -143,6 +144,7 @@ fn twenty_megabytes_through_a_proxied_pair_between_kernel_peers() {
             accept: Accept::Gate(Ipv4Addr::new(198, 18, 100, 7)),
             timers: LegTimers::default(),
             tls: None,
+            framing: Framing::Agnostic,
         })
         .unwrap();
     thread::sleep(StdDuration::from_millis(50));

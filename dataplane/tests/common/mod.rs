@@ -221,6 +221,7 @@ impl Bed {
             accept: Accept::Gate(UE_Y),
             timers: timers(),
             tls: None,
+            framing: Framing::Agnostic,
         });
         self.send(Command::Start {
             key: T1,
@@ -228,6 +229,7 @@ impl Bed {
             accept: Accept::Gate(UE_X),
             timers: timers(),
             tls: None,
+            framing: Framing::Agnostic,
         });
         self.send(Command::Join { a: T1, b: T2 });
         self.run_for(Duration::from_millis(5));

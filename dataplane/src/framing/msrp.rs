@@ -1,0 +1,561 @@
+//! An incremental MSRP framer (RFC 4975) for the cut-through path. It is fed the bytes the
+//! worker is about to forward, in order and in whatever pieces TCP delivered them, and keeps
+//! only what it needs across pieces (the transaction id, a bounded prefix of the current
+//! header line, the progress of the end-line match). It never copies or rewrites a body.
+
+use super::TokenBucket;
+
+/// What an MSRP-aware leg accepts from its peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsrpLimits {
+    /// Start line plus header lines, with their line ends, of one request or response.
+    pub header_octets: u32,
+    /// Body of one SEND chunk. Other requests are held to RFC 4975's 10 240.
+    pub chunk_octets: u32,
+    /// Chunks of one message (one Message-ID) before it completes.
+    pub chunks_per_message: u32,
+    /// Requests and responses per second (a burst of one second's worth is allowed).
+    pub messages_per_second: u32,
+}
+
+impl Default for MsrpLimits {
+    fn default() -> Self {
+        MsrpLimits {
+            header_octets: 4096,
+            chunk_octets: 4 << 20,
+            chunks_per_message: 65_536,
+            messages_per_second: 2000,
+        }
+    }
+}
+
+/// RFC 4975 7.1: "Non-SEND request bodies MUST NOT be larger than 10240 octets."
+pub const NON_SEND_BODY_OCTETS: u64 = 10_240;
+
+/// Messages (Message-IDs) one direction may have in progress, interleaved, at once.
+pub const OPEN_MESSAGES: usize = 8;
+
+/// What one direction of an MSRP session carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MsrpCounters {
+    /// SEND requests: every chunk.
+    pub chunks: u64,
+    /// SEND chunks that completed a message (`$`).
+    pub messages: u64,
+    /// SEND chunks that aborted a message (`#`).
+    pub aborted: u64,
+    pub reports: u64,
+    /// Requests other than SEND and REPORT (AUTH, NICKNAME, extensions).
+    pub other_requests: u64,
+    /// Octets of request bodies.
+    pub body_octets: u64,
+    pub responses_2xx: u64,
+    pub responses_4xx: u64,
+    pub responses_5xx: u64,
+    /// Responses with any other status class.
+    pub responses_other: u64,
+}
+
+impl MsrpCounters {
+    /// Adds what happened between two snapshots of another counter set.
+    pub fn add_delta(&mut self, after: &Self, before: &Self) {
+        self.chunks += after.chunks - before.chunks;
+        self.messages += after.messages - before.messages;
+        self.aborted += after.aborted - before.aborted;
+        self.reports += after.reports - before.reports;
+        self.other_requests += after.other_requests - before.other_requests;
+        self.body_octets += after.body_octets - before.body_octets;
+        self.responses_2xx += after.responses_2xx - before.responses_2xx;
+        self.responses_4xx += after.responses_4xx - before.responses_4xx;
+        self.responses_5xx += after.responses_5xx - before.responses_5xx;
+        self.responses_other += after.responses_other - before.responses_other;
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.chunks + self.reports + self.other_requests
+    }
+
+    pub fn responses(&self) -> u64 {
+        self.responses_2xx + self.responses_4xx + self.responses_5xx + self.responses_other
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MsrpViolation {
+    #[error("a request or response does not start with `MSRP `")]
+    NotMsrp,
+    #[error("malformed start line (transaction id, method or status)")]
+    BadStartLine,
+    #[error("a line ends without CRLF")]
+    BadLineEnding,
+    #[error("start line and headers exceed the header limit")]
+    HeaderTooLarge,
+    #[error("malformed header line")]
+    MalformedHeader,
+    #[error("To-Path and From-Path are not the first headers")]
+    MissingPaths,
+    #[error("SEND without Message-ID")]
+    MissingMessageId,
+    #[error("a body without Content-Type")]
+    MissingContentType,
+    #[error("a response with a body")]
+    ResponseWithBody,
+    #[error("malformed end-line")]
+    BadEndLine,
+    #[error("chunk body over the limit")]
+    ChunkTooLarge,
+    #[error("non-SEND body over 10240 octets")]
+    BodyTooLarge,
+    #[error("too many chunks for one message")]
+    TooManyChunks,
+    #[error("too many messages in progress at once")]
+    TooManyOpenMessages,
+    #[error("requests and responses over the rate limit")]
+    RateExceeded,
+}
+
+impl MsrpViolation {
+    /// Short token for logs, statistics and the Notify.
+    pub fn token(self) -> &'static str {
+        match self {
+            MsrpViolation::NotMsrp => "notmsrp",
+            MsrpViolation::BadStartLine => "startline",
+            MsrpViolation::BadLineEnding => "lineend",
+            MsrpViolation::HeaderTooLarge => "headersize",
+            MsrpViolation::MalformedHeader => "header",
+            MsrpViolation::MissingPaths => "paths",
+            MsrpViolation::MissingMessageId => "messageid",
+            MsrpViolation::MissingContentType => "contenttype",
+            MsrpViolation::ResponseWithBody => "responsebody",
+            MsrpViolation::BadEndLine => "endline",
+            MsrpViolation::ChunkTooLarge => "chunksize",
+            MsrpViolation::BodyTooLarge => "bodysize",
+            MsrpViolation::TooManyChunks => "chunks",
+            MsrpViolation::TooManyOpenMessages => "openmessages",
+            MsrpViolation::RateExceeded => "rate",
+        }
+    }
+}
+
+/// The part of a header line kept for parsing: enough for the start line (MSRP, a 32-octet
+/// transaction id, a method) and the values the framer reads (Message-ID is at most 32).
+const LINE_PREFIX: usize = 96;
+const DASHES: &[u8; 7] = b"-------";
+const TID_MIN: usize = 4;
+const TID_MAX: usize = 32;
+const PATTERN_MAX: usize = 2 + DASHES.len() + TID_MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// In the start line or a header line.
+    Line,
+    /// In a body, looking for CRLF, the dashes and the transaction id.
+    Body,
+    /// The end-line's transaction id matched; its flag comes next.
+    Flag,
+    EndCr,
+    EndLf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Send,
+    Report,
+    OtherRequest,
+    Response(u16),
+}
+
+pub struct MsrpFramer {
+    limits: MsrpLimits,
+    state: State,
+    /// Current line: its first octets, its full length so far (with the CR), its last octet.
+    line: [u8; LINE_PREFIX],
+    kept: usize,
+    line_total: u64,
+    line_last: u8,
+    /// Complete lines of the current request or response (0 while in the start line).
+    lines: u32,
+    header_octets: u64,
+    kind: Kind,
+    tid_len: usize,
+    /// CRLF, dashes, transaction id: the end of a body.
+    pattern: [u8; PATTERN_MAX],
+    pattern_len: usize,
+    /// Octets of the pattern matched at the end of the previous piece.
+    matched: usize,
+    body: u64,
+    body_limit: u64,
+    content_type: bool,
+    message_id: Option<u64>,
+    flag: u8,
+    /// Messages in progress: Message-ID hash and chunks so far.
+    open: [(u64, u32); OPEN_MESSAGES],
+    open_len: usize,
+    bucket: TokenBucket,
+    counters: MsrpCounters,
+}
+
+impl MsrpFramer {
+    pub fn new(limits: MsrpLimits, now_ms: i64) -> Self {
+        let mut pattern = [0u8; PATTERN_MAX];
+        pattern[..2].copy_from_slice(b"\r\n");
+        pattern[2..9].copy_from_slice(DASHES);
+        MsrpFramer {
+            limits,
+            state: State::Line,
+            line: [0; LINE_PREFIX],
+            kept: 0,
+            line_total: 0,
+            line_last: 0,
+            lines: 0,
+            header_octets: 0,
+            kind: Kind::OtherRequest,
+            tid_len: 0,
+            pattern,
+            pattern_len: 0,
+            matched: 0,
+            body: 0,
+            body_limit: 0,
+            content_type: false,
+            message_id: None,
+            flag: 0,
+            open: [(0, 0); OPEN_MESSAGES],
+            open_len: 0,
+            bucket: TokenBucket::new(limits.messages_per_second, now_ms),
+            counters: MsrpCounters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> &MsrpCounters {
+        &self.counters
+    }
+
+    /// Between requests and responses (a FIN here is a clean end).
+    pub fn at_boundary(&self) -> bool {
+        self.state == State::Line && self.lines == 0 && self.line_total == 0
+    }
+
+    /// Observes the next piece of the stream. After an error the framer must not be fed
+    /// again: the stream can no longer be framed.
+    pub fn feed(&mut self, mut data: &[u8], now_ms: i64) -> Result<(), MsrpViolation> {
+        while !data.is_empty() {
+            let used = match self.state {
+                State::Line => self.line_bytes(data, now_ms)?,
+                State::Body => self.body_bytes(data)?,
+                State::Flag => {
+                    if matches!(data[0], b'+' | b'$' | b'#') {
+                        self.flag = data[0];
+                        self.state = State::EndCr;
+                        1
+                    } else {
+                        // `\r\n-------<tid>` followed by something else is body after all.
+                        self.body += self.pattern_len as u64;
+                        self.state = State::Body;
+                        0
+                    }
+                }
+                State::EndCr => {
+                    if data[0] != b'\r' {
+                        return Err(MsrpViolation::BadEndLine);
+                    }
+                    self.state = State::EndLf;
+                    1
+                }
+                State::EndLf => {
+                    if data[0] != b'\n' {
+                        return Err(MsrpViolation::BadEndLine);
+                    }
+                    self.complete()?;
+                    1
+                }
+            };
+            data = &data[used..];
+        }
+        Ok(())
+    }
+
+    /// Takes octets of the current line; a complete line is interpreted.
+    fn line_bytes(&mut self, data: &[u8], now_ms: i64) -> Result<usize, MsrpViolation> {
+        let (piece, ends) = match memchr::memchr(b'\n', data) {
+            Some(i) => (&data[..i], true),
+            None => (data, false),
+        };
+        self.header_octets += piece.len() as u64 + ends as u64;
+        if self.header_octets > self.limits.header_octets as u64 {
+            return Err(MsrpViolation::HeaderTooLarge);
+        }
+        if let Some(&last) = piece.last() {
+            let keep = piece.len().min(LINE_PREFIX - self.kept);
+            self.line[self.kept..self.kept + keep].copy_from_slice(&piece[..keep]);
+            self.kept += keep;
+            self.line_total += piece.len() as u64;
+            self.line_last = last;
+        }
+        if !ends {
+            return Ok(piece.len());
+        }
+        if self.line_total == 0 || self.line_last != b'\r' {
+            return Err(MsrpViolation::BadLineEnding);
+        }
+        self.end_of_line(now_ms)?;
+        Ok(piece.len() + 1)
+    }
+
+    fn end_of_line(&mut self, now_ms: i64) -> Result<(), MsrpViolation> {
+        let total = (self.line_total - 1) as usize;
+        let whole = total <= LINE_PREFIX;
+        let len = total.min(self.kept);
+        self.kept = 0;
+        self.line_total = 0;
+        let line = &self.line[..len];
+        let index = self.lines;
+        self.lines += 1;
+        if index == 0 {
+            if !self.bucket.take(now_ms) {
+                return Err(MsrpViolation::RateExceeded);
+            }
+            return self.start_line(len, whole);
+        }
+        if total == 0 {
+            // The blank line after Content-Type: a body follows.
+            if matches!(self.kind, Kind::Response(_)) {
+                return Err(MsrpViolation::ResponseWithBody);
+            }
+            if index < 3 {
+                return Err(MsrpViolation::MissingPaths);
+            }
+            if !self.content_type {
+                return Err(MsrpViolation::MissingContentType);
+            }
+            self.body_limit = match self.kind {
+                Kind::Send => self.limits.chunk_octets as u64,
+                _ => NON_SEND_BODY_OCTETS,
+            };
+            self.body = 0;
+            self.matched = 0;
+            self.state = State::Body;
+            return Ok(());
+        }
+        if line.starts_with(DASHES) {
+            // The end-line of a request or response without body.
+            let tid = &self.pattern[9..self.pattern_len];
+            if !whole
+                || total != DASHES.len() + self.tid_len + 1
+                || &line[DASHES.len()..total - 1] != tid
+                || !matches!(line[total - 1], b'+' | b'$' | b'#')
+            {
+                return Err(MsrpViolation::BadEndLine);
+            }
+            if index < 3 {
+                return Err(MsrpViolation::MissingPaths);
+            }
+            self.flag = line[total - 1];
+            self.body = 0;
+            return self.complete();
+        }
+        let colon = memchr::memchr(b':', line).ok_or(MsrpViolation::MalformedHeader)?;
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|&c| is_token_char(c)) {
+            return Err(MsrpViolation::MalformedHeader);
+        }
+        let expected = match index {
+            1 => Some("To-Path"),
+            2 => Some("From-Path"),
+            _ => None,
+        };
+        if let Some(expected) = expected {
+            if !name.eq_ignore_ascii_case(expected.as_bytes()) {
+                return Err(MsrpViolation::MissingPaths);
+            }
+        } else if name.eq_ignore_ascii_case(b"Message-ID") {
+            let value = trim(&line[colon + 1..]);
+            if !whole || !is_ident(value) {
+                return Err(MsrpViolation::MalformedHeader);
+            }
+            self.message_id = Some(fnv1a(value));
+        } else if name.eq_ignore_ascii_case(b"Content-Type") {
+            self.content_type = true;
+        }
+        Ok(())
+    }
+
+    /// `MSRP SP transact-id SP (method / status-code [SP comment])`.
+    fn start_line(&mut self, len: usize, whole: bool) -> Result<(), MsrpViolation> {
+        let line = &self.line[..len];
+        let Some(rest) = line.strip_prefix(b"MSRP ") else {
+            return Err(MsrpViolation::NotMsrp);
+        };
+        let sp = memchr::memchr(b' ', rest).ok_or(MsrpViolation::BadStartLine)?;
+        let tid = &rest[..sp];
+        if !is_ident(tid) {
+            return Err(MsrpViolation::BadStartLine);
+        }
+        let what = &rest[sp + 1..];
+        let kind = if what.len() >= 3 && what[..3].iter().all(u8::is_ascii_digit) {
+            if what.len() > 3 && what[3] != b' ' {
+                return Err(MsrpViolation::BadStartLine);
+            }
+            let code = what[..3]
+                .iter()
+                .fold(0u16, |a, d| a * 10 + (d - b'0') as u16);
+            Kind::Response(code)
+        } else {
+            if !whole || what.is_empty() || !what.iter().all(u8::is_ascii_uppercase) {
+                return Err(MsrpViolation::BadStartLine);
+            }
+            match what {
+                b"SEND" => Kind::Send,
+                b"REPORT" => Kind::Report,
+                _ => Kind::OtherRequest,
+            }
+        };
+        self.kind = kind;
+        self.tid_len = tid.len();
+        self.pattern_len = 9 + tid.len();
+        self.pattern[9..self.pattern_len].copy_from_slice(tid);
+        Ok(())
+    }
+
+    /// Scans a body for `\r\n-------<tid>`; the piece's octets up to it are body.
+    fn body_bytes(&mut self, data: &[u8]) -> Result<usize, MsrpViolation> {
+        let pat = &self.pattern[..self.pattern_len];
+        let mut i = 0;
+        if self.matched > 0 {
+            while i < data.len() && self.matched < pat.len() && data[i] == pat[self.matched] {
+                self.matched += 1;
+                i += 1;
+            }
+            if self.matched == pat.len() {
+                self.matched = 0;
+                self.state = State::Flag;
+                return Ok(i);
+            }
+            if i == data.len() {
+                return Ok(i);
+            }
+            // The CR the match started at is the only one in the pattern, so the mismatching
+            // octet is where a new match could begin.
+            self.body += self.matched as u64;
+            self.matched = 0;
+        }
+        let used = loop {
+            match memchr::memchr(b'\r', &data[i..]) {
+                None => {
+                    self.body += (data.len() - i) as u64;
+                    break data.len();
+                }
+                Some(off) => {
+                    let at = i + off;
+                    self.body += off as u64;
+                    let n = (data.len() - at).min(pat.len());
+                    if data[at..at + n] == pat[..n] {
+                        if n == pat.len() {
+                            self.state = State::Flag;
+                        } else {
+                            self.matched = n;
+                        }
+                        break at + n;
+                    }
+                    self.body += 1;
+                    i = at + 1;
+                }
+            }
+        };
+        if self.body > self.body_limit {
+            return Err(if self.kind == Kind::Send {
+                MsrpViolation::ChunkTooLarge
+            } else {
+                MsrpViolation::BodyTooLarge
+            });
+        }
+        Ok(used)
+    }
+
+    /// One request or response ended: count it, track its message.
+    fn complete(&mut self) -> Result<(), MsrpViolation> {
+        let c = &mut self.counters;
+        match self.kind {
+            Kind::Send => {
+                let id = self.message_id.ok_or(MsrpViolation::MissingMessageId)?;
+                let slot = self.open[..self.open_len]
+                    .iter()
+                    .position(|&(m, _)| m == id);
+                let chunks = slot.map_or(0, |s| self.open[s].1) + 1;
+                if chunks > self.limits.chunks_per_message {
+                    return Err(MsrpViolation::TooManyChunks);
+                }
+                match (self.flag, slot) {
+                    (b'+', Some(s)) => self.open[s].1 = chunks,
+                    (b'+', None) => {
+                        if self.open_len == OPEN_MESSAGES {
+                            return Err(MsrpViolation::TooManyOpenMessages);
+                        }
+                        self.open[self.open_len] = (id, chunks);
+                        self.open_len += 1;
+                    }
+                    (_, slot) => {
+                        if let Some(s) = slot {
+                            self.open_len -= 1;
+                            self.open[s] = self.open[self.open_len];
+                        }
+                        if self.flag == b'$' {
+                            c.messages += 1;
+                        } else {
+                            c.aborted += 1;
+                        }
+                    }
+                }
+                c.chunks += 1;
+            }
+            Kind::Report => c.reports += 1,
+            Kind::OtherRequest => c.other_requests += 1,
+            Kind::Response(code) => match code / 100 {
+                2 => c.responses_2xx += 1,
+                4 => c.responses_4xx += 1,
+                5 => c.responses_5xx += 1,
+                _ => c.responses_other += 1,
+            },
+        }
+        c.body_octets += self.body;
+        self.state = State::Line;
+        self.lines = 0;
+        self.header_octets = 0;
+        self.content_type = false;
+        self.message_id = None;
+        self.body = 0;
+        self.matched = 0;
+        Ok(())
+    }
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|&c| c != b' ' && c != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(start, |e| e + 1);
+    &v[start..end.max(start)]
+}
+
+/// RFC 4975 `ident`: ALPHANUM then 3 to 31 of ALPHANUM / "." / "-" / "+" / "%" / "=".
+fn is_ident(v: &[u8]) -> bool {
+    (TID_MIN..=TID_MAX).contains(&v.len())
+        && v[0].is_ascii_alphanumeric()
+        && v[1..]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+' | b'%' | b'='))
+}
+
+/// RFC 4975 `hname` is a token (RFC 3261).
+fn is_token_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c)
+}
+
+fn fnv1a(v: &[u8]) -> u64 {
+    v.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
