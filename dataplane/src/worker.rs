@@ -1012,7 +1012,10 @@ impl<P: Port> Worker<P> {
                     pl.socket().abort();
                 }
                 self.end_leg(p, ReleaseCause::PartnerGone, now);
-                self.mark(idx);
+                // Send both RSTs now: a closing leg whose socket is closed is freed at its
+                // next service, before it would transmit.
+                self.egress(p, now);
+                self.egress(idx, now);
                 return;
             }
             if let Some(pl) = self.legs[p as usize].as_mut() {

@@ -204,17 +204,30 @@ impl Bed {
     /// The seed's proxied pair, up and cut through: T2 connects out to UE-Y (the server) on
     /// `port`, UE-X connects to T1; UE sockets get `buf` bytes of buffer. Returns (UE-X, UE-Y).
     pub fn proxied_pair(&mut self, port: u16, buf: usize) -> (SocketHandle, SocketHandle) {
+        self.pair_of(T1, T2, port, buf, Framing::Agnostic)
+    }
+
+    /// A proxied pair of terminations `t1` (access, passive) and `t2` (core, active) on
+    /// `port`, with `framing` asked for on the access leg only.
+    pub fn pair_of(
+        &mut self,
+        t1: TerminationKey,
+        t2: TerminationKey,
+        port: u16,
+        buf: usize,
+        framing: Framing,
+    ) -> (SocketHandle, SocketHandle) {
         self.send(Command::Reserve {
-            key: T1,
+            key: t1,
             local: sa(AGW_ACCESS, port),
         });
         self.send(Command::Reserve {
-            key: T2,
+            key: t2,
             local: sa(AGW_CORE, port),
         });
         let y = self.ue_listen(UE_Y, port, buf);
         self.send(Command::Start {
-            key: T2,
+            key: t2,
             role: LegRole::Active {
                 remote: sa(UE_Y, port),
             },
@@ -224,18 +237,18 @@ impl Bed {
             framing: Framing::Agnostic,
         });
         self.send(Command::Start {
-            key: T1,
+            key: t1,
             role: LegRole::Passive,
             accept: Accept::Gate(UE_X),
             timers: timers(),
             tls: None,
-            framing: Framing::Agnostic,
+            framing,
         });
-        self.send(Command::Join { a: T1, b: T2 });
+        self.send(Command::Join { a: t1, b: t2 });
         self.run_for(Duration::from_millis(5));
         let x = self.ue_connect(sa(UE_X, port), sa(AGW_ACCESS, port), buf);
         self.wait_for(Duration::from_secs(5), |b| {
-            b.has(|e| matches!(e, Event::CutThrough { .. }))
+            b.has(|e| matches!(e, Event::CutThrough { a, b } if *a == t1 || *b == t1))
         });
         (x, y)
     }
