@@ -2,6 +2,7 @@
 //! checked before anything starts. Defaults run on a machine without a NIC: one worker on a
 //! DPDK net_tap vdev named `imsagw0`, no hugepages, the MGC on loopback.
 
+use dataplane::framing::{BfcpLimits, FramingLimits, MsrpLimits};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
@@ -102,6 +103,16 @@ pub struct Settings {
     /// Hash of our fingerprint in Local descriptors: sha-1, sha-224, sha-256, sha-384, sha-512.
     pub fingerprint_hash: String,
     pub tls_handshake_timeout_ms: u64,
+    /// Limits of MSRP-aware terminations (`TCP/MSRP`): start line plus headers, one SEND
+    /// chunk's body, chunks of one message, requests and responses per second per leg (0:
+    /// no limit). A peer over a limit has its pair reset.
+    pub msrp_header_octets: u32,
+    pub msrp_chunk_octets: u32,
+    pub msrp_chunks_per_message: u32,
+    pub msrp_messages_per_second: u32,
+    /// Limits of BFCP-aware terminations: a frame's size, frames per second per leg.
+    pub bfcp_frame_octets: u32,
+    pub bfcp_frames_per_second: u32,
     /// Unix socket `imsagw status` reads from.
     pub status_socket: String,
     /// `tracing` filter, used when RUST_LOG is not set; re-read on SIGHUP.
@@ -112,6 +123,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
+        let (msrp, bfcp) = (MsrpLimits::default(), BfcpLimits::default());
         Settings {
             control_core: 0,
             worker_cores: "1".into(),
@@ -152,6 +164,12 @@ impl Default for Settings {
             tls_key: None,
             fingerprint_hash: "sha-256".into(),
             tls_handshake_timeout_ms: 10_000,
+            msrp_header_octets: msrp.header_octets,
+            msrp_chunk_octets: msrp.chunk_octets,
+            msrp_chunks_per_message: msrp.chunks_per_message,
+            msrp_messages_per_second: msrp.messages_per_second,
+            bfcp_frame_octets: bfcp.frame_octets,
+            bfcp_frames_per_second: bfcp.frames_per_second,
             status_socket: "/run/imsagw.sock".into(),
             log_level: "info".into(),
             eal: Vec::new(),
@@ -301,6 +319,18 @@ impl Settings {
                 rx_buffer: self.leg_buffer,
                 tx_buffer: self.leg_buffer,
                 max_legs: self.max_legs_per_worker,
+                framing: FramingLimits {
+                    msrp: MsrpLimits {
+                        header_octets: self.msrp_header_octets,
+                        chunk_octets: self.msrp_chunk_octets,
+                        chunks_per_message: self.msrp_chunks_per_message,
+                        messages_per_second: self.msrp_messages_per_second,
+                    },
+                    bfcp: BfcpLimits {
+                        frame_octets: self.bfcp_frame_octets,
+                        frames_per_second: self.bfcp_frames_per_second,
+                    },
+                },
                 ..Default::default()
             },
         })

@@ -38,6 +38,28 @@ pub mod unconfirmed {
     pub const TLS_FAILURE: (&str, &str) = ("tlsc", "estfail");
     /// Event: termination heartbeat (H.248.36 `hangterm/thb`).
     pub const HEARTBEAT: (&str, &str) = ("hangterm", "thb");
+    /// Value of the release event's cause when the peer broke MSRP or BFCP framing or a
+    /// limit, and the parameter naming what it broke (`msrp-endline`, `bfcp-version`...).
+    /// Ours: no Iq package we could find defines them.
+    pub const CAUSE_VIOLATION: &str = "violation";
+    pub const VIOLATION_PARAMETER: &str = "viol";
+    /// Statistics packages for MSRP- and BFCP-aware terminations (ours, as above). Item
+    /// names end in `r` (received from the termination's peer) or `s` (sent to it).
+    pub const MSRP_STATISTICS: &str = "msrpst";
+    pub const BFCP_STATISTICS: &str = "bfcpst";
+}
+
+/// How the MG relays a termination's payload (TS 23.334 5.19): MSRP-aware for `TCP/MSRP`
+/// and `TCP/TLS/MSRP` unless either side applies CEMA, BFCP-aware for the BFCP transports,
+/// agnostic for plain `TCP`.
+pub fn framing(reserved: &TcpMedia, remote: Option<&TcpMedia>) -> dataplane::contract::Framing {
+    use dataplane::contract::Framing;
+    let cema = reserved.cema || remote.is_some_and(|r| r.cema);
+    match reserved.transport {
+        Transport::TcpMsrp | Transport::TcpTlsMsrp if !cema => Framing::Msrp,
+        Transport::TcpBfcp | Transport::TcpTlsBfcp => Framing::Bfcp,
+        _ => Framing::Agnostic,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +123,8 @@ pub struct TcpMedia {
     pub existing: bool,
     /// `a=fingerprint` lines (RFC 8122): the certificates the peer may present.
     pub fingerprints: Vec<Fingerprint>,
+    /// `a=msrp-cema` (RFC 6714): the MSRP session crosses the AGW untouched.
+    pub cema: bool,
 }
 
 /// Why an SDP cannot be served, with the H.248 error code to answer.
@@ -154,6 +178,7 @@ pub fn tcp_media(g: &SdpGroups) -> Result<Option<TcpMedia>, Refusal> {
         setup,
         existing,
         fingerprints,
+        cema: s.attribute("msrp-cema").is_some(),
     }))
 }
 
@@ -191,6 +216,23 @@ mod tests {
         let bad = SdpGroups::parse("v=0\nm=message 9 TCP/TLS/MSRP *\na=fingerprint:sha-256 AB\n")
             .unwrap();
         assert_eq!(tcp_media(&bad).unwrap_err().code, 449);
+    }
+
+    #[test]
+    fn framing_follows_the_reserved_transport_and_cema() {
+        use dataplane::contract::Framing;
+        let media = |sdp: &str| tcp_media(&SdpGroups::parse(sdp).unwrap()).unwrap().unwrap();
+        let msrp = media("v=0\nm=message 9 TCP/MSRP *\n");
+        let cema = media("v=0\nm=message 9 TCP/MSRP *\na=msrp-cema\n");
+        let tls_msrp = media("v=0\nm=message 9 TCP/TLS/MSRP *\n");
+        let bfcp = media("v=0\nm=application 9 TCP/BFCP *\n");
+        let tcp = media("v=0\nm=message 9 TCP *\n");
+        assert_eq!(framing(&msrp, None), Framing::Msrp);
+        assert_eq!(framing(&tls_msrp, Some(&msrp)), Framing::Msrp);
+        assert_eq!(framing(&cema, None), Framing::Agnostic);
+        assert_eq!(framing(&msrp, Some(&cema)), Framing::Agnostic);
+        assert_eq!(framing(&bfcp, None), Framing::Bfcp);
+        assert_eq!(framing(&tcp, Some(&msrp)), Framing::Agnostic);
     }
 
     #[test]

@@ -14,8 +14,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use dataplane::contract::{
-    Accept, Command as Dp, ConnectFailure, Event, Gate, LegRole, LegStats, LegTimers, ReleaseCause,
-    TerminationKey,
+    Accept, AppStats, Command as Dp, ConnectFailure, Event, Gate, LegRole, LegStats, LegTimers,
+    ReleaseCause, TerminationKey, Violation,
 };
 
 use dataplane::tls::{HashAlg, Identity, TlsConfig, TlsFailure};
@@ -137,6 +137,8 @@ struct Term {
     events: Option<Armed>,
     established_at: Option<Millis>,
     next_heartbeat: Option<Millis>,
+    /// What the peer broke, when its pair was reset for it.
+    violation: Option<Violation>,
 }
 
 /// Ports handed out in order; freed ones are reused oldest first, so a port is not reused
@@ -166,6 +168,52 @@ pub struct Mg<D: DataPlane> {
     inactivity: Option<(u32, Millis)>,
     /// The earliest heartbeat due (`Millis::MAX`: none armed).
     heartbeat_due: Millis,
+    /// MSRP and BFCP counts of terminations already gone, and violations.
+    app_totals: AppTotals,
+}
+
+/// What the MG's application-aware terminations carried, for status: each direction is
+/// counted once, as received by the termination whose peer sent it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AppTotals {
+    pub msrp_terminations: u64,
+    pub msrp_chunks: u64,
+    pub msrp_messages: u64,
+    pub msrp_aborted: u64,
+    pub msrp_reports: u64,
+    pub msrp_body_octets: u64,
+    pub msrp_responses_2xx: u64,
+    pub msrp_responses_4xx: u64,
+    pub msrp_responses_5xx: u64,
+    pub msrp_violations: u64,
+    pub bfcp_terminations: u64,
+    pub bfcp_frames: u64,
+    pub bfcp_octets: u64,
+    pub bfcp_violations: u64,
+}
+
+impl AppTotals {
+    fn add(&mut self, app: &AppStats) {
+        match app {
+            AppStats::None => {}
+            AppStats::Msrp { received: r, .. } => {
+                self.msrp_terminations += 1;
+                self.msrp_chunks += r.chunks;
+                self.msrp_messages += r.messages;
+                self.msrp_aborted += r.aborted;
+                self.msrp_reports += r.reports;
+                self.msrp_body_octets += r.body_octets;
+                self.msrp_responses_2xx += r.responses_2xx;
+                self.msrp_responses_4xx += r.responses_4xx;
+                self.msrp_responses_5xx += r.responses_5xx;
+            }
+            AppStats::Bfcp { received: r, .. } => {
+                self.bfcp_terminations += 1;
+                self.bfcp_frames += r.frames;
+                self.bfcp_octets += r.octets;
+            }
+        }
+    }
 }
 
 type Fail = ErrorDescriptor;
@@ -211,6 +259,7 @@ impl<D: DataPlane> Mg<D> {
             notifications: Vec::new(),
             inactivity: None,
             heartbeat_due: Millis::MAX,
+            app_totals: AppTotals::default(),
         }
     }
 
@@ -276,6 +325,7 @@ impl<D: DataPlane> Mg<D> {
         let key = lower(name);
         if let Some(t) = self.terms.remove(&key) {
             tracing::warn!(termination = %t.name, "hanging termination released");
+            self.app_totals.add(&t.stats.app);
             self.dataplane.submit(t.worker, Dp::Release { key: t.key });
             self.by_key.remove(&t.key);
             self.free_port(t.realm, t.local.port());
@@ -324,6 +374,16 @@ impl<D: DataPlane> Mg<D> {
 
     pub fn terminations(&self) -> usize {
         self.terms.len()
+    }
+
+    /// MSRP and BFCP counts of every termination, gone or live (terminations count once
+    /// they have carried something).
+    pub fn app_totals(&self) -> AppTotals {
+        let mut totals = self.app_totals;
+        for t in self.terms.values() {
+            totals.add(&t.stats.app);
+        }
+        totals
     }
 
     /// Statistics reported by the data plane, kept for Subtract replies and audits.
@@ -376,16 +436,35 @@ impl<D: DataPlane> Mg<D> {
                         ReleaseCause::PartnerGone => "partner",
                         ReleaseCause::IdleTimeout => "idle",
                         ReleaseCause::TlsFailed => "tls",
+                        ReleaseCause::Violation => unconfirmed::CAUSE_VIOLATION,
                         ReleaseCause::Released => "released",
                     };
-                    self.notify(
-                        key,
-                        unconfirmed::TCP_RELEASED,
-                        vec![(unconfirmed::CAUSE_PARAMETER, cause.to_string())],
-                    );
+                    let mut params = vec![(unconfirmed::CAUSE_PARAMETER, cause.to_string())];
+                    if let Some(v) = self.term_mut(key).and_then(|t| t.violation) {
+                        params.push((
+                            unconfirmed::VIOLATION_PARAMETER,
+                            format!("{}-{}", v.protocol(), v.token()),
+                        ));
+                    }
+                    self.notify(key, unconfirmed::TCP_RELEASED, params);
                 }
             }
             Event::Stats { key, stats } => self.update_stats(key, stats),
+            Event::Violation { key, violation } => {
+                tracing::warn!(
+                    ?key,
+                    protocol = violation.protocol(),
+                    violation = violation.token(),
+                    "peer broke framing; pair reset"
+                );
+                match violation {
+                    Violation::Msrp(_) => self.app_totals.msrp_violations += 1,
+                    Violation::Bfcp(_) => self.app_totals.bfcp_violations += 1,
+                }
+                if let Some(t) = self.term_mut(key) {
+                    t.violation = Some(violation);
+                }
+            }
             Event::Rejected { key, reason } => {
                 tracing::warn!(?key, ?reason, "the worker refused a command");
                 // A released leg the worker no longer knows has nothing more to report.
@@ -506,6 +585,7 @@ impl<D: DataPlane> Mg<D> {
             }
             for key in &d.waiting {
                 if let Some(r) = self.released.remove(key) {
+                    self.app_totals.add(&r.stats.app);
                     let stats = statistics(&r.stats, r.established_at, r.closed_at.or(Some(now)));
                     set_subtract_stats(&mut d.result, &r.name, stats);
                 }
@@ -881,6 +961,7 @@ impl<D: DataPlane> Mg<D> {
             events: None,
             established_at: None,
             next_heartbeat: None,
+            violation: None,
         };
         self.arm(&mut term, events);
         let peers = self.contexts.entry(ctx).or_default();
@@ -975,7 +1056,7 @@ impl<D: DataPlane> Mg<D> {
                 accept,
                 timers: self.cfg.timers,
                 tls,
-                framing: Framing::Agnostic,
+                framing: iq::framing(t.local_media.as_ref().unwrap_or(remote), Some(remote)),
             },
         ) {
             return Err(fail(510, "data plane busy"));
@@ -1280,6 +1361,9 @@ impl<D: DataPlane> Mg<D> {
                     self.contexts.remove(&t.context);
                 }
             }
+            if !with_stats {
+                self.app_totals.add(&t.stats.app);
+            }
             if with_stats {
                 // The reply waits for the worker's final count (see `completed`).
                 self.collecting.push(t.key);
@@ -1395,11 +1479,45 @@ fn statistics(
         (Some(a), Some(b)) => b.saturating_sub(a),
         _ => 0,
     };
-    vec![
+    let mut v = vec![
         stat("nt", "os", s.octets_out),
         stat("nt", "or", s.octets_in),
         stat("nt", "dur", dur),
-    ]
+    ];
+    match &s.app {
+        AppStats::None => {}
+        AppStats::Msrp { received, sent } => {
+            let p = unconfirmed::MSRP_STATISTICS;
+            for (dir, c) in [("r", received), ("s", sent)] {
+                for (item, n) in [
+                    ("chk", c.chunks),
+                    ("msg", c.messages),
+                    ("abt", c.aborted),
+                    ("rpt", c.reports),
+                    ("oth", c.other_requests),
+                    ("body", c.body_octets),
+                    ("r2xx", c.responses_2xx),
+                    ("r4xx", c.responses_4xx),
+                    ("r5xx", c.responses_5xx),
+                    ("rxxx", c.responses_other),
+                ] {
+                    v.push(stat(p, &format!("{item}{dir}"), n));
+                }
+            }
+        }
+        AppStats::Bfcp { received, sent } => {
+            let p = unconfirmed::BFCP_STATISTICS;
+            for (dir, c) in [("r", received), ("s", sent)] {
+                v.push(stat(p, &format!("frm{dir}"), c.frames));
+                v.push(stat(p, &format!("oct{dir}"), c.octets));
+                // Per primitive only where there was one, to keep replies short.
+                for (i, &n) in c.primitives.iter().enumerate().filter(|(_, &n)| n > 0) {
+                    v.push(stat(p, &format!("p{}{dir}", i + 1), n));
+                }
+            }
+        }
+    }
+    v
 }
 
 /// Puts the final statistics into the Subtract reply of termination `name`.

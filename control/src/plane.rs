@@ -57,6 +57,8 @@ pub struct Status {
     pub dataplane_events: u64,
     pub h248: DispatchStatus,
     pub notify: NotifyStatus,
+    /// MSRP- and BFCP-aware terminations: what they carried, what broke.
+    pub applications: crate::mg::AppTotals,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -231,6 +233,7 @@ impl ControlPlane {
                 unregistered: n.unregistered,
                 retransmissions: self.notifier.retransmissions(),
             },
+            applications: self.mg().app_totals(),
         }
     }
 

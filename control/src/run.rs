@@ -97,6 +97,22 @@ pub struct RunArgs {
     fingerprint_hash: Option<String>,
     #[arg(long)]
     tls_handshake_timeout_ms: Option<u64>,
+    /// MSRP-aware terminations: limit of start line plus headers, octets.
+    #[arg(long)]
+    msrp_header_octets: Option<u32>,
+    /// MSRP-aware terminations: limit of one SEND chunk's body, octets.
+    #[arg(long)]
+    msrp_chunk_octets: Option<u32>,
+    #[arg(long)]
+    msrp_chunks_per_message: Option<u32>,
+    /// MSRP-aware terminations: requests and responses per second per leg (0: no limit).
+    #[arg(long)]
+    msrp_messages_per_second: Option<u32>,
+    #[arg(long)]
+    bfcp_frame_octets: Option<u32>,
+    /// BFCP-aware terminations: frames per second per leg (0: no limit).
+    #[arg(long)]
+    bfcp_frames_per_second: Option<u32>,
     /// Unix socket for `imsagw status`.
     #[arg(long)]
     status_socket: Option<String>,
@@ -152,7 +168,13 @@ impl RunArgs {
             status_socket,
             log_level,
             fingerprint_hash,
-            tls_handshake_timeout_ms
+            tls_handshake_timeout_ms,
+            msrp_header_octets,
+            msrp_chunk_octets,
+            msrp_chunks_per_message,
+            msrp_messages_per_second,
+            bfcp_frame_octets,
+            bfcp_frames_per_second
         );
         if self.tls_cert.is_some() {
             s.tls_cert = self.tls_cert.clone();

@@ -9,8 +9,10 @@ use control::h248::ast::*;
 use control::mg::{DataPlane, Mg, MgConfig, Realm};
 use control::transaction::{ReplyCache, TransactionTimers};
 use dataplane::contract::{
-    Accept, Command as Dp, Event, Gate, LegRole, LegStats, LegTimers, ReleaseCause,
+    Accept, AppStats, Command as Dp, Event, Framing, Gate, LegRole, LegStats, LegTimers,
+    ReleaseCause, Violation,
 };
+use dataplane::framing::{BfcpCounters, MsrpCounters, MsrpViolation};
 
 #[derive(Default)]
 struct Recorder(Vec<Dp>);
@@ -161,7 +163,7 @@ fn seed_steps_2_to_20_drive_the_data_plane_like_the_annex_says() {
         accept: Accept::Gate("203.0.113.50".parse().unwrap()),
         timers: LegTimers::default(),
         tls: None,
-        framing: Framing::Agnostic,
+        framing: Framing::Msrp,
     }));
     assert!(cmds.contains(&Dp::Start {
         key: k1,
@@ -169,8 +171,9 @@ fn seed_steps_2_to_20_drive_the_data_plane_like_the_annex_says() {
         accept: Accept::Gate("203.0.113.7".parse().unwrap()),
         timers: LegTimers::default(),
         tls: None,
-        framing: Framing::Agnostic,
+        framing: Framing::Msrp,
     }));
+    // TCP/MSRP reserved without CEMA: the pair is MSRP-aware.
     // Mode: Inactive at Add (gate closed), SendReceive at Modify (gate open).
     assert_eq!(
         cmds.iter()
@@ -519,4 +522,197 @@ fn wildcards_move_and_audit_capabilities() {
     // AuditCapabilities lists the packages.
     let r = send(&mut d, "!/3 [198.51.100.1]:2944 T=10{C=-{AC=ROOT{AT{PG}}}}");
     assert!(r.contains("nt-1") && r.contains("ipdc-1"), "{r}");
+}
+
+/// The framing each Start asks for, in order.
+fn framings(d: &Dispatcher<Mg<Recorder>>) -> Vec<Framing> {
+    d.executor
+        .dataplane
+        .0
+        .iter()
+        .filter_map(|c| match c {
+            Dp::Start { framing, .. } => Some(*framing),
+            _ => None,
+        })
+        .collect()
+}
+
+fn call_with(d: &mut Dispatcher<Mg<Recorder>>, tid: u32, proto: &str, extra: &str) -> u32 {
+    let add = |tid: u32, ctx: &str, realm: &str| {
+        format!("MEGACO/3 [198.51.100.1]:2944\nTransaction = {tid} {{ Context = {ctx} {{ Add = $ {{ Media {{ Stream = 1 {{ LocalControl {{ Mode = SendReceive, ipdc/realm = \"{realm}\" }}, Local {{\nv=0\nc=IN IP4 $\nm=message $ {proto} *\n}} }} }} }} }} }}")
+    };
+    let (ctx, t1) = added(&send(d, &add(tid, "$", "access")));
+    let r = send(
+        d,
+        &format!("MEGACO/3 [198.51.100.1]:2944\nTransaction = {} {{ Context = {ctx} {{ Modify = {t1} {{ Media {{ Stream = 1 {{ Remote {{\nv=0\nc=IN IP4 203.0.113.7\nm=message 9 {proto} *\na=setup:active\n{extra}}} }} }} }} }} }}", tid + 1),
+    );
+    assert!(!r.contains("ER="), "{r}");
+    ctx
+}
+
+#[test]
+fn framing_follows_the_transport_and_cema() {
+    let mut d = mg();
+    call_with(&mut d, 1, "TCP/MSRP", "");
+    call_with(&mut d, 3, "TCP/MSRP", "a=msrp-cema\n");
+    call_with(&mut d, 5, "TCP/BFCP", "");
+    call_with(&mut d, 7, "TCP", "");
+    assert_eq!(
+        framings(&d),
+        vec![
+            Framing::Msrp,
+            Framing::Agnostic,
+            Framing::Bfcp,
+            Framing::Agnostic
+        ]
+    );
+}
+
+#[test]
+fn violations_notify_and_statistics_reach_audit_subtract_and_status() {
+    let mut d = mg();
+    let ctx = call_with(&mut d, 1, "TCP/MSRP", "");
+    let k1 = reserved(&d, 0);
+    let t1 = "tcp/access/1";
+    let r = send(
+        &mut d,
+        &format!("!/3 [198.51.100.1]:2944 T=10{{C={ctx}{{MF={t1}{{E=7{{tcpc/rel}}}}}}}}"),
+    );
+    assert!(!r.contains("ER="), "{r}");
+    // The worker reports counts in an audit answer.
+    let received = MsrpCounters {
+        chunks: 12,
+        messages: 10,
+        aborted: 1,
+        reports: 3,
+        body_octets: 4567,
+        responses_2xx: 9,
+        responses_4xx: 2,
+        ..MsrpCounters::default()
+    };
+    let sent = MsrpCounters {
+        chunks: 4,
+        messages: 4,
+        responses_5xx: 1,
+        ..MsrpCounters::default()
+    };
+    d.executor.on_event(&Event::Stats {
+        key: k1,
+        stats: LegStats {
+            app: AppStats::Msrp { received, sent },
+            ..LegStats::default()
+        },
+    });
+    let r = send(
+        &mut d,
+        &format!("!/3 [198.51.100.1]:2944 T=11{{C={ctx}{{AV={t1}{{AT{{SA}}}}}}}}"),
+    );
+    for item in [
+        "msrpst/chkr=12",
+        "msrpst/msgr=10",
+        "msrpst/abtr=1",
+        "msrpst/rptr=3",
+        "msrpst/bodyr=4567",
+        "msrpst/r2xxr=9",
+        "msrpst/r4xxr=2",
+        "msrpst/chks=4",
+        "msrpst/r5xxs=1",
+    ] {
+        assert!(r.contains(item), "{item} in {r}");
+    }
+    // The peer breaks framing: the Violation, then the Closed with its cause.
+    let violation = Violation::Msrp(MsrpViolation::BadEndLine);
+    d.executor
+        .on_event(&Event::Violation { key: k1, violation });
+    d.executor.on_event(&Event::Closed {
+        key: k1,
+        cause: ReleaseCause::Violation,
+        stats: LegStats {
+            app: AppStats::Msrp { received, sent },
+            ..LegStats::default()
+        },
+    });
+    let n: Vec<_> = d.executor.notifications().collect();
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert_eq!(n[0].event, ("tcpc", "rel"));
+    assert_eq!(
+        n[0].parameters,
+        vec![
+            ("cause", "violation".to_string()),
+            ("viol", "msrp-endline".to_string())
+        ]
+    );
+    let totals = d.executor.app_totals();
+    assert_eq!(
+        (
+            totals.msrp_violations,
+            totals.msrp_chunks,
+            totals.msrp_terminations
+        ),
+        (1, 12, 1)
+    );
+    // BFCP statistics list the primitives seen.
+    let ctx2 = call_with(&mut d, 20, "TCP/BFCP", "");
+    let k2 = reserved(&d, 1);
+    let mut primitives = [0; 18];
+    primitives[0] = 5;
+    primitives[10] = 1;
+    let b = BfcpCounters {
+        frames: 6,
+        octets: 120,
+        primitives,
+    };
+    d.executor.on_event(&Event::Stats {
+        key: k2,
+        stats: LegStats {
+            app: AppStats::Bfcp {
+                received: b,
+                sent: BfcpCounters::default(),
+            },
+            ..LegStats::default()
+        },
+    });
+    let r = send(
+        &mut d,
+        &format!("!/3 [198.51.100.1]:2944 T=30{{C={ctx2}{{AV=tcp/access/2{{AT{{SA}}}}}}}}"),
+    );
+    for item in [
+        "bfcpst/frmr=6",
+        "bfcpst/octr=120",
+        "bfcpst/p1r=5",
+        "bfcpst/p11r=1",
+        "bfcpst/frms=0",
+    ] {
+        assert!(r.contains(item), "{item} in {r}");
+    }
+    assert!(!r.contains("bfcpst/p2r"), "{r}");
+    // Subtract answers with the worker's final counts.
+    let subtract =
+        format!("!/3 [198.51.100.1]:2944 T=31{{C={ctx2}{{S=tcp/access/2{{AT{{SA}}}}}}}}");
+    let mut out = Vec::new();
+    d.datagram(alg(), subtract.as_bytes(), 0, |_, b| out.push(b), |_| {});
+    assert!(out.is_empty());
+    primitives[1] = 2;
+    d.executor.on_event(&Event::Closed {
+        key: k2,
+        cause: ReleaseCause::Released,
+        stats: LegStats {
+            app: AppStats::Bfcp {
+                received: BfcpCounters {
+                    frames: 8,
+                    octets: 150,
+                    primitives,
+                },
+                sent: BfcpCounters::default(),
+            },
+            ..LegStats::default()
+        },
+    });
+    let (peer, tid, version, result) = d.executor.completed().into_iter().next().unwrap();
+    d.complete(peer, tid, version, result, 1, |_, b| out.push(b));
+    let r = String::from_utf8(out.remove(0).to_vec()).unwrap();
+    for item in ["bfcpst/frmr=8", "bfcpst/p2r=2", "bfcpst/p1r=5"] {
+        assert!(r.contains(item), "{item} in {r}");
+    }
+    assert_eq!(d.executor.app_totals().bfcp_frames, 8);
 }

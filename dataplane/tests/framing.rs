@@ -153,7 +153,7 @@ fn malformed_msrp_is_named() {
     assert_eq!(msrp_error("MSRP abcd 20x OK\r\n", l), BadStartLine);
     assert_eq!(msrp_error("MSRP abcd SEND\n", l), BadLineEnding);
     assert_eq!(
-        msrp_error(&format!("MSRP abcd SEND\r\nFrom-Path: x\r\n"), l),
+        msrp_error("MSRP abcd SEND\r\nFrom-Path: x\r\n", l),
         MissingPaths
     );
     assert_eq!(

@@ -148,6 +148,7 @@ fn an_active_open_nobody_answers_times_out() {
             ..LegTimers::default()
         },
         tls: None,
+        framing: Framing::Agnostic,
     });
     let start = b.now();
     b.wait_for(Duration::from_secs(10), |b| {

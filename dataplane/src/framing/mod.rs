@@ -68,7 +68,9 @@ pub enum AppStats {
     },
 }
 
-/// The framer of one direction (the bytes a leg receives from its peer).
+/// The framer of one direction (the bytes a leg receives from its peer). A leg holds it in a
+/// Box, so the variants' sizes need not match.
+#[allow(clippy::large_enum_variant)]
 pub enum Framer {
     Msrp(MsrpFramer),
     Bfcp(BfcpFramer),
