@@ -131,6 +131,13 @@ fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
     let s2 = expect(&mgc_lines, "STATS tcp/core/", &mut seen);
     assert_eq!((field(&s1, "os"), field(&s1, "or")), (x_in, x_out), "{s1}");
     assert_eq!((field(&s2, "os"), field(&s2, "or")), (y_in, y_out), "{s2}");
+    // The pair was MSRP-aware (TCP/MSRP): what each UE sent and answered, counted on both
+    // terminations (T1 receives UE-X's, T2 UE-Y's).
+    let counts = |s: &str| ["chkr", "chks", "r2xxr", "r2xxs"].map(|item| field(s, item));
+    let (x_sends, y_sends) = (field(&x, "sends_out"), field(&y, "sends_out"));
+    assert_eq!(counts(&s1), [x_sends, y_sends, y_sends, x_sends], "{s1}");
+    assert_eq!(counts(&s2), [y_sends, x_sends, x_sends, y_sends], "{s2}");
+    assert_eq!(field(&x, "ok_in"), x_sends);
     let end = Instant::now() + Duration::from_secs(10);
     while mgc.0.try_wait().unwrap().is_none() {
         assert!(Instant::now() < end, "MGC did not finish: {seen:?}");

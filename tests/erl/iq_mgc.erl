@@ -10,7 +10,8 @@
 %%             (connect out to UE-Y at 198.18.200.50:2855), Modify T1 (accept UE-X from
 %%             198.18.100.7, tcpc/est armed); prints "T1 <ip> <port>", waits for the Notify
 %%             of step 24 ("OK notify tcpc/est"), then for a line "subtract" on standard
-%%             input, and prints "STATS <term> os=<n> or=<n>" for both from the Subtract.
+%%             input, and prints "STATS <term> os=<n> or=<n> chkr=.. chks=.. r2xxr=.. r2xxs=.."
+%%             (octets and MSRP counts) for both from the Subtract.
 %% Without a ServiceChange within 20 s it exits 1.
 %% Usage: erl -noshell -pa DIR -run iq_mgc run PORT SCENARIO
 -module(iq_mgc).
@@ -108,8 +109,9 @@ print_stats({subtractReply, #'AmmsReply'{terminationID = [Tid], terminationAudit
                       _ -> "?"
                   end
           end,
-    io:format("STATS ~s os=~s or=~s~n",
-              [string:join(Tid#megaco_term_id.id, "/"), Val("nt/os"), Val("nt/or")]).
+    io:format("STATS ~s os=~s or=~s chkr=~s chks=~s r2xxr=~s r2xxs=~s~n",
+              [string:join(Tid#megaco_term_id.id, "/"), Val("nt/os"), Val("nt/or"),
+               Val("msrpst/chkr"), Val("msrpst/chks"), Val("msrpst/r2xxr"), Val("msrpst/r2xxs")]).
 
 add_realm(CH, Ctx0, Realm) ->
     Cmd = #'CommandRequest'{command = {addReq, #'AmmRequest'{

@@ -301,7 +301,8 @@ pub fn load(a: LoadArgs) -> Result<()> {
         other => bail!("UE-Y farm did not start: {other:?}"),
     }
     let t = Instant::now();
-    let local = "L{\nv=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}";
+    // The farm moves a byte pattern, not MSRP: the terminations are agnostic `TCP`.
+    let local = "L{\nv=0\nc=IN IP4 $\nm=message $ TCP *\n}";
     let r1 = m.transact_all(
         &(0..n)
             .map(|_| format!("C=${{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=access}},{local}}}}}}}}}"))
@@ -321,7 +322,7 @@ pub fn load(a: LoadArgs) -> Result<()> {
             .enumerate()
             .map(|(i, (c, t, _))| {
                 format!(
-                    "C={c}{{MF={t}{{M{{ST=1{{O{{MO=SR}},R{{\nv=0\nc=IN IP4 {}\nm=message {} TCP/MSRP *\na=setup:passive\n}}}}}}}}}}",
+                    "C={c}{{MF={t}{{M{{ST=1{{O{{MO=SR}},R{{\nv=0\nc=IN IP4 {}\nm=message {} TCP *\na=setup:passive\n}}}}}}}}}}",
                     a.ue_y.ip(),
                     a.ue_y.port() + i as u16
                 )
@@ -335,7 +336,7 @@ pub fn load(a: LoadArgs) -> Result<()> {
         &t1.iter()
             .map(|(c, t, _)| {
                 format!(
-                    "C={c}{{MF={t}{{M{{ST=1{{O{{MO=SR}},R{{\nv=0\nc=IN IP4 {}\nm=message 9 TCP/MSRP *\na=setup:active\n}}}}}}}}}}",
+                    "C={c}{{MF={t}{{M{{ST=1{{O{{MO=SR}},R{{\nv=0\nc=IN IP4 {}\nm=message 9 TCP *\na=setup:active\n}}}}}}}}}}",
                     a.ue_x
                 )
             })

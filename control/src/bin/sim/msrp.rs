@@ -20,14 +20,15 @@ pub fn body(seed: u64, index: u64) -> Vec<u8> {
         .collect()
 }
 
+/// RFC 4975 `ident`s are 4 to 32 characters: the UE's name and eight hex digits.
 pub fn transaction_id(name: &str, index: u64) -> String {
-    format!("{name}{index:x}")
+    format!("{name}{index:08x}")
 }
 
 pub fn send_request(name: &str, peer: &str, index: u64, body: &[u8]) -> Vec<u8> {
     let tid = transaction_id(name, index);
     let mut m = format!(
-        "MSRP {tid} SEND\r\nTo-Path: msrp://{peer}.example/s;tcp\r\nFrom-Path: msrp://{name}.example/s;tcp\r\nMessage-ID: {name}-{index}\r\nByte-Range: 1-{len}/{len}\r\nContent-Type: text/plain\r\n\r\n",
+        "MSRP {tid} SEND\r\nTo-Path: msrp://{peer}.example/s;tcp\r\nFrom-Path: msrp://{name}.example/s;tcp\r\nMessage-ID: {name}m{index:08}\r\nByte-Range: 1-{len}/{len}\r\nContent-Type: text/plain\r\n\r\n",
         len = body.len()
     )
     .into_bytes();

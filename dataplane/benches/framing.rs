@@ -1,0 +1,234 @@
+//! What MSRP awareness costs: one pair relays the same MSRP stream agnostic and
+//! MSRP-aware, interleaved; only the worker's poll time is measured (the UE host on the
+//! other end of the MemLink is not), on a virtual clock. The framer alone on the stream in
+//! memory is the floor of the parsing cost.
+//!
+//! Streams: `chat` (text messages of up to 300 octets, one chunk each, with responses and
+//! reports) and `file` (binary messages of up to 64 KiB in up to 16 chunks).
+//! `IMSAGW_BENCH_MB` sets the stream size (default 64).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Instant as Wall;
+
+use dataplane::clock::{Clock, VirtualClock};
+use dataplane::contract::*;
+use dataplane::framing::msrp::{MsrpFramer, MsrpLimits};
+use dataplane::framing::sample::{msrp_stream, MsrpShape};
+use dataplane::framing::FramingLimits;
+use dataplane::memlink::{MemLink, MemLinkConfig, MemPort};
+use dataplane::testbed::Host;
+use dataplane::worker::{Worker, WorkerConfig};
+use smoltcp::iface::SocketHandle;
+use smoltcp::time::Duration;
+use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Cidr};
+
+const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
+const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);
+const UE_X: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 7);
+const UE_Y: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 50);
+const BUF: usize = 256 * 1024;
+
+/// Relays `stream` from UE-X to UE-Y through one pair; returns ns of worker poll time.
+fn relay(stream: &[u8], framing: Framing) -> u128 {
+    let clock = VirtualClock::new();
+    let link = MemLinkConfig {
+        pool_buffers: 1 << 16,
+        queue_frames: 1 << 14,
+        ..MemLinkConfig::default()
+    };
+    let (pa, pb) = MemLink::pair(link, clock.clone());
+    let (control, worker_end) = rings(1024);
+    let mut limits = FramingLimits::default();
+    limits.msrp.messages_per_second = 0;
+    let cfg = WorkerConfig {
+        addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
+        rx_buffer: BUF,
+        tx_buffer: BUF,
+        framing: limits,
+        ..WorkerConfig::default()
+    };
+    let mut worker = Worker::new(pa, cfg, worker_end, clock.now());
+    let mut host = Host::new(pb, Ipv4Cidr::new(UE_X, 15), clock.now());
+    host.iface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::Ipv4(Ipv4Cidr::new(UE_Y, 15)));
+    });
+    let t1 = TerminationKey {
+        context: 1,
+        termination: 1,
+    };
+    let t2 = TerminationKey {
+        context: 1,
+        termination: 2,
+    };
+    let y = host.add_tcp(BUF, BUF);
+    host.tcp(y)
+        .listen(IpListenEndpoint {
+            addr: Some(IpAddress::Ipv4(UE_Y)),
+            port: 2855,
+        })
+        .unwrap();
+    for c in [
+        Command::Reserve {
+            key: t1,
+            local: SocketAddrV4::new(AGW_ACCESS, 2855),
+        },
+        Command::Reserve {
+            key: t2,
+            local: SocketAddrV4::new(AGW_CORE, 2855),
+        },
+        Command::Start {
+            key: t2,
+            role: LegRole::Active {
+                remote: SocketAddrV4::new(UE_Y, 2855),
+            },
+            accept: Accept::Gate(UE_Y),
+            timers: LegTimers::default(),
+            tls: None,
+            framing: Framing::Agnostic,
+        },
+        Command::Start {
+            key: t1,
+            role: LegRole::Passive,
+            accept: Accept::Gate(UE_X),
+            timers: LegTimers::default(),
+            tls: None,
+            framing,
+        },
+        Command::Join { a: t1, b: t2 },
+    ] {
+        control.commands.push(c).unwrap();
+    }
+    let mut x: Option<SocketHandle> = None;
+    let (mut sent, mut got) = (0usize, 0usize);
+    let mut worker_ns = 0u128;
+    let mut rounds = 0u64;
+    while got < stream.len() {
+        let now = clock.now();
+        let t = Wall::now();
+        let busy = worker.poll(now);
+        worker_ns += t.elapsed().as_nanos();
+        host.poll(now);
+        while let Some(e) = control.events.pop() {
+            if let Event::Violation { .. } = e {
+                panic!("{e:?}");
+            }
+        }
+        rounds += 1;
+        if x.is_none() && rounds > 20 {
+            let h = host.add_tcp(BUF, BUF);
+            let cx = host.iface.context();
+            host.sockets
+                .get_mut::<smoltcp::socket::tcp::Socket>(h)
+                .connect(
+                    cx,
+                    IpEndpoint::new(IpAddress::Ipv4(AGW_ACCESS), 2855),
+                    IpListenEndpoint {
+                        addr: Some(IpAddress::Ipv4(UE_X)),
+                        port: 2855,
+                    },
+                )
+                .unwrap();
+            x = Some(h);
+        }
+        let mut moved = false;
+        if let Some(h) = x {
+            let s = host.tcp(h);
+            if sent < stream.len() && s.can_send() {
+                let n = s.send_slice(&stream[sent..]).unwrap_or(0);
+                sent += n;
+                moved |= n > 0;
+            }
+        }
+        let s = host.tcp(y);
+        while s.can_recv() {
+            let n = s.recv(|d| (d.len(), d.len())).unwrap_or(0);
+            got += n;
+            moved |= n > 0;
+        }
+        if !busy && !moved {
+            clock.advance(Duration::from_micros(100));
+        }
+    }
+    worker_ns
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let mb: usize = std::env::var("IMSAGW_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let reps = 5;
+    println!("# MSRP-aware against agnostic relay, one pair, worker time only (best of {reps} interleaved runs; worst in brackets)");
+    println!("| stream | MB | agnostic Gbit/s | MSRP-aware Gbit/s | cost of awareness | framer alone GB/s |");
+    println!("|---|---|---|---|---|---|");
+    for (name, shape) in [
+        (
+            "chat",
+            MsrpShape {
+                messages: 0,
+                max_body: 300,
+                max_chunks: 1,
+                binary: false,
+            },
+        ),
+        (
+            "file",
+            MsrpShape {
+                messages: 0,
+                max_body: 64 * 1024,
+                max_chunks: 16,
+                binary: true,
+            },
+        ),
+    ] {
+        // Enough messages for about `mb` megabytes.
+        let probe = msrp_stream(
+            1,
+            MsrpShape {
+                messages: 200,
+                ..shape
+            },
+        );
+        let messages = (mb * 1_000_000 * 200 / probe.bytes.len()).max(1);
+        let sample = msrp_stream(1, MsrpShape { messages, ..shape });
+        let bytes = sample.bytes.len();
+        let (mut agnostic, mut aware) = (Vec::new(), Vec::new());
+        let mut floor = f64::MAX;
+        for _ in 0..reps {
+            agnostic.push(relay(&sample.bytes, Framing::Agnostic));
+            aware.push(relay(&sample.bytes, Framing::Msrp));
+            let t = Wall::now();
+            let mut f = MsrpFramer::new(
+                MsrpLimits {
+                    messages_per_second: 0,
+                    ..MsrpLimits::default()
+                },
+                0,
+            );
+            for piece in sample.bytes.chunks(16 * 1024) {
+                f.feed(piece, 0).unwrap();
+            }
+            assert_eq!(*f.counters(), sample.counters);
+            floor = floor.min(t.elapsed().as_nanos() as f64);
+        }
+        let gbps = |ns: u128| bytes as f64 * 8.0 / ns as f64;
+        let (a_best, a_worst) = (
+            *agnostic.iter().min().unwrap(),
+            *agnostic.iter().max().unwrap(),
+        );
+        let (m_best, m_worst) = (*aware.iter().min().unwrap(), *aware.iter().max().unwrap());
+        println!(
+            "| {name} | {:.0} | {:.2} ({:.2}) | {:.2} ({:.2}) | {:+.1} % | {:.2} |",
+            bytes as f64 / 1e6,
+            gbps(a_best),
+            gbps(a_worst),
+            gbps(m_best),
+            gbps(m_worst),
+            (m_best as f64 / a_best as f64 - 1.0) * 100.0,
+            bytes as f64 / floor,
+        );
+    }
+}
