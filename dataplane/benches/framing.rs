@@ -15,7 +15,7 @@ use dataplane::contract::*;
 use dataplane::framing::msrp::{MsrpFramer, MsrpLimits};
 use dataplane::framing::sample::{msrp_stream, MsrpShape};
 use dataplane::framing::FramingLimits;
-use dataplane::memlink::{MemLink, MemLinkConfig, MemPort};
+use dataplane::memlink::{MemLink, MemLinkConfig};
 use dataplane::testbed::Host;
 use dataplane::worker::{Worker, WorkerConfig};
 use smoltcp::iface::SocketHandle;
