@@ -1,8 +1,8 @@
 //! The seed's flow end to end without DPDK: an IMS-ALG over UDP registers the MG and drives
 //! Add T1, Add T2, Modify T2 (connect out to UE-Y), Modify T1 (accept UE-X) through the
 //! control plane; the worker on a MemLink connects and cuts through; smoltcp UEs move 1 MB
-//! each way byte-exact; Subtract releases both legs. (Its statistics are the last the worker
-//! reported, which before a Closed event is nothing yet: deferring the reply is future work.)
+//! each way byte-exact (a byte pattern, so the terminations are agnostic `TCP`); Subtract
+//! releases both legs.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
@@ -229,12 +229,12 @@ fn establish(w: &mut World) -> Call {
     let alg_addr = w.alg.local_addr().unwrap();
     let hdr = format!("!/3 [127.0.0.1]:{}", alg_addr.port());
     // Steps 2-7: the two terminations.
-    let a1 = w.call(&format!("{hdr} T=10{{C=${{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=access}},L{{v=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}}}}}}}}}}}}"));
+    let a1 = w.call(&format!("{hdr} T=10{{C=${{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=access}},L{{v=0\nc=IN IP4 $\nm=message $ TCP *\n}}}}}}}}}}}}"));
     let ContextId::Id(ctx) = a1[0].context else {
         panic!("{a1:?}")
     };
     let (t1, p1) = local_port(&a1[0]);
-    let a2 = w.call(&format!("{hdr} T=11{{C={ctx}{{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=core}},L{{v=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}}}}}}}}}}}}"));
+    let a2 = w.call(&format!("{hdr} T=11{{C={ctx}{{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=core}},L{{v=0\nc=IN IP4 $\nm=message $ TCP *\n}}}}}}}}}}}}"));
     let (t2, _p2) = local_port(&a2[0]);
     // Steps 12-17: UE-Y is the TCP server; T2 connects out.
     let y = w.host.add_tcp(64 * 1024, 64 * 1024);
@@ -245,14 +245,14 @@ fn establish(w: &mut World) -> Call {
             port: 2855,
         })
         .unwrap();
-    w.call(&format!("{hdr} T=12{{C={ctx}{{MF={t2}{{M{{ST=1{{O{{MO=SR}},L{{v=0\nm=message $ TCP/MSRP *\na=setup:active\n}},R{{v=0\nc=IN IP4 {UE_Y}\nm=message 2855 TCP/MSRP *\na=setup:passive\n}}}}}}}}}}}}"));
+    w.call(&format!("{hdr} T=12{{C={ctx}{{MF={t2}{{M{{ST=1{{O{{MO=SR}},L{{v=0\nm=message $ TCP *\na=setup:active\n}},R{{v=0\nc=IN IP4 {UE_Y}\nm=message 2855 TCP *\na=setup:passive\n}}}}}}}}}}}}"));
     let end = StdInstant::now() + StdDuration::from_secs(20);
     while w.host.tcp(y).state() != tcp::State::Established {
         assert!(StdInstant::now() < end, "T2 did not connect to UE-Y");
         w.step();
     }
     // Steps 18-22: T1 accepts UE-X.
-    w.call(&format!("{hdr} T=13{{C={ctx}{{MF={t1}{{M{{ST=1{{O{{MO=SR}},L{{v=0\nm=message $ TCP/MSRP *\na=setup:passive\n}},R{{v=0\nc=IN IP4 {UE_X}\nm=message 9 TCP/MSRP *\na=setup:active\n}}}}}}}}}}}}"));
+    w.call(&format!("{hdr} T=13{{C={ctx}{{MF={t1}{{M{{ST=1{{O{{MO=SR}},L{{v=0\nm=message $ TCP *\na=setup:passive\n}},R{{v=0\nc=IN IP4 {UE_X}\nm=message 9 TCP *\na=setup:active\n}}}}}}}}}}}}"));
     for _ in 0..20 {
         w.step();
     }

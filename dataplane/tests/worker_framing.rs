@@ -9,7 +9,7 @@ use common::*;
 use dataplane::contract::*;
 use dataplane::framing::bfcp::BfcpViolation;
 use dataplane::framing::msrp::{MsrpCounters, MsrpViolation};
-use dataplane::framing::sample::{bfcp_stream, msrp_stream, MsrpShape};
+use dataplane::framing::sample::{bfcp_stream, msrp_stream, rfc_4975_examples, MsrpShape};
 use dataplane::framing::FramingLimits;
 use dataplane::memlink::Faults;
 use dataplane::rng::SplitMix64;
@@ -135,7 +135,9 @@ fn msrp_aware_pair_relays_100k_messages_byte_exact_with_exact_counts() {
             binary: true,
         },
     );
-    let down = msrp_stream(
+    // UE-Y starts with RFC 4975's examples.
+    let mut down = rfc_4975_examples();
+    let more = msrp_stream(
         8,
         MsrpShape {
             messages: 20_000,
@@ -144,6 +146,9 @@ fn msrp_aware_pair_relays_100k_messages_byte_exact_with_exact_counts() {
             binary: false,
         },
     );
+    down.bytes.extend_from_slice(&more.bytes);
+    down.counters
+        .add_delta(&more.counters, &MsrpCounters::default());
     let mut ux = Ue::new(x, up.bytes.clone(), 1);
     let mut uy = Ue::new(y, down.bytes.clone(), 2);
     let (up_len, down_len) = (up.bytes.len(), down.bytes.len());

@@ -235,3 +235,40 @@ pub fn bfcp_stream(seed: u64, frames: usize) -> Sample<BfcpCounters> {
         counters: c,
     }
 }
+
+/// RFC 4975's examples (sections 4, 5.1 and 7.1), line ends made CRLF.
+const RFC_4975: &[&str] = &[
+    // Section 4: Alice's SEND and Bob's 200.
+    "MSRP a786hjs2 SEND\r\nTo-Path: msrp://biloxi.example.com:12763/kjhd37s2s20w2a;tcp\r\nFrom-Path: msrp://atlanta.example.com:7654/jshA7weztas;tcp\r\nMessage-ID: 87652491\r\nByte-Range: 1-25/25\r\nContent-Type: text/plain\r\n\r\nHey Bob, are you there?\r\n-------a786hjs2$\r\n",
+    "MSRP a786hjs2 200 OK\r\nTo-Path: msrp://atlanta.example.com:7654/jshA7weztas;tcp\r\nFrom-Path: msrp://biloxi.example.com:12763/kjhd37s2s20w2a;tcp\r\n-------a786hjs2$\r\n",
+    // Section 4: a SEND through a relay (two URIs in To-Path), then its REPORT.
+    "MSRP d93kswow SEND\r\nTo-Path: msrp://intra.example.com:8555/wjdsEHlr84;tcp msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\nFrom-Path: msrp://alice.example.com:7777/iau39soe2843z;tcp\r\nMessage-ID: 12339sdqwer\r\nByte-Range: 1-16/16\r\nContent-Type: text/html\r\n\r\n<p>Hi Bob!</p>\r\n\r\n-------d93kswow$\r\n",
+    "MSRP dkei38sd REPORT\r\nTo-Path: msrp://alice.example.com:7777/iau39soe2843z;tcp\r\nFrom-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\nMessage-ID: 12339sdqwer\r\nByte-Range: 1-16/16\r\nStatus: 000 200 OK\r\n-------dkei38sd$\r\n",
+    // Section 5.1/7.1: a message in two chunks, the first interrupted with `+`.
+    "MSRP 7Hn3dlkw SEND\r\nTo-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\nFrom-Path: msrp://alice.example.com:7777/iau39soe2843z;tcp\r\nMessage-ID: 456s9wlk3\r\nByte-Range: 1-12/20\r\nContent-Type: text/plain\r\n\r\nabcdefghijkl\r\n-------7Hn3dlkw+\r\n",
+    "MSRP 8Hn3dlkw SEND\r\nTo-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\nFrom-Path: msrp://alice.example.com:7777/iau39soe2843z;tcp\r\nMessage-ID: 456s9wlk3\r\nByte-Range: 13-20/20\r\nContent-Type: text/plain\r\n\r\nmnopqrst\r\n-------8Hn3dlkw$\r\n",
+    // Section 7.1.2: an empty SEND used to open the session (no body).
+    "MSRP a786hjs3 SEND\r\nTo-Path: msrp://biloxi.example.com:12763/kjhd37s2s20w2a;tcp\r\nFrom-Path: msrp://atlanta.example.com:7654/jshA7weztas;tcp\r\nMessage-ID: 87652492\r\nByte-Range: 1-0/0\r\n-------a786hjs3$\r\n",
+    // Section 7.3: a failure response.
+    "MSRP a786hjs4 481 Session does not exist\r\nTo-Path: msrp://atlanta.example.com:7654/jshA7weztas;tcp\r\nFrom-Path: msrp://biloxi.example.com:12763/kjhd37s2s20w2a;tcp\r\n-------a786hjs4$\r\n",
+];
+
+/// RFC 4975's examples as one stream, with their counts.
+pub fn rfc_4975_examples() -> Sample<MsrpCounters> {
+    let counters = MsrpCounters {
+        chunks: 5,
+        messages: 4,
+        aborted: 0,
+        reports: 1,
+        other_requests: 0,
+        body_octets: 23 + 16 + 12 + 8,
+        responses_2xx: 1,
+        responses_4xx: 1,
+        responses_5xx: 0,
+        responses_other: 0,
+    };
+    Sample {
+        bytes: RFC_4975.concat().into_bytes(),
+        counters,
+    }
+}

@@ -105,7 +105,7 @@ mod tests {
     #[test]
     fn any_split_of_a_stream_gives_the_same_frames() {
         let mut stream = send_request("x", "y", 7, &body(1, 7));
-        stream.extend(ok_response("y", "x", "x7"));
+        stream.extend(ok_response("y", "x", &transaction_id("x", 7)));
         stream.extend(send_request("x", "y", 8, &body(1, 8)));
         for cut in [1, 2, 5, 13, 100, 1000, stream.len()] {
             let mut buf = Vec::new();
@@ -121,14 +121,14 @@ mod tests {
             assert_eq!(
                 frames[0],
                 Frame::Send {
-                    tid: "x7".into(),
+                    tid: "x00000007".into(),
                     body: body(1, 7)
                 }
             );
             assert_eq!(
                 frames[1],
                 Frame::Response {
-                    tid: "x7".into(),
+                    tid: "x00000007".into(),
                     status: 200
                 }
             );
