@@ -172,6 +172,7 @@ fn main() {
                 max_body: 300,
                 max_chunks: 1,
                 binary: false,
+                decoys: false,
             },
         ),
         (
@@ -181,6 +182,7 @@ fn main() {
                 max_body: 64 * 1024,
                 max_chunks: 16,
                 binary: true,
+                decoys: false,
             },
         ),
     ] {

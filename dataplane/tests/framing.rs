@@ -64,6 +64,7 @@ fn hundred_thousand_generated_messages_in_random_pieces() {
                 max_body: 700,
                 max_chunks: 4,
                 binary,
+                decoys: binary,
             },
         );
         let mut rng = SplitMix64::new(seed + 100);
@@ -79,7 +80,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
     #[test]
     fn any_split_frames_the_same(seed in 0u64..1_000_000, cuts in prop::collection::vec(0usize..100_000, 0..40)) {
-        let sample = msrp_stream(seed, MsrpShape { messages: 20, max_body: 3000, max_chunks: 3, binary: seed % 2 == 0 });
+        let sample = msrp_stream(seed, MsrpShape { messages: 20, max_body: 3000, max_chunks: 3, binary: seed % 2 == 0, decoys: true });
         let mut points: Vec<usize> = cuts.iter().map(|c| c % (sample.bytes.len() + 1)).collect();
         points.sort_unstable();
         let mut f = MsrpFramer::new(unlimited_msrp(), 0);

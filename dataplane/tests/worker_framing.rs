@@ -133,6 +133,7 @@ fn msrp_aware_pair_relays_100k_messages_byte_exact_with_exact_counts() {
             max_body: 300,
             max_chunks: 3,
             binary: true,
+            decoys: true,
         },
     );
     // UE-Y starts with RFC 4975's examples.
@@ -144,6 +145,7 @@ fn msrp_aware_pair_relays_100k_messages_byte_exact_with_exact_counts() {
             max_body: 2000,
             max_chunks: 5,
             binary: false,
+            decoys: true,
         },
     );
     down.bytes.extend_from_slice(&more.bytes);
@@ -293,6 +295,7 @@ fn msrp_good(seed: u64) -> Vec<u8> {
             max_body: 1500,
             max_chunks: 3,
             binary: true,
+            decoys: true,
         },
     )
     .bytes

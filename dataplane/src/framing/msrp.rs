@@ -141,6 +141,14 @@ impl MsrpViolation {
 /// transaction id, a method) and the values the framer reads (Message-ID is at most 32).
 const LINE_PREFIX: usize = 96;
 const DASHES: &[u8; 7] = b"-------";
+/// CRLF and the dashes: how every end-line after a body begins.
+const RUN: &[u8; 9] = b"\r\n-------";
+
+fn end_line_finder() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    FINDER.get_or_init(|| memchr::memmem::Finder::new(RUN))
+}
 const TID_MIN: usize = 4;
 const TID_MAX: usize = 32;
 const PATTERN_MAX: usize = 2 + DASHES.len() + TID_MAX;
@@ -438,12 +446,12 @@ impl MsrpFramer {
             self.body += self.matched as u64;
             self.matched = 0;
         }
+        // Whole `\r\n-------` runs are found with a vectorised substring search; a run is
+        // the end-line only if the transaction id follows. A run cut by the end of the piece
+        // can only start at the piece's last CR (the run has one CR, at its start).
+        let finder = end_line_finder();
         let used = loop {
-            match memchr::memchr(b'\r', &data[i..]) {
-                None => {
-                    self.body += (data.len() - i) as u64;
-                    break data.len();
-                }
+            match finder.find(&data[i..]) {
                 Some(off) => {
                     let at = i + off;
                     self.body += off as u64;
@@ -458,6 +466,19 @@ impl MsrpFramer {
                     }
                     self.body += 1;
                     i = at + 1;
+                }
+                None => {
+                    let tail = i.max(data.len().saturating_sub(RUN.len() - 1));
+                    if let Some(r) = memchr::memrchr(b'\r', &data[tail..]) {
+                        let at = tail + r;
+                        if pat.starts_with(&data[at..]) {
+                            self.body += (at - i) as u64;
+                            self.matched = data.len() - at;
+                            break data.len();
+                        }
+                    }
+                    self.body += (data.len() - i) as u64;
+                    break data.len();
                 }
             }
         };
@@ -540,18 +561,39 @@ fn trim(v: &[u8]) -> &[u8] {
     &v[start..end.max(start)]
 }
 
+/// Character classes as one table lookup each: bit 0 ALPHANUM, bit 1 ident-char, bit 2
+/// token (RFC 3261, for header names).
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() {
+            t[c] = 0b111;
+        } else if matches!(b, b'.' | b'-' | b'+' | b'%' | b'=') {
+            t[c] = 0b010;
+        }
+        if matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        ) {
+            t[c] |= 0b100;
+        }
+        c += 1;
+    }
+    t
+};
+
 /// RFC 4975 `ident`: ALPHANUM then 3 to 31 of ALPHANUM / "." / "-" / "+" / "%" / "=".
 fn is_ident(v: &[u8]) -> bool {
     (TID_MIN..=TID_MAX).contains(&v.len())
-        && v[0].is_ascii_alphanumeric()
-        && v[1..]
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+' | b'%' | b'='))
+        && CLASS[v[0] as usize] & 1 != 0
+        && v[1..].iter().all(|&c| CLASS[c as usize] & 0b10 != 0)
 }
 
 /// RFC 4975 `hname` is a token (RFC 3261).
 fn is_token_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c)
+    CLASS[c as usize] & 0b100 != 0
 }
 
 fn fnv1a(v: &[u8]) -> u64 {

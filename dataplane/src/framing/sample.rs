@@ -14,6 +14,9 @@ pub struct MsrpShape {
     pub max_chunks: usize,
     /// Bodies are random octets (true) or text lines (false).
     pub binary: bool,
+    /// Binary bodies carry end-line look-alikes (CRLF, dashes, another transaction id)
+    /// every 64 octets, to exercise a matcher's false starts.
+    pub decoys: bool,
 }
 
 pub struct Sample<C> {
@@ -29,10 +32,13 @@ fn ident(rng: &mut SplitMix64, len: usize) -> String {
         .collect()
 }
 
-fn body(rng: &mut SplitMix64, len: usize, binary: bool) -> Vec<u8> {
+fn body(rng: &mut SplitMix64, len: usize, binary: bool, decoys: bool) -> Vec<u8> {
     let mut b = vec![0u8; len];
     if binary {
         rng.fill(&mut b);
+        if !decoys {
+            return b;
+        }
         // Sprinkle CRLFs and end-line look-alikes (other transaction ids, dashes) so the
         // matcher's false starts are exercised.
         for _ in 0..len / 64 {
@@ -107,7 +113,7 @@ pub fn msrp_stream(seed: u64, shape: MsrpShape) -> Sample<MsrpCounters> {
                 let abort = rng.chance(0.05);
                 (
                     ident(&mut rng, 10),
-                    body(&mut rng, len, shape.binary),
+                    body(&mut rng, len, shape.binary, shape.decoys),
                     chunks,
                     abort,
                     0,
@@ -178,7 +184,7 @@ pub fn msrp_stream(seed: u64, shape: MsrpShape) -> Sample<MsrpCounters> {
         if rng.chance(0.05) {
             let tid = ident(&mut rng, 6);
             let small_len = rng.below(200) as usize;
-            let small = body(&mut rng, small_len, false);
+            let small = body(&mut rng, small_len, false, false);
             request(
                 &mut out,
                 &tid,
