@@ -8,6 +8,9 @@
 # flow twice: with plain TCP on both legs, then with TLS towards UE-X (the seed's clause y.3:
 # fingerprints exchanged in the H.248 descriptors), then once more with the IMS-ALG going
 # away mid-call and coming back (imsagw re-registers, the call's bytes keep flowing).
+# Each run also scrapes imsagw's Prometheus metrics (parsed as OpenMetrics, counters checked
+# against what the UEs did) and, in the plain TCP run, captures T1's port with `imsagw
+# capture` and checks with tshark that the MSRP bytes in the pcapng are those UE-X sent.
 # `demo.sh --tcp`, `--tls` or `--restart` runs one.
 # It cleans up after itself (also on Ctrl-C) and exits 0 only if everything matched.
 set -euo pipefail
@@ -23,10 +26,15 @@ MESSAGES=${MESSAGES:-300}
 WORK=$(mktemp -d)
 AGW_PID=""
 CAP_PID=""
+T1CAP_PID=""
+METRICS=127.0.0.1:9464
 
 cleanup() {
   if [ -n "$CAP_PID" ]; then
     kill -INT "$CAP_PID" 2>/dev/null || true
+  fi
+  if [ -n "$T1CAP_PID" ]; then
+    kill "$T1CAP_PID" 2>/dev/null || true
   fi
   if [ -n "$AGW_PID" ] && kill -0 "$AGW_PID" 2>/dev/null; then
     kill -TERM "$AGW_PID" 2>/dev/null || true
@@ -35,7 +43,7 @@ cleanup() {
   for ns in "$UEX" "$UEY" "$LAN"; do
     ip netns del "$ns" 2>/dev/null || true
   done
-  rm -rf "$WORK"
+  [ -n "${KEEP_WORK:-}" ] && echo "work files kept in $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'echo "interrupted"; exit 130' INT TERM
@@ -87,7 +95,7 @@ flow() {
   : >"$WORK/imsagw.log"
   section "[$variant] Start imsagw: control thread on core 0, one worker on core 1, DPDK net_tap0 (iface $IFACE)"
   # shellcheck disable=SC2086
-  "$BIN" run --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" $agw_flags ${IMSAGW_ARGS:-} \
+  "$BIN" run --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" --metrics "$METRICS" $agw_flags ${IMSAGW_ARGS:-} \
     --realm access=198.18.1.10/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
     >"$WORK/imsagw.log" 2>&1 &
   AGW_PID=$!
@@ -108,11 +116,48 @@ flow() {
   dumpcap -q -i lo -f "udp port 2944 or udp port 2945" -w "$WORK/h248-$variant.pcapng" >/dev/null 2>&1 &
   CAP_PID=$!
   sleep 1
+  if [ "$variant" = tcp ]; then
+    # T1 is the first termination of the access realm: port 40000 in a fresh imsagw.
+    "$BIN" capture --status-socket "$WORK/imsagw.sock" --port 40000 --out "$WORK/t1.pcapng" \
+      --packets 100000 --seconds 120 >"$WORK/capture.out" 2>&1 &
+    T1CAP_PID=$!
+    sleep 0.3
+    grep -q capturing "$WORK/capture.out" || fail "capture did not start: $(cat "$WORK/capture.out")"
+  fi
+  # shellcheck disable=SC2086
   "$SIM" alg --listen 127.0.0.1:2945 --ue-x "$UEX_IP" --ue-y "$UEY_IP:2855" \
-    --ue-x-netns "$UEX" --ue-y-netns "$UEY" --messages "$MESSAGES" $sim_flags || fail "call flow ($variant)"
+    --ue-x-netns "$UEX" --ue-y-netns "$UEY" --messages "$MESSAGES" $sim_flags \
+    | tee "$WORK/alg-$variant.out" || fail "call flow ($variant)"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || fail "call flow ($variant)"
   sleep 0.5
   kill -INT "$CAP_PID"; wait "$CAP_PID" || true
   CAP_PID=""
+  x_out=$(grep -o 'UE-X: SUMMARY.*' "$WORK/alg-$variant.out" | grep -o 'bytes_out=[0-9]*' | cut -d= -f2)
+  x_in=$(grep -o 'UE-X: SUMMARY.*' "$WORK/alg-$variant.out" | grep -o 'bytes_in=[0-9]*' | cut -d= -f2)
+  [ -n "$x_out" ] && [ -n "$x_in" ] || fail "no UE-X summary"
+
+  if [ "$variant" = tcp ]; then
+    section "[$variant] imsagw capture of T1 (port 40000): tshark reads it, and UE-X's MSRP bytes are in it"
+    "$BIN" capture --status-socket "$WORK/imsagw.sock" --stop
+    wait "$T1CAP_PID" || fail "capture: $(cat "$WORK/capture.out")"
+    T1CAP_PID=""
+    cat "$WORK/capture.out"
+    tshark -r "$WORK/t1.pcapng" -q -z io,stat,0 2>/dev/null | grep -E 'Frames|Interval|<>' | head -4
+    # UE-X -> T1, the TCP stream's client side, reassembled by tshark.
+    tshark -r "$WORK/t1.pcapng" -q -z "follow,tcp,raw,0" 2>/dev/null \
+      | /usr/bin/python3 scripts/follow_raw.py "$WORK/t1-from-ue-x.bin" "$WORK/t1-to-ue-x.bin"
+    got=$(stat -c %s "$WORK/t1-from-ue-x.bin")
+    sends=$(grep -c $'^MSRP [a-z0-9]* SEND\r$' "$WORK/t1-from-ue-x.bin" || true)
+    echo "captured from UE-X: $got bytes (UE-X sent $x_out), $sends MSRP SEND requests"
+    [ "$got" -eq "$x_out" ] || fail "the capture holds $got bytes from UE-X, UE-X sent $x_out"
+    [ "$sends" -eq "$MESSAGES" ] || fail "the capture holds $sends SEND requests, not $MESSAGES"
+  fi
+
+  section "[$variant] Prometheus metrics (http://$METRICS/metrics): valid OpenMetrics, counters match the call"
+  curl -sf "http://$METRICS/metrics" >"$WORK/metrics-$variant.txt" || fail "metrics scrape"
+  grep -E '^imsagw_(h248_commands_total|worker_relayed_octets_total|msrp_chunks_total|registered|tls_handshakes_total\{outcome="established"\})' "$WORK/metrics-$variant.txt"
+  /usr/bin/python3 scripts/check_metrics.py "$WORK/metrics-$variant.txt" "$variant" "$((x_out + x_in))" "$((2 * MESSAGES))" \
+    || fail "metrics do not match the call"
 
   section "[$variant] tshark decodes every H.248 message of the flow without malformed-packet errors"
   decode=(tshark -r "$WORK/h248-$variant.pcapng" -d udp.port==2945,megaco -d udp.port==2944,megaco)

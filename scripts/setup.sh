@@ -11,6 +11,8 @@ PACKAGES=(
   erlang-base erlang-megaco erlang-dev erlang-examples
   # baseline for the benchmarks
   haproxy
+  # metrics scrape and its OpenMetrics parser (demo), packaging (tests)
+  curl python3-prometheus-client dpkg-dev
 )
 
 missing=()

@@ -115,6 +115,8 @@ pub struct Settings {
     pub bfcp_frames_per_second: u32,
     /// Unix socket `imsagw status` reads from.
     pub status_socket: String,
+    /// Serve Prometheus metrics over HTTP on this address (`/metrics`); off when unset.
+    pub metrics: Option<SocketAddr>,
     /// `tracing` filter, used when RUST_LOG is not set; re-read on SIGHUP.
     pub log_level: String,
     /// EAL arguments; empty means the no-NIC default (net_tap0 on iface imsagw0).
@@ -171,6 +173,7 @@ impl Default for Settings {
             bfcp_frame_octets: bfcp.frame_octets,
             bfcp_frames_per_second: bfcp.frames_per_second,
             status_socket: "/run/imsagw.sock".into(),
+            metrics: None,
             log_level: "info".into(),
             eal: Vec::new(),
         }

@@ -61,6 +61,8 @@ pub struct Dispatcher<E: Executor> {
     counters: DispatchCounters,
     scratch: String,
     registered: bool,
+    /// Commands executed, by command and result (0: success, else the H.248 error code).
+    by_command: std::collections::BTreeMap<(&'static str, u16), u64>,
 }
 
 impl<E: Executor> Dispatcher<E> {
@@ -76,6 +78,41 @@ impl<E: Executor> Dispatcher<E> {
             counters: DispatchCounters::default(),
             scratch: String::with_capacity(4096),
             registered: true,
+            by_command: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Commands executed by command name and result code (0: success), for metrics.
+    pub fn commands(&self) -> impl Iterator<Item = (&'static str, u16, u64)> + '_ {
+        self.by_command.iter().map(|(&(c, r), &n)| (c, r, n))
+    }
+
+    /// Counts each command of `req` with its result: those an action answered are
+    /// successes, the one its error stopped at carries the code, later ones were not run.
+    /// A deferred reply (`None`) counts as success.
+    fn count_commands(&mut self, req: &TransactionRequest, result: Option<&ReplyResult>) {
+        for (i, action) in req.actions.iter().enumerate() {
+            let (done, code) = match result {
+                Some(ReplyResult::Actions(replies)) => match replies.get(i) {
+                    Some(r) => (r.replies.len(), r.error.as_ref().map(|e| e.code)),
+                    None => (0, None),
+                },
+                Some(ReplyResult::Error(e)) => (0, Some(e.code)),
+                None => (action.commands.len(), None),
+            };
+            for (j, c) in action.commands.iter().enumerate() {
+                let result = if j < done || code.is_none() {
+                    0
+                } else if j == done {
+                    code.unwrap_or(0)
+                } else {
+                    continue;
+                };
+                *self
+                    .by_command
+                    .entry((command_name(&c.command), result))
+                    .or_insert(0) += 1;
+            }
         }
     }
 
@@ -167,7 +204,9 @@ impl<E: Executor> Dispatcher<E> {
                     }
                     match self.cache.request(peer, req.id, now) {
                         Some(Disposition::Execute) => {
-                            if let Some(result) = self.executor.execute(peer, version, &req) {
+                            let result = self.executor.execute(peer, version, &req);
+                            self.count_commands(&req, result.as_ref());
+                            if let Some(result) = result {
                                 self.complete(peer, req.id, version, result, now, &mut send);
                             }
                         }
@@ -323,6 +362,33 @@ fn header_end(data: &[u8]) -> usize {
         .take_while(|c| !c.is_ascii_whitespace())
         .count();
     (first_space + 1 + mid_len).min(data.len())
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Amm {
+            kind: AmmKind::Add, ..
+        } => "add",
+        Command::Amm {
+            kind: AmmKind::Modify,
+            ..
+        } => "modify",
+        Command::Amm {
+            kind: AmmKind::Move,
+            ..
+        } => "move",
+        Command::Subtract { .. } => "subtract",
+        Command::Audit {
+            kind: AuditKind::Value,
+            ..
+        } => "audit_value",
+        Command::Audit {
+            kind: AuditKind::Capabilities,
+            ..
+        } => "audit_capabilities",
+        Command::Notify { .. } => "notify",
+        Command::ServiceChange { .. } => "service_change",
+    }
 }
 
 #[cfg(test)]

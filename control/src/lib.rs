@@ -1,6 +1,7 @@
 //! imsagw control plane: the H.248 codec, transactions, registration, the MG model with the
 //! Iq profile, Notify, and the control thread that joins them to the workers' rings.
 
+pub mod capture;
 pub mod config;
 pub mod dispatch;
 pub mod h248;

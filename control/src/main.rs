@@ -11,6 +11,7 @@ use dataplane::dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
 use dataplane::echo::{EchoConfig, EchoService};
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 
+mod metrics;
 mod run;
 
 #[derive(Debug, Parser)]
@@ -37,6 +38,8 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Print the state of a running imsagw (registration, contexts, workers, counters).
     Status(run::StatusArgs),
+    /// Capture packets of a termination, a port or everything into a pcapng file.
+    Capture(run::CaptureArgs),
     /// H.248 tools for operators.
     #[command(subcommand)]
     H248(H248Command),
@@ -205,6 +208,7 @@ fn main() -> Result<std::process::ExitCode> {
     match cli.command {
         Command::Run(a) => run::run(*a, reload).map(|()| std::process::ExitCode::SUCCESS),
         Command::Status(a) => run::status(a).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Capture(a) => run::capture(a).map(|()| std::process::ExitCode::SUCCESS),
         Command::Echo(a) => echo(a).map(|()| std::process::ExitCode::SUCCESS),
         Command::H248(H248Command::Decode(a)) => h248_decode(a),
     }

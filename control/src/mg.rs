@@ -170,6 +170,18 @@ pub struct Mg<D: DataPlane> {
     heartbeat_due: Millis,
     /// MSRP and BFCP counts of terminations already gone, and violations.
     app_totals: AppTotals,
+    tls: TlsCounts,
+}
+
+/// TLS handshakes on access legs by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TlsCounts {
+    pub established: u64,
+    pub failed_fingerprint: u64,
+    pub failed_no_certificate: u64,
+    pub failed_protocol: u64,
+    pub failed_timeout: u64,
+    pub failed_closed: u64,
 }
 
 /// What the MG's application-aware terminations carried, for status: each direction is
@@ -260,6 +272,7 @@ impl<D: DataPlane> Mg<D> {
             inactivity: None,
             heartbeat_due: Millis::MAX,
             app_totals: AppTotals::default(),
+            tls: TlsCounts::default(),
         }
     }
 
@@ -376,6 +389,22 @@ impl<D: DataPlane> Mg<D> {
         self.terms.len()
     }
 
+    pub fn tls_counts(&self) -> TlsCounts {
+        self.tls
+    }
+
+    /// The worker and local port of a termination, by name.
+    pub fn termination_port(&self, name: &str) -> Option<(usize, u16)> {
+        self.terms
+            .get(&lower(name))
+            .map(|t| (t.worker, t.local.port()))
+    }
+
+    /// The worker that owns a local port (the hand-off key).
+    pub fn port_owner(&self, port: u16) -> usize {
+        port as usize % self.workers()
+    }
+
     /// MSRP and BFCP counts of every termination, gone or live (terminations count once
     /// they have carried something).
     pub fn app_totals(&self) -> AppTotals {
@@ -450,6 +479,8 @@ impl<D: DataPlane> Mg<D> {
                 }
             }
             Event::Stats { key, stats } => self.update_stats(key, stats),
+            // Capture ends are the control plane's (see `plane`).
+            Event::Captured { .. } => {}
             Event::Violation { key, violation } => {
                 tracing::warn!(
                     ?key,
@@ -477,9 +508,18 @@ impl<D: DataPlane> Mg<D> {
             }
             Event::TlsEstablished { key, version } => {
                 tracing::info!(?key, version, "TLS established");
+                self.tls.established += 1;
                 self.notify(key, unconfirmed::TLS_ESTABLISHED, vec![]);
             }
             Event::TlsFailed { key, failure } => {
+                let t = &mut self.tls;
+                match failure {
+                    TlsFailure::Fingerprint => t.failed_fingerprint += 1,
+                    TlsFailure::NoCertificate => t.failed_no_certificate += 1,
+                    TlsFailure::Protocol => t.failed_protocol += 1,
+                    TlsFailure::Timeout => t.failed_timeout += 1,
+                    TlsFailure::Closed => t.failed_closed += 1,
+                }
                 let cause = match failure {
                     TlsFailure::Fingerprint => "fingerprint",
                     TlsFailure::NoCertificate => "nocert",

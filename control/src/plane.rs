@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dataplane::contract::{Command as Dp, ControlEnd};
+use dataplane::contract::{Command as Dp, ControlEnd, Event};
+
+use crate::capture::{CaptureRequest, CaptureSession, CaptureSummary, CaptureTarget};
 use serde::Serialize;
 
 use crate::dispatch::{DispatchCounters, Dispatcher, FromPeer};
@@ -46,6 +48,8 @@ pub struct ControlPlane {
     mgc_active_at: Millis,
     /// Data-plane events seen, for status.
     pub events: u64,
+    /// A packet capture being written, if any.
+    capture: Option<CaptureSession>,
 }
 
 /// What `imsagw status` shows.
@@ -59,6 +63,9 @@ pub struct Status {
     pub notify: NotifyStatus,
     /// MSRP- and BFCP-aware terminations: what they carried, what broke.
     pub applications: crate::mg::AppTotals,
+    /// H.248 commands executed: command, result (0: success, else the error code), count.
+    pub commands: Vec<(&'static str, u16, u64)>,
+    pub tls: crate::mg::TlsCounts,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,6 +158,7 @@ impl ControlPlane {
             mgc_messages: 0,
             mgc_active_at: 0,
             events: 0,
+            capture: None,
         })
     }
 
@@ -234,6 +242,8 @@ impl ControlPlane {
                 retransmissions: self.notifier.retransmissions(),
             },
             applications: self.mg().app_totals(),
+            commands: self.dispatcher.commands().collect(),
+            tls: self.mg().tls_counts(),
         }
     }
 
@@ -304,9 +314,80 @@ impl ControlPlane {
         for w in 0..mg.dataplane.0.len() {
             while let Some(ev) = mg.dataplane.0[w].events.pop() {
                 self.events += 1;
+                if let Event::Captured { missed, .. } = ev {
+                    if let Some(c) = self.capture.as_mut() {
+                        c.worker_ended(w, missed);
+                    }
+                    continue;
+                }
                 mg.on_event(&ev);
             }
         }
+    }
+
+    /// Per worker: commands in its ring, events waiting in its ring.
+    pub fn ring_occupancy(&self) -> Vec<(usize, usize)> {
+        self.dispatcher
+            .executor
+            .dataplane
+            .0
+            .iter()
+            .map(|r| (r.commands.len(), r.events.len()))
+            .collect()
+    }
+
+    /// Starts a packet capture (one at a time). `epoch_origin_us`: wall-clock time of the
+    /// workers' clock origin, for the file's timestamps.
+    pub fn start_capture(
+        &mut self,
+        request: CaptureRequest,
+        epoch_origin_us: u64,
+        now: Millis,
+    ) -> Result<(), String> {
+        if self.capture.is_some() {
+            return Err("a capture is already running".into());
+        }
+        let mg = &self.dispatcher.executor;
+        let target = match &request.target {
+            CaptureTarget::Termination(name) => Some(
+                mg.termination_port(name)
+                    .ok_or_else(|| format!("no termination {name}"))?,
+            ),
+            CaptureTarget::Port(p) => Some((mg.port_owner(*p), *p)),
+            CaptureTarget::All => None,
+        };
+        tracing::info!(?request, "packet capture started");
+        self.capture = Some(CaptureSession::start(
+            request,
+            target,
+            &mg.dataplane.0,
+            epoch_origin_us,
+            now,
+        )?);
+        Ok(())
+    }
+
+    /// Ends the running capture early; false if none runs.
+    pub fn stop_capture(&mut self) -> bool {
+        match self.capture.as_mut() {
+            Some(c) => {
+                c.stop(&self.dispatcher.executor.dataplane.0);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writes captured frames; the summary once the capture has ended.
+    pub fn poll_capture(&mut self, now: Millis) -> Option<CaptureSummary> {
+        let c = self.capture.as_mut()?;
+        if !c.poll(&self.dispatcher.executor.dataplane.0, now) {
+            return None;
+        }
+        let summary = c.summary;
+        tracing::info!(?summary, file = %c.request.out.display(), "packet capture ended");
+        self.capture = None;
+        Some(summary)
     }
 
     /// Deferred replies, notifications, retransmissions, Pendings and registration actions.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use control::capture::CaptureRequest;
 use control::config::{RealmSettings, Settings};
 use control::plane::ControlPlane;
 use dataplane::clock::{Clock, MonotonicClock};
@@ -116,6 +117,9 @@ pub struct RunArgs {
     /// Unix socket for `imsagw status`.
     #[arg(long)]
     status_socket: Option<String>,
+    /// Serve Prometheus metrics on this address (http://ADDR/metrics). Off by default.
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
     /// Log filter when RUST_LOG is not set (re-read from the config file on SIGHUP).
     #[arg(long)]
     log_level: Option<String>,
@@ -188,6 +192,9 @@ impl RunArgs {
         if self.gateway.is_some() {
             s.gateway = self.gateway;
         }
+        if self.metrics.is_some() {
+            s.metrics = self.metrics;
+        }
         if self.shared_control_core {
             s.shared_control_core = true;
         }
@@ -222,43 +229,54 @@ struct WorkerGauges {
     handed_off: AtomicU64,
     handed_in: AtomicU64,
     handoff_dropped: AtomicU64,
+    fragments_dropped: AtomicU64,
+    msrp_violations: AtomicU64,
+    bfcp_violations: AtomicU64,
+    octets_relayed: AtomicU64,
 }
 
 #[derive(Serialize)]
-struct WorkerStatus {
-    core: usize,
-    legs: u64,
-    rx_frames: u64,
-    busy_polls: u64,
-    idle_polls: u64,
-    tcp_no_leg: u64,
-    gate_rejected: u64,
-    malformed_dropped: u64,
-    commands: u64,
-    handed_off: u64,
-    handed_in: u64,
-    handoff_dropped: u64,
+pub(crate) struct WorkerStatus {
+    pub(crate) core: usize,
+    pub(crate) legs: u64,
+    pub(crate) rx_frames: u64,
+    pub(crate) busy_polls: u64,
+    pub(crate) idle_polls: u64,
+    pub(crate) tcp_no_leg: u64,
+    pub(crate) gate_rejected: u64,
+    pub(crate) malformed_dropped: u64,
+    pub(crate) commands: u64,
+    pub(crate) handed_off: u64,
+    pub(crate) handed_in: u64,
+    pub(crate) handoff_dropped: u64,
+    pub(crate) fragments_dropped: u64,
+    pub(crate) msrp_violations: u64,
+    pub(crate) bfcp_violations: u64,
+    pub(crate) octets_relayed: u64,
+    /// Commands waiting in the worker's ring, events waiting for the control thread.
+    pub(crate) command_ring: usize,
+    pub(crate) event_ring: usize,
 }
 
 #[derive(Serialize)]
-struct PortStatus {
-    rx_packets: u64,
-    tx_packets: u64,
-    rx_errors: u64,
-    tx_errors: u64,
-    rx_missed: u64,
-    rx_no_mbuf: u64,
-    link_up: bool,
+pub(crate) struct PortStatus {
+    pub(crate) rx_packets: u64,
+    pub(crate) tx_packets: u64,
+    pub(crate) rx_errors: u64,
+    pub(crate) tx_errors: u64,
+    pub(crate) rx_missed: u64,
+    pub(crate) rx_no_mbuf: u64,
+    pub(crate) link_up: bool,
 }
 
 #[derive(Serialize)]
-struct ProcessStatus {
+pub(crate) struct ProcessStatus {
     #[serde(flatten)]
-    control: control::plane::Status,
-    workers: Vec<WorkerStatus>,
-    port: Option<PortStatus>,
-    mbufs_in_use: u32,
-    mbufs: u32,
+    pub(crate) control: control::plane::Status,
+    pub(crate) workers: Vec<WorkerStatus>,
+    pub(crate) port: Option<PortStatus>,
+    pub(crate) mbufs_in_use: u32,
+    pub(crate) mbufs: u32,
 }
 
 fn stop_flags() -> Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
@@ -313,6 +331,13 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
     let (stop, hup) = stop_flags()?;
 
     let n = cfg.worker_cores.len();
+    // One clock for every worker, and the wall-clock time of its origin (capture files).
+    let clock = MonotonicClock::new();
+    let epoch_origin_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+        .saturating_sub(clock.now().total_micros() as u64);
     let (control_ends, worker_ends): (Vec<_>, Vec<_>) = (0..n).map(|_| rings(4096)).unzip();
     let mut cp = ControlPlane::with_reply_cache(
         settings.bind,
@@ -350,7 +375,6 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
             .name(format!("worker-{core}"))
             .spawn(move || {
                 pin("worker", core);
-                let clock = MonotonicClock::new();
                 let mut w = if n > 1 {
                     Worker::with_handoff(port, wcfg, worker_end, clock.now(), handoff)
                 } else {
@@ -373,6 +397,13 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
                     g.handed_in.store(c.handed_in, Ordering::Relaxed);
                     g.handoff_dropped
                         .store(c.handoff_dropped, Ordering::Relaxed);
+                    g.fragments_dropped
+                        .store(c.fragments_dropped, Ordering::Relaxed);
+                    g.msrp_violations
+                        .store(c.msrp_violations, Ordering::Relaxed);
+                    g.bfcp_violations
+                        .store(c.bfcp_violations, Ordering::Relaxed);
+                    g.octets_relayed.store(c.octets_relayed, Ordering::Relaxed);
                 };
                 while !stop.load(Ordering::Relaxed) {
                     w.poll(clock.now());
@@ -410,44 +441,102 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
         "imsagw running"
     );
     cp.start(now());
-    let status_of = |cp: &ControlPlane| ProcessStatus {
-        control: cp.status(),
-        workers: gauges
-            .iter()
-            .zip(&cfg.worker_cores)
-            .map(|(g, &core)| WorkerStatus {
-                core,
-                legs: g.legs.load(Ordering::Relaxed),
-                rx_frames: g.rx_frames.load(Ordering::Relaxed),
-                busy_polls: g.busy_polls.load(Ordering::Relaxed),
-                idle_polls: g.idle_polls.load(Ordering::Relaxed),
-                tcp_no_leg: g.tcp_no_leg.load(Ordering::Relaxed),
-                gate_rejected: g.gate_rejected.load(Ordering::Relaxed),
-                malformed_dropped: g.malformed_dropped.load(Ordering::Relaxed),
-                commands: g.commands.load(Ordering::Relaxed),
-                handed_off: g.handed_off.load(Ordering::Relaxed),
-                handed_in: g.handed_in.load(Ordering::Relaxed),
-                handoff_dropped: g.handoff_dropped.load(Ordering::Relaxed),
-            })
-            .collect(),
-        port: dev.stats().ok().map(|p| PortStatus {
-            rx_packets: p.rx_packets,
-            tx_packets: p.tx_packets,
-            rx_errors: p.rx_errors,
-            tx_errors: p.tx_errors,
-            rx_missed: p.rx_missed,
-            rx_no_mbuf: p.rx_no_mbuf,
-            link_up: dev.link().is_ok_and(|l| l.up),
-        }),
-        mbufs_in_use: pool.in_use(),
-        mbufs: pool.size(),
+    let status_of = |cp: &ControlPlane| {
+        let rings = cp.ring_occupancy();
+        ProcessStatus {
+            control: cp.status(),
+            workers: gauges
+                .iter()
+                .zip(&cfg.worker_cores)
+                .enumerate()
+                .map(|(i, (g, &core))| WorkerStatus {
+                    core,
+                    legs: g.legs.load(Ordering::Relaxed),
+                    rx_frames: g.rx_frames.load(Ordering::Relaxed),
+                    busy_polls: g.busy_polls.load(Ordering::Relaxed),
+                    idle_polls: g.idle_polls.load(Ordering::Relaxed),
+                    tcp_no_leg: g.tcp_no_leg.load(Ordering::Relaxed),
+                    gate_rejected: g.gate_rejected.load(Ordering::Relaxed),
+                    malformed_dropped: g.malformed_dropped.load(Ordering::Relaxed),
+                    commands: g.commands.load(Ordering::Relaxed),
+                    handed_off: g.handed_off.load(Ordering::Relaxed),
+                    handed_in: g.handed_in.load(Ordering::Relaxed),
+                    handoff_dropped: g.handoff_dropped.load(Ordering::Relaxed),
+                    fragments_dropped: g.fragments_dropped.load(Ordering::Relaxed),
+                    msrp_violations: g.msrp_violations.load(Ordering::Relaxed),
+                    bfcp_violations: g.bfcp_violations.load(Ordering::Relaxed),
+                    octets_relayed: g.octets_relayed.load(Ordering::Relaxed),
+                    command_ring: rings[i].0,
+                    event_ring: rings[i].1,
+                })
+                .collect(),
+            port: dev.stats().ok().map(|p| PortStatus {
+                rx_packets: p.rx_packets,
+                tx_packets: p.tx_packets,
+                rx_errors: p.rx_errors,
+                tx_errors: p.tx_errors,
+                rx_missed: p.rx_missed,
+                rx_no_mbuf: p.rx_no_mbuf,
+                link_up: dev.link().is_ok_and(|l| l.up),
+            }),
+            mbufs_in_use: pool.in_use(),
+            mbufs: pool.size(),
+        }
     };
+    let mut metrics = match settings.metrics {
+        Some(addr) => {
+            let m = crate::metrics::MetricsServer::bind(addr)
+                .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+            tracing::info!(%addr, "Prometheus metrics on http://{addr}/metrics");
+            Some(m)
+        }
+        None => None,
+    };
+    // The connection of the `imsagw capture` waiting for its capture to end.
+    let mut capture_client: Option<UnixStream> = None;
     while !stop.load(Ordering::Relaxed) {
         cp.poll(now(), Duration::from_millis(5))?;
         if let Ok((mut conn, _)) = status.accept() {
-            let body = serde_json::to_string(&status_of(&cp))?;
-            let _ = conn.set_nonblocking(false);
-            let _ = conn.write_all(body.as_bytes());
+            match read_request(&mut conn).as_deref() {
+                Ok("capture-stop") => {
+                    let reply = if cp.stop_capture() {
+                        "STOPPING\n"
+                    } else {
+                        "NONE\n"
+                    };
+                    let _ = conn.write_all(reply.as_bytes());
+                }
+                Ok(line) if line.starts_with("capture") => {
+                    let started = CaptureRequest::parse(line)
+                        .and_then(|r| cp.start_capture(r, epoch_origin_us, now()));
+                    match started {
+                        Ok(()) => {
+                            let _ = conn.write_all(b"STARTED\n");
+                            capture_client = Some(conn);
+                        }
+                        Err(e) => {
+                            let _ = writeln!(conn, "ERROR {e}");
+                        }
+                    }
+                }
+                Ok(_) => {
+                    let body = serde_json::to_string(&status_of(&cp))?;
+                    let _ = conn.write_all(body.as_bytes());
+                }
+                Err(e) => tracing::debug!(error = %e, "status socket: no request"),
+            }
+        }
+        if let Some(summary) = cp.poll_capture(now()) {
+            if let Some(mut c) = capture_client.take() {
+                let _ = writeln!(
+                    c,
+                    "DONE packets={} bytes={} missed={}",
+                    summary.packets, summary.bytes, summary.missed
+                );
+            }
+        }
+        if let Some(m) = metrics.as_mut() {
+            m.serve(|| crate::metrics::render(&status_of(&cp)));
         }
         if hup.swap(false, Ordering::Relaxed) {
             reload_settings(&args, &reload, &mut cp);
@@ -521,6 +610,22 @@ pub struct StatusArgs {
     json: bool,
 }
 
+/// The request line a status-socket client sends (`status`, `capture ...`).
+fn read_request(conn: &mut UnixStream) -> std::io::Result<String> {
+    conn.set_nonblocking(false)?;
+    conn.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 4096 {
+        match conn.read(&mut byte)? {
+            0 => break,
+            _ if byte[0] == b'\n' => break,
+            _ => line.push(byte[0]),
+        }
+    }
+    Ok(String::from_utf8_lossy(&line).trim().to_string())
+}
+
 pub fn status(args: StatusArgs) -> Result<()> {
     let mut conn = UnixStream::connect(&args.status_socket).with_context(|| {
         format!(
@@ -528,6 +633,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
             args.status_socket.display()
         )
     })?;
+    conn.write_all(b"status\n")?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut body = String::new();
     conn.read_to_string(&mut body)?;
@@ -538,5 +644,91 @@ pub fn status(args: StatusArgs) -> Result<()> {
     } else {
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["termination", "port", "all", "stop"])))]
+pub struct CaptureArgs {
+    /// The running imsagw's status socket.
+    #[arg(long, default_value = "/run/imsagw.sock")]
+    status_socket: PathBuf,
+    /// Capture one termination (its local port, both directions).
+    #[arg(long)]
+    termination: Option<String>,
+    /// Capture a local TCP/UDP port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Capture every frame of every worker.
+    #[arg(long)]
+    all: bool,
+    /// End the running capture now (its `imsagw capture` prints the summary).
+    #[arg(long)]
+    stop: bool,
+    /// The pcapng file imsagw writes (a path on imsagw's machine).
+    #[arg(long, default_value = "capture.pcapng")]
+    out: PathBuf,
+    /// Stop after this many packets.
+    #[arg(long, default_value_t = 10_000)]
+    packets: u64,
+    /// Stop before the file would exceed this many bytes.
+    #[arg(long, default_value_t = 100 << 20)]
+    bytes: u64,
+    /// Octets kept of each frame (64 to 2048).
+    #[arg(long, default_value_t = 2048)]
+    snaplen: u16,
+    /// Stop after this long.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+}
+
+/// Asks the running imsagw for a capture and waits for it to end.
+pub fn capture(args: CaptureArgs) -> Result<()> {
+    if args.stop {
+        let mut conn = UnixStream::connect(&args.status_socket)?;
+        conn.write_all(b"capture-stop\n")?;
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply)?;
+        if !reply.starts_with("STOPPING") {
+            bail!("no capture running");
+        }
+        return Ok(());
+    }
+    let what = match (&args.termination, args.port) {
+        (Some(t), _) => format!("termination {t}"),
+        (None, Some(p)) => format!("port {p}"),
+        _ => "all".to_string(),
+    };
+    let out = std::path::absolute(&args.out)?;
+    let mut conn = UnixStream::connect(&args.status_socket).with_context(|| {
+        format!(
+            "connecting to {} (is imsagw running?)",
+            args.status_socket.display()
+        )
+    })?;
+    writeln!(
+        conn,
+        "capture {what} out={} packets={} bytes={} snaplen={} seconds={}",
+        out.display(),
+        args.packets,
+        args.bytes,
+        args.snaplen,
+        args.seconds
+    )?;
+    conn.set_read_timeout(Some(Duration::from_secs(args.seconds + 10)))?;
+    let mut reply = String::new();
+    let mut r = std::io::BufReader::new(conn);
+    use std::io::BufRead;
+    r.read_line(&mut reply)?;
+    if !reply.starts_with("STARTED") {
+        bail!("capture refused: {}", reply.trim());
+    }
+    println!("capturing {what} into {}", out.display());
+    reply.clear();
+    r.read_line(&mut reply)?;
+    if !reply.starts_with("DONE") {
+        bail!("capture did not complete: {:?}", reply.trim());
+    }
+    println!("{}", reply.trim());
     Ok(())
 }

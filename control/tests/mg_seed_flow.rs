@@ -346,6 +346,23 @@ fn errors_carry_the_h248_codes() {
     );
     let odd = add(11, "$", "access").replace("ipdc/realm = \"access\"", "xyz/abc = 1");
     assert_eq!(code(&send(&mut d, &odd)), "445");
+    // Each command is counted with its result, for metrics.
+    let counted: Vec<_> = d.commands().collect();
+    assert!(
+        counted.iter().any(|&(c, r, _)| c == "add" && r == 0),
+        "{counted:?}"
+    );
+    assert!(counted.contains(&("add", 515, 1)), "{counted:?}");
+    assert!(
+        counted
+            .iter()
+            .any(|&(c, r, n)| c == "modify" && r == 430 && n == 1),
+        "{counted:?}"
+    );
+    assert!(
+        counted.iter().any(|&(c, r, _)| c == "modify" && r == 411),
+        "{counted:?}"
+    );
 }
 
 /// The key the MG gave the n-th termination it reserved.

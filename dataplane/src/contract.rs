@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crossbeam_queue::ArrayQueue;
 use smoltcp::time::Duration;
 
+use crate::capture::CaptureRings;
 pub use crate::framing::{AppStats, Framing, Violation};
 
 /// Which termination a leg belongs to: the control thread's handle, opaque to the worker.
@@ -107,6 +108,13 @@ pub enum Command {
     Release { key: TerminationKey },
     /// Report the leg's statistics now (H.248 AuditValue).
     Audit { key: TerminationKey },
+    /// Start a packet capture into the capture rings (`filter` Some), or end it (None).
+    /// `Captured` reports the end.
+    Capture {
+        filter: Option<crate::capture::CaptureFilter>,
+        snaplen: u16,
+        packets: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -203,6 +211,8 @@ pub enum Event {
         key: TerminationKey,
         violation: Violation,
     },
+    /// A packet capture ended (its frame limit, or `Capture` with no filter).
+    Captured { captured: u64, missed: u64 },
     /// Answer to `Audit`.
     Stats {
         key: TerminationKey,
@@ -220,13 +230,18 @@ pub enum Event {
 pub struct ControlEnd {
     pub commands: Arc<ArrayQueue<Command>>,
     pub events: Arc<ArrayQueue<Event>>,
+    pub capture: CaptureRings,
 }
 
 /// The worker's end of its rings.
 pub struct WorkerEnd {
     pub commands: Arc<ArrayQueue<Command>>,
     pub events: Arc<ArrayQueue<Event>>,
+    pub capture: CaptureRings,
 }
+
+/// Buffers a capture may have in flight per worker.
+pub const CAPTURE_BUFFERS: usize = 1024;
 
 /// A bounded pair of rings for one worker. A full command ring is the control thread's
 /// signal to answer with an error or Pending; a full event ring makes the worker keep the
@@ -234,11 +249,17 @@ pub struct WorkerEnd {
 pub fn rings(capacity: usize) -> (ControlEnd, WorkerEnd) {
     let commands = Arc::new(ArrayQueue::new(capacity));
     let events = Arc::new(ArrayQueue::new(capacity));
+    let capture = CaptureRings::new(CAPTURE_BUFFERS);
     (
         ControlEnd {
             commands: Arc::clone(&commands),
             events: Arc::clone(&events),
+            capture: capture.clone(),
         },
-        WorkerEnd { commands, events },
+        WorkerEnd {
+            commands,
+            events,
+            capture,
+        },
     )
 }

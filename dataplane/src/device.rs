@@ -5,6 +5,7 @@
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
+use crate::capture::CaptureTap;
 use crate::port::{Burst, PacketBuf, Port};
 
 /// Counters of the adapter's own decisions.
@@ -26,6 +27,9 @@ struct TxSide<P: Port> {
     /// Where smoltcp writes a frame we cannot send, so it can always finish its work.
     scratch: Vec<u8>,
     stats: DeviceStats,
+    /// A running packet capture, and the time of the current transmit.
+    tap: Option<CaptureTap>,
+    now_us: i64,
 }
 
 impl<P: Port> TxSide<P> {
@@ -60,6 +64,8 @@ impl<P: Port> SmolDevice<P> {
                 staged: Burst::new(),
                 scratch: vec![0; pc.max_frame.max(1514)],
                 stats: DeviceStats::default(),
+                tap: None,
+                now_us: 0,
             },
             auto_rx: true,
             caps,
@@ -76,6 +82,16 @@ impl<P: Port> SmolDevice<P> {
 
     pub fn stats(&self) -> DeviceStats {
         self.tx.stats
+    }
+
+    /// Starts (Some) or ends (None) a packet capture of what this device sends and of what
+    /// the owner offers it as received; returns the capture that ran before.
+    pub fn set_tap(&mut self, tap: Option<CaptureTap>) -> Option<CaptureTap> {
+        std::mem::replace(&mut self.tx.tap, tap)
+    }
+
+    pub fn tap_mut(&mut self) -> Option<&mut CaptureTap> {
+        self.tx.tap.as_mut()
     }
 
     /// When on (the default), `receive` pulls a burst from the port whenever its staging is
@@ -116,7 +132,8 @@ impl<P: Port> phy::Device for SmolDevice<P> {
     where
         Self: 'a;
 
-    fn receive(&mut self, _now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+    fn receive(&mut self, now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        self.tx.now_us = now.total_micros();
         if self.rx.is_empty() && self.auto_rx {
             self.fill_rx();
         }
@@ -125,7 +142,8 @@ impl<P: Port> phy::Device for SmolDevice<P> {
         Some((RxToken { frame }, TxToken { side: &mut self.tx }))
     }
 
-    fn transmit(&mut self, _now: Instant) -> Option<Self::TxToken<'_>> {
+    fn transmit(&mut self, now: Instant) -> Option<Self::TxToken<'_>> {
+        self.tx.now_us = now.total_micros();
         if self.tx.staged.is_full() && self.tx.flush() == self.tx.staged.capacity() {
             // The port takes nothing: tell smoltcp to hold its data rather than lose frames.
             return None;
@@ -175,6 +193,9 @@ impl<P: Port> phy::TxToken for TxToken<'_, P> {
             return scratch(side, len, f);
         };
         let r = f(dst);
+        if let Some(tap) = side.tap.as_mut() {
+            tap.offer(buf.data(), true, side.now_us);
+        }
         side.stats.tx_frames += 1;
         side.staged.push(buf);
         if side.staged.is_full() {

@@ -1,6 +1,7 @@
 //! imsagw data plane: packet I/O over DPDK or an in-memory link, and the smoltcp device
 //! adapter the per-leg TCP stacks run on.
 
+pub mod capture;
 pub mod clock;
 pub mod contract;
 pub mod demux;

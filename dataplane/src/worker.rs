@@ -18,6 +18,7 @@ use smoltcp::wire::{
     Ipv4Cidr,
 };
 
+use crate::capture::CaptureTap;
 use crate::contract::*;
 use crate::demux::{classify, FrameClass, PortTable};
 use crate::device::SmolDevice;
@@ -84,6 +85,8 @@ pub struct WorkerCounters {
     /// Pairs closed because an MSRP- or BFCP-aware leg's peer broke framing or a limit.
     pub msrp_violations: u64,
     pub bfcp_violations: u64,
+    /// Payload octets cut through, both directions (TLS legs: plaintext).
+    pub octets_relayed: u64,
 }
 
 /// One worker's end of the software hand-off between the workers of a port: bounded inboxes,
@@ -373,6 +376,14 @@ impl<P: Port> Worker<P> {
         }
 
         self.device.flush();
+        if self.device.tap_mut().is_some_and(|t| t.done()) {
+            if let Some(t) = self.device.set_tap(None) {
+                self.emit(Event::Captured {
+                    captured: t.captured,
+                    missed: t.missed,
+                });
+            }
+        }
         while let Some(ev) = self.pending.pop_front() {
             if let Err(ev) = self.rings.events.push(ev) {
                 self.pending.push_front(ev);
@@ -477,6 +488,9 @@ impl<P: Port> Worker<P> {
 
     fn ingress(&mut self, frame: P::Buf, class: FrameClass, now: Instant) {
         self.counters.rx_frames += 1;
+        if let Some(tap) = self.device.tap_mut() {
+            tap.offer(frame.data(), false, now.total_micros());
+        }
         let leg_idx = match class {
             FrameClass::Tcp { src, dst, syn_only } => match self.table.get(dst.0, dst.1) {
                 Some(idx) => {
@@ -616,6 +630,21 @@ impl<P: Port> Worker<P> {
                 }),
             },
             Command::Release { key } => self.release(key, now),
+            Command::Capture {
+                filter,
+                snaplen,
+                packets,
+            } => {
+                let tap = filter.map(|f| {
+                    CaptureTap::new(f, snaplen as usize, packets, self.rings.capture.clone())
+                });
+                if let Some(old) = self.device.set_tap(tap) {
+                    self.emit(Event::Captured {
+                        captured: old.captured,
+                        missed: old.missed,
+                    });
+                }
+            }
             Command::Audit { key } => match self.keys.get(&key).copied() {
                 Some(idx) => {
                     let stats = self.legs[idx as usize]
@@ -1118,6 +1147,7 @@ impl<P: Port> Worker<P> {
             self.end_leg(offender, ReleaseCause::Violation, now);
             return;
         }
+        self.counters.octets_relayed += moved as u64;
         // The peer of `a` closed its sending side and everything it sent is forwarded: pass
         // the FIN on (half-close), and the same the other way.
         moved += pass_fin(a, b) + pass_fin(b, a);

@@ -1,0 +1,366 @@
+//! Prometheus metrics over HTTP, served by the control thread: a scrape renders the same
+//! snapshot `imsagw status` shows (the workers' counters are read from their published
+//! atomics, never locked) in the OpenMetrics text format, encoded by `prometheus-client`.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::run::ProcessStatus;
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Builds a registry on each scrape from one snapshot (counters set to their totals).
+struct Builder {
+    registry: Registry,
+}
+
+impl Builder {
+    fn counter(&mut self, name: &str, help: &str, values: &[(Labels, u64)]) {
+        let f = Family::<Labels, Counter>::default();
+        for (l, v) in values {
+            f.get_or_create(l).inc_by(*v);
+        }
+        self.registry.register(name, help, f);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, values: &[(Labels, i64)]) {
+        let f = Family::<Labels, Gauge>::default();
+        for (l, v) in values {
+            f.get_or_create(l).set(*v);
+        }
+        self.registry.register(name, help, f);
+    }
+}
+
+/// The exposition of one status snapshot.
+pub fn render(s: &ProcessStatus) -> String {
+    let mut b = Builder {
+        registry: Registry::with_prefix("imsagw"),
+    };
+    let c = &s.control;
+    let none = Vec::new;
+    b.gauge(
+        "registered",
+        "1 when registered with an MGC",
+        &[(none(), c.registration.starts_with("registered") as i64)],
+    );
+    b.gauge(
+        "contexts",
+        "Contexts in use",
+        &[(none(), c.contexts as i64)],
+    );
+    b.gauge(
+        "terminations",
+        "Terminations in use",
+        &[(none(), c.terminations as i64)],
+    );
+    let h = &c.h248;
+    b.counter(
+        "h248_datagrams",
+        "H.248 datagrams received",
+        &[(none(), h.datagrams)],
+    );
+    b.counter(
+        "h248_requests",
+        "H.248 transaction requests received",
+        &[(none(), h.requests)],
+    );
+    b.counter(
+        "h248_dropped",
+        "H.248 messages dropped or refused, by reason",
+        &[
+            (labels(&[("reason", "unknown_peer")]), h.unknown_peer),
+            (labels(&[("reason", "garbage")]), h.garbage),
+            (labels(&[("reason", "oversized")]), h.oversized),
+            (labels(&[("reason", "decode_error")]), h.decode_errors),
+            (labels(&[("reason", "cache_full")]), h.refused),
+            (
+                labels(&[("reason", "not_registered")]),
+                h.before_registration,
+            ),
+        ],
+    );
+    let commands: Vec<_> = c
+        .commands
+        .iter()
+        .map(|&(cmd, code, n)| {
+            let result = if code == 0 {
+                "ok".to_string()
+            } else {
+                code.to_string()
+            };
+            (labels(&[("command", cmd), ("result", &result)]), n)
+        })
+        .collect();
+    b.counter(
+        "h248_commands",
+        "H.248 commands executed, by command and result (ok or the error code)",
+        &commands,
+    );
+    let n = &c.notify;
+    b.counter(
+        "notify",
+        "Notify requests to the MGC, by outcome",
+        &[
+            (labels(&[("outcome", "sent")]), n.sent),
+            (labels(&[("outcome", "answered")]), n.answered),
+            (labels(&[("outcome", "refused")]), n.refused),
+            (labels(&[("outcome", "given_up")]), n.given_up),
+            (labels(&[("outcome", "unregistered")]), n.unregistered),
+        ],
+    );
+    b.counter(
+        "h248_retransmissions",
+        "Our H.248 requests sent again for want of an answer",
+        &[(none(), n.retransmissions)],
+    );
+    let t = &c.tls;
+    b.counter(
+        "tls_handshakes",
+        "TLS handshakes on access legs, by outcome",
+        &[
+            (labels(&[("outcome", "established")]), t.established),
+            (labels(&[("outcome", "fingerprint")]), t.failed_fingerprint),
+            (
+                labels(&[("outcome", "no_certificate")]),
+                t.failed_no_certificate,
+            ),
+            (labels(&[("outcome", "protocol")]), t.failed_protocol),
+            (labels(&[("outcome", "timeout")]), t.failed_timeout),
+            (labels(&[("outcome", "closed")]), t.failed_closed),
+        ],
+    );
+    let a = &c.applications;
+    b.counter(
+        "msrp_chunks",
+        "MSRP SEND chunks relayed by aware terminations",
+        &[(none(), a.msrp_chunks)],
+    );
+    b.counter(
+        "msrp_messages",
+        "MSRP messages completed",
+        &[(none(), a.msrp_messages)],
+    );
+    b.counter(
+        "msrp_body_octets",
+        "Octets of MSRP request bodies",
+        &[(none(), a.msrp_body_octets)],
+    );
+    b.counter(
+        "bfcp_frames",
+        "BFCP frames relayed",
+        &[(none(), a.bfcp_frames)],
+    );
+
+    let w = |f: &dyn Fn(&crate::run::WorkerStatus) -> u64| -> Vec<(Labels, u64)> {
+        s.workers
+            .iter()
+            .map(|x| (labels(&[("core", &x.core.to_string())]), f(x)))
+            .collect()
+    };
+    let wl = |extra: (&str, &str), f: &dyn Fn(&crate::run::WorkerStatus) -> u64| {
+        s.workers
+            .iter()
+            .map(|x| (labels(&[("core", &x.core.to_string()), extra]), f(x)))
+            .collect::<Vec<_>>()
+    };
+    let as_i64 = |v: Vec<(Labels, u64)>| {
+        v.into_iter()
+            .map(|(l, x)| (l, x as i64))
+            .collect::<Vec<_>>()
+    };
+    b.gauge("worker_legs", "Legs on the worker", &as_i64(w(&|x| x.legs)));
+    let mut polls = wl(("kind", "busy"), &|x| x.busy_polls);
+    polls.extend(wl(("kind", "idle"), &|x| x.idle_polls));
+    b.counter(
+        "worker_polls",
+        "Poll-loop iterations, busy (did work) or idle",
+        &polls,
+    );
+    b.counter(
+        "worker_rx_frames",
+        "Frames the worker received",
+        &w(&|x| x.rx_frames),
+    );
+    let mut drops = wl(("reason", "no_leg"), &|x| x.tcp_no_leg);
+    drops.extend(wl(("reason", "gate"), &|x| x.gate_rejected));
+    drops.extend(wl(("reason", "malformed"), &|x| x.malformed_dropped));
+    drops.extend(wl(("reason", "fragment"), &|x| x.fragments_dropped));
+    drops.extend(wl(("reason", "handoff_full"), &|x| x.handoff_dropped));
+    b.counter(
+        "worker_drops",
+        "Frames dropped or refused by the worker, by reason",
+        &drops,
+    );
+    let mut handoff = wl(("direction", "out"), &|x| x.handed_off);
+    handoff.extend(wl(("direction", "in"), &|x| x.handed_in));
+    b.counter(
+        "worker_handoff_frames",
+        "Frames handed between workers",
+        &handoff,
+    );
+    b.counter(
+        "worker_relayed_octets",
+        "Payload octets cut through (TLS legs: plaintext)",
+        &w(&|x| x.octets_relayed),
+    );
+    let mut viol = wl(("protocol", "msrp"), &|x| x.msrp_violations);
+    viol.extend(wl(("protocol", "bfcp"), &|x| x.bfcp_violations));
+    b.counter(
+        "worker_violations",
+        "Pairs reset for an MSRP or BFCP violation",
+        &viol,
+    );
+    let mut rings = wl(("ring", "command"), &|x| x.command_ring as u64);
+    rings.extend(wl(("ring", "event"), &|x| x.event_ring as u64));
+    b.gauge(
+        "worker_ring_occupancy",
+        "Entries waiting in the worker's rings",
+        &as_i64(rings),
+    );
+    if let Some(p) = &s.port {
+        b.counter(
+            "port_packets",
+            "Packets of the DPDK port",
+            &[
+                (labels(&[("direction", "rx")]), p.rx_packets),
+                (labels(&[("direction", "tx")]), p.tx_packets),
+            ],
+        );
+        b.counter(
+            "port_errors",
+            "Errors and drops of the DPDK port",
+            &[
+                (labels(&[("kind", "rx_error")]), p.rx_errors),
+                (labels(&[("kind", "tx_error")]), p.tx_errors),
+                (labels(&[("kind", "rx_missed")]), p.rx_missed),
+                (labels(&[("kind", "rx_no_mbuf")]), p.rx_no_mbuf),
+            ],
+        );
+        b.gauge(
+            "port_link_up",
+            "1 when the link is up",
+            &[(none(), p.link_up as i64)],
+        );
+    }
+    b.gauge(
+        "mbufs_in_use",
+        "mbufs taken from the pool",
+        &[(none(), s.mbufs_in_use as i64)],
+    );
+    b.gauge("mbufs", "mbufs in the pool", &[(none(), s.mbufs as i64)]);
+    let mut out = String::new();
+    if let Err(e) = encode(&mut out, &b.registry) {
+        tracing::warn!(error = %e, "metrics not encoded");
+    }
+    out
+}
+
+/// A scrape in progress: bytes of the request so far.
+struct Scrape {
+    conn: TcpStream,
+    request: Vec<u8>,
+    since: Instant,
+}
+
+/// The HTTP endpoint, polled by the control thread without blocking.
+pub struct MetricsServer {
+    listener: TcpListener,
+    scrapes: Vec<Scrape>,
+}
+
+/// Scrapes served at once; more wait in the listen backlog.
+const SCRAPES: usize = 8;
+const REQUEST_MAX: usize = 8 * 1024;
+
+impl MetricsServer {
+    pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(MetricsServer {
+            listener,
+            scrapes: Vec::new(),
+        })
+    }
+
+    /// Accepts, reads and answers what is ready; `render` is called once per answered scrape.
+    pub fn serve(&mut self, render: impl Fn() -> String) {
+        while self.scrapes.len() < SCRAPES {
+            match self.listener.accept() {
+                Ok((conn, _)) => {
+                    if conn.set_nonblocking(true).is_ok() {
+                        self.scrapes.push(Scrape {
+                            conn,
+                            request: Vec::new(),
+                            since: Instant::now(),
+                        });
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let mut i = 0;
+        while i < self.scrapes.len() {
+            let sc = &mut self.scrapes[i];
+            let mut buf = [0u8; 1024];
+            let done = match sc.conn.read(&mut buf) {
+                Ok(0) => true,
+                Ok(n) => {
+                    sc.request.extend_from_slice(&buf[..n]);
+                    if sc.request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        answer(&mut sc.conn, &sc.request, &render);
+                        true
+                    } else {
+                        sc.request.len() > REQUEST_MAX
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    sc.since.elapsed() > Duration::from_secs(2)
+                }
+                Err(_) => true,
+            };
+            if done {
+                self.scrapes.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+fn answer(conn: &mut TcpStream, request: &[u8], render: &impl Fn() -> String) {
+    let line = request.split(|&b| b == b'\r').next().unwrap_or(&[]);
+    let (status, ctype, body) = if line.starts_with(b"GET /metrics ") || line.starts_with(b"GET / ")
+    {
+        (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            render(),
+        )
+    } else {
+        ("404 Not Found", "text/plain", "try /metrics\n".to_string())
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    // The reply is small; a blocking write with a short timeout keeps it simple.
+    let _ = conn.set_nonblocking(false);
+    let _ = conn.set_write_timeout(Some(Duration::from_millis(200)));
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(body.as_bytes());
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/python3
+"""Checks a scrape of imsagw's metrics after one demo call: it must parse as OpenMetrics
+(prometheus_client's parser), and its counters must match the call.
+Usage: check_metrics.py FILE VARIANT RELAYED_OCTETS MSRP_CHUNKS"""
+import sys
+
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+path, variant, relayed, chunks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+families = {f.name: f for f in text_string_to_metric_families(open(path).read())}
+
+
+def value(family, **labels):
+    f = families[family]
+    total = 0
+    for s in f.samples:
+        if s.name.endswith("_created"):
+            continue
+        if all(s.labels.get(k) == v for k, v in labels.items()):
+            total += s.value
+    return total
+
+
+problems = []
+
+
+def expect(what, got, want):
+    print(f"  {what}: {got:g} (expected {want})")
+    if got != want:
+        problems.append(what)
+
+
+expect("registered", value("imsagw_registered"), 1)
+for cmd, n in [("add", 2), ("subtract", 2)]:
+    expect(f"h248 {cmd} ok", value("imsagw_h248_commands", command=cmd, result="ok"), n)
+expect("modify ok >= 2", min(value("imsagw_h248_commands", command="modify", result="ok"), 2), 2)
+expect("relayed octets (both UEs' bytes)", value("imsagw_worker_relayed_octets"), relayed)
+expect("MSRP chunks (both ways)", value("imsagw_msrp_chunks"), chunks)
+expect("contexts left", value("imsagw_contexts"), 0)
+if variant == "tls":
+    expect("TLS handshakes established", value("imsagw_tls_handshakes", outcome="established"), 1)
+if problems:
+    sys.exit("metrics mismatch: " + ", ".join(problems))
+print(f"metrics: {len(families)} families parsed, counters match the call")
