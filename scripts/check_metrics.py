@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 """Checks a scrape of imsagw's metrics after one demo call: it must parse as OpenMetrics
-(prometheus_client's parser), and its counters must match the call.
+(prometheus_client's parser), its counters must match the call, and every metric the
+Grafana dashboard (docs/grafana-dashboard.json) queries must be in it.
 Usage: check_metrics.py FILE VARIANT RELAYED_OCTETS MSRP_CHUNKS"""
+import json
+import os
+import re
 import sys
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -39,6 +43,19 @@ expect("MSRP chunks (both ways)", value("imsagw_msrp_chunks"), chunks)
 expect("contexts left", value("imsagw_contexts"), 0)
 if variant == "tls":
     expect("TLS handshakes established", value("imsagw_tls_handshakes", outcome="established"), 1)
+dashboard = os.path.join(os.path.dirname(__file__), "..", "docs", "grafana-dashboard.json")
+queried = set()
+for panel in json.load(open(dashboard))["panels"]:
+    for t in panel["targets"]:
+        queried.update(re.findall(r"imsagw_[a-z0-9_]+", t["expr"]))
+scraped = set()
+for f in families.values():
+    scraped.update(s.name for s in f.samples)
+    scraped.add(f.name)
+missing = sorted(queried - scraped)
+print(f"  dashboard queries {len(queried)} metrics, missing from the scrape: {missing}")
+if missing:
+    problems.append("dashboard metrics")
 if problems:
     sys.exit("metrics mismatch: " + ", ".join(problems))
 print(f"metrics: {len(families)} families parsed, counters match the call")

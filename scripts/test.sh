@@ -27,4 +27,7 @@ echo "== vendored smoltcp: its own unit tests, on our patched copy"
 echo "== main-job demo"
 bash scripts/demo.sh
 
+echo "== Debian package: install, start, register, stop, purge"
+bash scripts/package_test.sh
+
 echo "== all tests passed"

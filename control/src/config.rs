@@ -410,6 +410,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_packaged_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/imsagw.toml");
+        let s = Settings::from_file(&path).unwrap();
+        assert_eq!(s.realm.len(), 2);
+        assert_eq!(s.log_level, "info");
+        assert!(s.metrics.is_none(), "metrics are off by default");
+        s.resolve(&[0, 1]).unwrap();
+    }
+
+    #[test]
     fn core_lists() {
         assert_eq!(parse_cores("1-3,5").unwrap(), vec![1, 2, 3, 5]);
         assert_eq!(parse_cores("2").unwrap(), vec![2]);

@@ -45,6 +45,10 @@ pub struct AlgArgs {
     /// registration), come back with ServiceChange Disconnected, and keep the call.
     #[arg(long)]
     mgc_restart: bool,
+    /// Answer the MG's ServiceChange, audit its capabilities, and stop (a smoke test of an
+    /// installed MG).
+    #[arg(long)]
+    register_only: bool,
     /// Seconds to wait for each step.
     #[arg(long, default_value_t = 20)]
     timeout_s: u64,
@@ -486,6 +490,13 @@ pub fn run(a: AlgArgs) -> Result<()> {
         }
     }
 
+    if a.register_only {
+        let r = alg
+            .transact("  Context = - {\n    AuditCapability = ROOT { Audit { Packages } }\n  }")?;
+        check_ok(&r, "AuditCapabilities ROOT")?;
+        println!("REGISTERED");
+        return Ok(());
+    }
     if a.mgc_restart {
         step(
             "0b",
