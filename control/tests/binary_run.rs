@@ -173,6 +173,56 @@ fn run_register_reload_the_certificate_and_stop() {
             .starts_with("registered"),
         "{v}"
     );
+
+    // A capture names a termination; an unknown one is refused. Nothing flows here, so the
+    // capture ends at its deadline with an empty pcapng that tshark opens.
+    let pcap = dir.join("t1.pcapng");
+    let cap = Command::new(exe())
+        .args([
+            "capture",
+            "--termination",
+            "tcp/access/1",
+            "--seconds",
+            "1",
+            "--out",
+        ])
+        .arg(&pcap)
+        .arg("--status-socket")
+        .arg(&sock)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&cap.stdout);
+    assert!(
+        cap.status.success(),
+        "{out} {}",
+        String::from_utf8_lossy(&cap.stderr)
+    );
+    assert!(out.contains("DONE packets=0"), "{out}");
+    let tshark = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(
+        tshark.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tshark.stderr)
+    );
+    let bad = Command::new(exe())
+        .args([
+            "capture",
+            "--termination",
+            "tcp/access/999",
+            "--out",
+            "/tmp/x.pcapng",
+        ])
+        .arg("--status-socket")
+        .arg(&sock)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no termination"));
     assert!(v["terminations"].as_u64().unwrap() >= 2, "{v}");
     assert!(v["workers"][0]["legs"].as_u64().is_some(), "{v}");
 
