@@ -9,6 +9,7 @@ pub mod device;
 pub mod dpdk;
 pub mod echo;
 pub mod framing;
+pub mod hostile;
 pub mod legpoll;
 pub mod memlink;
 pub mod port;
