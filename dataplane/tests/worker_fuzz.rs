@@ -140,7 +140,7 @@ fn hostile_frames_hurt_no_good_pair() {
             b.idle();
         }
         rounds += 1;
-        if rounds % 64 == 0 {
+        if rounds.is_multiple_of(64) {
             b.idle();
         }
     }

@@ -201,7 +201,7 @@ fn syn_and_connection_floods_leave_no_state_and_the_good_pair_moves() {
         WATCHING.with(|w| w.set(false));
         b.step();
         rounds += 1;
-        if rounds % 16 == 0 {
+        if rounds.is_multiple_of(16) {
             b.idle();
         }
     }
