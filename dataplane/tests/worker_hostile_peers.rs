@@ -152,7 +152,7 @@ fn syn_and_connection_floods_leave_no_state_and_the_good_pair_moves() {
     let mut flood = Vec::with_capacity(32);
     let mut sent = 0;
     let mut worker_allocs = 0;
-    let mut rounds = 0;
+    let mut rounds = 0u64;
     while sent < 300_000 {
         flood.clear();
         for _ in 0..32 {
