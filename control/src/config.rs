@@ -300,6 +300,7 @@ impl Settings {
         }
         mg.max_contexts = self.max_contexts;
         mg.max_terminations = self.max_terminations;
+        mg.max_legs_per_worker = self.max_legs_per_worker;
         mg.timers = timers;
         mg.heartbeat = Duration::from_secs(self.heartbeat_s.max(1));
         Ok(Resolved {
@@ -321,7 +322,8 @@ impl Settings {
                 gateway: self.gateway,
                 rx_buffer: self.leg_buffer,
                 tx_buffer: self.leg_buffer,
-                max_legs: self.max_legs_per_worker,
+                // Room beyond the MG's count for released legs still draining.
+                max_legs: self.max_legs_per_worker + self.max_legs_per_worker / 8 + 16,
                 framing: FramingLimits {
                     msrp: MsrpLimits {
                         header_octets: self.msrp_header_octets,

@@ -89,6 +89,8 @@ pub struct MgConfig {
     pub realms: Vec<Realm>,
     pub max_contexts: usize,
     pub max_terminations: usize,
+    /// Terminations one worker may hold (its leg table, less room for legs still draining).
+    pub max_legs_per_worker: usize,
     pub timers: LegTimers,
     /// Interval of the termination heartbeat (`hangterm/thb`) when the ALG arms it.
     pub heartbeat: Duration,
@@ -109,6 +111,7 @@ impl MgConfig {
             realms,
             max_contexts: 10_000,
             max_terminations: 20_000,
+            max_legs_per_worker: usize::MAX,
             timers: LegTimers::default(),
             heartbeat: Duration::from_secs(60),
             stats_wait: Duration::from_secs(2),
@@ -171,6 +174,10 @@ pub struct Mg<D: DataPlane> {
     /// MSRP and BFCP counts of terminations already gone, and violations.
     app_totals: AppTotals,
     tls: TlsCounts,
+    /// Terminations per worker.
+    per_worker: Vec<usize>,
+    /// Commands a worker refused (the H.248 side had already answered).
+    pub worker_rejections: u64,
 }
 
 /// TLS handshakes on access legs by outcome.
@@ -273,6 +280,8 @@ impl<D: DataPlane> Mg<D> {
             heartbeat_due: Millis::MAX,
             app_totals: AppTotals::default(),
             tls: TlsCounts::default(),
+            per_worker: Vec::new(),
+            worker_rejections: 0,
         }
     }
 
@@ -339,6 +348,7 @@ impl<D: DataPlane> Mg<D> {
         if let Some(t) = self.terms.remove(&key) {
             tracing::warn!(termination = %t.name, "hanging termination released");
             self.app_totals.add(&t.stats.app);
+            self.uncount(t.worker);
             self.dataplane.submit(t.worker, Dp::Release { key: t.key });
             self.by_key.remove(&t.key);
             self.free_port(t.realm, t.local.port());
@@ -371,6 +381,7 @@ impl<D: DataPlane> Mg<D> {
             self.dataplane.submit(t.worker, Dp::Release { key: t.key });
         }
         self.terms.clear();
+        self.per_worker.iter_mut().for_each(|c| *c = 0);
         self.contexts.clear();
         self.by_key.clear();
         n
@@ -498,6 +509,7 @@ impl<D: DataPlane> Mg<D> {
             }
             Event::Rejected { key, reason } => {
                 tracing::warn!(?key, ?reason, "the worker refused a command");
+                self.worker_rejections += 1;
                 // A released leg the worker no longer knows has nothing more to report.
                 if let Some(r) = self.released.get_mut(&key) {
                     r.final_stats = true;
@@ -637,6 +649,12 @@ impl<D: DataPlane> Mg<D> {
 
     fn workers(&self) -> usize {
         self.cfg.workers.max(1)
+    }
+
+    fn uncount(&mut self, worker: usize) {
+        if let Some(c) = self.per_worker.get_mut(worker) {
+            *c = c.saturating_sub(1);
+        }
     }
 
     fn worker_of(&self, context: u32) -> usize {
@@ -949,6 +967,15 @@ impl<D: DataPlane> Mg<D> {
             return Err(fail(434, "a context holds two terminations"));
         }
         let worker = self.worker_of(ctx);
+        if self.per_worker.len() <= worker {
+            self.per_worker.resize(worker + 1, 0);
+        }
+        if self.per_worker[worker] >= self.cfg.max_legs_per_worker {
+            return Err(fail(
+                510,
+                format!("the leg table of worker {worker} is full"),
+            ));
+        }
         let port = self
             .alloc_port(realm, worker)
             .ok_or_else(|| fail(432, "no local port left in the realm"))?;
@@ -1028,6 +1055,7 @@ impl<D: DataPlane> Mg<D> {
         };
         self.by_key.insert(term.key, lower(&name));
         self.terms.insert(lower(&name), term);
+        self.per_worker[worker] += 1;
         Ok(vec![reply])
     }
 
@@ -1392,6 +1420,7 @@ impl<D: DataPlane> Mg<D> {
             let Some(t) = self.terms.remove(&key) else {
                 continue;
             };
+            self.uncount(t.worker);
             self.dataplane.submit(t.worker, Dp::Release { key: t.key });
             self.by_key.remove(&t.key);
             self.free_port(t.realm, t.local.port());

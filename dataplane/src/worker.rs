@@ -278,6 +278,11 @@ impl<P: Port> Worker<P> {
         self.counters
     }
 
+    /// The smoltcp adapter's counters (frames, and frames lost for want of a buffer).
+    pub fn device_stats(&self) -> crate::device::DeviceStats {
+        self.device.stats()
+    }
+
     pub fn legs(&self) -> usize {
         self.live_legs
     }

@@ -3,7 +3,9 @@
 //! with no state for the unknown flows (no leg, no allocation), are answered with RSTs, and
 //! a good pair beside them keeps moving checked bytes; stuck and slow peers (a UE that
 //! connects and sends nothing, a TLS UE that sends nothing, one that sends its ClientHello a
-//! byte a second) are ended by their timers, while a good pair finishes its transfer.
+//! byte a second) are ended by their timers, while a good pair finishes its transfer; and a
+//! buffer pool far too small for the windows in flight loses frames that TCP sends again, so
+//! nothing is lost and every buffer comes back.
 
 mod common;
 
@@ -336,6 +338,45 @@ fn stuck_and_slow_peers_end_on_their_timers_beside_a_good_pair() {
     for s in socks.into_iter().chain([good.x, good.y]) {
         b.ue(s).abort();
     }
+    b.run_for(Duration::from_secs(1));
+    b.wait_for(Duration::from_secs(10), |b| b.pool.in_use() == 0);
+}
+
+#[test]
+fn a_nearly_empty_buffer_pool_slows_but_loses_nothing_and_recovers() {
+    // 40 frame buffers for both ends of the link: far fewer than the windows in flight.
+    let cfg = dataplane::worker::WorkerConfig {
+        rx_buffer: 64 * 1024,
+        tx_buffer: 64 * 1024,
+        ..dataplane::worker::WorkerConfig::default()
+    };
+    // A 5 ms path keeps whole windows in flight, which the pool cannot hold.
+    let path = Faults {
+        delay: Duration::from_millis(5),
+        ..Faults::default()
+    };
+    let mut b = bed_with_pool(path, 23, cfg, 40);
+    let mut good = Good::new(&mut b, 5_000_000);
+    b.run(Duration::from_secs(300), |b| {
+        let n = good.pump(b);
+        if good.received() == 10_000_000 {
+            Progress::Done
+        } else if n > 0 {
+            Progress::Busy
+        } else {
+            Progress::Idle
+        }
+    });
+    good.check();
+    let lost = b.worker.device_stats().tx_no_buffer;
+    eprintln!("frames the worker could not build for want of a buffer: {lost}");
+    assert!(lost > 0, "the pool was never short");
+    assert!(!b.has(|e| matches!(e, Event::Closed { .. })));
+    b.send(Command::Release { key: key(1, 1) });
+    b.send(Command::Release { key: key(1, 2) });
+    b.wait_for(Duration::from_secs(30), |b| b.worker.legs() == 0);
+    b.ue(good.x).abort();
+    b.ue(good.y).abort();
     b.run_for(Duration::from_secs(1));
     b.wait_for(Duration::from_secs(10), |b| b.pool.in_use() == 0);
 }

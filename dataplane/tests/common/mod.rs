@@ -45,10 +45,20 @@ pub struct Bed {
 }
 
 pub fn bed_with(faults: Faults, seed: u64, worker_cfg: WorkerConfig) -> Bed {
+    bed_with_pool(faults, seed, worker_cfg, 16384)
+}
+
+/// A bed whose link has `pool_buffers` frame buffers in all (both ends draw on them).
+pub fn bed_with_pool(
+    faults: Faults,
+    seed: u64,
+    worker_cfg: WorkerConfig,
+    pool_buffers: usize,
+) -> Bed {
     let clock = VirtualClock::new();
     let link = MemLinkConfig {
         seed,
-        pool_buffers: 16384,
+        pool_buffers,
         faults_a_to_b: faults.clone(),
         faults_b_to_a: faults,
         ..MemLinkConfig::default()
