@@ -15,6 +15,8 @@
 # It cleans up after itself (also on Ctrl-C) and exits 0 only if everything matched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/ue_hosts.sh
+. scripts/lib/ue_hosts.sh
 
 LAN=agw-lan
 UEX=ue-x
@@ -40,9 +42,7 @@ cleanup() {
     kill -TERM "$AGW_PID" 2>/dev/null || true
     wait "$AGW_PID" 2>/dev/null || true
   fi
-  for ns in "$UEX" "$UEY" "$LAN"; do
-    ip netns del "$ns" 2>/dev/null || true
-  done
+  ue_hosts_delete
   [ -n "${KEEP_WORK:-}" ] && echo "work files kept in $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -65,21 +65,7 @@ cargo build --release -p control --bin imsagw --bin imsagw-sim
 SIM=target/release/imsagw-sim
 
 section "Create the UE hosts: namespaces $UEX ($UEX_IP) and $UEY ($UEY_IP), bridged in $LAN"
-for ns in "$UEX" "$UEY" "$LAN"; do
-  ip netns del "$ns" 2>/dev/null || true
-  ip netns add "$ns"
-  ip netns exec "$ns" ip link set lo up
-done
-ip netns exec "$LAN" ip link add br0 type bridge
-for pair in "$UEX:$UEX_IP:vx" "$UEY:$UEY_IP:vy"; do
-  IFS=: read -r ns ip veth <<<"$pair"
-  ip netns exec "$LAN" ip link add "$veth" type veth peer name eth0 netns "$ns"
-  ip netns exec "$LAN" ip link set "$veth" master br0
-  ip netns exec "$LAN" ip link set "$veth" up
-  ip netns exec "$ns" ip addr add "$ip/15" dev eth0
-  ip netns exec "$ns" ip link set eth0 up
-done
-ip netns exec "$LAN" ip link set br0 up
+ue_hosts_create
 
 # One run of the flow: start imsagw, bridge its tap, play the ALG, check, stop imsagw.
 # $1: tcp, tls or restart.
@@ -106,11 +92,7 @@ flow() {
   done
   grep -q "imsagw running" "$WORK/imsagw.log" || fail "imsagw did not start"
   grep -E "imsagw running|TLS identity" "$WORK/imsagw.log"
-  # net_tap gives the kernel side the DPDK port's MAC; on a bridge it needs one of its own.
-  ip link set "$IFACE" netns "$LAN"
-  ip netns exec "$LAN" ip link set dev "$IFACE" address 02:00:00:00:00:fe
-  ip netns exec "$LAN" ip link set "$IFACE" master br0
-  ip netns exec "$LAN" ip link set "$IFACE" up
+  ue_hosts_bridge_tap "$IFACE"
 
   section "[$variant] The IMS-ALG (imsagw-sim alg) drives the Annex y flow (H.248 on loopback captured by tshark)"
   dumpcap -q -i lo -f "udp port 2944 or udp port 2945" -w "$WORK/h248-$variant.pcapng" >/dev/null 2>&1 &

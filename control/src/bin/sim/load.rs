@@ -137,6 +137,13 @@ pub struct LoadArgs {
     ue_x_netns: Option<String>,
     #[arg(long)]
     ue_y_netns: Option<String>,
+    /// An MG already registered with this MGC address (a later round of a soak): send to it
+    /// without waiting for its ServiceChange.
+    #[arg(long)]
+    mg: Option<SocketAddr>,
+    /// First transaction ID (a later round must not reuse IDs within LONG-TIMER).
+    #[arg(long, default_value_t = 1000)]
+    first_tid: u32,
 }
 
 struct Mgc {
@@ -271,8 +278,8 @@ pub fn load(a: LoadArgs) -> Result<()> {
     let mut m = Mgc {
         hdr: format!("!/3 [{}]:{}", a.listen.ip(), a.listen.port()),
         sock,
-        mg: None,
-        next_tid: 1000,
+        mg: a.mg,
+        next_tid: a.first_tid,
     };
     let end = Instant::now() + Duration::from_secs(60);
     while m.mg.is_none() {

@@ -1882,6 +1882,22 @@ impl<'a> Socket<'a> {
         let mut control = repr.control;
         control = control.quash_psh();
 
+        // imsagw patch 5: a FIN follows the segment's last octet. If the segment was cut to
+        // the receive window, the octets after the window were not taken and the FIN lies
+        // beyond them: accepting it would close the stream without them (the peer
+        // retransmits them into a connection that already reported its end).
+        if control == TcpControl::Fin
+            && !matches!(self.state, State::Listen | State::SynSent)
+            && segment_end > window_end
+        {
+            tcp_trace!(
+                "ignoring FIN of a segment cut to the window. segment_end={} window_end={}",
+                segment_end,
+                window_end
+            );
+            control = TcpControl::None;
+        }
+
         // If a FIN is received at the end of the current segment, but
         // we have a hole in the assembler before the current segment, disregard this FIN.
         if control == TcpControl::Fin && window_start < segment_start {
@@ -7920,6 +7936,73 @@ mod test {
                 ..RECV_TEMPL
             })
         );
+    }
+
+    #[test]
+    fn test_fin_beyond_a_trimmed_segment_is_ignored() {
+        // imsagw patch 5: data + FIN that does not fit the window keeps the stream open.
+        let mut s = socket_established();
+        s.rx_buffer = SocketBuffer::new(vec![0; 6]);
+        s.assembler = Assembler::new();
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abc"[..],
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 3),
+                window_len: 3,
+                ..RECV_TEMPL
+            }]
+        );
+        // Seven octets and FIN into a window of three: three are taken, the FIN is not.
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Fin,
+                seq_number: REMOTE_SEQ + 1 + 3,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"defghij"[..],
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Established);
+        assert!(s.may_recv());
+        let mut got = [0u8; 6];
+        assert_eq!(s.recv_slice(&mut got), Ok(6));
+        assert_eq!(&got, b"abcdef");
+        // The window reopens.
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 6,
+                ..RECV_TEMPL
+            }]
+        );
+        // The retransmission of the rest with its FIN closes the stream, nothing lost.
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Fin,
+                seq_number: REMOTE_SEQ + 1 + 6,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"ghij"[..],
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::CloseWait);
+        let mut rest = [0u8; 6];
+        assert_eq!(s.recv_slice(&mut rest), Ok(4));
+        assert_eq!(&rest[..4], b"ghij");
     }
 
     #[test]

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Soak: calls set up, used and torn down at a steady rate for MINUTES (default 30) through a
+# running imsagw on DPDK net_tap between kernel UEs in namespaces, rounds of `imsagw-sim load`
+# (CALLS concurrent calls of BYTES each way per round). At the end, with every call gone:
+# contexts, terminations and worker legs are 0, the mbuf pool is back to its idle level, and
+# the process's resident memory is within SLACK_KIB of what it was after the first (warm-up)
+# round. Prints the numbers; exits 0 only if all hold. `soak.sh 1` is the short version the
+# test command runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/ue_hosts.sh
+. scripts/lib/ue_hosts.sh
+
+MINUTES=${1:-30}
+CALLS=${CALLS:-50}
+BYTES=${BYTES:-262144}
+SLACK_KIB=${SLACK_KIB:-16384}
+LAN=soak-lan
+UEX=soak-x
+UEY=soak-y
+UEX_IP=198.18.100.7
+UEY_IP=198.18.200.50
+IFACE=imsoak0
+WORK=$(mktemp -d)
+AGW_PID=""
+[ "$(id -u)" -eq 0 ] || { echo "soak.sh needs root (DPDK tap device, network namespaces)"; exit 1; }
+
+cleanup() {
+  if [ -n "$AGW_PID" ] && kill -0 "$AGW_PID" 2>/dev/null; then
+    kill -TERM "$AGW_PID" 2>/dev/null
+    wait "$AGW_PID" 2>/dev/null || echo "imsagw exited non-zero during cleanup"
+  fi
+  ue_hosts_delete
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  tail -30 "$WORK/imsagw.log" >&2
+  cp "$WORK/imsagw.log" /tmp/soak-imsagw.log
+  exit 1
+}
+
+bash scripts/setup.sh >/dev/null
+cargo build --release -p control --bin imsagw --bin imsagw-sim
+BIN=target/release/imsagw
+SIM=target/release/imsagw-sim
+ue_hosts_create
+
+"$BIN" run --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" \
+  --worker-cores 1 --shared-control-core \
+  --realm access=198.18.1.10/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
+  -- -l 0 --no-huge --no-pci --no-shconf --no-telemetry -m 256 "--vdev=net_tap0,iface=$IFACE" \
+  >"$WORK/imsagw.log" 2>&1 &
+AGW_PID=$!
+for _ in $(seq 1 100); do
+  grep -q "imsagw running" "$WORK/imsagw.log" 2>/dev/null && break
+  kill -0 "$AGW_PID" 2>/dev/null || fail "imsagw exited during start-up"
+  sleep 0.1
+done
+ue_hosts_bridge_tap "$IFACE"
+
+status() { "$BIN" status --status-socket "$WORK/imsagw.sock" --json; }
+field() { /usr/bin/python3 -c "import json,sys; v=json.load(sys.stdin); print($1)"; }
+rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$AGW_PID/status"; }
+
+round=0
+calls=0
+run_round() {
+  local mg_flag=()
+  [ "$round" -gt 0 ] && mg_flag=(--mg 127.0.0.1:2944)
+  "$SIM" load --listen 127.0.0.1:2945 --calls "$CALLS" --bytes "$BYTES" \
+    --ue-x-netns "$UEX" --ue-y-netns "$UEY" --first-tid $((1000 + round * 10000)) \
+    "${mg_flag[@]}" >"$WORK/load.out" 2>&1 || fail "round $round: $(grep -v "^ *[0-9]*:\|^ *at " "$WORK/load.out" | tail -8)"
+  grep -q "LOAD OK calls=$CALLS" "$WORK/load.out" || fail "round $round: $(grep -v "^ *[0-9]*:\|^ *at " "$WORK/load.out" | tail -8)"
+  round=$((round + 1))
+  calls=$((calls + CALLS))
+}
+
+# Idle (every termination gone) before sampling: the worker drains released legs for up
+# to 2 s.
+settle() {
+  for _ in $(seq 1 50); do
+    [ "$(status | field 'v["terminations"] + sum(w["legs"] for w in v["workers"])')" -eq 0 ] && return
+    sleep 0.1
+  done
+  fail "terminations or legs left: $(status)"
+}
+
+run_round
+settle
+sleep 1
+warm_rss=$(rss_kib)
+warm_mbufs=$(status | field 'v["mbufs_in_use"]')
+echo "after the warm-up round: RSS ${warm_rss} KiB, mbufs in use ${warm_mbufs}"
+end=$(($(date +%s) + MINUTES * 60))
+start=$(date +%s)
+while [ "$(date +%s)" -lt "$end" ]; do
+  run_round
+  if [ $((round % 10)) -eq 0 ]; then
+    echo "round $round, $calls calls, RSS $(rss_kib) KiB, $(( $(date +%s) - start )) s"
+  fi
+done
+settle
+sleep 1
+s=$(status)
+end_rss=$(rss_kib)
+end_mbufs=$(echo "$s" | field 'v["mbufs_in_use"]')
+contexts=$(echo "$s" | field 'v["contexts"]')
+legs=$(echo "$s" | field 'sum(w["legs"] for w in v["workers"])')
+elapsed=$(( $(date +%s) - start ))
+echo "soak: $round rounds, $calls calls ($CALLS at a time, $BYTES bytes each way) in ${elapsed} s"
+echo "  contexts $contexts, legs $legs, mbufs in use $end_mbufs (idle after warm-up: $warm_mbufs)"
+echo "  RSS ${end_rss} KiB (after warm-up: ${warm_rss} KiB, growth $((end_rss - warm_rss)) KiB, allowed ${SLACK_KIB})"
+[ "$contexts" -eq 0 ] && [ "$legs" -eq 0 ] || fail "state left"
+[ "$end_mbufs" -le "$warm_mbufs" ] || fail "mbufs in use grew from $warm_mbufs to $end_mbufs"
+[ $((end_rss - warm_rss)) -le "$SLACK_KIB" ] || fail "RSS grew by $((end_rss - warm_rss)) KiB"
+kill -TERM "$AGW_PID"
+rc=0
+wait "$AGW_PID" || rc=$?
+AGW_PID=""
+[ "$rc" -eq 0 ] || fail "imsagw exited with $rc"
+grep -q "mbufs_in_use=0" "$WORK/imsagw.log" || fail "mbufs not returned at exit"
+echo "soak: PASS"
