@@ -38,6 +38,7 @@ fail() {
   echo "FAIL: $*" >&2
   tail -30 "$WORK/imsagw.log" >&2
   cp "$WORK/imsagw.log" /tmp/soak-imsagw.log
+  cp "$WORK/load.out" /tmp/soak-load.out 2>/dev/null || true
   exit 1
 }
 
@@ -87,6 +88,12 @@ settle() {
   fail "terminations or legs left: $(status)"
 }
 
+if [ -n "${SOAK_CAPTURE:-}" ]; then
+  # Headers of every frame, for looking into a failure.
+  "$BIN" capture --status-socket "$WORK/imsagw.sock" --all --snaplen 128 --packets 5000000 \
+    --bytes 4000000000 --seconds 600 --out "$SOAK_CAPTURE" >/dev/null 2>&1 &
+  sleep 0.3
+fi
 run_round
 settle
 sleep 1

@@ -932,6 +932,13 @@ impl<P: Port> Worker<P> {
                     }
                 }
                 match sock_state {
+                    // Our FIN was acknowledged and the connection is done, but octets the
+                    // peer sent before its own FIN still wait for the partner's send buffer:
+                    // they go first (smoltcp keeps them readable), then the leg ends.
+                    tcp::State::Closed
+                        if leg.fin_forwarded
+                            && leg.partner.is_some()
+                            && leg.socket().recv_queue() > 0 => {}
                     tcp::State::Closed => {
                         // Closed without our FIN is a reset by the peer; after our FIN it is
                         // the end of a graceful close that went by between two polls.

@@ -437,3 +437,69 @@ fn a_segment_to_a_port_no_leg_owns_gets_a_reset() {
     });
     assert!(!b.has(|e| matches!(e, Event::Established { .. })));
 }
+
+#[test]
+fn the_last_octets_wait_for_a_slow_receiver_after_both_ends_closed() {
+    // UE-X sends more than T1 can pass on while UE-Y is not reading, and closes; then UE-Y
+    // closes too. T1's connection with UE-X completes its close (UE-Y's FIN, forwarded, is
+    // acknowledged) while UE-X's last octets still wait in T1 for T2's send buffer: they must
+    // still reach UE-Y, then the FIN.
+    let cfg = WorkerConfig {
+        rx_buffer: 32 * 1024,
+        tx_buffer: 32 * 1024,
+        ..WorkerConfig::default()
+    };
+    let mut b = bed_with(Faults::default(), 31, cfg);
+    let (x, y) = up(&mut b, 43800);
+    // Fits UE-Y's receive buffer, T2's send buffer and T1's receive buffer, not fewer.
+    let total = 110_000usize;
+    let payload: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+    let mut sent = 0;
+    b.run(Duration::from_secs(30), |b| {
+        let s = b.ue(x);
+        let mut n = 0;
+        if sent < total {
+            n = s.send_slice(&payload[sent..]).unwrap_or(0);
+            sent += n;
+            if sent == total {
+                s.close();
+            }
+        }
+        if sent == total && b.ue(x).state() == tcp::State::FinWait2 {
+            Progress::Done
+        } else if n > 0 {
+            Progress::Busy
+        } else {
+            Progress::Idle
+        }
+    });
+    b.ue(y).send_slice(b"bye").unwrap();
+    b.ue(y).close();
+    let mut got_x = Vec::new();
+    b.run(Duration::from_secs(30), |b| {
+        let n = read_all(b, x, &mut got_x);
+        if matches!(b.ue(x).state(), tcp::State::TimeWait | tcp::State::Closed) {
+            Progress::Done
+        } else if n > 0 {
+            Progress::Busy
+        } else {
+            Progress::Idle
+        }
+    });
+    assert_eq!(got_x, b"bye");
+    b.run_for(Duration::from_millis(100));
+    // Now UE-Y reads: everything, then the end.
+    let mut got = Vec::new();
+    b.run(Duration::from_secs(30), |b| {
+        let n = read_all(b, y, &mut got);
+        if !b.ue(y).may_recv() {
+            Progress::Done
+        } else if n > 0 {
+            Progress::Busy
+        } else {
+            Progress::Idle
+        }
+    });
+    assert_eq!(got.len(), total, "octets lost before the FIN");
+    assert!(got == payload);
+}
