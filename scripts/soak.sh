@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/ue_hosts.sh
 
 MINUTES=${1:-30}
-CALLS=${CALLS:-50}
+CALLS=${CALLS:-5}
 BYTES=${BYTES:-262144}
 SLACK_KIB=${SLACK_KIB:-16384}
 LAN=soak-lan
@@ -38,6 +38,7 @@ fail() {
   echo "FAIL: $*" >&2
   tail -30 "$WORK/imsagw.log" >&2
   cp "$WORK/imsagw.log" /tmp/soak-imsagw.log
+  "$BIN" status --status-socket "$WORK/imsagw.sock" >/tmp/soak-status.json 2>&1 || echo "no status" >&2
   cp "$WORK/load.out" /tmp/soak-load.out 2>/dev/null || true
   exit 1
 }

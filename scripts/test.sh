@@ -27,6 +27,9 @@ echo "== vendored smoltcp: its own unit tests, on our patched copy"
 echo "== main-job demo"
 bash scripts/demo.sh
 
+echo "== soak, short version: calls for 1 minute, then state, mbufs and memory back"
+bash scripts/soak.sh 1
+
 echo "== Debian package: install, start, register, stop, purge"
 bash scripts/package_test.sh
 
