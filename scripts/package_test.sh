@@ -20,7 +20,7 @@ cleanup() {
   if dpkg-query -W imsagw >/dev/null 2>&1; then
     dpkg --purge imsagw >/dev/null
   fi
-  rm -f "$LOG"
+  rm -f "$LOG" "$LOG.alg"
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; echo "--- imsagw log:" >&2; cat "$LOG" >&2; exit 1; }
@@ -52,7 +52,9 @@ else
   PID=$!
 fi
 target/release/imsagw-sim alg --listen 127.0.0.1:2945 --register-only --timeout-s 20 \
-  | tee /dev/stderr | grep -q REGISTERED || fail "no registration"
+  >"$LOG.alg" 2>&1 || { cat "$LOG.alg"; fail "no registration"; }
+cat "$LOG.alg"
+grep -q REGISTERED "$LOG.alg" || fail "no registration"
 /usr/bin/imsagw status --status-socket "$SOCK" --json | grep -q '"registration":"registered' \
   || fail "status does not say registered"
 if [ ! -d /run/systemd/system ]; then
