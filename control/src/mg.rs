@@ -508,12 +508,15 @@ impl<D: DataPlane> Mg<D> {
                 }
             }
             Event::Rejected { key, reason } => {
-                tracing::warn!(?key, ?reason, "the worker refused a command");
-                self.worker_rejections += 1;
-                // A released leg the worker no longer knows has nothing more to report.
+                // A released leg the worker already freed (both ends closed) has nothing
+                // more to report: expected, not a fault.
                 if let Some(r) = self.released.get_mut(&key) {
                     r.final_stats = true;
+                    tracing::debug!(?key, ?reason, "released leg already gone");
+                    return;
                 }
+                tracing::warn!(?key, ?reason, "the worker refused a command");
+                self.worker_rejections += 1;
             }
             Event::Latched { key, remote } => {
                 tracing::debug!(?key, %remote, "leg latched");
