@@ -39,7 +39,7 @@ fail() {
   tail -30 "$WORK/imsagw.log" >&2
   cp "$WORK/imsagw.log" /tmp/soak-imsagw.log
   "$BIN" status --status-socket "$WORK/imsagw.sock" >/tmp/soak-status.json 2>&1 || echo "no status" >&2
-  cp "$WORK/load.out" /tmp/soak-load.out 2>/dev/null || true
+  if [ -f "$WORK/load.out" ]; then cp "$WORK/load.out" /tmp/soak-load.out; fi
   exit 1
 }
 

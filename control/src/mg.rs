@@ -345,20 +345,29 @@ impl<D: DataPlane> Mg<D> {
     /// termination, which is hanging (H.248.36); release it.
     pub fn release_hanging(&mut self, name: &str) {
         let key = lower(name);
-        if let Some(t) = self.terms.remove(&key) {
+        if let Some(t) = self.remove_term(&key) {
             tracing::warn!(termination = %t.name, "hanging termination released");
             self.app_totals.add(&t.stats.app);
-            self.uncount(t.worker);
-            self.dataplane.submit(t.worker, Dp::Release { key: t.key });
-            self.by_key.remove(&t.key);
-            self.free_port(t.realm, t.local.port());
-            if let Some(members) = self.contexts.get_mut(&t.context) {
-                members.retain(|m| *m != key);
-                if members.is_empty() {
-                    self.contexts.remove(&t.context);
-                }
+        }
+    }
+
+    /// Takes a termination out of the MG and releases its leg: its name, key, port, context
+    /// membership (an empty context goes) and its worker's count.
+    fn remove_term(&mut self, name: &Text) -> Option<Term> {
+        let t = self.terms.remove(name)?;
+        if let Some(c) = self.per_worker.get_mut(t.worker) {
+            *c = c.saturating_sub(1);
+        }
+        self.dataplane.submit(t.worker, Dp::Release { key: t.key });
+        self.by_key.remove(&t.key);
+        self.free_port(t.realm, t.local.port());
+        if let Some(members) = self.contexts.get_mut(&t.context) {
+            members.retain(|m| m != name);
+            if members.is_empty() {
+                self.contexts.remove(&t.context);
             }
         }
+        Some(t)
     }
 
     /// Our fingerprint for Local descriptors, when TLS is configured.
@@ -652,12 +661,6 @@ impl<D: DataPlane> Mg<D> {
 
     fn workers(&self) -> usize {
         self.cfg.workers.max(1)
-    }
-
-    fn uncount(&mut self, worker: usize) {
-        if let Some(c) = self.per_worker.get_mut(worker) {
-            *c = c.saturating_sub(1);
-        }
     }
 
     fn worker_of(&self, context: u32) -> usize {
@@ -1420,19 +1423,9 @@ impl<D: DataPlane> Mg<D> {
         });
         let mut replies = Vec::new();
         for key in keys {
-            let Some(t) = self.terms.remove(&key) else {
+            let Some(t) = self.remove_term(&key) else {
                 continue;
             };
-            self.uncount(t.worker);
-            self.dataplane.submit(t.worker, Dp::Release { key: t.key });
-            self.by_key.remove(&t.key);
-            self.free_port(t.realm, t.local.port());
-            if let Some(members) = self.contexts.get_mut(&t.context) {
-                members.retain(|m| *m != key);
-                if members.is_empty() {
-                    self.contexts.remove(&t.context);
-                }
-            }
             if !with_stats {
                 self.app_totals.add(&t.stats.app);
             }

@@ -105,14 +105,15 @@ impl HostileFrames {
         tcp[13] = 0x02;
         tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
         tcp[20..24].copy_from_slice(&[2, 4, 0x05, 0xb4]);
-        self.finish(flow, tcp)
+        self.finish(flow, tcp, 0)
     }
 
     /// Ethernet and IPv4 around a TCP segment, both checksums right.
-    fn finish(&mut self, flow: Flow, mut tcp: Vec<u8>) -> Vec<u8> {
+    fn finish(&mut self, flow: Flow, mut tcp: Vec<u8>, ip_id: u16) -> Vec<u8> {
         let mut ip = [0u8; 20];
         ip[0] = 0x45;
         ip[2..4].copy_from_slice(&((20 + tcp.len()) as u16).to_be_bytes());
+        ip[4..6].copy_from_slice(&ip_id.to_be_bytes());
         ip[8] = 64;
         ip[9] = 6;
         ip[12..16].copy_from_slice(&flow.src.0.octets());
@@ -178,32 +179,8 @@ impl HostileFrames {
         tcp[18..20].copy_from_slice(&(self.rng.next_u64() as u16).to_be_bytes());
         tcp.extend_from_slice(&options);
         tcp.extend_from_slice(&payload);
-        let mut ip = [0u8; 20];
-        ip[0] = 0x45;
-        let total = (20 + tcp.len()) as u16;
-        ip[2..4].copy_from_slice(&total.to_be_bytes());
-        ip[4..6].copy_from_slice(&(self.rng.next_u64() as u16).to_be_bytes());
-        ip[8] = 64;
-        ip[9] = 6;
-        ip[12..16].copy_from_slice(&flow.src.0.octets());
-        ip[16..20].copy_from_slice(&flow.dst.0.octets());
-        // Checksums right, then broken on purpose.
-        let pseudo = [
-            &ip[12..20],
-            &[0u8, 6][..],
-            &(tcp.len() as u16).to_be_bytes()[..],
-        ]
-        .concat();
-        let c = checksum(&[&pseudo, &tcp]);
-        tcp[16..18].copy_from_slice(&c.to_be_bytes());
-        let c = checksum(&[&ip]);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        let mut frame = Vec::with_capacity(14 + 20 + tcp.len());
-        frame.extend_from_slice(&self.dst_mac);
-        frame.extend_from_slice(&self.src_mac);
-        frame.extend_from_slice(&[0x08, 0x00]);
-        frame.extend_from_slice(&ip);
-        frame.extend_from_slice(&tcp);
+        let ip_id = self.rng.next_u64() as u16;
+        let mut frame = self.finish(flow, tcp, ip_id);
         let breakage = match aim {
             Aim::Anything => self.rng.below(12),
             // Always one of the breakages a stack must drop.

@@ -3,40 +3,10 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use common::*;
 use dataplane::memlink::Faults;
 use dataplane::testbed::{PatternChecker, PatternSender};
 use smoltcp::time::Duration;
-
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-thread_local!(static WATCHING: Cell<bool> = const { Cell::new(false) });
-
-// SAFETY: forwards to the system allocator unchanged; only counts while watching.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if WATCHING.with(|w| w.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if WATCHING.with(|w| w.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -65,11 +35,8 @@ fn the_poll_loop_does_not_allocate_once_warm() {
     while b.now() < end {
         let now = b.now();
         let watching = now >= warm;
-        WATCHING.with(|w| w.set(watching));
-        let before = ALLOCS.load(Ordering::Relaxed);
-        let busy = b.worker.poll(now);
-        worker_allocs += ALLOCS.load(Ordering::Relaxed) - before;
-        WATCHING.with(|w| w.set(false));
+        let (busy, n) = allocations(watching, || b.worker.poll(now));
+        worker_allocs += n;
         if watching {
             worker_polls += 1;
         }

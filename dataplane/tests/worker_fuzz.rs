@@ -15,7 +15,7 @@ use common::*;
 use dataplane::contract::*;
 use dataplane::hostile::{Aim, Flow, HostileFrames};
 use dataplane::memlink::Faults;
-use dataplane::port::{Burst, PacketBuf, Port};
+use dataplane::port::Port;
 use dataplane::rng::SplitMix64;
 use dataplane::testbed::{PatternChecker, PatternSender};
 use smoltcp::time::Duration;
@@ -25,27 +25,6 @@ fn key(context: u32, termination: u32) -> TerminationKey {
         context,
         termination,
     }
-}
-
-/// Sends `frames` from the UE host's side of the link, as if from the network.
-fn inject(b: &mut Bed, frames: &[Vec<u8>]) -> usize {
-    let port = b.host.device.port_mut();
-    let mut burst = Burst::new();
-    let mut sent = 0;
-    for f in frames {
-        let Some(mut buf) = port.alloc() else { break };
-        let Some(dst) = buf.append(f.len()) else {
-            continue;
-        };
-        dst.copy_from_slice(f);
-        burst.push(buf);
-        if burst.is_full() {
-            sent += port.tx_burst(&mut burst);
-            burst.clear();
-        }
-    }
-    sent += port.tx_burst(&mut burst);
-    sent
 }
 
 #[test]

@@ -9,46 +9,16 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use common::*;
 use dataplane::contract::*;
 use dataplane::hostile::{Flow, HostileFrames};
 use dataplane::memlink::Faults;
-use dataplane::port::{Burst, PacketBuf, Port};
+use dataplane::port::Port;
 use dataplane::rng::SplitMix64;
 use dataplane::testbed::{PatternChecker, PatternSender};
 use dataplane::tls::{HashAlg, Identity, TlsConfig, TlsFailure};
 use smoltcp::iface::SocketHandle;
 use smoltcp::time::Duration;
-
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-thread_local!(static WATCHING: Cell<bool> = const { Cell::new(false) });
-
-// SAFETY: forwards to the system allocator unchanged; only counts while watching.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if WATCHING.with(|w| w.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if WATCHING.with(|w| w.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -58,26 +28,6 @@ fn key(context: u32, termination: u32) -> TerminationKey {
         context,
         termination,
     }
-}
-
-fn inject(b: &mut Bed, frames: &[Vec<u8>]) -> usize {
-    let port = b.host.device.port_mut();
-    let mut burst = Burst::new();
-    let mut sent = 0;
-    for f in frames {
-        let Some(mut buf) = port.alloc() else { break };
-        let Some(dst) = buf.append(f.len()) else {
-            continue;
-        };
-        dst.copy_from_slice(f);
-        burst.push(buf);
-        if burst.is_full() {
-            sent += port.tx_burst(&mut burst);
-            burst.clear();
-        }
-    }
-    sent += port.tx_burst(&mut burst);
-    sent
 }
 
 /// A good pair's checked streams, both ways.
@@ -196,11 +146,7 @@ fn syn_and_connection_floods_leave_no_state_and_the_good_pair_moves() {
         good.pump(&mut b);
         // Only the worker's own poll is watched.
         let now = b.now();
-        WATCHING.with(|w| w.set(true));
-        let a0 = ALLOCS.load(Ordering::Relaxed);
-        b.worker.poll(now);
-        worker_allocs += ALLOCS.load(Ordering::Relaxed) - a0;
-        WATCHING.with(|w| w.set(false));
+        worker_allocs += allocations(true, || b.worker.poll(now)).1;
         b.step();
         rounds += 1;
         if rounds.is_multiple_of(16) {

@@ -4,8 +4,8 @@
 
 ue_hosts_create() {
   local ns pair ip veth
+  ue_hosts_delete
   for ns in "$UEX" "$UEY" "$LAN"; do
-    ip netns del "$ns" 2>/dev/null || true
     ip netns add "$ns"
     ip netns exec "$ns" ip link set lo up
   done
@@ -30,9 +30,12 @@ ue_hosts_bridge_tap() {
   ip netns exec "$LAN" ip link set "$1" up
 }
 
+# Deletes the namespaces that exist (a run before may have left them, or not made them).
 ue_hosts_delete() {
   local ns
   for ns in "$UEX" "$UEY" "$LAN"; do
-    ip netns del "$ns" 2>/dev/null || true
+    if [ -e "/run/netns/$ns" ]; then
+      ip netns del "$ns"
+    fi
   done
 }

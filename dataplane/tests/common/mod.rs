@@ -279,3 +279,66 @@ pub fn timers() -> LegTimers {
         ..LegTimers::default()
     }
 }
+
+/// Sends `frames` from the UE host's side of the link, as if from the network; returns how
+/// many the link took.
+pub fn inject(b: &mut Bed, frames: &[Vec<u8>]) -> usize {
+    use dataplane::port::{Burst, PacketBuf, Port};
+    let port = b.host.device.port_mut();
+    let mut burst = Burst::new();
+    let mut sent = 0;
+    for f in frames {
+        let Some(mut buf) = port.alloc() else { break };
+        let Some(dst) = buf.append(f.len()) else {
+            continue;
+        };
+        dst.copy_from_slice(f);
+        burst.push(buf);
+        if burst.is_full() {
+            sent += port.tx_burst(&mut burst);
+            burst.clear();
+        }
+    }
+    sent += port.tx_burst(&mut burst);
+    sent
+}
+
+/// A global allocator that counts allocations made on this thread while watching. A test
+/// binary installs it with `#[global_allocator] static GLOBAL: Counting = Counting;`.
+pub struct Counting;
+
+static ALLOCS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+thread_local!(static WATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+
+// SAFETY: forwards to the system allocator unchanged; only counts while watching.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        if WATCHING.with(|w| w.get()) {
+            ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
+        if WATCHING.with(|w| w.get()) {
+            ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.realloc(p, l, n) }
+    }
+}
+
+/// Runs `f`, counting the allocations it makes on this thread when `watch` (with `Counting`
+/// installed).
+pub fn allocations<R>(watch: bool, f: impl FnOnce() -> R) -> (R, usize) {
+    WATCHING.with(|w| w.set(watch));
+    let before = ALLOCS.load(std::sync::atomic::Ordering::Relaxed);
+    let r = f();
+    let n = ALLOCS.load(std::sync::atomic::Ordering::Relaxed) - before;
+    WATCHING.with(|w| w.set(false));
+    (r, n)
+}
