@@ -142,6 +142,9 @@ struct Term {
     next_heartbeat: Option<Millis>,
     /// What the peer broke, when its pair was reset for it.
     violation: Option<Violation>,
+    /// When the worker reported the leg closed: its statistics are final from then on, and
+    /// a later Release gets no second report.
+    closed_at: Option<Millis>,
 }
 
 /// Ports handed out in order; freed ones are reused oldest first, so a port is not reused
@@ -477,6 +480,7 @@ impl<D: DataPlane> Mg<D> {
                 }
                 if let Some(t) = self.term_mut(key) {
                     t.stats = stats;
+                    t.closed_at = Some(now);
                 }
                 if cause != ReleaseCause::Released {
                     let cause = match cause {
@@ -1035,6 +1039,7 @@ impl<D: DataPlane> Mg<D> {
             established_at: None,
             next_heartbeat: None,
             violation: None,
+            closed_at: None,
         };
         self.arm(&mut term, events);
         let peers = self.contexts.entry(ctx).or_default();
@@ -1437,9 +1442,9 @@ impl<D: DataPlane> Mg<D> {
                     Released {
                         name: t.name.clone(),
                         stats: t.stats,
-                        final_stats: false,
+                        final_stats: t.closed_at.is_some(),
                         established_at: t.established_at,
-                        closed_at: None,
+                        closed_at: t.closed_at,
                     },
                 );
             }

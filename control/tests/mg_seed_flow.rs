@@ -245,6 +245,78 @@ fn seed_steps_2_to_20_drive_the_data_plane_like_the_annex_says() {
     assert_eq!(String::from_utf8(out.remove(0).to_vec()).unwrap(), r);
 }
 
+/// A leg whose peer closed before the Subtract gets no second report from the worker when
+/// it is released (its statistics were final when it closed): the Subtract is answered at
+/// once, not after the statistics wait, and the duration ends when the leg closed.
+#[test]
+fn subtract_of_a_leg_already_closed_does_not_wait_for_statistics() {
+    let mut d = mg();
+    let (ctx, t1) = added(&send(&mut d, &add(1, "$", "access")));
+    let (_, t2) = added(&send(&mut d, &add(2, &ctx.to_string(), "core")));
+    send(
+        &mut d,
+        &modify(3, ctx, &t2, "active", "203.0.113.50", 2855, "passive"),
+    );
+    send(
+        &mut d,
+        &modify(4, ctx, &t1, "passive", "203.0.113.7", 9, "active"),
+    );
+    let keys: Vec<_> = d
+        .executor
+        .dataplane
+        .0
+        .iter()
+        .filter_map(|c| match c {
+            Dp::Reserve { key, .. } => Some(*key),
+            _ => None,
+        })
+        .collect();
+    let (k1, k2) = (keys[0], keys[1]);
+    d.executor.set_now(1_000);
+    for (key, remote) in [(k1, "203.0.113.7:50000"), (k2, "203.0.113.50:2855")] {
+        d.executor.on_event(&Event::Established {
+            key,
+            remote: remote.parse().unwrap(),
+        });
+    }
+    d.executor.set_now(4_000);
+    for (key, cause) in [
+        (k1, ReleaseCause::PeerClosed),
+        (k2, ReleaseCause::PartnerGone),
+    ] {
+        d.executor.on_event(&Event::Closed {
+            key,
+            cause,
+            stats: LegStats {
+                octets_in: 7,
+                octets_out: 9,
+                ..LegStats::default()
+            },
+        });
+    }
+    d.executor.set_now(9_000);
+    let subtract =
+        format!("!/3 [198.51.100.1]:2944 T=5{{C={ctx}{{S={t1}{{AT{{SA}}}},S={t2}{{AT{{SA}}}}}}}}");
+    let mut out = Vec::new();
+    d.datagram(
+        alg(),
+        subtract.as_bytes(),
+        9_000,
+        |_, b| out.push(b),
+        |_| {},
+    );
+    // The clock has not moved: nothing waited for the statistics deadline.
+    let done = d.executor.completed();
+    assert_eq!(done.len(), 1, "answered without waiting");
+    let (peer, tid, version, result) = done.into_iter().next().unwrap();
+    d.complete(peer, tid, version, result, 9_000, |_, b| out.push(b));
+    let r = String::from_utf8(out.pop().unwrap().to_vec()).unwrap();
+    assert!(
+        r.contains(&format!("S={t1}{{SA{{nt/os=9,nt/or=7,nt/dur=3000}}}}")),
+        "{r}"
+    );
+}
+
 #[test]
 fn merge_mode_both_peers_connect_in() {
     let mut d = mg();

@@ -357,6 +357,7 @@ pub fn load(a: LoadArgs) -> Result<()> {
         t.elapsed().as_secs_f64() * 1e3,
         4 * n
     );
+    let data_start = Instant::now();
     let mut farm_x = spawn(
         &a.ue_x_netns,
         &[
@@ -391,9 +392,15 @@ pub fn load(a: LoadArgs) -> Result<()> {
     if !x_done.is_some_and(|s| s.success()) || !y_done.is_some_and(|s| s.success()) {
         bail!("a farm failed: UE-X {x_done:?}, UE-Y {y_done:?}");
     }
+    // From UE-X's first connection to both farms' last checked byte.
+    let data_ms = data_start.elapsed().as_secs_f64() * 1e3;
     println!(
         "{n} calls moved {} bytes each way each, every byte checked",
         a.bytes
+    );
+    println!(
+        "LOAD DATA ms={data_ms:.1} mbit_s={:.1}",
+        (2 * n as u64 * a.bytes * 8) as f64 / data_ms / 1e3
     );
     let r5 = m.transact_all(
         &t1.iter()

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod alg;
+mod flood;
 mod load;
 mod msrp;
 mod ue;
@@ -31,6 +32,8 @@ enum Cmd {
     Load(load::LoadArgs),
     /// One side's UEs for `load`: listeners (UE-Y) or connections (UE-X).
     Farm(load::FarmArgs),
+    /// An attacker on the access network: SYN, connection or garbage floods.
+    Flood(flood::FloodArgs),
 }
 
 fn main() -> Result<()> {
@@ -40,5 +43,6 @@ fn main() -> Result<()> {
         Cmd::Ue(a) => ue::run(a),
         Cmd::Load(a) => load::load(a),
         Cmd::Farm(a) => load::farm(a),
+        Cmd::Flood(a) => flood::run(a),
     }
 }
