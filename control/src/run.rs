@@ -492,13 +492,14 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
         }
         None => None,
     };
+    let mut status_clients = StatusClients::default();
     // The connection of the `imsagw capture` waiting for its capture to end.
     let mut capture_client: Option<UnixStream> = None;
     while !stop.load(Ordering::Relaxed) {
         cp.poll(now(), Duration::from_millis(5))?;
-        if let Ok((mut conn, _)) = status.accept() {
-            match read_request(&mut conn).as_deref() {
-                Ok("capture-stop") => {
+        for (mut conn, request) in status_clients.poll(&status) {
+            match request.as_str() {
+                "capture-stop" => {
                     let reply = if cp.stop_capture() {
                         "STOPPING\n"
                     } else {
@@ -506,7 +507,7 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
                     };
                     let _ = conn.write_all(reply.as_bytes());
                 }
-                Ok(line) if line.starts_with("capture") => {
+                line if line.starts_with("capture") => {
                     let started = CaptureRequest::parse(line)
                         .and_then(|r| cp.start_capture(r, epoch_origin_us, now()));
                     match started {
@@ -519,11 +520,10 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
                         }
                     }
                 }
-                Ok(_) => {
+                _ => {
                     let body = serde_json::to_string(&status_of(&cp))?;
                     let _ = conn.write_all(body.as_bytes());
                 }
-                Err(e) => tracing::debug!(error = %e, "status socket: no request"),
             }
         }
         if let Some(summary) = cp.poll_capture(now()) {
@@ -610,20 +610,78 @@ pub struct StatusArgs {
     json: bool,
 }
 
-/// The request line a status-socket client sends (`status`, `capture ...`).
-fn read_request(conn: &mut UnixStream) -> std::io::Result<String> {
-    conn.set_nonblocking(false)?;
-    conn.set_read_timeout(Some(Duration::from_millis(200)))?;
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while line.len() < 4096 {
-        match conn.read(&mut byte)? {
-            0 => break,
-            _ if byte[0] == b'\n' => break,
-            _ => line.push(byte[0]),
+/// Status-socket clients whose request line (`status`, `capture ...`) is still coming. Read
+/// without blocking, so a slow or silent client never stalls the control loop and the H.248
+/// it serves; at most `MAX_STATUS_CLIENTS` wait at once, each for `STATUS_REQUEST_WAIT`.
+#[derive(Default)]
+struct StatusClients {
+    waiting: Vec<(UnixStream, Vec<u8>, Instant)>,
+}
+
+const MAX_STATUS_CLIENTS: usize = 16;
+const STATUS_REQUEST_WAIT: Duration = Duration::from_secs(2);
+const MAX_STATUS_REQUEST: usize = 4096;
+
+impl StatusClients {
+    /// Accepts new clients and returns those whose request is complete, ready for a
+    /// blocking reply (200 ms write timeout). A client that sends nothing until the wait
+    /// ends, or closes its side, asked for the status (as clients before requests did).
+    fn poll(&mut self, listener: &UnixListener) -> Vec<(UnixStream, String)> {
+        while self.waiting.len() < MAX_STATUS_CLIENTS {
+            let Ok((conn, _)) = listener.accept() else {
+                break;
+            };
+            if conn.set_nonblocking(true).is_ok() {
+                self.waiting.push((conn, Vec::new(), Instant::now()));
+            }
         }
+        let mut ready = Vec::new();
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let (conn, line, since) = &mut self.waiting[i];
+            let mut complete = since.elapsed() >= STATUS_REQUEST_WAIT;
+            let mut broken = false;
+            let mut buf = [0u8; 512];
+            while !complete {
+                match conn.read(&mut buf) {
+                    Ok(0) => complete = true,
+                    Ok(n) => match buf[..n].iter().position(|&b| b == b'\n') {
+                        Some(end) => {
+                            line.extend_from_slice(&buf[..end]);
+                            complete = true;
+                        }
+                        None => {
+                            line.extend_from_slice(&buf[..n]);
+                            complete = line.len() >= MAX_STATUS_REQUEST;
+                        }
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "status socket: client gone");
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+            if !(complete || broken) {
+                i += 1;
+                continue;
+            }
+            let (conn, line, _) = self.waiting.swap_remove(i);
+            if broken {
+                continue;
+            }
+            let request = String::from_utf8_lossy(&line).trim().to_string();
+            let blocking = conn.set_nonblocking(false).is_ok()
+                && conn
+                    .set_write_timeout(Some(Duration::from_millis(200)))
+                    .is_ok();
+            if blocking {
+                ready.push((conn, request));
+            }
+        }
+        ready
     }
-    Ok(String::from_utf8_lossy(&line).trim().to_string())
 }
 
 pub fn status(args: StatusArgs) -> Result<()> {

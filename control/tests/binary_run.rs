@@ -3,6 +3,7 @@
 //! next Add carries the new fingerprint), answers `imsagw status`, and on SIGTERM sends
 //! ServiceChange Forced and exits 0. Bad core maps are refused before anything starts.
 
+use std::io::{Read, Write};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -158,12 +159,39 @@ fn run_register_reload_the_certificate_and_stop() {
         t += 1;
     }
 
+    // Clients that connect and send nothing (or half a request) do not hold up the others:
+    // the control loop reads requests without blocking. They are answered with the status
+    // once their wait ends, as clients from before request lines expect.
+    let silent_since = Instant::now();
+    let mut silent: Vec<std::os::unix::net::UnixStream> = (0..3)
+        .map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap())
+        .collect();
+    silent[2].write_all(b"stat").unwrap();
     let status = Command::new(exe())
         .args(["status", "--json", "--status-socket"])
         .arg(&sock)
         .output()
         .unwrap();
     assert!(status.status.success());
+    if silent_since.elapsed() < Duration::from_millis(1500) {
+        for c in &mut silent {
+            c.set_nonblocking(true).unwrap();
+            let mut b = [0u8; 1];
+            let e = c.read(&mut b).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock,
+                "answered too early"
+            );
+            c.set_nonblocking(false).unwrap();
+        }
+    }
+    for mut c in silent {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut body = String::new();
+        c.read_to_string(&mut body).unwrap();
+        assert!(body.contains("\"registration\""), "{body}");
+    }
     let text = String::from_utf8_lossy(&status.stdout);
     let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     assert!(

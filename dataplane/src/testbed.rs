@@ -204,6 +204,11 @@ impl FarmConn {
 }
 
 impl<P: Port> Farm<P> {
+    /// The farm's port, for frames that bypass its stack (floods, hostile frames).
+    pub fn port_mut(&mut self) -> &mut P {
+        self.device.port_mut()
+    }
+
     pub fn new(port: P, addresses: &[Ipv4Cidr], now: Instant) -> Self {
         let mut device = SmolDevice::new(port);
         device.set_auto_rx(false);

@@ -38,8 +38,6 @@ pub struct WorkerConfig {
     pub rx_buffer: usize,
     pub tx_buffer: usize,
     pub max_legs: usize,
-    /// Commands taken from the ring per loop iteration.
-    pub commands_per_poll: usize,
     /// How long a released leg may take to close gracefully before it is reset.
     pub release_drain: Duration,
     /// Limits of MSRP- and BFCP-aware legs.
@@ -54,7 +52,6 @@ impl Default for WorkerConfig {
             rx_buffer: 64 * 1024,
             tx_buffer: 64 * 1024,
             max_legs: 1 << 20,
-            commands_per_poll: 64,
             release_drain: Duration::from_secs(2),
             framing: FramingLimits::default(),
         }
@@ -305,10 +302,29 @@ impl<P: Port> Worker<P> {
         self.pair_buffer_bytes() + 2 * per_leg
     }
 
-    /// One iteration of the poll loop: receive, run timers, take commands, serve dirty legs,
+    /// One iteration of the poll loop: take commands, receive, run timers, serve dirty legs,
     /// transmit, publish events. Returns whether anything was done.
     pub fn poll(&mut self, now: Instant) -> bool {
         let mut busy = false;
+
+        // Commands before packets: a command was pushed before a packet that found both
+        // waiting here arrived (the UE connects after the ALG's Modify was answered), so a
+        // SYN must not meet a leg whose Start is still in the ring. Only while events have
+        // room: a control thread that does not read its events stops getting its commands
+        // executed, rather than losing events. Every command queued when the poll began (the
+        // ring bounds them), not a budget: the one a waiting SYN needs may be the last.
+        let queued = self.rings.commands.len();
+        for _ in 0..queued {
+            if self.pending.len() >= 1024 {
+                break;
+            }
+            let Some(cmd) = self.rings.commands.pop() else {
+                break;
+            };
+            busy = true;
+            self.counters.commands += 1;
+            self.command(cmd, now);
+        }
 
         let mut burst: Burst<P::Buf> = Burst::new();
         if self.device.port_mut().rx_burst(&mut burst) > 0 {
@@ -347,20 +363,6 @@ impl<P: Port> Worker<P> {
                     }
                 }
             });
-        }
-
-        // Commands only while events have room: a control thread that does not read its
-        // events stops getting its commands executed, rather than losing events.
-        for _ in 0..self.cfg.commands_per_poll {
-            if self.pending.len() >= 1024 {
-                break;
-            }
-            let Some(cmd) = self.rings.commands.pop() else {
-                break;
-            };
-            busy = true;
-            self.counters.commands += 1;
-            self.command(cmd, now);
         }
 
         // Serving a leg can dirty its partner (forwarded bytes); bound the passes.

@@ -503,3 +503,52 @@ fn the_last_octets_wait_for_a_slow_receiver_after_both_ends_closed() {
     assert_eq!(got.len(), total, "octets lost before the FIN");
     assert!(got == payload);
 }
+
+/// A command the control thread pushed before a packet arrived is executed before that
+/// packet. A worker descheduled for a while finds both waiting in its next poll; had it read
+/// the port first, the UE's SYN would meet a leg still `Reserved` and be refused (found by
+/// the soak on a loaded machine: a connection refused right after the Modify was answered).
+#[test]
+fn commands_queued_before_a_packet_are_executed_before_it() {
+    let mut b = bed(Faults::default(), 41);
+    // A first pair, so both sides know each other's MAC and the next SYN goes out at once.
+    up(&mut b, 7000);
+    let t3 = TerminationKey {
+        context: 2,
+        termination: 3,
+    };
+    b.send(Command::Reserve {
+        key: t3,
+        local: sa(AGW_ACCESS, 7001),
+    });
+    b.run_for(Duration::from_millis(2));
+    // The worker does not poll from here: the Start is queued, then the SYN arrives.
+    b.send(Command::Start {
+        key: t3,
+        role: LegRole::Passive,
+        accept: Accept::Gate(UE_X),
+        timers: timers(),
+        tls: None,
+        framing: Framing::Agnostic,
+    });
+    let x = b.ue_connect(sa(UE_X, 7001), sa(AGW_ACCESS, 7001), 4096);
+    let now = b.now();
+    b.host.poll(now);
+    while let Some(t) = b.worker.port().next_arrival() {
+        if t <= b.now() {
+            break;
+        }
+        b.clock.advance(t - b.now());
+    }
+    assert!(
+        b.worker.port().next_arrival().is_some(),
+        "the SYN is waiting"
+    );
+    let refused = b.worker.counters().gate_rejected;
+    b.worker.poll(b.now());
+    assert_eq!(b.worker.counters().gate_rejected, refused, "SYN refused");
+    b.wait_for(Duration::from_secs(2), |b| {
+        b.has(|e| matches!(e, Event::Established { key, .. } if *key == t3))
+    });
+    assert_eq!(b.ue(x).state(), tcp::State::Established);
+}
