@@ -46,9 +46,15 @@ fail() {
 }
 
 bash scripts/setup.sh >/dev/null
-cargo build --release -p control --bin imsagw --bin imsagw-sim
-BIN=target/release/imsagw
-SIM=target/release/imsagw-sim
+# BIN_DIR: binaries built before (a long soak beside other work that rebuilds target/).
+if [ -n "${BIN_DIR:-}" ]; then
+  BIN=$BIN_DIR/imsagw
+  SIM=$BIN_DIR/imsagw-sim
+else
+  cargo build --release -p control --bin imsagw --bin imsagw-sim
+  BIN=target/release/imsagw
+  SIM=target/release/imsagw-sim
+fi
 ue_hosts_create
 
 "$BIN" run --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" \

@@ -30,6 +30,9 @@ bash scripts/demo.sh
 echo "== soak, short version: calls for 1 minute, then state, mbufs and memory back"
 bash scripts/soak.sh 1
 
+echo "== floods from an attacker namespace during calls, short version"
+bash scripts/flood.sh --quick
+
 echo "== Debian package: install, start, register, stop, purge"
 bash scripts/package_test.sh
 

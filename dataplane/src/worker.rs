@@ -302,50 +302,39 @@ impl<P: Port> Worker<P> {
         self.pair_buffer_bytes() + 2 * per_leg
     }
 
-    /// One iteration of the poll loop: take commands, receive, run timers, serve dirty legs,
+    /// One iteration of the poll loop: receive, take commands, run timers, serve dirty legs,
     /// transmit, publish events. Returns whether anything was done.
     pub fn poll(&mut self, now: Instant) -> bool {
         let mut busy = false;
 
-        // Commands before packets: a command was pushed before a packet that found both
-        // waiting here arrived (the UE connects after the ALG's Modify was answered), so a
-        // SYN must not meet a leg whose Start is still in the ring. Only while events have
-        // room: a control thread that does not read its events stops getting its commands
-        // executed, rather than losing events. Every command queued when the poll began (the
-        // ring bounds them), not a budget: the one a waiting SYN needs may be the last.
-        let queued = self.rings.commands.len();
-        for _ in 0..queued {
-            if self.pending.len() >= 1024 {
-                break;
-            }
-            let Some(cmd) = self.rings.commands.pop() else {
-                break;
-            };
-            busy = true;
-            self.counters.commands += 1;
-            self.command(cmd, now);
-        }
-
+        // Frames first taken off the port (and the hand-off inbox), then every command
+        // queued by then, then the frames read. A command the control thread pushed before
+        // a frame arrived (the UE connects after the ALG's Modify was answered) is in the
+        // ring once the frame is in hand, however long this thread was descheduled in
+        // between: a SYN never meets a leg whose Start is still in the ring.
         let mut burst: Burst<P::Buf> = Burst::new();
-        if self.device.port_mut().rx_burst(&mut burst) > 0 {
-            busy = true;
-            for frame in burst.drain(..) {
-                // Classified once, for the hand-off and for the demux.
-                let class = classify(frame.data());
-                if let Some(frame) = self.hand_off(frame, class) {
-                    self.ingress(frame, class, now);
-                }
+        self.device.port_mut().rx_burst(&mut burst);
+        let mut handed: Burst<P::Buf> = Burst::new();
+        if let Some(h) = &self.handoff {
+            while !handed.is_full() {
+                let Some(frame) = h.inbox.pop() else { break };
+                handed.push(frame);
             }
         }
-        if let Some(h) = &self.handoff {
-            let inbox = std::sync::Arc::clone(&h.inbox);
-            for _ in 0..crate::port::BURST {
-                let Some(frame) = inbox.pop() else { break };
-                busy = true;
-                self.counters.handed_in += 1;
-                let class = classify(frame.data());
+        busy |= self.take_commands(now);
+        for frame in burst.drain(..) {
+            busy = true;
+            // Classified once, for the hand-off and for the demux.
+            let class = classify(frame.data());
+            if let Some(frame) = self.hand_off(frame, class) {
                 self.ingress(frame, class, now);
             }
+        }
+        for frame in handed.drain(..) {
+            busy = true;
+            self.counters.handed_in += 1;
+            let class = classify(frame.data());
+            self.ingress(frame, class, now);
         }
 
         let now_ms = now.total_millis();
@@ -480,6 +469,27 @@ impl<P: Port> Worker<P> {
             return;
         }
         self.pending.push_back(ev);
+    }
+
+    /// Every command queued now (the ring bounds them; not a budget, since the one a
+    /// waiting frame needs may be the last), while events have room: a control thread that
+    /// does not read its events stops getting its commands executed, rather than losing
+    /// events.
+    fn take_commands(&mut self, now: Instant) -> bool {
+        let queued = self.rings.commands.len();
+        let mut took = false;
+        for _ in 0..queued {
+            if self.pending.len() >= 1024 {
+                break;
+            }
+            let Some(cmd) = self.rings.commands.pop() else {
+                break;
+            };
+            took = true;
+            self.counters.commands += 1;
+            self.command(cmd, now);
+        }
+        took
     }
 
     fn mark(&mut self, idx: u32) {

@@ -27,6 +27,71 @@ pub struct FarmArgs {
     /// Bytes each side sends on each connection.
     #[arg(long, default_value_t = 65536)]
     bytes: u64,
+    /// Echo workload instead of bulk: UE-Y echoes; UE-X sends `echo_count` messages of
+    /// `echo_size` bytes at `echo_rate` a second per connection, each after the last came
+    /// back or when due, and reports the round-trip times.
+    #[arg(long)]
+    echo: bool,
+    #[arg(long, default_value_t = 1000)]
+    echo_count: u64,
+    #[arg(long, default_value_t = 1024)]
+    echo_size: usize,
+    #[arg(long, default_value_t = 1000)]
+    echo_rate: u64,
+}
+
+/// UE-Y's side of the echo workload: everything back, until the UE-X side closes.
+fn echo_back(mut s: TcpStream) -> Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.set_nodelay(true)?;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        s.write_all(&buf[..n])?;
+    }
+    s.shutdown(std::net::Shutdown::Write)?;
+    Ok(())
+}
+
+/// UE-X's side of the echo workload: round-trip times in microseconds.
+fn echo_timed(mut s: TcpStream, call: u64, count: u64, size: usize, rate: u64) -> Result<Vec<f64>> {
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.set_nodelay(true)?;
+    let mut msg = vec![0u8; size];
+    let mut back = vec![0u8; size];
+    let mut rtts = Vec::with_capacity(count as usize);
+    let start = Instant::now();
+    for k in 0..count {
+        let due = start + Duration::from_secs_f64(k as f64 / rate.max(1) as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        fill_pattern(2 * call, k * size as u64, &mut msg);
+        let t = Instant::now();
+        s.write_all(&msg)?;
+        s.read_exact(&mut back)?;
+        rtts.push(t.elapsed().as_secs_f64() * 1e6);
+        if back != msg {
+            bail!("call {call}: echo {k} came back different");
+        }
+    }
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut rest = [0u8; 16];
+    if s.read(&mut rest)? != 0 {
+        bail!("call {call}: bytes after the last echo");
+    }
+    Ok(rtts)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
 }
 
 /// Stream `2 i` goes from UE-X to UE-Y on call `i`, `2 i + 1` back.
@@ -82,20 +147,31 @@ pub fn farm(a: FarmArgs) -> Result<()> {
         }
         println!("LISTENING {}", a.count);
         for (i, l) in listeners.into_iter().enumerate() {
-            let bytes = a.bytes;
-            threads.push(std::thread::spawn(move || -> Result<()> {
+            let (bytes, echo) = (a.bytes, a.echo);
+            threads.push(std::thread::spawn(move || -> Result<Vec<f64>> {
                 let (s, _) = l.accept()?;
-                exchange(s, i as u64, false, bytes)
+                if echo {
+                    echo_back(s)?;
+                } else {
+                    exchange(s, i as u64, false, bytes)?;
+                }
+                Ok(vec![])
             }));
         }
     } else if a.connect_stdin {
         for (i, line) in std::io::stdin().lock().lines().enumerate() {
             let to: SocketAddr = line?.trim().parse().context("address")?;
-            let bytes = a.bytes;
-            threads.push(std::thread::spawn(move || -> Result<()> {
+            let (bytes, echo) = (a.bytes, a.echo);
+            let (count, size, rate) = (a.echo_count, a.echo_size, a.echo_rate);
+            threads.push(std::thread::spawn(move || -> Result<Vec<f64>> {
                 let s = TcpStream::connect_timeout(&to, Duration::from_secs(20))
                     .with_context(|| format!("connecting to {to}"))?;
-                exchange(s, i as u64, true, bytes)
+                if echo {
+                    echo_timed(s, i as u64, count, size, rate)
+                } else {
+                    exchange(s, i as u64, true, bytes)?;
+                    Ok(vec![])
+                }
             }));
         }
     } else {
@@ -103,9 +179,10 @@ pub fn farm(a: FarmArgs) -> Result<()> {
     }
     let n = threads.len();
     let mut failed = 0;
+    let mut rtts = Vec::new();
     for t in threads {
         match t.join() {
-            Ok(Ok(())) => {}
+            Ok(Ok(r)) => rtts.extend(r),
             Ok(Err(e)) => {
                 eprintln!("farm: {e:#}");
                 failed += 1;
@@ -115,6 +192,16 @@ pub fn farm(a: FarmArgs) -> Result<()> {
     }
     if failed > 0 {
         bail!("{failed} of {n} connections failed");
+    }
+    if !rtts.is_empty() {
+        rtts.sort_by(f64::total_cmp);
+        println!(
+            "LATENCY echoes={} p50_us={:.1} p99_us={:.1} max_us={:.1}",
+            rtts.len(),
+            percentile(&rtts, 0.5),
+            percentile(&rtts, 0.99),
+            rtts[rtts.len() - 1]
+        );
     }
     println!("FARM OK connections={n}");
     Ok(())
@@ -144,6 +231,19 @@ pub struct LoadArgs {
     /// First transaction ID (a later round must not reuse IDs within LONG-TIMER).
     #[arg(long, default_value_t = 1000)]
     first_tid: u32,
+    /// No MG: UE-X connects to another relay at this address, call i on port + i (the
+    /// benchmark's baseline, HAProxy, relaying each port to UE-Y's port + i).
+    #[arg(long)]
+    proxy: Option<SocketAddrV4>,
+    /// The echo workload (see `farm`): latency of `echo_size`-byte messages.
+    #[arg(long)]
+    echo: bool,
+    #[arg(long, default_value_t = 1000)]
+    echo_count: u64,
+    #[arg(long, default_value_t = 1024)]
+    echo_size: usize,
+    #[arg(long, default_value_t = 1000)]
+    echo_rate: u64,
 }
 
 struct Mgc {
@@ -273,40 +373,12 @@ fn ok(r: &ReplyResult, what: &str) -> Result<()> {
     }
 }
 
-pub fn load(a: LoadArgs) -> Result<()> {
-    let sock = UdpSocket::bind(a.listen)?;
-    let mut m = Mgc {
-        hdr: format!("!/3 [{}]:{}", a.listen.ip(), a.listen.port()),
-        sock,
-        mg: a.mg,
-        next_tid: a.first_tid,
-    };
-    let end = Instant::now() + Duration::from_secs(60);
-    while m.mg.is_none() {
-        if Instant::now() > end {
-            bail!("no ServiceChange from the MG");
-        }
-        m.receive(end)?;
-    }
-    println!("registered the MG at {}", m.mg.unwrap_or(a.listen));
+/// The calls set up through the MG: (context, T1, T1's port) and (context, T2, T2's port)
+/// per call, and the access address UE-X connects to.
+type Calls = (Vec<(u32, String, u16)>, Vec<(u32, String, u16)>, Ipv4Addr);
+
+fn set_up(m: &mut Mgc, a: &LoadArgs) -> Result<Calls> {
     let n = a.calls as usize;
-    let mut farm_y = spawn(
-        &a.ue_y_netns,
-        &[
-            "--listen-base".into(),
-            a.ue_y.to_string(),
-            "--count".into(),
-            a.calls.to_string(),
-            "--bytes".into(),
-            a.bytes.to_string(),
-        ],
-        false,
-    )?;
-    let mut y_out = BufReader::new(farm_y.stdout.take().context("farm stdout")?).lines();
-    match y_out.next() {
-        Some(Ok(l)) if l.starts_with("LISTENING") => {}
-        other => bail!("UE-Y farm did not start: {other:?}"),
-    }
     let t = Instant::now();
     // The farm moves a byte pattern, not MSRP: the terminations are agnostic `TCP`.
     let local = "L{\nv=0\nc=IN IP4 $\nm=message $ TCP *\n}";
@@ -357,23 +429,94 @@ pub fn load(a: LoadArgs) -> Result<()> {
         t.elapsed().as_secs_f64() * 1e3,
         4 * n
     );
+    Ok((t1, t2, realm_ip(&r1[0])?))
+}
+
+pub fn load(a: LoadArgs) -> Result<()> {
+    let n = a.calls as usize;
+    let mut mgc = match a.proxy {
+        Some(_) => None,
+        None => {
+            let sock = UdpSocket::bind(a.listen)?;
+            let mut m = Mgc {
+                hdr: format!("!/3 [{}]:{}", a.listen.ip(), a.listen.port()),
+                sock,
+                mg: a.mg,
+                next_tid: a.first_tid,
+            };
+            let end = Instant::now() + Duration::from_secs(60);
+            while m.mg.is_none() {
+                if Instant::now() > end {
+                    bail!("no ServiceChange from the MG");
+                }
+                m.receive(end)?;
+            }
+            println!("registered the MG at {}", m.mg.unwrap_or(a.listen));
+            Some(m)
+        }
+    };
+    let mut workload: Vec<String> = vec!["--bytes".into(), a.bytes.to_string()];
+    let each_way = if a.echo {
+        workload.extend([
+            "--echo".into(),
+            "--echo-count".into(),
+            a.echo_count.to_string(),
+            "--echo-size".into(),
+            a.echo_size.to_string(),
+            "--echo-rate".into(),
+            a.echo_rate.to_string(),
+        ]);
+        a.echo_count * a.echo_size as u64
+    } else {
+        a.bytes
+    };
+    let mut y_args = vec![
+        "--listen-base".into(),
+        a.ue_y.to_string(),
+        "--count".into(),
+        a.calls.to_string(),
+    ];
+    y_args.extend(workload.iter().cloned());
+    let mut farm_y = spawn(&a.ue_y_netns, &y_args, false)?;
+    let mut y_out = BufReader::new(farm_y.stdout.take().context("farm stdout")?).lines();
+    match y_out.next() {
+        Some(Ok(l)) if l.starts_with("LISTENING") => {}
+        other => bail!("UE-Y farm did not start: {other:?}"),
+    }
+    let (calls, targets): (Option<Calls>, Vec<SocketAddrV4>) = match (&mut mgc, a.proxy) {
+        (Some(m), _) => {
+            let c = set_up(m, &a)?;
+            let targets =
+                c.0.iter()
+                    .map(|(_, _, p)| SocketAddrV4::new(c.2, *p))
+                    .collect();
+            (Some(c), targets)
+        }
+        // Another relay (the benchmark's HAProxy) on consecutive ports, no H.248.
+        (None, Some(p)) => (
+            None,
+            (0..n)
+                .map(|i| SocketAddrV4::new(*p.ip(), p.port() + i as u16))
+                .collect(),
+        ),
+        (None, None) => bail!("no MGC and no proxy"),
+    };
     let data_start = Instant::now();
-    let mut farm_x = spawn(
-        &a.ue_x_netns,
-        &[
-            "--connect-stdin".into(),
-            "--bytes".into(),
-            a.bytes.to_string(),
-        ],
-        true,
-    )?;
+    let mut x_args = vec!["--connect-stdin".into()];
+    x_args.extend(workload.iter().cloned());
+    let mut farm_x = spawn(&a.ue_x_netns, &x_args, true)?;
     {
         let mut stdin = farm_x.stdin.take().context("farm stdin")?;
-        let access_ip = realm_ip(&r1[0])?;
-        for (_, _, port) in &t1 {
-            writeln!(stdin, "{access_ip}:{port}")?;
+        for t in &targets {
+            writeln!(stdin, "{t}")?;
         }
     }
+    let mut x_out = farm_x.stdout.take().context("farm stdout")?;
+    let x_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = x_out.read_to_string(&mut text);
+        text
+    });
     // Serve the MG while the farms move data.
     let end = Instant::now() + Duration::from_secs(120);
     let (mut x_done, mut y_done) = (None, None);
@@ -381,7 +524,12 @@ pub fn load(a: LoadArgs) -> Result<()> {
         if Instant::now() > end {
             bail!("the farms did not finish");
         }
-        m.receive(Instant::now() + Duration::from_millis(20))?;
+        match &mut mgc {
+            Some(m) => {
+                m.receive(Instant::now() + Duration::from_millis(20))?;
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
         if x_done.is_none() {
             x_done = farm_x.try_wait()?;
         }
@@ -394,28 +542,33 @@ pub fn load(a: LoadArgs) -> Result<()> {
     }
     // From UE-X's first connection to both farms' last checked byte.
     let data_ms = data_start.elapsed().as_secs_f64() * 1e3;
-    println!(
-        "{n} calls moved {} bytes each way each, every byte checked",
-        a.bytes
-    );
+    let x_text = x_reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("farm reader"))?;
+    if let Some(l) = x_text.lines().find(|l| l.starts_with("LATENCY")) {
+        println!("{l}");
+    }
+    println!("{n} calls moved {each_way} bytes each way each, every byte checked");
     println!(
         "LOAD DATA ms={data_ms:.1} mbit_s={:.1}",
-        (2 * n as u64 * a.bytes * 8) as f64 / data_ms / 1e3
+        (2 * n as u64 * each_way * 8) as f64 / data_ms / 1e3
     );
-    let r5 = m.transact_all(
-        &t1.iter()
-            .zip(&t2)
-            .map(|((c, a1, _), (_, a2, _))| {
-                format!("C={c}{{S={a1}{{AT{{SA}}}},S={a2}{{AT{{SA}}}}}}")
-            })
-            .collect::<Vec<_>>(),
-    )?;
-    let want = format!("\"{}\"", a.bytes);
-    for (i, r) in r5.iter().enumerate() {
-        ok(r, "Subtract")?;
-        let text = format!("{r:?}");
-        if text.matches(&want).count() != 4 {
-            bail!("call {i}: statistics are not {} each way: {text}", a.bytes);
+    if let (Some(m), Some((t1, t2, _))) = (&mut mgc, &calls) {
+        let r5 = m.transact_all(
+            &t1.iter()
+                .zip(t2)
+                .map(|((c, a1, _), (_, a2, _))| {
+                    format!("C={c}{{S={a1}{{AT{{SA}}}},S={a2}{{AT{{SA}}}}}}")
+                })
+                .collect::<Vec<_>>(),
+        )?;
+        let want = format!("\"{each_way}\"");
+        for (i, r) in r5.iter().enumerate() {
+            ok(r, "Subtract")?;
+            let text = format!("{r:?}");
+            if text.matches(&want).count() != 4 {
+                bail!("call {i}: statistics are not {each_way} each way: {text}");
+            }
         }
     }
     println!("LOAD OK calls={n}");
