@@ -13,6 +13,8 @@ PACKAGES=(
   haproxy
   # metrics scrape and its OpenMetrics parser (demo), packaging (tests)
   curl python3-prometheus-client dpkg-dev
+  # benchmark report plots; ethtool for the baseline's veth offloads
+  python3-matplotlib ethtool
 )
 
 missing=()

@@ -33,6 +33,9 @@ bash scripts/soak.sh 1
 echo "== floods from an attacker namespace during calls, short version"
 bash scripts/flood.sh --quick
 
+echo "== performance report, short version (checks the report is produced, not the numbers)"
+bash scripts/bench.sh --quick
+
 echo "== Debian package: install, start, register, stop, purge"
 bash scripts/package_test.sh
 

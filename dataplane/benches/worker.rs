@@ -252,8 +252,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let reps = 5;
-    let rounds = 200;
+    // IMSAGW_BENCH_QUICK=1: fewer repetitions (the bench script's short mode).
+    let quick = std::env::var("IMSAGW_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let reps = if quick { 2 } else { 5 };
+    let rounds = if quick { 50 } else { 200 };
     println!("# worker cost per received frame (ns, min over {reps} interleaved repetitions of {rounds} rounds)");
     println!(
         "| legs | pairs | hot set | cold set | hot / hot@10 | cold / hot@10 | memory per pair |"
@@ -292,6 +294,7 @@ fn main() {
     println!("# relayed throughput per core of worker time (64 KiB socket buffers, 32 MB per pair one way)");
     println!("| pairs | Gbit/s of payload per worker core | bytes relayed |");
     println!("|---|---|---|");
+    let mut pair_memory = 0;
     for pairs in [1u32, 64] {
         let mut rig = Rig::new(pairs, 64 * 1024);
         let per_pair = 32_000_000 / pairs as u64;
@@ -309,10 +312,15 @@ fn main() {
         }
         let gbps = total as f64 * 8.0 / rig.worker_ns as f64;
         println!("| {pairs} | {gbps:.2} | {total} |");
+        if pairs == 1 {
+            pair_memory = rig.worker.pair_memory_bytes();
+        }
     }
+    println!();
+    println!("memory per established pair at 64 KiB socket buffers (the default): {pair_memory} B");
 
     println!();
-    let total = 32_000_000u64;
+    let total = if quick { 8_000_000u64 } else { 32_000_000 };
     println!("# relay under flood (1 pair, 64 KiB buffers, {total} bytes one way; best of {reps} interleaved runs)");
     println!("| flood | flood frames per data frame | Gbit/s per worker core | kept | worker ns per flood frame |");
     println!("|---|---|---|---|---|");

@@ -1,0 +1,286 @@
+#!/usr/bin/env bash
+# The performance report: imsagw against HAProxy 2.6 and against the floor, from one run.
+# Writes target/bench-report/{results.json,report.md,*.png}.
+#
+#   bash scripts/bench.sh           the full run (REPS=5 interleaved A/B pairs; < 20 min)
+#   bash scripts/bench.sh --quick   one pair of each, short benches (< 3 min; the test
+#                                   command runs it and checks the report is produced)
+#
+# Method (shared/docs/dataplane-notes.md E.4):
+# - end to end: imsagw on DPDK net_tap (worker on core 1) and HAProxy 2.6 (`mode tcp`, one
+#   thread, cpu-map to core 1) each relay between kernel UEs in namespaces on one bridge;
+#   HAProxy sits behind its own veth (MTU 1500; GRO/GSO/TSO off on every veth of the bench,
+#   so neither side gets 64 KiB segments). The load (imsagw-sim load and its UE farms) runs
+#   on core 0. Runs are interleaved imsagw/HAProxy; while HAProxy runs, imsagw is stopped
+#   (SIGSTOP) so its polling worker does not take HAProxy's core. A run with more than 5 %
+#   steal time is dropped and counted.
+# - floors: openssl speed (AES-128-GCM, X25519, ECDSA P-256) and rustls in-process with the
+#   AGW's configuration (cargo bench --bench tls); memcpy for the plain relay.
+# - in-process (worker on MemLink, worker time only): cost per packet against concurrent legs
+#   (cargo bench --bench worker), TLS relay and handshakes against rustls alone, H.248 calls/s
+#   (cargo bench -p control --bench calls), memory per established pair.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/ue_hosts.sh
+. scripts/lib/ue_hosts.sh
+
+QUICK=0
+[ "${1:-}" = "--quick" ] && QUICK=1
+if [ "$QUICK" -eq 1 ]; then
+  REPS=${REPS:-1} CALLS=${CALLS:-4} BYTES=${BYTES:-2097152} ECHOES=${ECHOES:-300}
+  LEGS=${LEGS:-10,1000}
+else
+  REPS=${REPS:-5} CALLS=${CALLS:-8} BYTES=${BYTES:-33554432} ECHOES=${ECHOES:-3000}
+  LEGS=${LEGS:-10,100,1000,10000,100000}
+fi
+ECHO_RATE=${ECHO_RATE:-1000}
+MAX_STEAL=${MAX_STEAL:-0.05}
+OUT=target/bench-report
+LAN=bench-lan
+UEX=bench-x
+UEY=bench-y
+HAP=bench-h
+UEX_IP=198.18.100.7
+UEY_IP=198.18.200.50
+AGW_IP=198.18.1.10
+HAP_IP=198.18.1.11
+IFACE=imbench0
+WORK=$(mktemp -d)
+AGW_PID=""
+HAP_PID=""
+[ "$(id -u)" -eq 0 ] || { echo "bench.sh needs root (DPDK tap device, network namespaces)"; exit 1; }
+
+cleanup() {
+  if [ -n "$HAP_PID" ]; then kill "$HAP_PID" 2>/dev/null || echo "HAProxy already gone"; fi
+  if [ -n "$AGW_PID" ] && kill -0 "$AGW_PID" 2>/dev/null; then
+    kill -CONT "$AGW_PID" 2>/dev/null
+    kill -TERM "$AGW_PID" 2>/dev/null
+    wait "$AGW_PID" 2>/dev/null || echo "imsagw exited non-zero during cleanup"
+  fi
+  if [ -e "/run/netns/$HAP" ]; then ip netns del "$HAP"; fi
+  ue_hosts_delete
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  if [ -f "$WORK/imsagw.log" ]; then tail -20 "$WORK/imsagw.log" >&2; fi
+  if [ -f "$WORK/load.out" ]; then tail -8 "$WORK/load.out" >&2; fi
+  exit 1
+}
+
+bash scripts/setup.sh >/dev/null
+mkdir -p "$OUT"
+rm -f "$OUT"/*.png "$OUT"/results.json "$OUT"/report.md
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+# workload, metric, unit, side (imsagw | baseline name | floor name), value
+row() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+
+echo "== build"
+cargo build --release -p control --bin imsagw --bin imsagw-sim
+BIN=target/release/imsagw
+SIM=target/release/imsagw-sim
+
+echo "== floors: openssl speed"
+secs=3
+[ "$QUICK" -eq 1 ] && secs=1
+aes=$(openssl speed -seconds "$secs" -evp aes-128-gcm 2>/dev/null | awk '/^AES-128-GCM/ {print $NF}' | tr -d k)
+row "crypto floor" "AES-128-GCM 16 KiB blocks" "Gbit/s" "openssl speed" "$(awk -v k="$aes" 'BEGIN{printf "%.2f", k*1000*8/1e9}')"
+x25519=$(openssl speed -seconds "$secs" ecdhx25519 2>/dev/null | awk '/253 bits ecdh \(X25519\)/ {print $(NF)}')
+row "crypto floor" "X25519 key exchanges/s" "ops/s" "openssl speed" "$x25519"
+ecdsa=$(openssl speed -seconds "$secs" ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1)}')
+row "crypto floor" "ECDSA P-256 signatures/s" "ops/s" "openssl speed" "$ecdsa"
+
+echo "== in-process: TLS handshakes and relay against rustls alone (worker time only)"
+quick_env=()
+[ "$QUICK" -eq 1 ] && quick_env=(IMSAGW_BENCH_QUICK=1)
+env "${quick_env[@]}" taskset -c 1 cargo bench -q -p dataplane --bench tls 2>/dev/null | tee "$WORK/tls.txt"
+/usr/bin/python3 - "$WORK/tls.txt" >>"$RESULTS" <<'EOF'
+import re, sys
+for line in open(sys.argv[1]):
+    c = [x.strip() for x in line.strip().strip("|").split("|")]
+    if len(c) != 4 or not c[1][:1].isdigit():
+        continue
+    ours, floor = float(c[1].split()[0]), float(c[2].split()[0])
+    if c[0].startswith("full handshakes"):
+        w, m, u = "TLS handshakes (in-process)", "full handshakes/s, server side, P-256 + X25519, TLS 1.3", "handshakes/s"
+    elif "TLS -> TCP" in c[0]:
+        w, m, u = "TLS -> TCP relay (in-process)", "payload throughput per core", "Gbit/s"
+    else:
+        w, m, u = "TLS -> TLS relay (in-process)", "payload throughput per core", "Gbit/s"
+    print(f"{w}\t{m}\t{u}\timsagw\t{ours}")
+    print(f"{w}\t{m}\t{u}\trustls in-process\t{floor}")
+EOF
+
+echo "== in-process: worker cost per packet against concurrent legs; relay; memory per pair"
+env "${quick_env[@]}" IMSAGW_BENCH_LEGS="$LEGS" taskset -c 1 cargo bench -q -p dataplane --bench worker 2>/dev/null | tee "$WORK/worker.txt"
+/usr/bin/python3 - "$WORK/worker.txt" >>"$RESULTS" <<'EOF'
+import sys
+section = None
+for line in open(sys.argv[1]):
+    if line.startswith("#"):
+        section = line
+        continue
+    c = [x.strip() for x in line.strip().strip("|").split("|")]
+    if not c or not c[0][:1].isdigit():
+        continue
+    if "cost per received frame" in (section or ""):
+        legs = c[0]
+        print(f"cost per packet vs legs\tns per frame, hot set, {legs} legs\tns\timsagw\t{c[2]}")
+        print(f"cost per packet vs legs\tns per frame, cold set, {legs} legs\tns\timsagw\t{c[3]}")
+    elif line.startswith("memory per established pair"):
+        pass
+    elif "relayed throughput" in (section or "") and c[0] == "1":
+        print(f"TCP -> TCP relay (in-process)\tpayload throughput per core, 1 pair\tGbit/s\timsagw\t{c[1]}")
+EOF
+
+mem=$(sed -n 's/^memory per established pair at 64 KiB socket buffers (the default): \([0-9]*\) B/\1/p' "$WORK/worker.txt")
+row "memory per established call" "worker heap per call (two legs: 64 KiB socket buffers each way + leg records)" "bytes" "imsagw" "$mem"
+
+echo "== in-process: memcpy floor"
+memcpy=$(/usr/bin/python3 - <<'EOF'
+import time
+src = bytearray(16384 * 4096)
+dst = bytearray(len(src))
+best = 0
+for _ in range(5):
+    t = time.perf_counter()
+    for _ in range(8):
+        dst[:] = src
+    best = max(best, 8 * len(src) * 8 / (time.perf_counter() - t) / 1e9)
+print(f"{best:.1f}")
+EOF
+)
+row "TCP -> TCP relay (in-process)" "payload throughput per core, 1 pair" "Gbit/s" "memcpy 64 MiB" "$memcpy"
+
+echo "== H.248 calls per second through the control thread"
+secs_env=(IMSAGW_BENCH_SECS=3)
+[ "$QUICK" -eq 1 ] && secs_env=(IMSAGW_BENCH_SECS=0.5)
+env "${secs_env[@]}" cargo bench -q -p control --bench calls 2>/dev/null | tee "$WORK/calls.txt"
+calls=$(sed -n 's/.*median \([0-9]*\),.*/\1/p' "$WORK/calls.txt")
+row "H.248 calls/s" "Add, Add, Modify, Modify, Subtract; 64 in flight" "calls/s" "imsagw" "$calls"
+
+echo "== end to end: imsagw (DPDK net_tap) and HAProxy 2.6 between kernel UEs"
+ue_hosts_create
+ip netns add "$HAP"
+ip netns exec "$HAP" ip link set lo up
+ip netns exec "$LAN" ip link add vh type veth peer name eth0 netns "$HAP"
+ip netns exec "$LAN" ip link set vh master br0
+ip netns exec "$LAN" ip link set vh up
+ip netns exec "$HAP" ip addr add "$HAP_IP/15" dev eth0
+ip netns exec "$HAP" ip link set eth0 up
+for ns in "$UEX" "$UEY" "$HAP"; do
+  ip netns exec "$ns" ip link set eth0 mtu 1500
+  ip netns exec "$ns" ethtool -K eth0 gro off gso off tso off >/dev/null 2>&1 || echo "ethtool: offloads left as they are in $ns"
+done
+for v in vx vy vh; do
+  ip netns exec "$LAN" ethtool -K "$v" gro off gso off tso off >/dev/null 2>&1 || echo "ethtool: offloads left as they are on $v"
+done
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  cpu-map 1/1 1
+  maxconn 4000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend relay
+  bind $HAP_IP:40000-40999
+  default_backend ues
+backend ues
+  # the client's destination port - 37000: call i on 40000 + i goes to UE-Y's 3000 + i
+  server uey $UEY_IP:-37000
+EOF
+ip netns exec "$HAP" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+HAP_PID=$!
+
+"$BIN" run --bind 127.0.0.1:2954 --mgc 127.0.0.1:2955 --status-socket "$WORK/imsagw.sock" \
+  --worker-cores 1 --shared-control-core \
+  --realm access=$AGW_IP/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
+  -- -l 0 --no-huge --no-pci --no-shconf --no-telemetry -m 256 "--vdev=net_tap0,iface=$IFACE" \
+  >"$WORK/imsagw.log" 2>&1 &
+AGW_PID=$!
+for _ in $(seq 1 100); do
+  grep -q "imsagw running" "$WORK/imsagw.log" 2>/dev/null && break
+  kill -0 "$AGW_PID" 2>/dev/null || fail "imsagw exited during start-up"
+  sleep 0.1
+done
+ue_hosts_bridge_tap "$IFACE"
+ip netns exec "$LAN" ethtool -K "$IFACE" gro off gso off tso off >/dev/null 2>&1 || echo "ethtool: offloads left as they are on $IFACE"
+kill -0 "$HAP_PID" 2>/dev/null || fail "HAProxy did not start: $(cat "$WORK/haproxy.log")"
+
+steal() { awk '/^cpu / {print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+round=0
+dropped=0
+RECORD=0
+# $1 side (imsagw | haproxy), $2 workload (bulk | echo); appends rows unless steal was high.
+run() {
+  local side=$1 workload=$2 args=() s0 s1
+  if [ "$side" = imsagw ]; then
+    kill -CONT "$AGW_PID"
+    args=(--listen 127.0.0.1:2955 --first-tid $((1000 + round * 10000)))
+    [ "$round" -gt 0 ] && args+=(--mg 127.0.0.1:2954)
+    round=$((round + 1))
+  else
+    kill -STOP "$AGW_PID"
+    args=(--proxy "$HAP_IP:40000")
+  fi
+  if [ "$workload" = bulk ]; then
+    args+=(--calls "$CALLS" --bytes "$BYTES")
+  else
+    args+=(--calls 1 --echo --echo-count "$ECHOES" --echo-rate "$ECHO_RATE" --echo-size 1024)
+  fi
+  s0=$(steal)
+  taskset -c 0 "$SIM" load "${args[@]}" --ue-x-netns "$UEX" --ue-y-netns "$UEY" \
+    >"$WORK/load.out" 2>&1 || fail "$side $workload run"
+  s1=$(steal)
+  kill -CONT "$AGW_PID"
+  local frac
+  frac=$(echo "$s0 $s1" | awk '{d=$4-$2; print (d>0 ? ($3-$1)/d : 0)}')
+  if awk -v f="$frac" -v m="$MAX_STEAL" 'BEGIN{exit !(f>m)}'; then
+    dropped=$((dropped + 1))
+    echo "  dropped: $side $workload, steal $frac"
+    return
+  fi
+  [ "$RECORD" -eq 1 ] || return 0
+  local name=imsagw
+  [ "$side" = haproxy ] && name="HAProxy 2.6"
+  if [ "$workload" = bulk ]; then
+    row "TCP -> TCP relay (end to end)" "$CALLS connections, payload both ways" "Mbit/s" "$name" \
+      "$(sed -n 's/^LOAD DATA ms=[0-9.]* mbit_s=//p' "$WORK/load.out")"
+  else
+    local lat
+    lat=$(grep '^LATENCY' "$WORK/load.out")
+    row "1 KiB echo latency (end to end)" "p50 at $ECHO_RATE/s" "us" "$name" "$(echo "$lat" | sed -n 's/.*p50_us=\([0-9.]*\).*/\1/p')"
+    row "1 KiB echo latency (end to end)" "p99 at $ECHO_RATE/s" "us" "$name" "$(echo "$lat" | sed -n 's/.*p99_us=\([0-9.]*\).*/\1/p')"
+  fi
+  echo "  $side $workload: $(grep -E '^(LOAD DATA|LATENCY)' "$WORK/load.out" | tr '\n' ' ')"
+}
+run imsagw bulk # warm-up (registration, ARP, allocator), not recorded
+run haproxy bulk
+RECORD=1
+for rep in $(seq 1 "$REPS"); do
+  echo " repetition $rep"
+  for w in bulk echo; do
+    run imsagw "$w"
+    run haproxy "$w"
+  done
+done
+row "bench" "runs dropped for steal time > $MAX_STEAL" "runs" "imsagw" "$dropped"
+
+kill -TERM "$AGW_PID"
+rc=0
+wait "$AGW_PID" || rc=$?
+AGW_PID=""
+[ "$rc" -eq 0 ] || fail "imsagw exited with $rc"
+grep -q "mbufs_in_use=0" "$WORK/imsagw.log" || fail "mbufs not returned at exit"
+
+echo "== report"
+/usr/bin/python3 scripts/bench_report.py "$RESULTS" "$OUT" "$([ "$QUICK" -eq 1 ] && echo quick || echo full)"
+for f in results.json report.md cost_per_packet.png throughput.png; do
+  [ -s "$OUT/$f" ] || fail "$OUT/$f not written"
+done
+echo "bench: report in $OUT/report.md"
