@@ -27,10 +27,10 @@ cd "$(dirname "$0")/.."
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 if [ "$QUICK" -eq 1 ]; then
-  REPS=${REPS:-1} CALLS=${CALLS:-4} BYTES=${BYTES:-2097152} ECHOES=${ECHOES:-300}
+  REPS=${REPS:-1} CALLS=${CALLS:-4} BYTES=${BYTES:-2097152} ECHOES=${ECHOES:-300} CONNS=${CONNS:-50}
   LEGS=${LEGS:-10,1000}
 else
-  REPS=${REPS:-5} CALLS=${CALLS:-8} BYTES=${BYTES:-33554432} ECHOES=${ECHOES:-3000}
+  REPS=${REPS:-5} CALLS=${CALLS:-8} BYTES=${BYTES:-33554432} ECHOES=${ECHOES:-3000} CONNS=${CONNS:-400}
   LEGS=${LEGS:-10,100,1000,10000,100000}
 fi
 ECHO_RATE=${ECHO_RATE:-1000}
@@ -65,7 +65,7 @@ trap cleanup EXIT
 fail() {
   echo "FAIL: $*" >&2
   if [ -f "$WORK/imsagw.log" ]; then tail -20 "$WORK/imsagw.log" >&2; fi
-  if [ -f "$WORK/load.out" ]; then tail -8 "$WORK/load.out" >&2; fi
+  if [ -f "$WORK/load.out" ]; then grep -v "^ *[0-9]*:\|^ *at \|^$\|Stack backtrace" "$WORK/load.out" | tail -12 >&2; fi
   exit 1
 }
 
@@ -177,27 +177,45 @@ done
 for v in vx vy vh; do
   ip netns exec "$LAN" ethtool -K "$v" gro off gso off tso off >/dev/null 2>&1 || echo "ethtool: offloads left as they are on $v"
 done
+# One certificate for both relays (ECDSA P-256; the key exchange is X25519 on both).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=agw.example -keyout "$WORK/agw.key" -out "$WORK/agw.crt" 2>/dev/null
+cat "$WORK/agw.crt" "$WORK/agw.key" >"$WORK/agw.pem"
+AGW_FP="sha-256 $(openssl x509 -in "$WORK/agw.crt" -noout -fingerprint -sha256 | cut -d= -f2)"
 cat >"$WORK/haproxy.cfg" <<EOF
 global
   nbthread 1
   cpu-map 1/1 1
   maxconn 4000
+  ssl-default-bind-curves X25519
 defaults
   mode tcp
   timeout connect 5s
   timeout client 60s
   timeout server 60s
-frontend relay
+# The client's destination port - N: call i on the frontend's first port + i goes to UE-Y's
+# 3000 + i.
+frontend tcp_tcp
   bind $HAP_IP:40000-40999
-  default_backend ues
-backend ues
-  # the client's destination port - 37000: call i on 40000 + i goes to UE-Y's 3000 + i
+  default_backend plain
+frontend tls_tcp
+  bind $HAP_IP:41000-41999 ssl crt $WORK/agw.pem
+  default_backend plain41
+frontend tls_tls
+  bind $HAP_IP:42000-42999 ssl crt $WORK/agw.pem
+  default_backend tls42
+backend plain
   server uey $UEY_IP:-37000
+backend plain41
+  server uey $UEY_IP:-38000
+backend tls42
+  server uey $UEY_IP:-39000 ssl verify none crt $WORK/agw.pem
 EOF
 ip netns exec "$HAP" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 HAP_PID=$!
 
 "$BIN" run --bind 127.0.0.1:2954 --mgc 127.0.0.1:2955 --status-socket "$WORK/imsagw.sock" \
+  --tls-cert "$WORK/agw.crt" --tls-key "$WORK/agw.key" \
   --worker-cores 1 --shared-control-core \
   --realm access=$AGW_IP/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
   -- -l 0 --no-huge --no-pci --no-shconf --no-telemetry -m 256 "--vdev=net_tap0,iface=$IFACE" \
@@ -226,13 +244,18 @@ run() {
     round=$((round + 1))
   else
     kill -STOP "$AGW_PID"
-    args=(--proxy "$HAP_IP:40000")
+    local first=40000
+    case $workload in tls-*) first=41000 ;; tlstls-*) first=42000 ;; esac
+    args=(--proxy "$HAP_IP:$first" --relay-fingerprint "$AGW_FP")
   fi
-  if [ "$workload" = bulk ]; then
-    args+=(--calls "$CALLS" --bytes "$BYTES")
-  else
-    args+=(--calls 1 --echo --echo-count "$ECHOES" --echo-rate "$ECHO_RATE" --echo-size 1024)
-  fi
+  case $workload in
+    bulk) args+=(--calls "$CALLS" --bytes "$BYTES") ;;
+    echo) args+=(--calls 1 --echo --echo-count "$ECHOES" --echo-rate "$ECHO_RATE" --echo-size 1024) ;;
+    tls-bulk) args+=(--tls-access --calls "$CALLS" --bytes "$BYTES") ;;
+    tlstls-bulk) args+=(--tls-access --tls-core --calls "$CALLS" --bytes "$BYTES") ;;
+    # New TLS connections: one per call, handshake + one 100-byte echo, all at once.
+    tls-conns) args+=(--tls-access --calls "$CONNS" --echo --echo-count 1 --echo-size 100) ;;
+  esac
   s0=$(steal)
   taskset -c 0 "$SIM" load "${args[@]}" --ue-x-netns "$UEX" --ue-y-netns "$UEY" \
     >"$WORK/load.out" 2>&1 || fail "$side $workload run"
@@ -248,9 +271,18 @@ run() {
   [ "$RECORD" -eq 1 ] || return 0
   local name=imsagw
   [ "$side" = haproxy ] && name="HAProxy 2.6"
+  local mbit ms
+  mbit=$(sed -n 's/^LOAD DATA ms=[0-9.]* mbit_s=//p' "$WORK/load.out")
+  ms=$(sed -n 's/^LOAD DATA ms=\([0-9.]*\) .*/\1/p' "$WORK/load.out")
   if [ "$workload" = bulk ]; then
-    row "TCP -> TCP relay (end to end)" "$CALLS connections, payload both ways" "Mbit/s" "$name" \
-      "$(sed -n 's/^LOAD DATA ms=[0-9.]* mbit_s=//p' "$WORK/load.out")"
+    row "TCP -> TCP relay (end to end)" "$CALLS connections, payload both ways" "Mbit/s" "$name" "$mbit"
+  elif [ "$workload" = tls-bulk ]; then
+    row "TLS -> TCP relay (end to end)" "$CALLS connections, payload one way" "Mbit/s" "$name" "$mbit"
+  elif [ "$workload" = tlstls-bulk ]; then
+    row "TLS -> TLS relay (end to end)" "$CALLS connections, payload one way" "Mbit/s" "$name" "$mbit"
+  elif [ "$workload" = tls-conns ]; then
+    row "new TLS connections (end to end)" "$CONNS at once: TCP + TLS 1.3 handshake + one 100-byte echo" "conns/s" "$name" \
+      "$(awk -v n="$CONNS" -v ms="$ms" 'BEGIN{printf "%.0f", n*1000/ms}')"
   else
     local lat
     lat=$(grep '^LATENCY' "$WORK/load.out")
@@ -264,7 +296,7 @@ run haproxy bulk
 RECORD=1
 for rep in $(seq 1 "$REPS"); do
   echo " repetition $rep"
-  for w in bulk echo; do
+  for w in bulk echo tls-bulk tlstls-bulk tls-conns; do
     run imsagw "$w"
     run haproxy "$w"
   done

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod alg;
+mod farmtls;
 mod flood;
 mod load;
 mod msrp;
