@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -19,7 +19,7 @@ pub struct FarmTls {
 }
 
 impl FarmTls {
-    pub fn load(cert: &PathBuf, key: &PathBuf, pin: &str) -> Result<FarmTls> {
+    pub fn load(cert: &Path, key: &Path, pin: &str) -> Result<FarmTls> {
         Ok(FarmTls {
             identity: Arc::new(Identity::from_pem_files(cert, key)?),
             pin: Fingerprint::parse(pin)?,
