@@ -528,6 +528,12 @@ impl<D: DataPlane> Mg<D> {
                     tracing::debug!(?key, ?reason, "released leg already gone");
                     return;
                 }
+                if !self.by_key.contains_key(&key) {
+                    // A Release the worker got after the peers had closed the leg and the
+                    // Subtract was answered from the close: both sides are done with it.
+                    tracing::debug!(?key, ?reason, "command for a termination already gone");
+                    return;
+                }
                 tracing::warn!(?key, ?reason, "the worker refused a command");
                 self.worker_rejections += 1;
             }

@@ -123,15 +123,33 @@ fn limits_are_answered_and_recovered_from() {
     assert_eq!(code(&send(&mut d, &add(5, "$"))[0]), None);
 }
 
+/// A refusal for a termination the MG has is a fault and counted; one for a termination the
+/// MG already forgot (a Release that reached a leg the peers had closed) is not.
 #[test]
 fn a_worker_refusal_is_counted() {
     let mut d = mg(10, 10, 10);
+    assert_eq!(code(&send(&mut d, &add(1, "$"))[0]), None);
+    let key = d
+        .executor
+        .dataplane
+        .taken
+        .iter()
+        .find_map(|c| match c {
+            Dp::Reserve { key, .. } => Some(*key),
+            _ => None,
+        })
+        .unwrap();
+    d.executor.on_event(&Event::Rejected {
+        key,
+        reason: Rejection::LegTableFull,
+    });
+    assert_eq!(d.executor.worker_rejections, 1);
     d.executor.on_event(&Event::Rejected {
         key: TerminationKey {
-            context: 1,
+            context: 99,
             termination: 1,
         },
-        reason: Rejection::LegTableFull,
+        reason: Rejection::UnknownTermination,
     });
     assert_eq!(d.executor.worker_rejections, 1);
 }
