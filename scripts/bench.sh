@@ -71,7 +71,7 @@ fail() {
 
 bash scripts/setup.sh >/dev/null
 mkdir -p "$OUT"
-rm -f "$OUT"/*.png "$OUT"/results.json "$OUT"/report.md
+rm -f "$OUT"/*.png "$OUT"/results.json "$OUT"/report.md "$OUT"/profile-*.txt
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 # workload, metric, unit, side (imsagw | baseline name | floor name), value
@@ -302,6 +302,30 @@ for rep in $(seq 1 "$REPS"); do
   done
 done
 row "bench" "runs dropped for steal time > $MAX_STEAL" "runs" "imsagw" "$dropped"
+
+# PROFILE=1: where core 1 spends its time in one bulk run of each relay (perf's cpu-clock
+# sampling: this VM has no hardware counters), written to $OUT/profile-{imsagw,haproxy}.txt.
+if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
+  RECORD=0
+  for side in imsagw haproxy; do
+    for w in bulk tls-bulk; do
+      perf record -q -e cpu-clock -F 2000 -g -C 1 -o "$WORK/perf.data" -- sleep 600 >/dev/null 2>&1 &
+      perf_pid=$!
+      sleep 0.5
+      run "$side" "$w"
+      kill -INT "$perf_pid"
+      wait "$perf_pid" || echo "perf record ended"
+      {
+        echo "# core 1 during one $side $w run: by program and library, then by symbol"
+        perf report -q -i "$WORK/perf.data" --no-children --sort comm,dso --percent-limit 1 \
+          --stdio -g none 2>/dev/null
+        echo
+        perf report -q -i "$WORK/perf.data" --no-children --sort dso,sym --percent-limit 1.5 \
+          --stdio -g none 2>/dev/null
+      } >"$OUT/profile-$side-$w.txt" || echo "perf report failed"
+    done
+  done
+fi
 
 kill -TERM "$AGW_PID"
 rc=0
