@@ -110,7 +110,7 @@ fig.tight_layout()
 fig.savefig(f"{out_dir}/cost_per_packet.png", dpi=110)
 
 # Every comparison as a ratio (imsagw / baseline or floor).
-comparisons = [r for r in results if "ratio" in r]
+comparisons = [r for r in results if "ratio" in r and r["workload"] != "cost per packet vs legs"]
 fig, ax = plt.subplots(figsize=(11, 0.5 * max(len(comparisons), 2) + 1.5))
 labels = [f"{r['workload']}: {r['metric']} (vs {r['baseline']})" for r in comparisons]
 ratios = [r["ratio"] for r in comparisons]
