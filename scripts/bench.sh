@@ -23,6 +23,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/ue_hosts.sh
 . scripts/lib/ue_hosts.sh
+# shellcheck source=scripts/lib/agw.sh
+. scripts/lib/agw.sh
 
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
@@ -52,12 +54,7 @@ HAP_PID=""
 
 cleanup() {
   if [ -n "$HAP_PID" ]; then kill "$HAP_PID" 2>/dev/null || echo "HAProxy already gone"; fi
-  if [ -n "$AGW_PID" ] && kill -0 "$AGW_PID" 2>/dev/null; then
-    kill -CONT "$AGW_PID" 2>/dev/null
-    kill -TERM "$AGW_PID" 2>/dev/null
-    wait "$AGW_PID" 2>/dev/null || echo "imsagw exited non-zero during cleanup"
-  fi
-  if [ -e "/run/netns/$HAP" ]; then ip netns del "$HAP"; fi
+  agw_cleanup
   ue_hosts_delete
   rm -rf "$WORK"
 }
@@ -167,13 +164,7 @@ row "H.248 calls/s" "Add, Add, Modify, Modify, Subtract; 64 in flight" "calls/s"
 
 echo "== end to end: imsagw (DPDK net_tap) and HAProxy 2.6 between kernel UEs"
 ue_hosts_create
-ip netns add "$HAP"
-ip netns exec "$HAP" ip link set lo up
-ip netns exec "$LAN" ip link add vh type veth peer name eth0 netns "$HAP"
-ip netns exec "$LAN" ip link set vh master br0
-ip netns exec "$LAN" ip link set vh up
-ip netns exec "$HAP" ip addr add "$HAP_IP/15" dev eth0
-ip netns exec "$HAP" ip link set eth0 up
+ue_hosts_add "$HAP" "$HAP_IP" vh
 for ns in "$UEX" "$UEY" "$HAP"; do
   ip netns exec "$ns" ip link set eth0 mtu 1500
   ip netns exec "$ns" ethtool -K eth0 gro off gso off tso off >/dev/null 2>&1 || echo "ethtool: offloads left as they are in $ns"
@@ -218,18 +209,11 @@ EOF
 ip netns exec "$HAP" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 HAP_PID=$!
 
-"$BIN" run --bind 127.0.0.1:2954 --mgc 127.0.0.1:2955 --status-socket "$WORK/imsagw.sock" \
+agw_start --bind 127.0.0.1:2954 --mgc 127.0.0.1:2955 --status-socket "$WORK/imsagw.sock" \
   --tls-cert "$WORK/agw.crt" --tls-key "$WORK/agw.key" \
   --worker-cores 1 --shared-control-core \
   --realm access=$AGW_IP/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
-  -- -l 0 --no-huge --no-pci --no-shconf --no-telemetry -m 256 "--vdev=net_tap0,iface=$IFACE" \
-  >"$WORK/imsagw.log" 2>&1 &
-AGW_PID=$!
-for _ in $(seq 1 100); do
-  grep -q "imsagw running" "$WORK/imsagw.log" 2>/dev/null && break
-  kill -0 "$AGW_PID" 2>/dev/null || fail "imsagw exited during start-up"
-  sleep 0.1
-done
+  -- -l 0 --no-huge --no-pci --no-shconf --no-telemetry -m 256 "--vdev=net_tap0,iface=$IFACE"
 ue_hosts_bridge_tap "$IFACE"
 ip netns exec "$LAN" ethtool -K "$IFACE" gro off gso off tso off >/dev/null 2>&1 || echo "ethtool: offloads left as they are on $IFACE"
 kill -0 "$HAP_PID" 2>/dev/null || fail "HAProxy did not start: $(cat "$WORK/haproxy.log")"
@@ -331,12 +315,7 @@ if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
   done
 fi
 
-kill -TERM "$AGW_PID"
-rc=0
-wait "$AGW_PID" || rc=$?
-AGW_PID=""
-[ "$rc" -eq 0 ] || fail "imsagw exited with $rc"
-grep -q "mbufs_in_use=0" "$WORK/imsagw.log" || fail "mbufs not returned at exit"
+agw_stop_checked
 
 echo "== report"
 /usr/bin/python3 scripts/bench_report.py "$RESULTS" "$OUT" "$([ "$QUICK" -eq 1 ] && echo quick || echo full)"

@@ -17,6 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/ue_hosts.sh
 . scripts/lib/ue_hosts.sh
+# shellcheck source=scripts/lib/agw.sh
+. scripts/lib/agw.sh
 
 LAN=agw-lan
 UEX=ue-x
@@ -82,16 +84,8 @@ flow() {
   : >"$WORK/imsagw.log"
   section "[$variant] Start imsagw: control thread on core 0, one worker on core 1, DPDK net_tap0 (iface $IFACE)"
   # shellcheck disable=SC2086
-  "$BIN" run --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" --metrics "$METRICS" $agw_flags ${IMSAGW_ARGS:-} \
-    --realm access=198.18.1.10/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
-    >"$WORK/imsagw.log" 2>&1 &
-  AGW_PID=$!
-  for _ in $(seq 1 100); do
-    grep -q "imsagw running" "$WORK/imsagw.log" 2>/dev/null && break
-    kill -0 "$AGW_PID" 2>/dev/null || fail "imsagw exited during start-up"
-    sleep 0.1
-  done
-  grep -q "imsagw running" "$WORK/imsagw.log" || fail "imsagw did not start"
+  agw_start --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" --metrics "$METRICS" $agw_flags ${IMSAGW_ARGS:-} \
+    --realm access=198.18.1.10/15:40000-44999 --realm core=198.18.2.20/15:45000-49999
   grep -E "imsagw running|TLS identity" "$WORK/imsagw.log"
   ue_hosts_bridge_tap "$IFACE"
 

@@ -24,6 +24,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/ue_hosts.sh
 . scripts/lib/ue_hosts.sh
+# shellcheck source=scripts/lib/agw.sh
+. scripts/lib/agw.sh
 
 if [ "${1:-}" = "--quick" ]; then
   REPS=${REPS:-1} CALLS=${CALLS:-4} BYTES=${BYTES:-2097152}
@@ -49,11 +51,7 @@ FLOOD_PID=""
 
 cleanup() {
   if [ -n "$FLOOD_PID" ] && kill -0 "$FLOOD_PID" 2>/dev/null; then kill "$FLOOD_PID"; fi
-  if [ -n "$AGW_PID" ] && kill -0 "$AGW_PID" 2>/dev/null; then
-    kill -TERM "$AGW_PID" 2>/dev/null
-    wait "$AGW_PID" 2>/dev/null || echo "imsagw exited non-zero during cleanup"
-  fi
-  if [ -e "/run/netns/$ATK" ]; then ip netns del "$ATK"; fi
+  agw_cleanup
   ue_hosts_delete
   rm -rf "$WORK"
 }
@@ -71,29 +69,13 @@ cargo build --release -p control --bin imsagw --bin imsagw-sim
 BIN=target/release/imsagw
 SIM=target/release/imsagw-sim
 ue_hosts_create
-ip netns add "$ATK"
-ip netns exec "$ATK" ip link set lo up
-ip netns exec "$LAN" ip link add vz type veth peer name eth0 netns "$ATK"
-ip netns exec "$LAN" ip link set vz master br0
-ip netns exec "$LAN" ip link set vz up
-ip netns exec "$ATK" ip addr add "$ATK_IP/15" dev eth0
-ip netns exec "$ATK" ip link set eth0 up
+ue_hosts_add "$ATK" "$ATK_IP" vz
 
-"$BIN" run --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" \
+agw_start --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" \
   --worker-cores 1 --shared-control-core \
   --realm access=$ACCESS_IP/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
-  -- -l 0 --no-huge --no-pci --no-shconf --no-telemetry -m 256 "--vdev=net_tap0,iface=$IFACE" \
-  >"$WORK/imsagw.log" 2>&1 &
-AGW_PID=$!
-for _ in $(seq 1 100); do
-  grep -q "imsagw running" "$WORK/imsagw.log" 2>/dev/null && break
-  kill -0 "$AGW_PID" 2>/dev/null || fail "imsagw exited during start-up"
-  sleep 0.1
-done
+  -- -l 0 --no-huge --no-pci --no-shconf --no-telemetry -m 256 "--vdev=net_tap0,iface=$IFACE"
 ue_hosts_bridge_tap "$IFACE"
-
-status() { "$BIN" status --status-socket "$WORK/imsagw.sock" --json; }
-field() { /usr/bin/python3 -c "import json,sys; v=json.load(sys.stdin); print($1)"; }
 WORKER_REFUSALS='sum(w["tcp_no_leg"] + w["gate_rejected"] + w["malformed_dropped"] + w["fragments_dropped"] for w in v["workers"])'
 
 round=0
@@ -155,12 +137,7 @@ s=$(status)
 [ "$(echo "$s" | field 'sum(w["legs"] for w in v["workers"])')" -eq 0 ] || fail "legs left"
 end_mbufs=$(echo "$s" | field 'v["mbufs_in_use"]')
 [ "$end_mbufs" -le "$idle_mbufs" ] || fail "mbufs in use grew from $idle_mbufs to $end_mbufs"
-kill -TERM "$AGW_PID"
-rc=0
-wait "$AGW_PID" || rc=$?
-AGW_PID=""
-[ "$rc" -eq 0 ] || fail "imsagw exited with $rc"
-grep -q "mbufs_in_use=0" "$WORK/imsagw.log" || fail "mbufs not returned at exit"
+agw_stop_checked
 
 mkdir -p target
 /usr/bin/python3 - "$WORK/results" "$OUT" "$CALLS" "$BYTES" "$RATE" "$REPS" <<'EOF'

@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/ue_hosts.sh
 . scripts/lib/ue_hosts.sh
+# shellcheck source=scripts/lib/agw.sh
+. scripts/lib/agw.sh
 
 MINUTES=${1:-30}
 CALLS=${CALLS:-5}
@@ -28,10 +30,7 @@ AGW_PID=""
 [ "$(id -u)" -eq 0 ] || { echo "soak.sh needs root (DPDK tap device, network namespaces)"; exit 1; }
 
 cleanup() {
-  if [ -n "$AGW_PID" ] && kill -0 "$AGW_PID" 2>/dev/null; then
-    kill -TERM "$AGW_PID" 2>/dev/null
-    wait "$AGW_PID" 2>/dev/null || echo "imsagw exited non-zero during cleanup"
-  fi
+  agw_cleanup
   ue_hosts_delete
   rm -rf "$WORK"
 }
@@ -57,21 +56,12 @@ else
 fi
 ue_hosts_create
 
-"$BIN" run --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" \
+agw_start --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" \
   --worker-cores 1 --shared-control-core \
   --realm access=198.18.1.10/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
-  -- -l 0 --no-huge --no-pci --no-shconf --no-telemetry -m 256 "--vdev=net_tap0,iface=$IFACE" \
-  >"$WORK/imsagw.log" 2>&1 &
-AGW_PID=$!
-for _ in $(seq 1 100); do
-  grep -q "imsagw running" "$WORK/imsagw.log" 2>/dev/null && break
-  kill -0 "$AGW_PID" 2>/dev/null || fail "imsagw exited during start-up"
-  sleep 0.1
-done
+  -- -l 0 --no-huge --no-pci --no-shconf --no-telemetry -m 256 "--vdev=net_tap0,iface=$IFACE"
 ue_hosts_bridge_tap "$IFACE"
 
-status() { "$BIN" status --status-socket "$WORK/imsagw.sock" --json; }
-field() { /usr/bin/python3 -c "import json,sys; v=json.load(sys.stdin); print($1)"; }
 rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$AGW_PID/status"; }
 
 round=0
@@ -131,10 +121,5 @@ echo "  RSS ${end_rss} KiB (after warm-up: ${warm_rss} KiB, growth $((end_rss - 
 [ "$contexts" -eq 0 ] && [ "$legs" -eq 0 ] || fail "state left"
 [ "$end_mbufs" -le "$warm_mbufs" ] || fail "mbufs in use grew from $warm_mbufs to $end_mbufs"
 [ $((end_rss - warm_rss)) -le "$SLACK_KIB" ] || fail "RSS grew by $((end_rss - warm_rss)) KiB"
-kill -TERM "$AGW_PID"
-rc=0
-wait "$AGW_PID" || rc=$?
-AGW_PID=""
-[ "$rc" -eq 0 ] || fail "imsagw exited with $rc"
-grep -q "mbufs_in_use=0" "$WORK/imsagw.log" || fail "mbufs not returned at exit"
+agw_stop_checked
 echo "soak: PASS"

@@ -30,10 +30,26 @@ ue_hosts_bridge_tap() {
   ip netns exec "$LAN" ip link set "$1" up
 }
 
+# $1 namespace, $2 address, $3 name of its veth on the bridge: one more host on the LAN
+# (an attacker, another relay); deleted by ue_hosts_delete.
+UE_HOSTS_EXTRA=()
+ue_hosts_add() {
+  local ns=$1 ip=$2 veth=$3
+  [ -e "/run/netns/$ns" ] && ip netns del "$ns"
+  UE_HOSTS_EXTRA+=("$ns")
+  ip netns add "$ns"
+  ip netns exec "$ns" ip link set lo up
+  ip netns exec "$LAN" ip link add "$veth" type veth peer name eth0 netns "$ns"
+  ip netns exec "$LAN" ip link set "$veth" master br0
+  ip netns exec "$LAN" ip link set "$veth" up
+  ip netns exec "$ns" ip addr add "$ip/15" dev eth0
+  ip netns exec "$ns" ip link set eth0 up
+}
+
 # Deletes the namespaces that exist (a run before may have left them, or not made them).
 ue_hosts_delete() {
   local ns
-  for ns in "$UEX" "$UEY" "$LAN"; do
+  for ns in "$UEX" "$UEY" "$LAN" "${UE_HOSTS_EXTRA[@]}"; do
     if [ -e "/run/netns/$ns" ]; then
       ip netns del "$ns"
     fi

@@ -29,17 +29,8 @@ pub struct FarmArgs {
     /// Bytes each side sends on each connection.
     #[arg(long, default_value_t = 65536)]
     bytes: u64,
-    /// Echo workload instead of bulk: UE-Y echoes; UE-X sends `echo_count` messages of
-    /// `echo_size` bytes at `echo_rate` a second per connection, each after the last came
-    /// back or when due, and reports the round-trip times.
-    #[arg(long)]
-    echo: bool,
-    #[arg(long, default_value_t = 1000)]
-    echo_count: u64,
-    #[arg(long, default_value_t = 1024)]
-    echo_size: usize,
-    #[arg(long, default_value_t = 1000)]
-    echo_rate: u64,
+    #[command(flatten)]
+    workload: EchoArgs,
     /// TLS on this side's connections: our certificate and key (PEM) and the fingerprint
     /// of the relay's certificate, pinned. Bulk over TLS goes one way (UE-X to UE-Y, then a
     /// count back); the echo workload is the same as over TCP.
@@ -52,6 +43,39 @@ pub struct FarmArgs {
     /// Bulk one way (UE-X to UE-Y, then the count back), as over TLS.
     #[arg(long)]
     one_way: bool,
+}
+
+/// The echo workload instead of bulk: UE-Y echoes; UE-X sends `echo_count` messages of
+/// `echo_size` bytes at `echo_rate` a second per connection, each after the last came back or
+/// when due, and reports the round-trip times.
+#[derive(Debug, Clone, Args)]
+pub struct EchoArgs {
+    #[arg(long)]
+    echo: bool,
+    #[arg(long, default_value_t = 1000)]
+    echo_count: u64,
+    #[arg(long, default_value_t = 1024)]
+    echo_size: usize,
+    #[arg(long, default_value_t = 1000)]
+    echo_rate: u64,
+}
+
+impl EchoArgs {
+    /// The same workload, as a farm's arguments.
+    fn farm_args(&self) -> Vec<String> {
+        if !self.echo {
+            return vec![];
+        }
+        vec![
+            "--echo".into(),
+            "--echo-count".into(),
+            self.echo_count.to_string(),
+            "--echo-size".into(),
+            self.echo_size.to_string(),
+            "--echo-rate".into(),
+            self.echo_rate.to_string(),
+        ]
+    }
 }
 
 fn tcp_ready(s: &TcpStream) -> Result<()> {
@@ -225,7 +249,7 @@ pub fn farm(a: FarmArgs) -> Result<()> {
         }
         println!("LISTENING {}", a.count);
         for (i, l) in listeners.into_iter().enumerate() {
-            let (bytes, echo, one_way, tls) = (a.bytes, a.echo, a.one_way, tls.clone());
+            let (bytes, echo, one_way, tls) = (a.bytes, a.workload.echo, a.one_way, tls.clone());
             threads.push(std::thread::spawn(move || -> Result<Vec<f64>> {
                 let (s, _) = l.accept()?;
                 tcp_ready(&s)?;
@@ -243,8 +267,9 @@ pub fn farm(a: FarmArgs) -> Result<()> {
     } else if a.connect_stdin {
         for (i, line) in std::io::stdin().lock().lines().enumerate() {
             let to: SocketAddr = line?.trim().parse().context("address")?;
-            let (bytes, echo, one_way, tls) = (a.bytes, a.echo, a.one_way, tls.clone());
-            let (count, size, rate) = (a.echo_count, a.echo_size, a.echo_rate);
+            let (bytes, echo, one_way, tls) = (a.bytes, a.workload.echo, a.one_way, tls.clone());
+            let w = &a.workload;
+            let (count, size, rate) = (w.echo_count, w.echo_size, w.echo_rate);
             threads.push(std::thread::spawn(move || -> Result<Vec<f64>> {
                 let s = TcpStream::connect_timeout(&to, Duration::from_secs(20))
                     .with_context(|| format!("connecting to {to}"))?;
@@ -329,15 +354,8 @@ pub struct LoadArgs {
     /// benchmark's baseline, HAProxy, relaying each port to UE-Y's port + i).
     #[arg(long)]
     proxy: Option<SocketAddrV4>,
-    /// The echo workload (see `farm`): latency of `echo_size`-byte messages.
-    #[arg(long)]
-    echo: bool,
-    #[arg(long, default_value_t = 1000)]
-    echo_count: u64,
-    #[arg(long, default_value_t = 1024)]
-    echo_size: usize,
-    #[arg(long, default_value_t = 1000)]
-    echo_rate: u64,
+    #[command(flatten)]
+    workload: EchoArgs,
     /// TLS between UE-X and the relay (the AGW is the TLS server; each side pins the other's
     /// certificate fingerprint, given in the SDP).
     #[arg(long)]
@@ -697,20 +715,12 @@ pub fn load(a: LoadArgs) -> Result<()> {
         None
     };
     let mut workload: Vec<String> = vec!["--bytes".into(), a.bytes.to_string()];
-    if tls && !a.echo {
+    if tls && !a.workload.echo {
         workload.push("--one-way".into());
     }
-    let each_way = if a.echo {
-        workload.extend([
-            "--echo".into(),
-            "--echo-count".into(),
-            a.echo_count.to_string(),
-            "--echo-size".into(),
-            a.echo_size.to_string(),
-            "--echo-rate".into(),
-            a.echo_rate.to_string(),
-        ]);
-        a.echo_count * a.echo_size as u64
+    workload.extend(a.workload.farm_args());
+    let each_way = if a.workload.echo {
+        a.workload.echo_count * a.workload.echo_size as u64
     } else {
         a.bytes
     };
@@ -816,7 +826,7 @@ pub fn load(a: LoadArgs) -> Result<()> {
         println!("{l}");
     }
     // Bulk over TLS goes one way.
-    let directions = if tls && !a.echo { 1 } else { 2 };
+    let directions = if tls && !a.workload.echo { 1 } else { 2 };
     println!("{n} calls moved {each_way} bytes ({directions} way(s)) each, every byte checked");
     println!(
         "LOAD DATA ms={data_ms:.1} mbit_s={:.1}",
