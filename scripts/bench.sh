@@ -243,10 +243,35 @@ run() {
     tlstls-bulk) args+=(--tls-access --tls-core --calls "$CALLS" --bytes "$BYTES") ;;
     # New TLS connections: one per call, handshake + one 100-byte echo, all at once.
     tls-conns) args+=(--tls-access --calls "$CONNS" --echo --echo-count 1 --echo-size 100) ;;
+    # Connections held for 2 s (20 echoes of 100 bytes at 10/s each) while the relay's
+    # resident memory is sampled.
+    hold) args+=(--calls "$CONNS" --echo --echo-count 20 --echo-rate 10 --echo-size 100) ;;
   esac
+  local pid=$AGW_PID rss0 rss_max rss km0=0 km_max=0 km
+  [ "$side" = haproxy ] && pid=$HAP_PID
+  rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+  rss_max=$rss0
+  # HAProxy's socket buffers are the kernel's, not in its RSS: the TCP memory (pages) of its
+  # namespace counts too. imsagw has no kernel sockets on the media path.
+  kernel_tcp_pages() { ip netns exec "$HAP" awk '/^TCP:/ {print $NF}' /proc/net/sockstat; }
+  if [ "$side" = haproxy ] && [ "$workload" = hold ]; then
+    km0=$(kernel_tcp_pages)
+    km_max=$km0
+  fi
   s0=$(steal)
   taskset -c 0 "$SIM" load "${args[@]}" --ue-x-netns "$UEX" --ue-y-netns "$UEY" \
-    >"$WORK/load.out" 2>&1 || fail "$side $workload run"
+    >"$WORK/load.out" 2>&1 &
+  local load_pid=$!
+  while kill -0 "$load_pid" 2>/dev/null; do
+    rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+    [ "$rss" -gt "$rss_max" ] && rss_max=$rss
+    if [ "$side" = haproxy ] && [ "$workload" = hold ]; then
+      km=$(kernel_tcp_pages)
+      [ "$km" -gt "$km_max" ] && km_max=$km
+    fi
+    sleep 0.05
+  done
+  wait "$load_pid" || fail "$side $workload run"
   s1=$(steal)
   kill -CONT "$AGW_PID"
   local frac
@@ -268,6 +293,9 @@ run() {
     row "TLS -> TCP relay (end to end)" "$CALLS connections, payload one way" "Mbit/s" "$name" "$mbit"
   elif [ "$workload" = tlstls-bulk ]; then
     row "TLS -> TLS relay (end to end)" "$CALLS connections, payload one way" "Mbit/s" "$name" "$mbit"
+  elif [ "$workload" = hold ]; then
+    row "memory per established call (end to end)" "peak growth per connection held: process RSS + kernel TCP memory ($CONNS held, first such run after a warm-up of $CALLS)" "bytes" "$name" \
+      "$(( ((rss_max - rss0) * 1024 + (km_max - km0) * 4096) / CONNS ))"
   elif [ "$workload" = tls-conns ]; then
     row "new TLS connections (end to end)" "$CONNS at once: TCP + TLS 1.3 handshake + one 100-byte echo" "conns/s" "$name" \
       "$(awk -v n="$CONNS" -v ms="$ms" 'BEGIN{printf "%.0f", n*1000/ms}')"
@@ -284,7 +312,10 @@ run haproxy bulk
 RECORD=1
 for rep in $(seq 1 "$REPS"); do
   echo " repetition $rep"
-  for w in bulk echo tls-bulk tlstls-bulk tls-conns; do
+  ws="bulk echo tls-bulk tlstls-bulk tls-conns"
+  # Memory once, before any run has held more connections than the warm-up's.
+  [ "$rep" -eq 1 ] && ws="hold $ws"
+  for w in $ws; do
     run imsagw "$w"
     run haproxy "$w"
   done
