@@ -95,6 +95,27 @@ pub enum Command {
         /// limited and counted when either leg asks for it.
         framing: Framing,
     },
+    /// Reserve a local address for a UDP termination (`udptl`, `UDP/TLS/UDPTL`): nothing is
+    /// received until it is started.
+    ReserveDatagram {
+        key: TerminationKey,
+        local: SocketAddrV4,
+    },
+    /// Start a UDP leg, or change a started one (a Modify's new Remote, gate or DTLS
+    /// association): where its datagrams go and which sources it takes.
+    StartDatagram {
+        key: TerminationKey,
+        /// The peer's address from Remote; `None` until latched.
+        remote: Option<SocketAddrV4>,
+        accept: Accept,
+        /// A latching leg follows a new source (NAT rebinding): any datagram's for plain UDP,
+        /// only one that authenticates for DTLS. Without it the first source stays.
+        relatch: bool,
+        timers: LegTimers,
+        /// Terminate DTLS on this leg (towards the UE), with the peer pinned by fingerprint;
+        /// a config for another association (`a=tls-id`) restarts the handshake.
+        dtls: Option<crate::dtls::DtlsConfig>,
+    },
     /// Cut payload through between two terminations of one context once both are up.
     Join {
         a: TerminationKey,

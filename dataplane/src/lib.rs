@@ -7,6 +7,7 @@ pub mod contract;
 pub mod demux;
 pub mod device;
 pub mod dpdk;
+pub mod dtls;
 pub mod echo;
 pub mod framing;
 pub mod hostile;

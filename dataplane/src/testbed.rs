@@ -462,6 +462,138 @@ impl<P: Port> Farm<P> {
     }
 }
 
+/// A DTLS endpoint on one UDP socket of a [`Host`] (the UE of the fax tests and benches):
+/// dimpl with its default configuration, on the test's clock.
+pub struct DtlsPeer {
+    pub dtls: dimpl::Dtls,
+    pub handle: SocketHandle,
+    /// Where records go (the AGW's leg).
+    pub remote: smoltcp::wire::IpEndpoint,
+    /// Plaintext datagrams received, in order.
+    pub received: Vec<Vec<u8>>,
+    pub connected: bool,
+    /// The peer's certificate (DER) as the handshake presented it.
+    pub peer_cert: Option<Vec<u8>>,
+    pub error: Option<String>,
+    buf: Vec<u8>,
+}
+
+impl DtlsPeer {
+    pub fn new(
+        cert: dimpl::DtlsCertificate,
+        client: bool,
+        handle: SocketHandle,
+        remote: smoltcp::wire::IpEndpoint,
+        now: Instant,
+    ) -> Self {
+        let cfg = std::sync::Arc::new(dimpl::Config::default());
+        let mut dtls = dimpl::Dtls::new_12(cfg, cert, crate::dtls::to_std(now));
+        dtls.set_active(client);
+        DtlsPeer {
+            dtls,
+            handle,
+            remote,
+            received: Vec::new(),
+            connected: false,
+            peer_cert: None,
+            error: None,
+            buf: vec![0; 4096],
+        }
+    }
+
+    /// Takes the socket's datagrams, runs timers, sends what dimpl wants sent. Returns
+    /// whether anything happened.
+    pub fn pump(&mut self, sockets: &mut SocketSet<'static>, now: Instant) -> bool {
+        if self.error.is_some() {
+            return false;
+        }
+        let mut sock = sockets.get_mut::<smoltcp::socket::udp::Socket>(self.handle);
+        let mut busy = false;
+        if let Err(e) = self.dtls.handle_timeout(crate::dtls::to_std(now)) {
+            self.error = Some(format!("{e:?}"));
+            return true;
+        }
+        let mut datagram = [0u8; 2048];
+        // One datagram at a time, each followed by a drain: dimpl's receive queue is short.
+        while let Ok((n, _)) = sock.recv_slice(&mut datagram) {
+            busy = true;
+            if let Err(e) = self.dtls.handle_packet(&datagram[..n]) {
+                self.error = Some(format!("{e:?}"));
+                return true;
+            }
+            self.drain(sockets);
+            sock = sockets.get_mut::<smoltcp::socket::udp::Socket>(self.handle);
+        }
+        busy |= self.drain(sockets);
+        busy
+    }
+
+    /// Sends one datagram of plaintext (once connected).
+    pub fn send(&mut self, sockets: &mut SocketSet<'static>, data: &[u8]) -> bool {
+        if !self.connected || self.dtls.send_application_data(data).is_err() {
+            return false;
+        }
+        self.drain(sockets);
+        true
+    }
+
+    fn drain(&mut self, sockets: &mut SocketSet<'static>) -> bool {
+        let sock = sockets.get_mut::<smoltcp::socket::udp::Socket>(self.handle);
+        let mut busy = false;
+        loop {
+            match self.dtls.poll_output(&mut self.buf) {
+                dimpl::Output::Packet(p) => {
+                    busy = true;
+                    let _ = sock.send_slice(p, self.remote);
+                }
+                dimpl::Output::Timeout(_) => break,
+                dimpl::Output::Connected => {
+                    busy = true;
+                    self.connected = true;
+                }
+                dimpl::Output::PeerCert(c) => self.peer_cert = Some(c.to_vec()),
+                dimpl::Output::ApplicationData(d) => {
+                    busy = true;
+                    self.received.push(d.to_vec());
+                }
+                dimpl::Output::BufferTooSmall { needed } => self.buf.resize(needed, 0),
+                _ => {}
+            }
+        }
+        busy
+    }
+}
+
+/// A T.38 fax page as UDPTL carries it (ITU-T T.38 9.1): `count` packets, each a 16-bit
+/// sequence number, a primary IFP of `size(seq)` bytes with a length prefix, and the two
+/// previous IFPs again as redundancy (the error-recovery field). Every packet is unique, so
+/// a receiver sees any lost, duplicated or reordered datagram.
+pub fn udptl_packets(stream: u64, count: u16, size: impl Fn(u16) -> usize) -> Vec<Vec<u8>> {
+    let ifp = |seq: u16| -> Vec<u8> {
+        let mut v = vec![0; size(seq)];
+        fill_pattern(stream ^ 0x7438, u64::from(seq) << 16, &mut v);
+        v
+    };
+    (0..count)
+        .map(|seq| {
+            let mut p = Vec::with_capacity(size(seq) * 3 + 16);
+            p.extend_from_slice(&seq.to_be_bytes());
+            let primary = ifp(seq);
+            p.extend_from_slice(&(primary.len() as u16).to_be_bytes());
+            p.extend_from_slice(&primary);
+            let redundant: Vec<u16> = (1..=2).filter_map(|k| seq.checked_sub(k)).collect();
+            p.push(0); // error recovery: secondary IFP packets
+            p.push(redundant.len() as u8);
+            for r in redundant {
+                let old = ifp(r);
+                p.extend_from_slice(&(old.len() as u16).to_be_bytes());
+                p.extend_from_slice(&old);
+            }
+            p
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,7 +117,7 @@ impl Fingerprint {
         Ok(Fingerprint { alg, value })
     }
 
-    fn matches(&self, der: &[u8]) -> bool {
+    pub fn matches(&self, der: &[u8]) -> bool {
         self.alg.digest(der) == self.value
     }
 }
@@ -149,6 +149,9 @@ fn provider() -> Arc<CryptoProvider> {
 #[derive(Clone)]
 pub struct Identity {
     key: Arc<CertifiedKey>,
+    /// The same certificate and key for DTLS, when the key is one DTLS can use (ECDSA P-256
+    /// or P-384; dimpl has no RSA).
+    dtls: Option<Arc<dimpl::DtlsCertificate>>,
 }
 
 impl fmt::Debug for Identity {
@@ -203,6 +206,7 @@ impl Identity {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<Identity, TlsError> {
+        let key_der = key.secret_der().to_vec();
         let signing = provider()
             .key_provider
             .load_private_key(key)
@@ -210,7 +214,18 @@ impl Identity {
         let key = Arc::new(CertifiedKey::new(chain, signing));
         key.keys_match()
             .map_err(|e| TlsError::Identity(format!("certificate and key do not match: {e}")))?;
-        Ok(Identity { key })
+        let dtls = crate::dtls::usable_key(&key_der).then(|| {
+            Arc::new(dimpl::DtlsCertificate {
+                certificate: key.cert[0].to_vec(),
+                private_key: key_der,
+            })
+        });
+        Ok(Identity { key, dtls })
+    }
+
+    /// The certificate and key for DTLS legs; `None` if the key is not ECDSA.
+    pub fn dtls_certificate(&self) -> Option<&Arc<dimpl::DtlsCertificate>> {
+        self.dtls.as_ref()
     }
 
     /// The fingerprint of our end-entity certificate, for the Local SDP.

@@ -28,6 +28,10 @@ use crate::port::{Burst, PacketBuf, Port};
 use crate::tls::{TlsConfig, TlsFailure, TlsSession, PLAINTEXT_LIMIT};
 use crate::wheel::TimerWheel;
 
+mod datagram;
+pub use datagram::DTLS_1_2;
+use datagram::{is_datagram, DatagramLeg, DatagramSpec, DATAGRAM};
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Local addresses the worker's legs use (the realms' address pools), with prefix.
@@ -42,6 +46,9 @@ pub struct WorkerConfig {
     pub release_drain: Duration,
     /// Limits of MSRP- and BFCP-aware legs.
     pub framing: FramingLimits,
+    /// Datagrams each UDP leg's socket queues per direction, and their bytes.
+    pub datagram_slots: usize,
+    pub datagram_bytes: usize,
 }
 
 impl Default for WorkerConfig {
@@ -54,6 +61,8 @@ impl Default for WorkerConfig {
             max_legs: 1 << 20,
             release_drain: Duration::from_secs(2),
             framing: FramingLimits::default(),
+            datagram_slots: 32,
+            datagram_bytes: 32 * 1024,
         }
     }
 }
@@ -84,6 +93,14 @@ pub struct WorkerCounters {
     pub bfcp_violations: u64,
     /// Payload octets cut through, both directions (TLS legs: plaintext).
     pub octets_relayed: u64,
+    /// UDP datagrams to no leg (dropped; the interface answers ICMP port unreachable).
+    pub udp_no_leg: u64,
+    /// Datagrams from a source the gate or the latch does not take.
+    pub udp_gate_dropped: u64,
+    /// Datagrams that could not be relayed: the other leg not up, its queue full, or too
+    /// large for a DTLS record.
+    pub udp_dropped: u64,
+    pub datagrams_relayed: u64,
 }
 
 /// One worker's end of the software hand-off between the workers of a port: bounded inboxes,
@@ -177,6 +194,9 @@ struct StartSpec {
 /// Plaintext moved between two TLS legs per step (below the send limit, so it always fits).
 const TLS_SCRATCH: usize = 8 * 1024;
 
+/// One datagram (a received one, a DTLS record, a relayed one): three of them per worker.
+const DG_BUF: usize = 2048;
+
 pub struct Worker<P: Port> {
     device: SmolDevice<P>,
     iface: Interface,
@@ -185,6 +205,10 @@ pub struct Worker<P: Port> {
     table: PortTable,
     legs: Vec<Option<Leg>>,
     free: Vec<u32>,
+    /// UDP legs; their indices elsewhere carry `DATAGRAM`.
+    dgrams: Vec<Option<DatagramLeg>>,
+    dgram_free: Vec<u32>,
+    dg_scratch: Box<[u8]>,
     keys: HashMap<TerminationKey, u32>,
     dirty: Vec<u32>,
     wheel: TimerWheel,
@@ -240,6 +264,9 @@ impl<P: Port> Worker<P> {
             table,
             legs: Vec::new(),
             free: Vec::new(),
+            dgrams: Vec::new(),
+            dgram_free: Vec::new(),
+            dg_scratch: vec![0; 3 * DG_BUF].into_boxed_slice(),
             keys: HashMap::new(),
             dirty: Vec::new(),
             wheel: TimerWheel::new(now.total_millis()),
@@ -340,15 +367,25 @@ impl<P: Port> Worker<P> {
         let now_ms = now.total_millis();
         {
             let legs = &mut self.legs;
+            let dgrams = &mut self.dgrams;
             let dirty = &mut self.dirty;
             self.wheel.expire(now_ms, |idx, at| {
-                if let Some(Some(l)) = legs.get_mut(idx as usize) {
-                    if l.armed_ms == at {
-                        l.armed_ms = NO_DEADLINE;
-                        if !l.dirty {
-                            l.dirty = true;
-                            dirty.push(idx);
-                        }
+                let (armed, flag) = if is_datagram(idx) {
+                    match dgrams.get_mut((idx & !DATAGRAM) as usize) {
+                        Some(Some(l)) => (&mut l.armed_ms, &mut l.dirty),
+                        _ => return,
+                    }
+                } else {
+                    match legs.get_mut(idx as usize) {
+                        Some(Some(l)) => (&mut l.armed_ms, &mut l.dirty),
+                        _ => return,
+                    }
+                };
+                if *armed == at {
+                    *armed = NO_DEADLINE;
+                    if !*flag {
+                        *flag = true;
+                        dirty.push(idx);
                     }
                 }
             });
@@ -358,7 +395,11 @@ impl<P: Port> Worker<P> {
         let mut budget = 4 * (self.dirty.len() + 1);
         while let Some(idx) = self.dirty.pop() {
             busy = true;
-            self.serve(idx, now);
+            if is_datagram(idx) {
+                self.serve_datagram(idx, now);
+            } else {
+                self.serve(idx, now);
+            }
             budget -= 1;
             if budget == 0 {
                 break;
@@ -462,6 +503,42 @@ impl<P: Port> Worker<P> {
         }
     }
 
+    /// Asks for the MAC of the next hop towards `remote` now, with our own ARP request:
+    /// smoltcp sends one request per second per interface and only once something waits, so
+    /// a leg's first datagrams could wait a second (and a burst overflow its queue) behind
+    /// another leg's resolution. The reply fills smoltcp's cache like any ARP for us.
+    fn resolve(&mut self, remote: Ipv4Addr) {
+        use smoltcp::phy::{Device, TxToken};
+        use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol};
+        let on_link = self.cfg.addresses.iter().find(|c| c.contains_addr(&remote));
+        let (source, target) = match (on_link, self.cfg.gateway) {
+            (Some(c), _) => (c.address(), remote),
+            (None, Some(gw)) => match self.cfg.addresses.iter().find(|c| c.contains_addr(&gw)) {
+                Some(c) => (c.address(), gw),
+                None => return,
+            },
+            (None, None) => return,
+        };
+        let mac = EthernetAddress(self.device.port().mac());
+        let Some(tx) = self.device.transmit(Instant::ZERO) else {
+            return;
+        };
+        let arp = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: mac,
+            source_protocol_addr: source,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: target,
+        };
+        tx.consume(14 + arp.buffer_len(), |buf| {
+            let mut frame = EthernetFrame::new_unchecked(buf);
+            frame.set_src_addr(mac);
+            frame.set_dst_addr(EthernetAddress::BROADCAST);
+            frame.set_ethertype(EthernetProtocol::Arp);
+            arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+        });
+    }
+
     fn emit(&mut self, ev: Event) {
         if self.pending.len() >= 4 * self.cfg.max_legs.min(1 << 16) + 1024 {
             self.counters.events_dropped += 1;
@@ -493,6 +570,15 @@ impl<P: Port> Worker<P> {
     }
 
     fn mark(&mut self, idx: u32) {
+        if is_datagram(idx) {
+            if let Some(l) = self.dgram(idx) {
+                if !l.dirty {
+                    l.dirty = true;
+                    self.dirty.push(idx);
+                }
+            }
+            return;
+        }
         if let Some(Some(l)) = self.legs.get_mut(idx as usize) {
             if !l.dirty {
                 l.dirty = true;
@@ -510,7 +596,7 @@ impl<P: Port> Worker<P> {
         }
         let leg_idx = match class {
             FrameClass::Tcp { src, dst, syn_only } => match self.table.get(dst.0, dst.1) {
-                Some(idx) => {
+                Some(idx) if !is_datagram(idx) => {
                     let Some(leg) = self.legs[idx as usize].as_ref() else {
                         return;
                     };
@@ -526,8 +612,18 @@ impl<P: Port> Worker<P> {
                         Some(idx)
                     }
                 }
-                None => {
+                _ => {
                     self.counters.tcp_no_leg += 1;
+                    None
+                }
+            },
+            FrameClass::Udp { dst, .. } => match self.table.get(dst.0, dst.1) {
+                Some(idx) if is_datagram(idx) => {
+                    self.datagram_ingress(idx, frame, now);
+                    return;
+                }
+                _ => {
+                    self.counters.udp_no_leg += 1;
                     None
                 }
             },
@@ -539,7 +635,7 @@ impl<P: Port> Worker<P> {
                 self.counters.malformed_dropped += 1;
                 return;
             }
-            FrameClass::Arp | FrameClass::Udp { .. } | FrameClass::Other => None,
+            FrameClass::Arp | FrameClass::Other => None,
         };
         match leg_idx {
             Some(idx) => {
@@ -578,6 +674,25 @@ impl<P: Port> Worker<P> {
     fn command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::Reserve { key, local } => self.reserve(key, local, now),
+            Command::ReserveDatagram { key, local } => self.reserve_datagram(key, local, now),
+            Command::StartDatagram {
+                key,
+                remote,
+                accept,
+                relatch,
+                timers,
+                dtls,
+            } => self.start_datagram(
+                key,
+                DatagramSpec {
+                    remote,
+                    accept,
+                    relatch,
+                    timers,
+                    dtls,
+                },
+                now,
+            ),
             Command::Start {
                 key,
                 role,
@@ -605,6 +720,17 @@ impl<P: Port> Worker<P> {
                     });
                     return;
                 };
+                match (is_datagram(ia), is_datagram(ib)) {
+                    (true, true) => return self.join_datagrams(ia, ib),
+                    (false, false) => {}
+                    // A TCP leg and a UDP leg carry nothing to each other.
+                    _ => {
+                        return self.emit(Event::Rejected {
+                            key: b,
+                            reason: Rejection::NotStarted,
+                        })
+                    }
+                }
                 for (x, y) in [(ia, ib), (ib, ia)] {
                     if let Some(l) = self.legs[x as usize].as_mut() {
                         l.partner = Some(y);
@@ -615,6 +741,7 @@ impl<P: Port> Worker<P> {
                 self.mark(ib);
             }
             Command::Split { key } => match self.keys.get(&key).copied() {
+                Some(idx) if is_datagram(idx) => self.split_datagram(idx),
                 Some(idx) => {
                     let partner = self.legs[idx as usize]
                         .as_mut()
@@ -631,6 +758,7 @@ impl<P: Port> Worker<P> {
                 }),
             },
             Command::SetGate { key, gate } => match self.keys.get(&key).copied() {
+                Some(idx) if is_datagram(idx) => self.set_datagram_gate(idx, gate),
                 Some(idx) => {
                     if let Some(l) = self.legs[idx as usize].as_mut() {
                         l.gate = gate;
@@ -663,6 +791,10 @@ impl<P: Port> Worker<P> {
                 }
             }
             Command::Audit { key } => match self.keys.get(&key).copied() {
+                Some(idx) if is_datagram(idx) => {
+                    let stats = self.datagram_stats(idx);
+                    self.emit(Event::Stats { key, stats });
+                }
                 Some(idx) => {
                     let stats = self.legs[idx as usize]
                         .as_ref()
@@ -750,6 +882,12 @@ impl<P: Port> Worker<P> {
                 reason: Rejection::UnknownTermination,
             });
         };
+        if is_datagram(idx) {
+            return self.emit(Event::Rejected {
+                key,
+                reason: Rejection::NotStarted,
+            });
+        }
         let Some(leg) = self.legs[idx as usize].as_mut() else {
             return;
         };
@@ -813,6 +951,9 @@ impl<P: Port> Worker<P> {
                 reason: Rejection::UnknownTermination,
             });
         };
+        if is_datagram(idx) {
+            return self.release_datagram(idx, now);
+        }
         let drain = self.cfg.release_drain;
         let Some(leg) = self.legs[idx as usize].as_mut() else {
             return;
