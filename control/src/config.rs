@@ -95,6 +95,12 @@ pub struct Settings {
     pub connect_timeout_ms: u64,
     /// Release a leg after this long without payload (0: never).
     pub idle_timeout_s: u64,
+    /// Release a UDP (T.38) leg after this long without a datagram (0: never); reported
+    /// with the media inactivity event.
+    pub udp_idle_timeout_s: u64,
+    /// A latching UDP leg follows a new source address (NAT rebinding): plain UDPTL on any
+    /// datagram, DTLS only on one that authenticates.
+    pub udp_relatch: bool,
     pub heartbeat_s: u64,
     /// The AGW's TLS certificate chain and key (PEM; ECDSA P-256 or RSA). Without them a
     /// self-signed ECDSA P-256 certificate is generated at start. Re-read on SIGHUP.
@@ -161,6 +167,8 @@ impl Default for Settings {
             registration_retry_ms: 5_000,
             connect_timeout_ms: 10_000,
             idle_timeout_s: 0,
+            udp_idle_timeout_s: 60,
+            udp_relatch: false,
             heartbeat_s: 60,
             tls_cert: None,
             tls_key: None,
@@ -302,6 +310,9 @@ impl Settings {
         mg.max_terminations = self.max_terminations;
         mg.max_legs_per_worker = self.max_legs_per_worker;
         mg.timers = timers;
+        mg.datagram_idle = (self.udp_idle_timeout_s > 0)
+            .then(|| smoltcp::time::Duration::from_secs(self.udp_idle_timeout_s));
+        mg.relatch = self.udp_relatch;
         mg.heartbeat = Duration::from_secs(self.heartbeat_s.max(1));
         Ok(Resolved {
             control_core: self.control_core,

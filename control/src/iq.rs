@@ -1,6 +1,7 @@
 //! The Iq profile's TCP media (TS 29.334 for TCP, TCP/MSRP, TCP/TLS/MSRP, TCP/BFCP,
-//! TCP/TLS/BFCP): what a Local or Remote SDP says about transport, address, port and the
-//! RFC 4145 connection attributes, and which side connects.
+//! TCP/TLS/BFCP) and T.38 fax media (`udptl`, RFC 7345 `UDP/TLS/UDPTL`): what a Local or
+//! Remote SDP says about transport, address, port, the RFC 4145 connection attributes and
+//! the RFC 8842 `a=tls-id`, and which side connects (or, for DTLS, which side is client).
 
 use dataplane::tls::Fingerprint;
 
@@ -22,6 +23,9 @@ pub mod unconfirmed {
     /// Event: the TCP connection was released by the peer or a timer (H.248.89 "bearer
     /// released"; token UNCONFIRMED).
     pub const TCP_RELEASED: (&str, &str) = ("tcpc", "rel");
+    /// Event: no media on a UDP (T.38) termination for the inactivity time (H.248.40
+    /// application data inactivity detection, `adid/ipstop`; token UNCONFIRMED).
+    pub const MEDIA_INACTIVITY: (&str, &str) = ("adid", "ipstop");
     /// Parameter of the failure and release events naming the cause (UNCONFIRMED).
     pub const CAUSE_PARAMETER: &str = "cause";
     /// Event on ROOT: no message from the MGC for the maximum inactivity time (H.248.14
@@ -69,6 +73,10 @@ pub enum Transport {
     TcpTlsMsrp,
     TcpBfcp,
     TcpTlsBfcp,
+    /// T.38 over plain UDPTL (`m=image <port> udptl t38`).
+    Udptl,
+    /// T.38 over UDPTL over DTLS (RFC 7345).
+    UdpTlsUdptl,
 }
 
 impl Transport {
@@ -80,12 +88,36 @@ impl Transport {
             "TCP/TLS/MSRP" => Transport::TcpTlsMsrp,
             "TCP/BFCP" => Transport::TcpBfcp,
             "TCP/TLS/BFCP" => Transport::TcpTlsBfcp,
+            "UDPTL" => Transport::Udptl,
+            "UDP/TLS/UDPTL" => Transport::UdpTlsUdptl,
             _ => return None,
         })
     }
 
+    /// The SDP proto token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Transport::Tcp => "TCP",
+            Transport::TcpMsrp => "TCP/MSRP",
+            Transport::TcpTlsMsrp => "TCP/TLS/MSRP",
+            Transport::TcpBfcp => "TCP/BFCP",
+            Transport::TcpTlsBfcp => "TCP/TLS/BFCP",
+            Transport::Udptl => "udptl",
+            Transport::UdpTlsUdptl => "UDP/TLS/UDPTL",
+        }
+    }
+
+    /// TLS or DTLS terminated by the AGW: needs its certificate.
     pub fn is_tls(self) -> bool {
-        matches!(self, Transport::TcpTlsMsrp | Transport::TcpTlsBfcp)
+        matches!(
+            self,
+            Transport::TcpTlsMsrp | Transport::TcpTlsBfcp | Transport::UdpTlsUdptl
+        )
+    }
+
+    /// Carried over UDP (a datagram leg).
+    pub fn is_datagram(self) -> bool {
+        matches!(self, Transport::Udptl | Transport::UdpTlsUdptl)
     }
 }
 
@@ -110,7 +142,7 @@ impl Setup {
     }
 }
 
-/// The TCP media of one SDP session, as far as the MG needs it.
+/// The TCP or UDPTL media of one SDP session, as far as the MG needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpMedia {
     pub media: Text,
@@ -125,6 +157,8 @@ pub struct TcpMedia {
     pub fingerprints: Vec<Fingerprint>,
     /// `a=msrp-cema` (RFC 6714): the MSRP session crosses the AGW untouched.
     pub cema: bool,
+    /// `a=tls-id` (RFC 8842): the (D)TLS association; a new value is a new association.
+    pub tls_id: Option<Text>,
 }
 
 /// Why an SDP cannot be served, with the H.248 error code to answer.
@@ -179,6 +213,20 @@ pub fn tcp_media(g: &SdpGroups) -> Result<Option<TcpMedia>, Refusal> {
         existing,
         fingerprints,
         cema: s.attribute("msrp-cema").is_some(),
+        tls_id: match s.attribute("tls-id") {
+            None => None,
+            Some(v) => {
+                let v = v.unwrap_or("").trim();
+                // RFC 8842 5: 20 to 255 characters of base64 (we take 1..=255 printable).
+                if v.is_empty() || v.len() > 255 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(Refusal {
+                        code: 449,
+                        reason: "a=tls-id is not a token of 1 to 255 characters",
+                    });
+                }
+                Some(v.into())
+            }
+        },
     }))
 }
 
@@ -194,9 +242,56 @@ pub fn we_connect(local: Option<Setup>, remote: Option<Setup>) -> Option<bool> {
     }
 }
 
+/// The DTLS role of a UDP/TLS/UDPTL leg: whether the AGW is the DTLS client. As for TCP
+/// the side that is active is the client (RFC 7345 5, RFC 5763 5); a Remote without
+/// `a=setup` is active (the RFC 4145 default), and a Remote that offers `actpass` leaves the
+/// choice to us as answerer: active (RFC 5763 5).
+pub fn we_are_dtls_client(local: Option<Setup>, remote: Option<Setup>) -> Option<bool> {
+    match (we_connect(local, remote), remote) {
+        (Some(c), _) => Some(c),
+        (None, None) => Some(false),
+        (None, Some(Setup::ActPass)) if local != Some(Setup::ActPass) => Some(true),
+        (None, _) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_udptl_transports_and_tls_id() {
+        let g = SdpGroups::parse("v=0\nc=IN IP4 203.0.113.7\nm=image 40000 UDP/TLS/UDPTL t38\na=setup:active\na=tls-id:abc123\na=fingerprint:sha-256 00:01:02:03:04:05:06:07:08:09:0A:0B:0C:0D:0E:0F:10:11:12:13:14:15:16:17:18:19:1A:1B:1C:1D:1E:1F\n").unwrap();
+        let m = tcp_media(&g).unwrap().unwrap();
+        assert_eq!(m.transport, Transport::UdpTlsUdptl);
+        assert!(m.transport.is_tls() && m.transport.is_datagram());
+        assert_eq!(m.tls_id.as_deref(), Some("abc123"));
+        assert_eq!(m.fingerprints.len(), 1);
+        let plain = SdpGroups::parse("v=0\nm=image 9 udptl t38\n").unwrap();
+        let m = tcp_media(&plain).unwrap().unwrap();
+        assert_eq!(m.transport, Transport::Udptl);
+        assert!(!m.transport.is_tls() && m.transport.is_datagram());
+        assert_eq!(m.transport.token(), "udptl");
+        let bad = SdpGroups::parse("v=0\nm=image 9 udptl t38\na=tls-id:\n").unwrap();
+        assert_eq!(tcp_media(&bad).unwrap_err().code, 449);
+    }
+
+    #[test]
+    fn dtls_roles() {
+        // UE active -> AGW server; UE passive -> AGW client.
+        assert_eq!(we_are_dtls_client(None, Some(Setup::Active)), Some(false));
+        assert_eq!(we_are_dtls_client(None, Some(Setup::Passive)), Some(true));
+        assert_eq!(we_are_dtls_client(None, None), Some(false));
+        assert_eq!(we_are_dtls_client(None, Some(Setup::ActPass)), Some(true));
+        assert_eq!(
+            we_are_dtls_client(Some(Setup::ActPass), Some(Setup::ActPass)),
+            None
+        );
+        assert_eq!(
+            we_are_dtls_client(Some(Setup::Passive), Some(Setup::ActPass)),
+            Some(false)
+        );
+    }
 
     #[test]
     fn reads_transport_setup_and_connection() {

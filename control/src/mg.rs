@@ -6,8 +6,8 @@
 //! and a Subtract's reply waits for the worker's final statistics of the released legs
 //! (`completed`).
 //!
-//! Not yet here: Move, AuditCapabilities, wildcard commands other than `Subtract = *`, TLS
-//! (TCP/TLS/* is refused with 501 until it exists).
+//! T.38 terminations (`udptl`, `UDP/TLS/UDPTL`) become datagram legs: started as soon as a
+//! peer address or latching is known, restarted with a new Remote or `a=tls-id`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -18,12 +18,13 @@ use dataplane::contract::{
     ReleaseCause, TerminationKey, Violation,
 };
 
+use dataplane::dtls::DtlsConfig;
 use dataplane::tls::{HashAlg, Identity, TlsConfig, TlsFailure};
 
 use crate::dispatch::Executor;
 use crate::h248::ast::*;
 use crate::h248::sdp::{SdpGroups, SdpLine, SdpSession, SdpValue};
-use crate::iq::{self, tcp_media, unconfirmed, we_connect, TcpMedia};
+use crate::iq::{self, tcp_media, unconfirmed, we_are_dtls_client, we_connect, TcpMedia};
 use crate::transaction::Millis;
 
 /// A Notify the MG owes the ALG: an armed event was observed on a termination.
@@ -61,7 +62,8 @@ type EventName = (&'static str, &'static str);
 type Armed = (u32, Vec<EventName>);
 
 /// Events the MG can report, by the names the ALG arms them with.
-const SUPPORTED_EVENTS: [(&str, &str); 6] = [
+const SUPPORTED_EVENTS: [(&str, &str); 7] = [
+    unconfirmed::MEDIA_INACTIVITY,
     unconfirmed::TCP_ESTABLISHED,
     unconfirmed::TCP_FAILURE,
     unconfirmed::TCP_RELEASED,
@@ -100,6 +102,10 @@ pub struct MgConfig {
     pub tls: Option<Identity>,
     /// Hash of our fingerprint in Local descriptors.
     pub fingerprint_hash: HashAlg,
+    /// Inactivity time of UDP (T.38) legs.
+    pub datagram_idle: Option<smoltcp::time::Duration>,
+    /// Latching UDP legs follow a new source (see `Command::StartDatagram`).
+    pub relatch: bool,
     /// Workers behind the rings: a context lives on worker `context % workers`, and its legs'
     /// local ports are those with `port % workers` equal to it (the hand-off key).
     pub workers: usize,
@@ -117,6 +123,8 @@ impl MgConfig {
             stats_wait: Duration::from_secs(2),
             tls: None,
             fingerprint_hash: HashAlg::Sha256,
+            datagram_idle: Some(smoltcp::time::Duration::from_secs(60)),
+            relatch: false,
             workers: 1,
         }
     }
@@ -145,6 +153,8 @@ struct Term {
     /// When the worker reported the leg closed: its statistics are final from then on, and
     /// a later Release gets no second report.
     closed_at: Option<Millis>,
+    /// The last start given to a datagram leg: a Modify that changes it starts it again.
+    datagram_start: Option<Dp>,
 }
 
 /// Ports handed out in order; freed ones are reused oldest first, so a port is not reused
@@ -482,7 +492,12 @@ impl<D: DataPlane> Mg<D> {
                     t.stats = stats;
                     t.closed_at = Some(now);
                 }
-                if cause != ReleaseCause::Released {
+                let datagram = self
+                    .term_mut(key)
+                    .is_some_and(|t| t.datagram_start.is_some());
+                if datagram && cause == ReleaseCause::IdleTimeout {
+                    self.notify(key, unconfirmed::MEDIA_INACTIVITY, vec![]);
+                } else if cause != ReleaseCause::Released {
                     let cause = match cause {
                         ReleaseCause::PeerClosed => "closed",
                         ReleaseCause::PeerReset => "reset",
@@ -953,12 +968,7 @@ impl<D: DataPlane> Mg<D> {
         let Some(local_media) = local_media else {
             return Err(fail(441, "a TCP termination needs a Local descriptor"));
         };
-        if local_media.transport.is_tls() && self.cfg.tls.is_none() {
-            return Err(fail(
-                501,
-                "TLS at the access edge is not configured on this MG",
-            ));
-        }
+        self.check_tls(&local_media)?;
         let remote_media = remote
             .map(tcp_media)
             .transpose()
@@ -999,7 +1009,12 @@ impl<D: DataPlane> Mg<D> {
         let name: Text = if tid.is_choose() {
             let n = self.next_term;
             self.next_term += 1;
-            format!("tcp/{}/{}", r.name, n).as_str().into()
+            let kind = if local_media.transport.is_datagram() {
+                "udptl"
+            } else {
+                "tcp"
+            };
+            format!("{kind}/{}/{}", r.name, n).as_str().into()
         } else {
             if self.terms.contains_key(&lower(&tid.0)) {
                 self.free_port(realm, port);
@@ -1015,13 +1030,18 @@ impl<D: DataPlane> Mg<D> {
             termination: self.next_term.wrapping_mul(2654435761) ^ port as u32,
         };
         let local_addr = SocketAddrV4::new(r.address, port);
-        if !self.dataplane.submit(
-            worker,
+        let reserve = if local_media.transport.is_datagram() {
+            Dp::ReserveDatagram {
+                key,
+                local: local_addr,
+            }
+        } else {
             Dp::Reserve {
                 key,
                 local: local_addr,
-            },
-        ) {
+            }
+        };
+        if !self.dataplane.submit(worker, reserve) {
             self.free_port(realm, port);
             return Err(fail(510, "data plane busy"));
         }
@@ -1046,6 +1066,7 @@ impl<D: DataPlane> Mg<D> {
             next_heartbeat: None,
             violation: None,
             closed_at: None,
+            datagram_start: None,
         };
         self.arm(&mut term, events);
         let peers = self.contexts.entry(ctx).or_default();
@@ -1093,6 +1114,12 @@ impl<D: DataPlane> Mg<D> {
         };
         self.dataplane
             .submit(t.worker, Dp::SetGate { key: t.key, gate });
+        if t.local_media
+            .as_ref()
+            .is_some_and(|m| m.transport.is_datagram())
+        {
+            return self.apply_datagram(t);
+        }
         if t.started {
             return Ok(());
         }
@@ -1154,6 +1181,99 @@ impl<D: DataPlane> Mg<D> {
             self.our_fingerprint(),
         );
         Ok(())
+    }
+
+    /// Starts a UDP leg, or starts it again when what it was started with changed: it sends
+    /// to the Remote address (or latches), and a `UDP/TLS/UDPTL` leg runs DTLS with the role
+    /// from `a=setup`, the UE pinned by its fingerprints and the association by `a=tls-id`.
+    fn apply_datagram(&mut self, t: &mut Term) -> Result<(), Fail> {
+        let Some(local) = t.local_media.as_ref() else {
+            return Ok(());
+        };
+        let remote = t.remote.as_ref();
+        let remote_addr = remote.and_then(remote_addr).filter(|r| r.port() != 0);
+        let accept = match (t.latch, remote_addr) {
+            (false, Some(r)) => Accept::Gate(*r.ip()),
+            (true, _) => Accept::Latch,
+            // Not latching and no peer yet: nothing to send to, nothing to take.
+            (false, None) => return Ok(()),
+        };
+        let mut setup = None;
+        let dtls = if local.transport.is_tls() {
+            let Some(remote) = remote else {
+                return Ok(());
+            };
+            let Some(client) = we_are_dtls_client(local.setup, remote.setup) else {
+                return Ok(());
+            };
+            setup = Some(if client { "active" } else { "passive" });
+            let id = self
+                .cfg
+                .tls
+                .as_ref()
+                .ok_or_else(|| fail(501, "DTLS at the access edge is not configured"))?;
+            // The association is named by either side's tls-id (RFC 8842 4): a change on
+            // either is a new one.
+            let association = match (&local.tls_id, &remote.tls_id) {
+                (None, None) => None,
+                (l, r) => Some(format!(
+                    "{}/{}",
+                    l.as_deref().unwrap_or(""),
+                    r.as_deref().unwrap_or("")
+                )),
+            };
+            Some(
+                DtlsConfig::new(
+                    id,
+                    client,
+                    remote.fingerprints.clone(),
+                    association.as_deref(),
+                )
+                .map_err(|e| fail(449, format!("Remote: {e}")))?,
+            )
+        } else {
+            None
+        };
+        let start = Dp::StartDatagram {
+            key: t.key,
+            remote: remote_addr,
+            accept,
+            relatch: self.cfg.relatch,
+            timers: LegTimers {
+                idle: self.cfg.datagram_idle,
+                ..self.cfg.timers
+            },
+            dtls,
+        };
+        if t.datagram_start.as_ref() == Some(&start) {
+            return Ok(());
+        }
+        if !self.dataplane.submit(t.worker, start.clone()) {
+            return Err(fail(510, "data plane busy"));
+        }
+        t.datagram_start = Some(start);
+        t.started = true;
+        t.local_sdp = answer_sdp(local, t.local, setup, self.our_fingerprint());
+        Ok(())
+    }
+
+    /// TLS or DTLS asked for in Local: refused (501) unless this MG has a certificate that
+    /// can do it.
+    fn check_tls(&self, m: &TcpMedia) -> Result<(), Fail> {
+        if !m.transport.is_tls() {
+            return Ok(());
+        }
+        match &self.cfg.tls {
+            None => Err(fail(
+                501,
+                "TLS at the access edge is not configured on this MG",
+            )),
+            Some(id) if m.transport.is_datagram() && id.dtls_certificate().is_none() => Err(fail(
+                501,
+                "the MG's certificate has no ECDSA key, which DTLS needs",
+            )),
+            Some(_) => Ok(()),
+        }
     }
 
     /// The terminations a (possibly wildcarded) ID names in `context` (H.248.1 6.2: `*`
@@ -1368,19 +1488,30 @@ impl<D: DataPlane> Mg<D> {
                     }
                     StreamParm::Local(g) => {
                         let m = tcp_media(g).map_err(|r| fail(r.code, r.reason))?;
-                        if m.as_ref().is_some_and(|m| m.transport.is_tls())
-                            && self.cfg.tls.is_none()
-                        {
-                            return Err(fail(
-                                501,
-                                "TLS at the access edge is not configured on this MG",
-                            ));
+                        if let Some(m) = &m {
+                            self.check_tls(m)?;
+                            let was = t.local_media.as_ref().map(|l| l.transport.is_datagram());
+                            if was.is_some_and(|d| d != m.transport.is_datagram()) {
+                                return Err(fail(
+                                    501,
+                                    "a termination cannot change between TCP and UDP",
+                                ));
+                            }
                         }
                         t.local_media = m;
                     }
                     StreamParm::Remote(g) => {
                         let m = tcp_media(g).map_err(|r| fail(r.code, r.reason))?;
-                        if t.started && m.as_ref().is_some_and(|m| !m.existing) && m != t.remote {
+                        let datagram = t
+                            .local_media
+                            .as_ref()
+                            .is_some_and(|l| l.transport.is_datagram());
+                        // A UDP leg simply sends to the new peer (apply starts it again).
+                        if !datagram
+                            && t.started
+                            && m.as_ref().is_some_and(|m| !m.existing)
+                            && m != t.remote
+                        {
                             return Err(fail(
                                 501,
                                 "changing the peer of a started connection is not supported",
@@ -1633,13 +1764,7 @@ fn answer_sdp(
     setup: Option<&str>,
     fingerprint: Option<String>,
 ) -> SdpGroups {
-    let proto = match m.transport {
-        iq::Transport::Tcp => "TCP",
-        iq::Transport::TcpMsrp => "TCP/MSRP",
-        iq::Transport::TcpTlsMsrp => "TCP/TLS/MSRP",
-        iq::Transport::TcpBfcp => "TCP/BFCP",
-        iq::Transport::TcpTlsBfcp => "TCP/TLS/BFCP",
-    };
+    let proto = m.transport.token();
     let mut lines = vec![
         SdpLine::Version("0".into()),
         SdpLine::Connection {
@@ -1665,6 +1790,13 @@ fn answer_sdp(
             name: "fingerprint".into(),
             value: Some(f.as_str().into()),
         });
+        if let Some(id) = &m.tls_id {
+            // The ALG names the association towards the UE (TS 23.334 e2ae step 2).
+            lines.push(SdpLine::Attribute {
+                name: "tls-id".into(),
+                value: Some(id.clone()),
+            });
+        }
     }
     SdpGroups(vec![SdpSession { lines }])
 }
