@@ -162,7 +162,11 @@ fn openssl_dtls_ues_through_udptl_legs_over_net_tap() {
         .args(["-subj", "/CN=ue-x.example", "-days", "1"])
         .output()
         .expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ue_fp = Identity::from_pem_files(&crt, &key)
         .unwrap()
         .fingerprint(HashAlg::Sha256);
@@ -258,11 +262,19 @@ fn openssl_dtls_ues_through_udptl_legs_over_net_tap() {
         "s_client: {}",
         String::from_utf8_lossy(&client.stderr)
     );
-    assert!(peer.status.success(), "{}", String::from_utf8_lossy(&peer.stderr));
+    assert!(
+        peer.status.success(),
+        "{}",
+        String::from_utf8_lossy(&peer.stderr)
+    );
     let at_core = String::from_utf8(peer.stdout).unwrap();
     assert_eq!(at_core, up.concat(), "datagrams at UE-Y");
     let at_ue = String::from_utf8(client.stdout).unwrap();
-    assert_eq!(at_ue, peer_lines("DOWN", n_down).concat(), "datagrams at s_client");
+    assert_eq!(
+        at_ue,
+        peer_lines("DOWN", n_down).concat(),
+        "datagrams at s_client"
+    );
     // s_client's close_notify at its end closes T1.
     wait_event(
         "T1 closed by the UE",
@@ -321,7 +333,17 @@ fn openssl_dtls_ues_through_udptl_legs_over_net_tap() {
     );
     let peer = uey
         .command("/usr/bin/python3")
-        .args(["-c", PEER, "6006", "198.18.2.20", "42002", "40", "SRV", "0.2", "2.5"])
+        .args([
+            "-c",
+            PEER,
+            "6006",
+            "198.18.2.20",
+            "42002",
+            "40",
+            "SRV",
+            "0.2",
+            "2.5",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -329,7 +351,11 @@ fn openssl_dtls_ues_through_udptl_legs_over_net_tap() {
     assert!(peer.status.success());
     thread::sleep(StdDuration::from_millis(300));
     let printed = std::fs::read_to_string(&got).unwrap();
-    assert_eq!(printed, peer_lines("SRV", 40).concat(), "datagrams at s_server");
+    assert_eq!(
+        printed,
+        peer_lines("SRV", 40).concat(),
+        "datagrams at s_server"
+    );
     let _ = s_server.0.kill();
 
     for k in [t1, t2, t3, t4] {

@@ -45,6 +45,13 @@ pub struct AlgArgs {
     /// registration), come back with ServiceChange Disconnected, and keep the call.
     #[arg(long)]
     mgc_restart: bool,
+    /// A T.38 fax call instead (TS 23.334 e2ae with RFC 7345): plain UDPTL towards UE-Y on
+    /// the core side, UDPTL over DTLS towards UE-X, a fax page each way.
+    #[arg(long, conflicts_with_all = ["tls", "mgc_restart"])]
+    fax: bool,
+    /// Fax: UDPTL packets each UE sends.
+    #[arg(long, default_value_t = 300)]
+    fax_packets: u16,
     /// Answer the MG's ServiceChange, audit its capabilities, and stop (a smoke test of an
     /// installed MG).
     #[arg(long)]
@@ -373,6 +380,15 @@ struct Ue {
 
 impl Ue {
     fn spawn(netns: &Option<String>, name: &'static str, args: &[String]) -> Result<Ue> {
+        Self::spawn_sub(netns, name, "ue", args)
+    }
+
+    fn spawn_sub(
+        netns: &Option<String>,
+        name: &'static str,
+        sub: &str,
+        args: &[String],
+    ) -> Result<Ue> {
         let exe = std::env::current_exe()?;
         let mut cmd = match netns {
             Some(ns) => {
@@ -383,7 +399,7 @@ impl Ue {
             None => std::process::Command::new(exe),
         };
         let mut child = cmd
-            .arg("ue")
+            .arg(sub)
             .args(args)
             .stdout(Stdio::piped())
             .spawn()
@@ -490,6 +506,9 @@ pub fn run(a: AlgArgs) -> Result<()> {
         }
     }
 
+    if a.fax {
+        return fax(&mut alg, &a);
+    }
     if a.register_only {
         let r = alg
             .transact("  Context = - {\n    AuditCapability = ROOT { Audit { Packages } }\n  }")?;
@@ -798,6 +817,150 @@ pub fn run(a: AlgArgs) -> Result<()> {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+    println!("\nALG: PASS");
+    Ok(())
+}
+
+/// The T.38 call of TS 23.334's e2ae procedure for fax (RFC 7345), offer from the core.
+fn fax(alg: &mut Alg, a: &AlgArgs) -> Result<()> {
+    let t = alg.timeout;
+    let (yip, yport) = (*a.ue_y.ip(), 6004u16);
+    let x_at = SocketAddrV4::new(a.ue_x, 5004);
+    let (cert, key) = dataplane::tls::Identity::generate_pem("ue-x.example")?;
+    let dir = std::env::temp_dir().join(format!("imsagw-sim-fax-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (c, k) = (dir.join("ue-x.crt"), dir.join("ue-x.key"));
+    std::fs::write(&c, &cert)?;
+    std::fs::write(&k, &key)?;
+    let x_fp = dataplane::tls::Identity::from_pem(cert.as_bytes(), key.as_bytes())?
+        .fingerprint(dataplane::tls::HashAlg::Sha256)
+        .to_string();
+    let packets = a.fax_packets.to_string();
+
+    step("F1", &format!("The IMS-ALG receives a T.38 offer from the core (UE-Y): m=image {yport} udptl t38 at {yip}"));
+    step("F2", "Add T2 (core realm, udptl) with UE-Y's offer in Remote; arm media inactivity (adid/ipstop)");
+    let r = alg.transact(&format!(
+        "  Context = $ {{\n    Add = $ {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive, ipdc/realm = \"core\" }},\n        Local {{\nv=0\nc=IN IP4 $\nm=image $ udptl t38\n}},\n        Remote {{\nv=0\nc=IN IP4 {yip}\nm=image {yport} udptl t38\na=T38FaxVersion:0\na=T38FaxUdpEC:t38UDPRedundancy\n}}\n      }} }},\n      Events = 201 {{ adid/ipstop }}\n    }}\n  }}"
+    ))?;
+    let (ctx, t2, t2_addr, _) = added(&r)?;
+    println!("   T2 = {t2} at {t2_addr}, sending to UE-Y at {yip}:{yport}");
+
+    let tls_id = format!("agw{:016x}", std::process::id() as u64 * 0x9E37_79B9);
+    step("F3", "Add T1 (access realm, UDP/TLS/UDPTL, a=setup:actpass, a new a=tls-id); arm DTLS established and failure");
+    let r = alg.transact(&format!(
+        "  Context = {ctx} {{\n    Add = $ {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive, ipdc/realm = \"access\" }},\n        Local {{\nv=0\nc=IN IP4 $\nm=image $ UDP/TLS/UDPTL t38\na=setup:actpass\na=tls-id:{tls_id}\n}}\n      }} }},\n      Events = 202 {{ tlsc/est, tlsc/estfail, adid/ipstop }}\n    }}\n  }}"
+    ))?;
+    let (ctx1, t1, t1_addr, agw_fp) = added(&r)?;
+    if ctx1 != ctx {
+        bail!("T1 landed in context {ctx1}, not {ctx}");
+    }
+    let agw_fp = agw_fp.context("the Add reply for UDP/TLS/UDPTL has no a=fingerprint")?;
+    println!("   T1 = {t1} at {t1_addr}; the IMS-AGW's fingerprint: {agw_fp}");
+    step("F4", "The IMS-ALG offers UE-X m=image UDP/TLS/UDPTL at T1 with a=3ge2ae:applied, the AGW's a=fingerprint, a=tls-id and a=setup:actpass");
+    step("F5", "UE-X answers a=setup:active (it is the DTLS client) with its own a=fingerprint and a=tls-id");
+    println!("   UE-X's fingerprint: {x_fp}");
+    step("F6", "Modify T1 with UE-X's answer in Remote: the IMS-AGW is the DTLS server and pins UE-X's certificate");
+    let r = alg.transact(&format!(
+        "  Context = {ctx} {{\n    Modify = {t1} {{\n      Media {{ Stream = 1 {{\n        Remote {{\nv=0\nc=IN IP4 {xip}\nm=image {xport} UDP/TLS/UDPTL t38\na=setup:active\na=tls-id:ue{tls_id}\na=fingerprint:{x_fp}\n}}\n      }} }}\n    }}\n  }}",
+        xip = x_at.ip(),
+        xport = x_at.port(),
+    ))?;
+    check_ok(&r, "Modify T1")?;
+    step(
+        "F7",
+        "The IMS-ALG answers the core with T2's address; UE-Y waits for the page",
+    );
+    let mut ue_y = Ue::spawn_sub(
+        &a.ue_y_netns,
+        "UE-Y",
+        "fax-ue",
+        &[
+            "--bind".into(),
+            format!("{yip}:{yport}"),
+            "--to".into(),
+            t2_addr.to_string(),
+            "--seed".into(),
+            "2".into(),
+            "--peer-seed".into(),
+            "1".into(),
+            "--packets".into(),
+            packets.clone(),
+            "--wait-for-peer".into(),
+        ],
+    )?;
+    ue_y.expect("READY", t)?;
+    step("F8", "DTLS 1.2 handshake UE-X -> T1 (cookie exchange, both certificates checked against the SDP fingerprints)");
+    let mut ue_x = Ue::spawn_sub(
+        &a.ue_x_netns,
+        "UE-X",
+        "fax-ue",
+        &[
+            "--bind".into(),
+            x_at.to_string(),
+            "--to".into(),
+            t1_addr.to_string(),
+            "--seed".into(),
+            "1".into(),
+            "--peer-seed".into(),
+            "2".into(),
+            "--packets".into(),
+            packets,
+            "--dtls-cert".into(),
+            c.display().to_string(),
+            "--dtls-key".into(),
+            k.display().to_string(),
+            "--dtls-peer-fingerprint".into(),
+            agw_fp,
+        ],
+    )?;
+    ue_x.expect("READY", t)?;
+    alg.await_notify(202, ("tlsc", "est"))?;
+    step(
+        "F9",
+        &format!(
+            "The fax page: {} UDPTL packets (with redundancy) each way, DTLS on T1, plain on T2",
+            a.fax_packets
+        ),
+    );
+    let end = Instant::now() + t * 3;
+    let (mut sx, mut sy) = (None, None);
+    while sx.is_none() || sy.is_none() {
+        if Instant::now() > end {
+            bail!("the fax endpoints did not finish");
+        }
+        if sx.is_none() {
+            sx = ue_x.summary();
+        }
+        if sy.is_none() {
+            sy = ue_y.summary();
+        }
+        alg.serve_for(Duration::from_millis(20))?;
+    }
+    let (x_out, x_in) = ue_x.finish(sx.unwrap_or_default())?;
+    let (y_out, y_in) = ue_y.finish(sy.unwrap_or_default())?;
+    if x_out != y_in || y_out != x_in {
+        bail!("datagrams lost or added: UE-X sent {x_out} received {x_in}, UE-Y sent {y_out} received {y_in}");
+    }
+    println!("   every packet arrived once and in order: UE-X -> UE-Y {x_out} bytes, UE-Y -> UE-X {y_out} bytes");
+
+    step(
+        "F10",
+        "Release: Subtract both terminations, with statistics",
+    );
+    let r = alg.transact(&format!(
+        "  Context = {ctx} {{\n    Subtract = {t1} {{ Audit {{ Statistics }} }},\n    Subtract = {t2} {{ Audit {{ Statistics }} }}\n  }}"
+    ))?;
+    check_ok(&r, "Subtract")?;
+    let stats = subtract_stats(&r);
+    for (term, os, or) in [(t1, x_in, x_out), (t2, y_in, y_out)] {
+        match stats.iter().find(|(t, ..)| *t == term) {
+            Some((_, gos, gor)) if *gos == os && *gor == or => {
+                println!("   {term}: nt/os={gos} nt/or={gor} (matches the UE's count)")
+            }
+            got => bail!("statistics of {term}: got {got:?}, the UE counted os={os} or={or}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     println!("\nALG: PASS");
     Ok(())
 }
