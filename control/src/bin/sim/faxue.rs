@@ -136,10 +136,8 @@ pub fn run(a: FaxUeArgs) -> Result<()> {
                         sock.send_to(p, a.to)?;
                     }
                     dimpl::Output::Timeout(_) => break,
-                    dimpl::Output::PeerCert(der) => {
-                        if !pin.matches(der) {
-                            bail!("the AGW's certificate does not match {pin}");
-                        }
+                    dimpl::Output::PeerCert(der) if !pin.matches(der) => {
+                        bail!("the AGW's certificate does not match {pin}");
                     }
                     dimpl::Output::Connected => {
                         ready = true;
