@@ -15,7 +15,8 @@
 #   (SIGSTOP) so its polling worker does not take HAProxy's core. A run with more than 5 %
 #   steal time is dropped and counted.
 # - floors: openssl speed (AES-128-GCM, X25519, ECDSA P-256) and rustls in-process with the
-#   AGW's configuration (cargo bench --bench tls); memcpy for the plain relay.
+#   AGW's configuration (cargo bench --bench tls); dimpl in-process for DTLS (cargo bench
+#   --bench dtls); memcpy for the plain relay.
 # - in-process (worker on MemLink, worker time only): cost per packet against concurrent legs
 #   (cargo bench --bench worker), TLS relay and handshakes against rustls alone, H.248 calls/s
 #   (cargo bench -p control --bench calls), memory per established pair.
@@ -108,6 +109,26 @@ for line in open(sys.argv[1]):
         w, m, u = "TLS -> TLS relay (in-process)", "payload throughput per core", "Gbit/s"
     print(f"{w}\t{m}\t{u}\timsagw\t{ours}")
     print(f"{w}\t{m}\t{u}\trustls in-process\t{floor}")
+EOF
+
+echo "== in-process: DTLS handshakes and relayed datagrams against dimpl alone (worker time only)"
+env "${quick_env[@]}" taskset -c 1 cargo bench -q -p dataplane --bench dtls 2>/dev/null | tee "$WORK/dtls.txt"
+/usr/bin/python3 - "$WORK/dtls.txt" >>"$RESULTS" <<'EOF'
+import sys
+for line in open(sys.argv[1]):
+    c = [x.strip() for x in line.strip().strip("|").split("|")]
+    if len(c) != 4 or not c[1][:1].isdigit():
+        continue
+    ours = float(c[1].split()[0])
+    if c[0].startswith("DTLS 1.2 handshakes"):
+        w, m, u = "DTLS handshakes (in-process)", "handshakes/s, server side, cookie, P-256, client cert pinned", "handshakes/s"
+    elif "DTLS <-> UDP" in c[0]:
+        w, m, u = "DTLS <-> UDP relay (in-process)", "200-byte datagrams/s per core, both ways", "datagrams/s"
+    else:
+        w, m, u = "UDP <-> UDP relay (in-process)", "200-byte datagrams/s per core, both ways", "datagrams/s"
+    print(f"{w}\t{m}\t{u}\timsagw\t{ours}")
+    if c[2][:1].isdigit():
+        print(f"{w}\t{m}\t{u}\tdimpl in-process\t{float(c[2].split()[0])}")
 EOF
 
 echo "== in-process: worker cost per packet against concurrent legs; relay; memory per pair"

@@ -1,7 +1,8 @@
 """The performance report from scripts/bench.sh's rows: results.json, report.md and plots.
 
 Input rows (tab-separated): workload, metric, unit, side, value. A side is `imsagw`, the
-baseline (`HAProxy 2.6`) or a floor (`openssl speed`, `rustls in-process`, `memcpy ...`).
+baseline (`HAProxy 2.6`) or a floor (`openssl speed`, `rustls in-process`, `dimpl in-process`,
+`memcpy ...`).
 Repeated rows are repetitions: each row of the report gives the median and the min-max of
 both sides and the ratio imsagw / other (for ns and us, lower is better).
 """
