@@ -201,6 +201,9 @@ pub fn render(s: &ProcessStatus) -> String {
     drops.extend(wl(("reason", "malformed"), &|x| x.malformed_dropped));
     drops.extend(wl(("reason", "fragment"), &|x| x.fragments_dropped));
     drops.extend(wl(("reason", "handoff_full"), &|x| x.handoff_dropped));
+    drops.extend(wl(("reason", "udp_no_leg"), &|x| x.udp_no_leg));
+    drops.extend(wl(("reason", "udp_gate"), &|x| x.udp_gate_dropped));
+    drops.extend(wl(("reason", "udp_undeliverable"), &|x| x.udp_dropped));
     b.counter(
         "worker_drops",
         "Frames dropped or refused by the worker, by reason",
@@ -217,6 +220,11 @@ pub fn render(s: &ProcessStatus) -> String {
         "worker_relayed_octets",
         "Payload octets cut through (TLS legs: plaintext)",
         &w(&|x| x.octets_relayed),
+    );
+    b.counter(
+        "worker_relayed_datagrams",
+        "UDP (T.38) datagrams relayed between the legs of a context",
+        &w(&|x| x.datagrams_relayed),
     );
     let mut viol = wl(("protocol", "msrp"), &|x| x.msrp_violations);
     viol.extend(wl(("protocol", "bfcp"), &|x| x.bfcp_violations));

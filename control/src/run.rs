@@ -233,6 +233,10 @@ struct WorkerGauges {
     msrp_violations: AtomicU64,
     bfcp_violations: AtomicU64,
     octets_relayed: AtomicU64,
+    udp_no_leg: AtomicU64,
+    udp_gate_dropped: AtomicU64,
+    udp_dropped: AtomicU64,
+    datagrams_relayed: AtomicU64,
 }
 
 #[derive(Serialize)]
@@ -253,6 +257,10 @@ pub(crate) struct WorkerStatus {
     pub(crate) msrp_violations: u64,
     pub(crate) bfcp_violations: u64,
     pub(crate) octets_relayed: u64,
+    pub(crate) udp_no_leg: u64,
+    pub(crate) udp_gate_dropped: u64,
+    pub(crate) udp_dropped: u64,
+    pub(crate) datagrams_relayed: u64,
     /// Commands waiting in the worker's ring, events waiting for the control thread.
     pub(crate) command_ring: usize,
     pub(crate) event_ring: usize,
@@ -404,6 +412,12 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
                     g.bfcp_violations
                         .store(c.bfcp_violations, Ordering::Relaxed);
                     g.octets_relayed.store(c.octets_relayed, Ordering::Relaxed);
+                    g.udp_no_leg.store(c.udp_no_leg, Ordering::Relaxed);
+                    g.udp_gate_dropped
+                        .store(c.udp_gate_dropped, Ordering::Relaxed);
+                    g.udp_dropped.store(c.udp_dropped, Ordering::Relaxed);
+                    g.datagrams_relayed
+                        .store(c.datagrams_relayed, Ordering::Relaxed);
                 };
                 while !stop.load(Ordering::Relaxed) {
                     w.poll(clock.now());
@@ -466,6 +480,10 @@ pub fn run(args: RunArgs, reload: control::logging::Reload) -> Result<()> {
                     msrp_violations: g.msrp_violations.load(Ordering::Relaxed),
                     bfcp_violations: g.bfcp_violations.load(Ordering::Relaxed),
                     octets_relayed: g.octets_relayed.load(Ordering::Relaxed),
+                    udp_no_leg: g.udp_no_leg.load(Ordering::Relaxed),
+                    udp_gate_dropped: g.udp_gate_dropped.load(Ordering::Relaxed),
+                    udp_dropped: g.udp_dropped.load(Ordering::Relaxed),
+                    datagrams_relayed: g.datagrams_relayed.load(Ordering::Relaxed),
                     command_ring: rings[i].0,
                     event_ring: rings[i].1,
                 })
