@@ -722,3 +722,98 @@ fn udp_and_tcp_legs_do_not_mix() {
     assert_eq!(b.ue(ue).state(), smoltcp::socket::tcp::State::Closed);
     let _ = Ipv4Addr::UNSPECIFIED;
 }
+
+/// Random datagrams (and DTLS-looking ones: every content type, both versions, epochs 0 and
+/// 1, random sequence numbers and lengths), spoofed from the UE's own address and port so
+/// the gate lets them through, interleaved with a fax page; then a second, complete
+/// ClientHello from that address. The association survives all of it and nothing but the
+/// page is relayed.
+#[test]
+fn random_and_dtls_shaped_datagrams_from_the_ues_address_do_not_hurt_the_association() {
+    use dataplane::rng::SplitMix64;
+    let mut b = bed(Faults::default(), 12);
+    let ids = identities();
+    let call = Call::new(12, 40090);
+    let (mut ue, cfg) = ue_client(&mut b, &ids, &call);
+    let far = udp_socket(&mut b, call.far);
+    call.start(&mut b, Some(cfg), Accept::Gate(UE_X), no_idle());
+    run_until(&mut b, &mut ue, Duration::from_secs(10), |_, ue| {
+        ue.connected
+    });
+    let mut rng = SplitMix64::new(0xfa7);
+    let hostile = |rng: &mut SplitMix64| -> Vec<u8> {
+        let len = (rng.next_u64() % 1400) as usize;
+        let mut d: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        if rng.next_u64().is_multiple_of(2) && d.len() >= 13 {
+            d[0] = 20 + (rng.next_u64() % 6) as u8;
+            d[1] = 0xfe;
+            d[2] = if rng.next_u64().is_multiple_of(2) {
+                0xfd
+            } else {
+                0xff
+            };
+            d[3] = 0;
+            d[4] = (rng.next_u64() % 2) as u8;
+            let body = if rng.next_u64().is_multiple_of(2) {
+                (d.len() - 13) as u16
+            } else {
+                rng.next_u64() as u16
+            };
+            d[11..13].copy_from_slice(&body.to_be_bytes());
+        }
+        d
+    };
+    let up = udptl_packets(5, 100, |s| 50 + (s as usize * 37) % 80);
+    let mut at_far = Vec::new();
+    for p in &up {
+        for _ in 0..100 {
+            let g = hostile(&mut rng);
+            let _ = b
+                .host
+                .sockets
+                .get_mut::<udp::Socket>(ue.handle)
+                .send_slice(&g, ep(call.access));
+        }
+        assert!(ue.send(&mut b.host.sockets, p));
+        let until = b.now() + Duration::from_millis(10);
+        while b.now() < until {
+            let busy = b.step() | pump(&mut ue, &mut b);
+            recv_all(&mut b, far, &mut at_far);
+            if !busy {
+                b.idle();
+            }
+        }
+    }
+    b.run_for(Duration::from_millis(100));
+    recv_all(&mut b, far, &mut at_far);
+    let got: Vec<Vec<u8>> = at_far.into_iter().map(|(d, _)| d).collect();
+    assert_eq!(got, up, "only the page is relayed, whole and in order");
+    assert!(!b.has(|e| matches!(e, Event::TlsFailed { .. } | Event::Closed { .. })));
+
+    // A complete new ClientHello from the UE's address to the established association.
+    let mut intruder = DtlsPeer::new(
+        (**Identity::generate("intruder")
+            .unwrap()
+            .dtls_certificate()
+            .unwrap())
+        .clone(),
+        true,
+        ue.handle,
+        ep(call.access),
+        b.now(),
+    );
+    for _ in 0..50 {
+        let now = b.now();
+        intruder.pump(&mut b.host.sockets, now);
+        b.step();
+        b.idle();
+    }
+    assert!(!intruder.connected);
+    // The UE's own peer may have read the AGW's answers to the intruder; it keeps going.
+    fax_both_ways(&mut b, &mut ue, &call, far, 20);
+    assert!(
+        !b.has(|e| matches!(e, Event::TlsFailed { .. } | Event::Closed { .. })),
+        "{:?}",
+        b.events
+    );
+}
