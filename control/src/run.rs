@@ -85,6 +85,12 @@ pub struct RunArgs {
     /// Release a leg after this long without payload (0: never).
     #[arg(long)]
     idle_timeout_s: Option<u64>,
+    /// Release a UDP (T.38) leg after this long without a datagram (0: never).
+    #[arg(long)]
+    udp_idle_timeout_s: Option<u64>,
+    /// Latching UDP legs follow a new source address (NAT rebinding).
+    #[arg(long)]
+    udp_relatch: bool,
     /// Interval of the termination heartbeat Notify when armed.
     #[arg(long)]
     heartbeat_s: Option<u64>,
@@ -168,6 +174,7 @@ impl RunArgs {
             registration_retry_ms,
             connect_timeout_ms,
             idle_timeout_s,
+            udp_idle_timeout_s,
             heartbeat_s,
             status_socket,
             log_level,
@@ -197,6 +204,9 @@ impl RunArgs {
         }
         if self.shared_control_core {
             s.shared_control_core = true;
+        }
+        if self.udp_relatch {
+            s.udp_relatch = true;
         }
         if self.tcp {
             s.tcp = true;
