@@ -1429,6 +1429,7 @@ impl<D: DataPlane> Mg<D> {
             (unconfirmed::TCP_ESTABLISHED.0, 1),
             (unconfirmed::TLS_ESTABLISHED.0, 1),
             (unconfirmed::HEARTBEAT.0, 1),
+            (unconfirmed::MEDIA_INACTIVITY.0, 1),
         ]
         .into_iter()
         .map(|(name, version)| PackagesItem {
