@@ -817,3 +817,41 @@ fn random_and_dtls_shaped_datagrams_from_the_ues_address_do_not_hurt_the_associa
         b.events
     );
 }
+
+#[test]
+fn a_gated_leg_keeps_sending_to_its_remote_port() {
+    let mut b = bed(Faults::default(), 13);
+    let call = Call::new(13, 40100);
+    call.start(&mut b, None, Accept::Gate(UE_X), no_idle());
+    let ue = udp_socket(&mut b, call.ue);
+    let other_port = udp_socket(&mut b, sa(UE_X, 7070));
+    let far = udp_socket(&mut b, call.far);
+    b.run_for(Duration::from_millis(5));
+    // From the gated address but another port: taken (the gate is by address) ...
+    b.host
+        .sockets
+        .get_mut::<udp::Socket>(other_port)
+        .send_slice(b"from another port", ep(call.access))
+        .unwrap();
+    b.run_for(Duration::from_millis(1100));
+    b.host
+        .sockets
+        .get_mut::<udp::Socket>(far)
+        .send_slice(b"answer", ep(call.core))
+        .unwrap();
+    b.run_for(Duration::from_millis(1100));
+    let mut got = Vec::new();
+    recv_all(&mut b, far, &mut got);
+    assert_eq!(got.len(), 1);
+    // ... but the answer goes to the Remote port, and nothing latched.
+    let mut at_remote = Vec::new();
+    recv_all(&mut b, ue, &mut at_remote);
+    assert_eq!(
+        at_remote.iter().map(|g| g.0.clone()).collect::<Vec<_>>(),
+        vec![b"answer".to_vec()]
+    );
+    let mut at_other = Vec::new();
+    recv_all(&mut b, other_port, &mut at_other);
+    assert!(at_other.is_empty());
+    assert!(!b.has(|e| matches!(e, Event::Latched { .. })));
+}

@@ -549,9 +549,10 @@ impl<P: Port> Worker<P> {
                 o.gate_dropped += 1;
                 continue;
             }
-            let new_source = a.peer != Some(src);
-            // A plain leg latches (or relatches) on any datagram; a DTLS leg latches its first
-            // source for the handshake and relatches only once a datagram authenticates.
+            // A gated leg keeps sending to its Remote. A latching plain leg latches (or
+            // relatches) on any datagram; a latching DTLS leg latches its first source for the
+            // handshake and relatches only once a datagram authenticates.
+            let new_source = a.accept == Accept::Latch && a.peer != Some(src);
             if new_source && (a.dtls_config.is_none() || !a.latched) {
                 a.peer = Some(src);
                 a.latched = true;
@@ -606,7 +607,7 @@ impl<P: Port> Worker<P> {
                 _ => {}
             }
             if plain > 0 {
-                if a.peer != Some(src) {
+                if new_source && a.peer != Some(src) {
                     // Authenticated from a new address: the UE moved (NAT rebinding).
                     a.peer = Some(src);
                     o.latched = Some(src);
