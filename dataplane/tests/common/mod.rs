@@ -307,14 +307,15 @@ pub fn inject(b: &mut Bed, frames: &[Vec<u8>]) -> usize {
 /// binary installs it with `#[global_allocator] static GLOBAL: Counting = Counting;`.
 pub struct Counting;
 
-static ALLOCS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+// Per thread: tests of one binary run in parallel, each counting only its own.
+thread_local!(static ALLOCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
 thread_local!(static WATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
 
 // SAFETY: forwards to the system allocator unchanged; only counts while watching.
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
         if WATCHING.with(|w| w.get()) {
-            ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ALLOCS.with(|a| a.set(a.get() + 1));
         }
         // SAFETY: same contract as the caller's.
         unsafe { std::alloc::System.alloc(l) }
@@ -325,7 +326,7 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
         if WATCHING.with(|w| w.get()) {
-            ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ALLOCS.with(|a| a.set(a.get() + 1));
         }
         // SAFETY: same contract as the caller's.
         unsafe { std::alloc::System.realloc(p, l, n) }
@@ -336,9 +337,9 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
 /// installed).
 pub fn allocations<R>(watch: bool, f: impl FnOnce() -> R) -> (R, usize) {
     WATCHING.with(|w| w.set(watch));
-    let before = ALLOCS.load(std::sync::atomic::Ordering::Relaxed);
+    let before = ALLOCS.with(|a| a.get());
     let r = f();
-    let n = ALLOCS.load(std::sync::atomic::Ordering::Relaxed) - before;
+    let n = ALLOCS.with(|a| a.get()) - before;
     WATCHING.with(|w| w.set(false));
     (r, n)
 }
