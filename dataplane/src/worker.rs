@@ -478,50 +478,21 @@ impl<P: Port> Worker<P> {
 
     /// A gratuitous ARP request for each of our addresses.
     fn announce(&mut self) {
-        use smoltcp::phy::{Device, TxToken};
-        use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol};
-        let mac = EthernetAddress(self.device.port().mac());
-        for c in &self.cfg.addresses {
-            let ip = c.address();
-            let Some(tx) = self.device.transmit(Instant::ZERO) else {
+        for i in 0..self.cfg.addresses.len() {
+            let ip = self.cfg.addresses[i].address();
+            if !self.arp_request(ip, ip) {
                 return;
-            };
-            let arp = ArpRepr::EthernetIpv4 {
-                operation: ArpOperation::Request,
-                source_hardware_addr: mac,
-                source_protocol_addr: ip,
-                target_hardware_addr: EthernetAddress([0; 6]),
-                target_protocol_addr: ip,
-            };
-            tx.consume(14 + arp.buffer_len(), |buf| {
-                let mut frame = EthernetFrame::new_unchecked(buf);
-                frame.set_src_addr(mac);
-                frame.set_dst_addr(EthernetAddress::BROADCAST);
-                frame.set_ethertype(EthernetProtocol::Arp);
-                arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
-            });
+            }
         }
     }
 
-    /// Asks for the MAC of the next hop towards `remote` now, with our own ARP request:
-    /// smoltcp sends one request per second per interface and only once something waits, so
-    /// a leg's first datagrams could wait a second (and a burst overflow its queue) behind
-    /// another leg's resolution. The reply fills smoltcp's cache like any ARP for us.
-    fn resolve(&mut self, remote: Ipv4Addr) {
+    /// Broadcasts an ARP request from `source` for `target`; false if the port had no room.
+    fn arp_request(&mut self, source: Ipv4Address, target: Ipv4Address) -> bool {
         use smoltcp::phy::{Device, TxToken};
         use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol};
-        let on_link = self.cfg.addresses.iter().find(|c| c.contains_addr(&remote));
-        let (source, target) = match (on_link, self.cfg.gateway) {
-            (Some(c), _) => (c.address(), remote),
-            (None, Some(gw)) => match self.cfg.addresses.iter().find(|c| c.contains_addr(&gw)) {
-                Some(c) => (c.address(), gw),
-                None => return,
-            },
-            (None, None) => return,
-        };
         let mac = EthernetAddress(self.device.port().mac());
         let Some(tx) = self.device.transmit(Instant::ZERO) else {
-            return;
+            return false;
         };
         let arp = ArpRepr::EthernetIpv4 {
             operation: ArpOperation::Request,
@@ -537,6 +508,24 @@ impl<P: Port> Worker<P> {
             frame.set_ethertype(EthernetProtocol::Arp);
             arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
         });
+        true
+    }
+
+    /// Asks for the MAC of the next hop towards `remote` now, with our own ARP request:
+    /// smoltcp sends one request per second per interface and only once something waits, so
+    /// a leg's first datagrams could wait a second (and a burst overflow its queue) behind
+    /// another leg's resolution. The reply fills smoltcp's cache like any ARP for us.
+    fn resolve(&mut self, remote: Ipv4Addr) {
+        let on_link = self.cfg.addresses.iter().find(|c| c.contains_addr(&remote));
+        let (source, target) = match (on_link, self.cfg.gateway) {
+            (Some(c), _) => (c.address(), remote),
+            (None, Some(gw)) => match self.cfg.addresses.iter().find(|c| c.contains_addr(&gw)) {
+                Some(c) => (c.address(), gw),
+                None => return,
+            },
+            (None, None) => return,
+        };
+        self.arp_request(source, target);
     }
 
     fn emit(&mut self, ev: Event) {
@@ -810,16 +799,25 @@ impl<P: Port> Worker<P> {
         }
     }
 
+    /// Whether a new leg for `key` may take `local`; the refusal is reported.
+    fn admit(&mut self, key: TerminationKey, local: SocketAddrV4) -> bool {
+        let reason = if self.keys.contains_key(&key) {
+            Rejection::AlreadyStarted
+        } else if !self.table.serves(*local.ip()) {
+            Rejection::NotLocal
+        } else if self.live_legs >= self.cfg.max_legs {
+            Rejection::LegTableFull
+        } else {
+            return true;
+        };
+        self.emit(Event::Rejected { key, reason });
+        false
+    }
+
     fn reserve(&mut self, key: TerminationKey, local: SocketAddrV4, now: Instant) {
         let reject = |w: &mut Self, reason| w.emit(Event::Rejected { key, reason });
-        if self.keys.contains_key(&key) {
-            return reject(self, Rejection::AlreadyStarted);
-        }
-        if !self.table.serves(*local.ip()) {
-            return reject(self, Rejection::NotLocal);
-        }
-        if self.live_legs >= self.cfg.max_legs {
-            return reject(self, Rejection::LegTableFull);
+        if !self.admit(key, local) {
+            return;
         }
         let idx = match self.free.pop() {
             Some(i) => i,

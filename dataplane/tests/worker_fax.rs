@@ -48,6 +48,25 @@ fn pump(ue: &mut DtlsPeer, b: &mut Bed) -> bool {
     ue.pump(&mut b.host.sockets, now)
 }
 
+/// Starts (or updates) a UDP leg with no idle timer.
+fn start_leg(
+    b: &mut Bed,
+    key: TerminationKey,
+    remote: Option<SocketAddrV4>,
+    accept: Accept,
+    relatch: bool,
+    dtls: Option<DtlsConfig>,
+) {
+    b.send(Command::StartDatagram {
+        key,
+        remote,
+        accept,
+        relatch,
+        timers: no_idle(),
+        dtls,
+    });
+}
+
 fn no_idle() -> LegTimers {
     LegTimers {
         idle: None,
@@ -456,22 +475,15 @@ fn gate_drops_other_sources_and_latching_follows_the_first() {
         key: call.t2,
         local: call.core,
     });
-    b.send(Command::StartDatagram {
-        key: call.t2,
-        remote: Some(call.far),
-        accept: Accept::Gate(*call.far.ip()),
-        relatch: false,
-        timers: no_idle(),
-        dtls: None,
-    });
-    b.send(Command::StartDatagram {
-        key: call.t1,
-        remote: None,
-        accept: Accept::Latch,
-        relatch: false,
-        timers: no_idle(),
-        dtls: None,
-    });
+    start_leg(
+        &mut b,
+        call.t2,
+        Some(call.far),
+        Accept::Gate(*call.far.ip()),
+        false,
+        None,
+    );
+    start_leg(&mut b, call.t1, None, Accept::Latch, false, None);
     b.send(Command::Join {
         a: call.t1,
         b: call.t2,
@@ -541,14 +553,7 @@ fn gate_drops_other_sources_and_latching_follows_the_first() {
     assert_eq!(c.udp_dropped, 1, "{c:?}");
 
     // With relatching, a new source (NAT rebinding) takes over.
-    b.send(Command::StartDatagram {
-        key: call.t1,
-        remote: None,
-        accept: Accept::Latch,
-        relatch: true,
-        timers: no_idle(),
-        dtls: None,
-    });
+    start_leg(&mut b, call.t1, None, Accept::Latch, true, None);
     b.host
         .sockets
         .get_mut::<udp::Socket>(intruder)
@@ -607,14 +612,14 @@ fn a_new_tls_id_is_a_new_association() {
     });
     fax_both_ways(&mut b, &mut ue, &call, far, 20);
     // The same tls-id again (a re-INVITE keeping the association): nothing restarts.
-    b.send(Command::StartDatagram {
-        key: call.t1,
-        remote: Some(call.ue),
-        accept: Accept::Gate(UE_X),
-        relatch: false,
-        timers: no_idle(),
-        dtls: Some(cfg.clone()),
-    });
+    start_leg(
+        &mut b,
+        call.t1,
+        Some(call.ue),
+        Accept::Gate(UE_X),
+        false,
+        Some(cfg.clone()),
+    );
     b.run_for(Duration::from_millis(10));
     fax_both_ways(&mut b, &mut ue, &call, far, 20);
     let established = |b: &Bed| {
@@ -632,14 +637,14 @@ fn a_new_tls_id_is_a_new_association() {
         Some("t38-2"),
     )
     .unwrap();
-    b.send(Command::StartDatagram {
-        key: call.t1,
-        remote: Some(call.ue),
-        accept: Accept::Gate(UE_X),
-        relatch: false,
-        timers: no_idle(),
-        dtls: Some(next),
-    });
+    start_leg(
+        &mut b,
+        call.t1,
+        Some(call.ue),
+        Accept::Gate(UE_X),
+        false,
+        Some(next),
+    );
     b.run_for(Duration::from_millis(5));
     let mut ue2 = DtlsPeer::new(
         (**ids.ue.dtls_certificate().unwrap()).clone(),
@@ -675,14 +680,7 @@ fn udp_and_tcp_legs_do_not_mix() {
         local: sa(AGW_CORE, 41000),
     });
     b.send(Command::Join { a: t1, b: t2 });
-    b.send(Command::StartDatagram {
-        key: t2,
-        remote: None,
-        accept: Accept::Latch,
-        relatch: false,
-        timers: no_idle(),
-        dtls: None,
-    });
+    start_leg(&mut b, t2, None, Accept::Latch, false, None);
     b.send(Command::ReserveDatagram {
         key: TerminationKey {
             context: 21,

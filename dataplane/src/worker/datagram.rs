@@ -159,15 +159,8 @@ impl<P: Port> Worker<P> {
         local: SocketAddrV4,
         now: Instant,
     ) {
-        let reject = |w: &mut Self, reason| w.emit(Event::Rejected { key, reason });
-        if self.keys.contains_key(&key) {
-            return reject(self, Rejection::AlreadyStarted);
-        }
-        if !self.table.serves(*local.ip()) {
-            return reject(self, Rejection::NotLocal);
-        }
-        if self.live_legs >= self.cfg.max_legs {
-            return reject(self, Rejection::LegTableFull);
+        if !self.admit(key, local) {
+            return;
         }
         let slot = match self.dgram_free.pop() {
             Some(i) => i,
@@ -179,7 +172,10 @@ impl<P: Port> Worker<P> {
         let idx = slot | DATAGRAM;
         if !self.table.bind(*local.ip(), local.port(), idx) {
             self.dgram_free.push(slot);
-            return reject(self, Rejection::AddressInUse);
+            return self.emit(Event::Rejected {
+                key,
+                reason: Rejection::AddressInUse,
+            });
         }
         let (slots, bytes) = (self.cfg.datagram_slots, self.cfg.datagram_bytes);
         let buffer =

@@ -775,7 +775,29 @@ pub fn run(a: AlgArgs) -> Result<()> {
         );
     }
     // While the UEs talk, the IMS-ALG keeps answering the MG (Notify, inactivity).
-    let end = Instant::now() + t * 3;
+    let ((x_out, x_in), (y_out, y_in)) = run_ues(&mut alg, ue_x, ue_y, t * 3)?;
+    println!("   every byte arrived: UE-X -> UE-Y {x_out} bytes, UE-Y -> UE-X {y_out} bytes");
+
+    step("--", "Release: Subtract both terminations, with statistics");
+    subtract_checked(&mut alg, ctx, [(&t1, x_in, x_out), (&t2, y_in, y_out)])?;
+    if let Some((c, _, _)) = &ue_x_tls {
+        if let Some(dir) = c.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    println!("\nALG: PASS");
+    Ok(())
+}
+
+/// Serves the MG while both UEs run; each one's (bytes_out, bytes_in) once both printed
+/// their SUMMARY, which must agree (what one sent the other received).
+fn run_ues(
+    alg: &mut Alg,
+    mut ue_x: Ue,
+    mut ue_y: Ue,
+    limit: Duration,
+) -> Result<((u64, u64), (u64, u64))> {
+    let end = Instant::now() + limit;
     let (mut sx, mut sy) = (None, None);
     while sx.is_none() || sy.is_none() {
         if Instant::now() > end {
@@ -792,32 +814,30 @@ pub fn run(a: AlgArgs) -> Result<()> {
     let (x_out, x_in) = ue_x.finish(sx.unwrap_or_default())?;
     let (y_out, y_in) = ue_y.finish(sy.unwrap_or_default())?;
     if x_out != y_in || y_out != x_in {
-        bail!("bytes lost or added: UE-X sent {x_out} received {x_in}, UE-Y sent {y_out} received {y_in}");
+        bail!(
+            "lost or added: UE-X sent {x_out} received {x_in}, UE-Y sent {y_out} received {y_in}"
+        );
     }
-    println!("   every byte arrived: UE-X -> UE-Y {x_out} bytes, UE-Y -> UE-X {y_out} bytes");
+    Ok(((x_out, x_in), (y_out, y_in)))
+}
 
-    step("--", "Release: Subtract both terminations, with statistics");
+/// Subtracts both terminations of `ctx` with statistics and checks each one's `nt/os` and
+/// `nt/or` against what its UE counted: `(termination, os, or)`.
+fn subtract_checked(alg: &mut Alg, ctx: u32, want: [(&String, u64, u64); 2]) -> Result<()> {
+    let (t1, t2) = (want[0].0, want[1].0);
     let r = alg.transact(&format!(
         "  Context = {ctx} {{\n    Subtract = {t1} {{ Audit {{ Statistics }} }},\n    Subtract = {t2} {{ Audit {{ Statistics }} }}\n  }}"
     ))?;
     check_ok(&r, "Subtract")?;
     let stats = subtract_stats(&r);
-    let want = [(t1.clone(), x_in, x_out), (t2.clone(), y_in, y_out)];
-    for (term, os, or) in &want {
-        let got = stats.iter().find(|(t, ..)| t == term);
-        match got {
-            Some((_, gos, gor)) if gos == os && gor == or => {
+    for (term, os, or) in want {
+        match stats.iter().find(|(t, ..)| t == term) {
+            Some((_, gos, gor)) if *gos == os && *gor == or => {
                 println!("   {term}: nt/os={gos} nt/or={gor} (matches the UE's count)")
             }
-            _ => bail!("statistics of {term}: got {got:?}, the UE counted os={os} or={or}"),
+            got => bail!("statistics of {term}: got {got:?}, the UE counted os={os} or={or}"),
         }
     }
-    if let Some((c, _, _)) = &ue_x_tls {
-        if let Some(dir) = c.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-    println!("\nALG: PASS");
     Ok(())
 }
 
@@ -922,44 +942,14 @@ fn fax(alg: &mut Alg, a: &AlgArgs) -> Result<()> {
             a.fax_packets
         ),
     );
-    let end = Instant::now() + t * 3;
-    let (mut sx, mut sy) = (None, None);
-    while sx.is_none() || sy.is_none() {
-        if Instant::now() > end {
-            bail!("the fax endpoints did not finish");
-        }
-        if sx.is_none() {
-            sx = ue_x.summary();
-        }
-        if sy.is_none() {
-            sy = ue_y.summary();
-        }
-        alg.serve_for(Duration::from_millis(20))?;
-    }
-    let (x_out, x_in) = ue_x.finish(sx.unwrap_or_default())?;
-    let (y_out, y_in) = ue_y.finish(sy.unwrap_or_default())?;
-    if x_out != y_in || y_out != x_in {
-        bail!("datagrams lost or added: UE-X sent {x_out} received {x_in}, UE-Y sent {y_out} received {y_in}");
-    }
+    let ((x_out, x_in), (y_out, y_in)) = run_ues(alg, ue_x, ue_y, t * 3)?;
     println!("   every packet arrived once and in order: UE-X -> UE-Y {x_out} bytes, UE-Y -> UE-X {y_out} bytes");
 
     step(
         "F10",
         "Release: Subtract both terminations, with statistics",
     );
-    let r = alg.transact(&format!(
-        "  Context = {ctx} {{\n    Subtract = {t1} {{ Audit {{ Statistics }} }},\n    Subtract = {t2} {{ Audit {{ Statistics }} }}\n  }}"
-    ))?;
-    check_ok(&r, "Subtract")?;
-    let stats = subtract_stats(&r);
-    for (term, os, or) in [(t1, x_in, x_out), (t2, y_in, y_out)] {
-        match stats.iter().find(|(t, ..)| *t == term) {
-            Some((_, gos, gor)) if *gos == os && *gor == or => {
-                println!("   {term}: nt/os={gos} nt/or={gor} (matches the UE's count)")
-            }
-            got => bail!("statistics of {term}: got {got:?}, the UE counted os={os} or={or}"),
-        }
-    }
+    subtract_checked(alg, ctx, [(&t1, x_in, x_out), (&t2, y_in, y_out)])?;
     let _ = std::fs::remove_dir_all(&dir);
     println!("\nALG: PASS");
     Ok(())
