@@ -351,48 +351,63 @@ fn worker_relay(ids: &Ids, dtls: bool, n: usize) -> f64 {
     (rig.worker_time - before).as_secs_f64() * 1e9 / (2 * n) as f64
 }
 
+/// A dimpl client (the UE) and server (the AGW) connected in memory; returns the pair and
+/// the server side's share of the time (its creation and every call made on it).
+fn connected_pair(
+    ids: &Ids,
+    cfg: &Arc<dimpl::Config>,
+    buf: &mut [u8],
+) -> (dimpl::Dtls, dimpl::Dtls, Wall) {
+    let base = std::time::Instant::now();
+    let mut c = dimpl::Dtls::new_12(Arc::clone(cfg), ids.ue_cert.clone(), base);
+    c.set_active(true);
+    let t = WallInstant::now();
+    let mut s = dimpl::Dtls::new_12(Arc::clone(cfg), ids.agw_cert.clone(), base);
+    let mut server_time = t.elapsed();
+    let (mut cc, mut sc) = (false, false);
+    let (mut to_s, mut to_c): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
+    let mut rounds = 0;
+    while !(cc && sc) {
+        rounds += 1;
+        assert!(rounds < 100, "in-memory handshake stuck");
+        c.handle_timeout(std::time::Instant::now()).unwrap();
+        for p in to_c.drain(..) {
+            c.handle_packet(&p).unwrap();
+        }
+        while let Some(o) = next(&mut c, buf) {
+            match o {
+                Out::Packet(p) => to_s.push(p),
+                Out::Connected => cc = true,
+            }
+        }
+        let t = WallInstant::now();
+        s.handle_timeout(std::time::Instant::now()).unwrap();
+        for p in to_s.drain(..) {
+            s.handle_packet(&p).unwrap();
+        }
+        while let Some(o) = next(&mut s, buf) {
+            match o {
+                Out::Packet(p) => to_c.push(p),
+                Out::Connected => sc = true,
+            }
+        }
+        server_time += t.elapsed();
+    }
+    // The server's last flight (its Finished) to the client.
+    for p in to_c.drain(..) {
+        c.handle_packet(&p).unwrap();
+    }
+    while next(&mut c, buf).is_some() {}
+    (c, s, server_time)
+}
+
 /// dimpl alone: server-side time per handshake with the client certificate required.
 fn floor_handshakes(ids: &Ids, n: usize) -> f64 {
     let cfg = Arc::new(dimpl::Config::default());
-    let mut server_time = Wall::ZERO;
     let mut buf = vec![0u8; 4096];
-    let base = std::time::Instant::now();
+    let mut server_time = Wall::ZERO;
     for _ in 0..n {
-        let mut c = dimpl::Dtls::new_12(Arc::clone(&cfg), ids.ue_cert.clone(), base);
-        c.set_active(true);
-        let t = WallInstant::now();
-        let mut s = dimpl::Dtls::new_12(Arc::clone(&cfg), ids.agw_cert.clone(), base);
-        server_time += t.elapsed();
-        let (mut cc, mut sc) = (false, false);
-        let mut to_s: Vec<Vec<u8>> = Vec::new();
-        let mut to_c: Vec<Vec<u8>> = Vec::new();
-        let mut rounds = 0;
-        while !(cc && sc) {
-            rounds += 1;
-            assert!(rounds < 100, "floor handshake stuck");
-            c.handle_timeout(std::time::Instant::now()).unwrap();
-            for p in to_c.drain(..) {
-                c.handle_packet(&p).unwrap();
-            }
-            while let Some(o) = next(&mut c, &mut buf) {
-                match o {
-                    Out::Packet(p) => to_s.push(p),
-                    Out::Connected => cc = true,
-                }
-            }
-            let t = WallInstant::now();
-            s.handle_timeout(std::time::Instant::now()).unwrap();
-            for p in to_s.drain(..) {
-                s.handle_packet(&p).unwrap();
-            }
-            while let Some(o) = next(&mut s, &mut buf) {
-                match o {
-                    Out::Packet(p) => to_c.push(p),
-                    Out::Connected => sc = true,
-                }
-            }
-            server_time += t.elapsed();
-        }
+        server_time += connected_pair(ids, &cfg, &mut buf).2;
     }
     server_time.as_secs_f64() * 1e9 / n as f64
 }
@@ -416,39 +431,8 @@ fn next(d: &mut dimpl::Dtls, buf: &mut [u8]) -> Option<Out> {
 /// dimpl alone: time per datagram to encrypt one, and to decrypt one (connected pair).
 fn floor_records(ids: &Ids, n: usize) -> (f64, f64) {
     let cfg = Arc::new(dimpl::Config::default());
-    let base = std::time::Instant::now();
     let mut buf = vec![0u8; 4096];
-    let mut c = dimpl::Dtls::new_12(Arc::clone(&cfg), ids.ue_cert.clone(), base);
-    c.set_active(true);
-    let mut s = dimpl::Dtls::new_12(Arc::clone(&cfg), ids.agw_cert.clone(), base);
-    let (mut to_s, mut to_c): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
-    let (mut cc, mut sc) = (false, false);
-    while !(cc && sc) {
-        c.handle_timeout(std::time::Instant::now()).unwrap();
-        s.handle_timeout(std::time::Instant::now()).unwrap();
-        for p in to_c.drain(..) {
-            c.handle_packet(&p).unwrap();
-        }
-        while let Some(o) = next(&mut c, &mut buf) {
-            match o {
-                Out::Packet(p) => to_s.push(p),
-                Out::Connected => cc = true,
-            }
-        }
-        for p in to_s.drain(..) {
-            s.handle_packet(&p).unwrap();
-        }
-        while let Some(o) = next(&mut s, &mut buf) {
-            match o {
-                Out::Packet(p) => to_c.push(p),
-                Out::Connected => sc = true,
-            }
-        }
-    }
-    for p in to_c.drain(..) {
-        c.handle_packet(&p).unwrap();
-    }
-    while next(&mut c, &mut buf).is_some() {}
+    let (mut c, mut s, _) = connected_pair(ids, &cfg, &mut buf);
     let payload = vec![0x5a; DATAGRAM];
     let (mut enc, mut dec) = (Wall::ZERO, Wall::ZERO);
     let mut record = Vec::with_capacity(2048);

@@ -1351,18 +1351,23 @@ impl<P: Port> Worker<P> {
                 next = next.min(ceil_ms(leg.last_payload + idle));
             }
         }
-        let now_ms = now.total_millis();
-        if next <= now_ms {
-            // Still due (the port took no more frames): serve again next poll.
-            next = now_ms + 1;
-        }
-        // Only an earlier deadline needs a new wheel entry: when the armed one fires, the leg
-        // is served and re-armed for whatever it then needs. This keeps one live entry per
-        // leg and few stale ones, so the wheel stops growing once warm.
-        if next < leg.armed_ms {
-            leg.armed_ms = next;
-            self.wheel.insert(idx, next);
-        }
+        arm(&mut self.wheel, &mut leg.armed_ms, idx, next, now);
+    }
+}
+
+/// Arms a leg's next deadline (ms; `NO_DEADLINE` for none) in the wheel. One already due
+/// (the port took no more frames) is served again next poll. Only an earlier deadline needs
+/// a new wheel entry: when the armed one fires, the leg is served and re-armed for whatever
+/// it then needs. This keeps one live entry per leg and few stale ones, so the wheel stops
+/// growing once warm.
+fn arm(wheel: &mut TimerWheel, armed_ms: &mut i64, idx: u32, mut next: i64, now: Instant) {
+    let now_ms = now.total_millis();
+    if next <= now_ms {
+        next = now_ms + 1;
+    }
+    if next < *armed_ms {
+        *armed_ms = next;
+        wheel.insert(idx, next);
     }
 }
 

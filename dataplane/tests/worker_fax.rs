@@ -34,6 +34,15 @@ fn udp_socket(b: &mut Bed, at: SocketAddrV4) -> SocketHandle {
     b.host.sockets.add(s)
 }
 
+/// One datagram from a host socket.
+fn send_from(b: &mut Bed, from: SocketHandle, data: &[u8], to: SocketAddrV4) {
+    b.host
+        .sockets
+        .get_mut::<udp::Socket>(from)
+        .send_slice(data, ep(to))
+        .unwrap();
+}
+
 fn recv_all(b: &mut Bed, h: SocketHandle, into: &mut Vec<(Vec<u8>, SocketAddrV4)>) {
     let s = b.host.sockets.get_mut::<udp::Socket>(h);
     while let Ok((d, meta)) = s.recv() {
@@ -495,33 +504,13 @@ fn gate_drops_other_sources_and_latching_follows_the_first() {
     b.run_for(Duration::from_millis(5));
     // The core side before anything latched: nowhere to send it. (The waits cover the
     // host's one ARP request per second.)
-    b.host
-        .sockets
-        .get_mut::<udp::Socket>(far)
-        .send_slice(b"early", ep(call.core))
-        .unwrap();
+    send_from(&mut b, far, b"early", call.core);
     b.run_for(Duration::from_millis(1100));
-    b.host
-        .sockets
-        .get_mut::<udp::Socket>(nat)
-        .send_slice(b"first", ep(call.access))
-        .unwrap();
+    send_from(&mut b, nat, b"first", call.access);
     b.run_for(Duration::from_millis(1100));
-    b.host
-        .sockets
-        .get_mut::<udp::Socket>(intruder)
-        .send_slice(b"second source", ep(call.access))
-        .unwrap();
-    b.host
-        .sockets
-        .get_mut::<udp::Socket>(far_spoof)
-        .send_slice(b"not the core", ep(call.core))
-        .unwrap();
-    b.host
-        .sockets
-        .get_mut::<udp::Socket>(far)
-        .send_slice(b"reply", ep(call.core))
-        .unwrap();
+    send_from(&mut b, intruder, b"second source", call.access);
+    send_from(&mut b, far_spoof, b"not the core", call.core);
+    send_from(&mut b, far, b"reply", call.core);
     b.run_for(Duration::from_millis(1100));
     assert!(
         b.has(|e| *e
@@ -554,17 +543,9 @@ fn gate_drops_other_sources_and_latching_follows_the_first() {
 
     // With relatching, a new source (NAT rebinding) takes over.
     start_leg(&mut b, call.t1, None, Accept::Latch, true, None);
-    b.host
-        .sockets
-        .get_mut::<udp::Socket>(intruder)
-        .send_slice(b"rebound", ep(call.access))
-        .unwrap();
+    send_from(&mut b, intruder, b"rebound", call.access);
     b.run_for(Duration::from_millis(5));
-    b.host
-        .sockets
-        .get_mut::<udp::Socket>(far)
-        .send_slice(b"to the new one", ep(call.core))
-        .unwrap();
+    send_from(&mut b, far, b"to the new one", call.core);
     b.run_for(Duration::from_millis(5));
     recv_all(&mut b, intruder, &mut none);
     assert_eq!(
@@ -584,11 +565,7 @@ fn idle_legs_end_and_report() {
     call.start(&mut b, None, Accept::Gate(UE_X), timers);
     let ue = udp_socket(&mut b, call.ue);
     b.run_for(Duration::from_secs(2));
-    b.host
-        .sockets
-        .get_mut::<udp::Socket>(ue)
-        .send_slice(b"page", ep(call.access))
-        .unwrap();
+    send_from(&mut b, ue, b"page", call.access);
     b.run_for(Duration::from_secs(2));
     // T2 heard nothing itself but carried the datagram: both were active 2 s ago.
     assert!(!b.has(|e| matches!(e, Event::Closed { .. })));
@@ -826,17 +803,9 @@ fn a_gated_leg_keeps_sending_to_its_remote_port() {
     let far = udp_socket(&mut b, call.far);
     b.run_for(Duration::from_millis(5));
     // From the gated address but another port: taken (the gate is by address) ...
-    b.host
-        .sockets
-        .get_mut::<udp::Socket>(other_port)
-        .send_slice(b"from another port", ep(call.access))
-        .unwrap();
+    send_from(&mut b, other_port, b"from another port", call.access);
     b.run_for(Duration::from_millis(1100));
-    b.host
-        .sockets
-        .get_mut::<udp::Socket>(far)
-        .send_slice(b"answer", ep(call.core))
-        .unwrap();
+    send_from(&mut b, far, b"answer", call.core);
     b.run_for(Duration::from_millis(1100));
     let mut got = Vec::new();
     recv_all(&mut b, far, &mut got);

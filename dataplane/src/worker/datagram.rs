@@ -667,14 +667,7 @@ impl<P: Port> Worker<P> {
                 next = next.min(ceil_ms(leg.last_payload + idle));
             }
         }
-        let now_ms = now.total_millis();
-        if next <= now_ms {
-            next = now_ms + 1;
-        }
-        if next < leg.armed_ms {
-            leg.armed_ms = next;
-            self.wheel.insert(idx, next);
-        }
+        super::arm(&mut self.wheel, &mut leg.armed_ms, idx, next, now);
     }
 }
 
