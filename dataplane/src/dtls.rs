@@ -68,6 +68,7 @@ impl std::fmt::Debug for DtlsConfig {
     }
 }
 
+/// Equal configs are the same association: a start with an equal one keeps the session.
 impl PartialEq for DtlsConfig {
     fn eq(&self, o: &Self) -> bool {
         Arc::ptr_eq(&self.certificate, &o.certificate)
@@ -101,15 +102,11 @@ impl DtlsConfig {
             association: association.map(Into::into),
         })
     }
-
-    /// Same association as `o` (the session may continue).
-    pub fn same_association(&self, o: &DtlsConfig) -> bool {
-        self == o
-    }
 }
 
-/// The worker clock as the `std::time::Instant` dimpl wants (also for test peers): one process-wide origin plus the
-/// worker's microseconds (virtual in tests, monotonic in production).
+/// The worker clock as the `std::time::Instant` dimpl wants (also for test peers): one
+/// process-wide origin plus the worker's microseconds (virtual in tests, monotonic in
+/// production).
 pub fn to_std(now: Instant) -> std::time::Instant {
     static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
     let origin = *ORIGIN.get_or_init(std::time::Instant::now);
@@ -177,10 +174,6 @@ impl DtlsSession {
 
     pub fn is_connected(&self) -> bool {
         self.connected && self.failed.is_none()
-    }
-
-    pub fn failure(&self) -> Option<TlsFailure> {
-        self.failed
     }
 
     /// When the session next needs `step` without a datagram (a retransmission).

@@ -252,7 +252,7 @@ impl<P: Port> Worker<P> {
             leg.latched = matches!(spec.accept, Accept::Gate(_));
         }
         let restart = match (&leg.dtls_config, &spec.dtls) {
-            (Some(old), Some(new)) => !old.same_association(new),
+            (Some(old), Some(new)) => old != new,
             (None, Some(_)) => true,
             (_, None) => false,
         };
