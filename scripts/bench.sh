@@ -76,7 +76,7 @@ RESULTS=$WORK/results.tsv
 row() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 
 echo "== build"
-cargo build --release -p control --bin imsagw --bin imsagw-sim
+cargo build --release -p imsagw -p sim
 BIN=target/release/imsagw
 SIM=target/release/imsagw-sim
 

@@ -67,7 +67,7 @@ BIN=target/release/imsagw
 
 section "Install system packages if missing and build imsagw and imsagw-sim (release)"
 bash scripts/setup.sh
-cargo build --release -p control --bin imsagw --bin imsagw-sim
+cargo build --release -p imsagw -p sim
 SIM=target/release/imsagw-sim
 
 section "Create the UE hosts: namespaces $UEX ($UEX_IP) and $UEY ($UEY_IP), bridged in $LAN"

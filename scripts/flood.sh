@@ -65,7 +65,7 @@ fail() {
 }
 
 bash scripts/setup.sh >/dev/null
-cargo build --release -p control --bin imsagw --bin imsagw-sim
+cargo build --release -p imsagw -p sim
 BIN=target/release/imsagw
 SIM=target/release/imsagw-sim
 ue_hosts_create

@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-target/debian}
 
-cargo build --release -p control --bin imsagw >&2
+cargo build --release -p imsagw >&2
 BIN=target/release/imsagw
-VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' control/Cargo.toml | head -1)
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' control/imsagw/Cargo.toml | head -1)
 ARCH=$(dpkg --print-architecture)
 
 ROOT=$(mktemp -d)

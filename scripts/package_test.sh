@@ -39,7 +39,7 @@ done
 systemd-analyze verify "$UNIT" || fail "systemd-analyze verify $UNIT"
 
 echo "== start the service"
-cargo build --release -p control --bin imsagw-sim >&2
+cargo build --release -p sim >&2
 if [ -d /run/systemd/system ]; then
   systemctl start imsagw
   PID=$(systemctl show -p MainPID --value imsagw)

@@ -50,7 +50,7 @@ if [ -n "${BIN_DIR:-}" ]; then
   BIN=$BIN_DIR/imsagw
   SIM=$BIN_DIR/imsagw-sim
 else
-  cargo build --release -p control --bin imsagw --bin imsagw-sim
+  cargo build --release -p imsagw -p sim
   BIN=target/release/imsagw
   SIM=target/release/imsagw-sim
 fi

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use control::h248::ast::*;
-use control::h248::decode;
 use control::mg::{MgConfig, Realm};
 use control::plane::ControlPlane;
 use control::registration::RegistrationConfig;
 use control::transaction::TransactionTimers;
 use dataplane::contract::{rings, Command as Dp, Event, LegStats, ReleaseCause};
+use h248::ast::*;
+use h248::decode;
 
 fn pin(core: usize) {
     core_affinity::set_for_current(core_affinity::CoreId { id: core });

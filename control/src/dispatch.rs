@@ -6,9 +6,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::h248::ast::*;
-use crate::h248::{decode, encode_into, Form};
 use crate::transaction::{Disposition, Millis, ReplyCache};
+use h248::ast::*;
+use h248::{decode, encode_into, Form};
 
 /// Carries out one transaction request and says what to reply. `None` defers the reply: the
 /// executor hands it back later through [`Dispatcher::complete`] (a Subtract waiting for the

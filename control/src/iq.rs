@@ -5,8 +5,8 @@
 
 use dataplane::tls::Fingerprint;
 
-use crate::h248::ast::Text;
-use crate::h248::sdp::{SdpGroups, SdpValue};
+use h248::ast::Text;
+use h248::sdp::{SdpGroups, SdpValue};
 
 /// Package items whose names we could not confirm from TS 29.334, H.248.89 or H.248.90
 /// (protocol-digest.md 3.0 and 3.6). They are used as written here and nowhere else, so they

@@ -22,10 +22,10 @@ use dataplane::dtls::DtlsConfig;
 use dataplane::tls::{HashAlg, Identity, TlsConfig, TlsFailure};
 
 use crate::dispatch::Executor;
-use crate::h248::ast::*;
-use crate::h248::sdp::{SdpGroups, SdpLine, SdpSession, SdpValue};
 use crate::iq::{self, tcp_media, unconfirmed, we_are_dtls_client, we_connect, TcpMedia};
 use crate::transaction::Millis;
+use h248::ast::*;
+use h248::sdp::{SdpGroups, SdpLine, SdpSession, SdpValue};
 
 /// A Notify the MG owes the ALG: an armed event was observed on a termination.
 #[derive(Debug, Clone, PartialEq, Eq)]

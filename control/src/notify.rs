@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::h248::ast::*;
-use crate::h248::{encode, Form};
 use crate::mg::Notification;
 use crate::transaction::{Millis, Outgoing, Outstanding, TransactionTimers};
+use h248::ast::*;
+use h248::{encode, Form};
 
 /// Our Notify transaction IDs start here, apart from registration's, so a reply finds its
 /// owner by its ID alone.
@@ -195,7 +195,7 @@ pub fn timestamp(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::h248::decode;
+    use h248::decode;
     use std::time::Duration;
 
     #[test]

@@ -420,7 +420,7 @@ impl ControlPlane {
                 // is given up and contact is lost.
                 self.mgc_active_at = now;
                 let n = crate::mg::Notification {
-                    context: crate::h248::ast::ContextId::Null,
+                    context: h248::ast::ContextId::Null,
                     termination: "ROOT".into(),
                     request_id: rid,
                     event: crate::iq::unconfirmed::INACTIVITY,

@@ -8,9 +8,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::h248::ast::*;
-use crate::h248::{encode, Form};
 use crate::transaction::{Millis, Outgoing, Outstanding, TransactionTimers};
+use h248::ast::*;
+use h248::{encode, Form};
 
 /// The default H.248 text port (H.248.1 D.1).
 pub const H248_TEXT_PORT: u16 = 2944;
@@ -327,7 +327,7 @@ pub fn mid_address(m: &MId) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::h248::decode;
+    use h248::decode;
 
     fn mgc(n: u8) -> SocketAddr {
         SocketAddr::new(IpAddr::from([198, 51, 100, n]), 2944)

@@ -356,8 +356,8 @@ fn frame_len(h: &[u8]) -> Result<usize, TpktError> {
 mod tests {
     use super::*;
     use crate::dispatch::Dispatcher;
-    use crate::h248::ast::*;
     use crate::transaction::{ReplyCache, TransactionTimers};
+    use h248::ast::*;
 
     struct Echo(u32);
     impl Executor for Echo {

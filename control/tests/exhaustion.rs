@@ -7,10 +7,10 @@
 use std::net::SocketAddr;
 
 use control::dispatch::Dispatcher;
-use control::h248::ast::*;
 use control::mg::{DataPlane, Mg, MgConfig, Realm};
 use control::transaction::{ReplyCache, TransactionTimers};
 use dataplane::contract::{Command as Dp, Event, Rejection, TerminationKey};
+use h248::ast::*;
 
 /// A worker's rings that can be made full.
 #[derive(Default)]

@@ -7,11 +7,11 @@
 use std::net::SocketAddr;
 
 use control::dispatch::Dispatcher;
-use control::h248::ast::*;
 use control::mg::{DataPlane, Mg, MgConfig, Realm};
 use control::transaction::{ReplyCache, TransactionTimers};
 use dataplane::contract::{Accept, Command as Dp, Event, LegStats, ReleaseCause};
 use dataplane::tls::{HashAlg, Identity, TlsFailure};
+use h248::ast::*;
 
 #[derive(Default)]
 struct Recorder(Vec<Dp>);

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 
 use control::dispatch::Dispatcher;
-use control::h248::ast::*;
 use control::mg::{DataPlane, Mg, MgConfig, Realm};
 use control::transaction::{ReplyCache, TransactionTimers};
 use dataplane::contract::{
@@ -13,6 +12,7 @@ use dataplane::contract::{
     ReleaseCause, Violation,
 };
 use dataplane::framing::{BfcpCounters, MsrpCounters, MsrpViolation};
+use h248::ast::*;
 
 #[derive(Default)]
 struct Recorder(Vec<Dp>);
@@ -92,7 +92,7 @@ fn modify(
 
 /// The context and termination of an Add reply.
 fn added(reply: &str) -> (u32, String) {
-    let m = control::h248::decode(reply.as_bytes()).unwrap();
+    let m = h248::decode(reply.as_bytes()).unwrap();
     let MessageBody::Transactions(ts) = m.body else {
         panic!("{reply}")
     };

@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 
 use control::dispatch::Dispatcher;
-use control::h248::ast::*;
 use control::mg::{DataPlane, Mg, MgConfig, Realm};
 use control::transaction::{ReplyCache, TransactionTimers};
 use dataplane::contract::{Command as Dp, Event};
 use dataplane::tls::{HashAlg, Identity, TlsConfig, TlsFailure};
+use h248::ast::*;
 
 #[derive(Default)]
 struct Recorder(Vec<Dp>);

@@ -7,21 +7,21 @@
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
-use control::h248::ast::*;
-use control::h248::decode;
 use control::mg::{MgConfig, Realm};
 use control::plane::ControlPlane;
 use control::registration::RegistrationConfig;
 use control::transaction::TransactionTimers;
 use dataplane::clock::{Clock, VirtualClock};
 use dataplane::contract::{rings, LegTimers};
-use dataplane::memlink::{MemLink, MemLinkConfig, MemPort};
-use dataplane::testbed::{Host, PatternChecker, PatternSender};
 use dataplane::worker::{Worker, WorkerConfig};
+use h248::ast::*;
+use h248::decode;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Cidr};
+use testbed::memlink::{MemLink, MemLinkConfig, MemPort};
+use testbed::{Host, PatternChecker, PatternSender};
 
 const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
 const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);

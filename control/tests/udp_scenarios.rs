@@ -9,8 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use control::h248::ast::*;
-use control::h248::decode;
 use control::mg::{MgConfig, Realm};
 use control::plane::ControlPlane;
 use control::registration::RegistrationConfig;
@@ -18,6 +16,8 @@ use control::transaction::TransactionTimers;
 use dataplane::contract::{
     rings, Command as Dp, Event, LegRole, LegStats, ReleaseCause, WorkerEnd,
 };
+use h248::ast::*;
+use h248::decode;
 
 struct Harness {
     alg: UdpSocket,

@@ -17,14 +17,14 @@ use std::time::{Duration as Wall, Instant as WallInstant};
 use dataplane::clock::{Clock, VirtualClock};
 use dataplane::contract::*;
 use dataplane::dtls::DtlsConfig;
-use dataplane::memlink::{MemLink, MemLinkConfig, MemPort};
-use dataplane::testbed::{DtlsPeer, Host};
 use dataplane::tls::{HashAlg, Identity};
 use dataplane::worker::{Worker, WorkerConfig};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
 use smoltcp::time::Duration;
 use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, Ipv4Cidr};
+use testbed::memlink::{MemLink, MemLinkConfig, MemPort};
+use testbed::{DtlsPeer, Host};
 
 const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
 const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);

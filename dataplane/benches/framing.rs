@@ -13,14 +13,14 @@ use std::time::Instant as Wall;
 use dataplane::clock::{Clock, VirtualClock};
 use dataplane::contract::*;
 use dataplane::framing::msrp::{MsrpFramer, MsrpLimits};
-use dataplane::framing::sample::{msrp_stream, MsrpShape};
 use dataplane::framing::FramingLimits;
-use dataplane::memlink::{MemLink, MemLinkConfig};
-use dataplane::testbed::Host;
 use dataplane::worker::{Worker, WorkerConfig};
 use smoltcp::iface::SocketHandle;
 use smoltcp::time::Duration;
 use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Cidr};
+use testbed::framing_sample::{msrp_stream, MsrpShape};
+use testbed::memlink::{MemLink, MemLinkConfig};
+use testbed::Host;
 
 const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
 const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);

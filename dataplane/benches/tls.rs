@@ -16,8 +16,6 @@ use std::time::{Duration as Wall, Instant as WallInstant};
 
 use dataplane::clock::{Clock, VirtualClock};
 use dataplane::contract::*;
-use dataplane::memlink::{MemLink, MemLinkConfig, MemPort};
-use dataplane::testbed::Host;
 use dataplane::tls::{HashAlg, Identity, TlsConfig, TlsSession};
 use dataplane::worker::{Worker, WorkerConfig};
 use rustls::pki_types::ServerName;
@@ -25,6 +23,8 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Cidr};
+use testbed::memlink::{MemLink, MemLinkConfig, MemPort};
+use testbed::Host;
 
 const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
 const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);

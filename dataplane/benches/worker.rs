@@ -20,14 +20,14 @@ use std::time::Instant as Wall;
 
 use dataplane::clock::{Clock, VirtualClock};
 use dataplane::contract::*;
-use dataplane::hostile::{Aim, HostileFrames};
-use dataplane::memlink::{MemLink, MemLinkConfig, MemPort};
-use dataplane::port::{Burst, PacketBuf, Port};
-use dataplane::rng::SplitMix64;
-use dataplane::testbed::Farm;
 use dataplane::worker::{Worker, WorkerConfig};
+use port::{Burst, PacketBuf, Port};
 use smoltcp::time::Duration;
 use smoltcp::wire::Ipv4Cidr;
+use testbed::hostile::{Aim, HostileFrames};
+use testbed::memlink::{MemLink, MemLinkConfig, MemPort};
+use testbed::rng::SplitMix64;
+use testbed::Farm;
 
 const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
 const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);

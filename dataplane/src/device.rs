@@ -6,7 +6,7 @@ use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
 use crate::capture::CaptureTap;
-use crate::port::{Burst, PacketBuf, Port};
+use port::{Burst, PacketBuf, Port};
 
 /// Counters of the adapter's own decisions.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

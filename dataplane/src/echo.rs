@@ -8,7 +8,7 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 use crate::device::{DeviceStats, SmolDevice};
-use crate::port::Port;
+use port::Port;
 
 #[derive(Debug, Clone)]
 pub struct EchoConfig {

@@ -6,7 +6,7 @@ use smoltcp::iface::{Interface, SocketSet};
 use smoltcp::time::Instant;
 
 use crate::device::SmolDevice;
-use crate::port::Port;
+use port::Port;
 
 /// Gives `frame` to the sockets in `set` (an empty set answers ARP, ICMP and RSTs). Returns
 /// false if the device had no room to stage it.

@@ -24,9 +24,9 @@ use crate::demux::{classify, FrameClass, PortTable};
 use crate::device::SmolDevice;
 use crate::framing::{Framer, Framing, FramingLimits, Violation};
 use crate::legpoll::{self, ceil_ms};
-use crate::port::{Burst, PacketBuf, Port};
 use crate::tls::{TlsConfig, TlsFailure, TlsSession, PLAINTEXT_LIMIT};
 use crate::wheel::TimerWheel;
+use port::{Burst, PacketBuf, Port};
 
 mod datagram;
 pub use datagram::DTLS_1_2;

@@ -4,9 +4,9 @@
 
 use dataplane::framing::bfcp::{BfcpFramer, BfcpLimits, BfcpViolation};
 use dataplane::framing::msrp::{MsrpFramer, MsrpLimits, MsrpViolation};
-use dataplane::framing::sample::{bfcp_stream, msrp_stream, rfc_4975_examples, MsrpShape};
-use dataplane::rng::SplitMix64;
 use proptest::prelude::*;
+use testbed::framing_sample::{bfcp_stream, msrp_stream, rfc_4975_examples, MsrpShape};
+use testbed::rng::SplitMix64;
 
 fn unlimited_msrp() -> MsrpLimits {
     MsrpLimits {

@@ -3,11 +3,11 @@
 //! of virtual time, and the same seed must give the same run.
 
 use dataplane::clock::{Clock, VirtualClock};
-use dataplane::memlink::{Faults, MemLink, MemLinkConfig, MemPort};
-use dataplane::testbed::{Host, PatternChecker, PatternSender};
 use smoltcp::socket::tcp::{self, CongestionControl};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, Ipv4Address, Ipv4Cidr};
+use testbed::memlink::{Faults, MemLink, MemLinkConfig, MemPort};
+use testbed::{Host, PatternChecker, PatternSender};
 
 const MB: u64 = 1_000_000;
 

@@ -4,9 +4,9 @@
 mod common;
 
 use common::*;
-use dataplane::memlink::Faults;
-use dataplane::testbed::{PatternChecker, PatternSender};
 use smoltcp::time::Duration;
+use testbed::memlink::Faults;
+use testbed::{PatternChecker, PatternSender};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;

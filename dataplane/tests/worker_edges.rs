@@ -5,11 +5,11 @@ mod common;
 
 use common::*;
 use dataplane::contract::*;
-use dataplane::memlink::Faults;
 use dataplane::worker::WorkerConfig;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
+use testbed::memlink::Faults;
 
 fn up(b: &mut Bed, port: u16) -> (SocketHandle, SocketHandle) {
     b.proxied_pair(port, 64 * 1024)

@@ -11,14 +11,14 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use common::*;
 use dataplane::contract::*;
 use dataplane::dtls::DtlsConfig;
-use dataplane::memlink::Faults;
-use dataplane::testbed::{udptl_packets, DtlsPeer};
 use dataplane::tls::{HashAlg, Identity, TlsFailure};
 use dataplane::worker::DTLS_1_2;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
 use smoltcp::time::Duration;
 use smoltcp::wire::{IpAddress, IpEndpoint};
+use testbed::memlink::Faults;
+use testbed::{udptl_packets, DtlsPeer};
 
 const UE_PORT: u16 = 5004;
 const CORE_PORT: u16 = 6004;
@@ -705,7 +705,7 @@ fn udp_and_tcp_legs_do_not_mix() {
 /// page is relayed.
 #[test]
 fn random_and_dtls_shaped_datagrams_from_the_ues_address_do_not_hurt_the_association() {
-    use dataplane::rng::SplitMix64;
+    use testbed::rng::SplitMix64;
     let mut b = bed(Faults::default(), 12);
     let ids = identities();
     let call = Call::new(12, 40090);

@@ -15,13 +15,13 @@ use std::net::SocketAddrV4;
 use common::*;
 use dataplane::contract::*;
 use dataplane::dtls::DtlsConfig;
-use dataplane::memlink::Faults;
-use dataplane::testbed::DtlsPeer;
 use dataplane::tls::{HashAlg, Identity};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
 use smoltcp::time::Duration;
 use smoltcp::wire::{IpAddress, IpEndpoint};
+use testbed::memlink::Faults;
+use testbed::DtlsPeer;
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;

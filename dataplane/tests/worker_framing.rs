@@ -9,14 +9,14 @@ use common::*;
 use dataplane::contract::*;
 use dataplane::framing::bfcp::BfcpViolation;
 use dataplane::framing::msrp::{MsrpCounters, MsrpViolation};
-use dataplane::framing::sample::{bfcp_stream, msrp_stream, rfc_4975_examples, MsrpShape};
 use dataplane::framing::FramingLimits;
-use dataplane::memlink::Faults;
-use dataplane::rng::SplitMix64;
 use dataplane::worker::WorkerConfig;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
+use testbed::framing_sample::{bfcp_stream, msrp_stream, rfc_4975_examples, MsrpShape};
+use testbed::memlink::Faults;
+use testbed::rng::SplitMix64;
 
 const T3: TerminationKey = TerminationKey {
     context: 2,

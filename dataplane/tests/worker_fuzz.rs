@@ -13,12 +13,12 @@ mod common;
 
 use common::*;
 use dataplane::contract::*;
-use dataplane::hostile::{Aim, Flow, HostileFrames};
-use dataplane::memlink::Faults;
-use dataplane::port::Port;
-use dataplane::rng::SplitMix64;
-use dataplane::testbed::{PatternChecker, PatternSender};
+use port::Port;
 use smoltcp::time::Duration;
+use testbed::hostile::{Aim, Flow, HostileFrames};
+use testbed::memlink::Faults;
+use testbed::rng::SplitMix64;
+use testbed::{PatternChecker, PatternSender};
 
 fn key(context: u32, termination: u32) -> TerminationKey {
     TerminationKey {

@@ -11,14 +11,14 @@ mod common;
 
 use common::*;
 use dataplane::contract::*;
-use dataplane::hostile::{Flow, HostileFrames};
-use dataplane::memlink::Faults;
-use dataplane::port::Port;
-use dataplane::rng::SplitMix64;
-use dataplane::testbed::{PatternChecker, PatternSender};
 use dataplane::tls::{HashAlg, Identity, TlsConfig, TlsFailure};
+use port::Port;
 use smoltcp::iface::SocketHandle;
 use smoltcp::time::Duration;
+use testbed::hostile::{Flow, HostileFrames};
+use testbed::memlink::Faults;
+use testbed::rng::SplitMix64;
+use testbed::{PatternChecker, PatternSender};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;

@@ -5,10 +5,10 @@ mod common;
 
 use common::*;
 use dataplane::contract::*;
-use dataplane::memlink::Faults;
-use dataplane::testbed::{PatternChecker, PatternSender};
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
+use testbed::memlink::Faults;
+use testbed::{PatternChecker, PatternSender};
 
 const MB: u64 = 1_000_000;
 

@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 use crossbeam_queue::ArrayQueue;
 use dataplane::clock::{Clock, VirtualClock};
 use dataplane::contract::*;
-use dataplane::memlink::{MemBuf, MemLink, MemLinkConfig, MemPort};
-use dataplane::port::{Burst, Port, PortCapabilities, PortDrops};
-use dataplane::testbed::Host;
 use dataplane::worker::{Worker, WorkerConfig};
+use port::{Burst, Port, PortCapabilities, PortDrops};
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint, Ipv4Address, Ipv4Cidr};
+use testbed::memlink::{MemBuf, MemLink, MemLinkConfig, MemPort};
+use testbed::Host;
 
 const AGW: Ipv4Address = Ipv4Address::new(198, 18, 1, 10);
 const UE: Ipv4Address = Ipv4Address::new(198, 18, 100, 7);

@@ -5,11 +5,11 @@ use std::net::Ipv4Addr;
 
 use dataplane::clock::{Clock, VirtualClock};
 use dataplane::contract::*;
-use dataplane::memlink::{MemLink, MemLinkConfig};
-use dataplane::testbed::Farm;
 use dataplane::worker::{Worker, WorkerConfig};
 use smoltcp::time::Duration;
 use smoltcp::wire::Ipv4Cidr;
+use testbed::memlink::{MemLink, MemLinkConfig};
+use testbed::Farm;
 
 const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
 const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);

@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use common::*;
 use dataplane::contract::*;
-use dataplane::memlink::Faults;
-use dataplane::testbed::{pattern_byte, PatternChecker, PatternSender};
 use dataplane::tls::{Fingerprint, HashAlg, Identity, TlsConfig, TlsFailure, TlsSession};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
+use testbed::memlink::Faults;
+use testbed::{pattern_byte, PatternChecker, PatternSender};
 
 /// One end of a byte stream as the UE's application sees it: plain TCP or TLS over it.
 struct UeEnd {

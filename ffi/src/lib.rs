@@ -1,7 +1,7 @@
 //! Raw bindings to the system DPDK 22.11 and the C shim over its static-inline fast path.
 //!
 //! Nothing here is safe to call without reading DPDK's documentation; the safe layer is
-//! `dataplane::dpdk`.
+//! the `dpdk` crate, the only one that uses this one.
 #![allow(
     non_upper_case_globals,
     non_camel_case_types,

@@ -1,13 +1,38 @@
-//! Shared pieces of the integration tests: network namespaces as test hosts, and the EAL
-//! arguments for vdev-only runs.
+//! Shared pieces of the integration tests: network namespaces as test hosts, the EAL
+//! arguments for vdev-only runs, the product's binaries, and Erlang megaco's H.248 corpus.
+#![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use anyhow::{bail, Context, Result};
 
+pub mod corpus;
+pub mod hosts;
+
 /// EAL arguments for a machine without NICs or hugepages, plus the given vdevs.
 pub fn eal_args(vdevs: &[&str]) -> Vec<String> {
-    dataplane::dpdk::Eal::no_nic_args(vdevs)
+    dpdk::Eal::no_nic_args(vdevs)
+}
+
+/// A binary of the workspace (`imsagw`, `imsagw-sim`), built by the same cargo run as this
+/// test: it sits in the profile directory above the test executable (`target/<profile>/deps`).
+/// Cargo offers `CARGO_BIN_EXE_*` only to tests of the binary's own package, and these tests
+/// need both binaries. `cargo test --workspace` builds every binary before it runs a test;
+/// when a single package is tested, `cargo build --bins` first.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("tests run from target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not built: run `cargo build --bins` (or `cargo test --workspace`) first",
+        path.display()
+    );
+    path
 }
 
 /// Runs a command, failing with its output when it fails.

@@ -17,10 +17,10 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use dataplane::clock::{Clock, MonotonicClock};
 use dataplane::contract::*;
-use dataplane::dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
 use dataplane::dtls::DtlsConfig;
 use dataplane::tls::{HashAlg, Identity};
 use dataplane::worker::{Worker, WorkerConfig, DTLS_1_2};
+use dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
 use imsagw_tests::{eal_args, iface_name, UeLan};
 use smoltcp::wire::Ipv4Cidr;
 

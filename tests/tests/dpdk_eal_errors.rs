@@ -6,7 +6,7 @@ use std::process::Command;
 
 use std::sync::Arc;
 
-use dataplane::dpdk::{DpdkError, Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
+use dpdk::{DpdkError, Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
 use imsagw_tests::eal_args;
 
 const CASE: &str = "IMSAGW_EAL_CASE";

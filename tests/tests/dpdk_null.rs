@@ -1,9 +1,9 @@
 //! DPDK on net_null without hugepages: a million frames out and a million in, in bursts,
 //! and every mbuf back in the pool afterwards. Also the queue-ownership rules.
 
-use dataplane::dpdk::{DpdkError, Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
-use dataplane::port::{Burst, PacketBuf, Port, BURST};
+use dpdk::{DpdkError, Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
 use imsagw_tests::eal_args;
+use port::{Burst, PacketBuf, Port, BURST};
 
 const FRAMES: u64 = 1_000_000;
 

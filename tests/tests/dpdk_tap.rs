@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::thread;
 
 use dataplane::clock::{Clock, MonotonicClock};
-use dataplane::dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
 use dataplane::echo::{EchoConfig, EchoService};
-use dataplane::testbed::fill_pattern;
+use dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
 use imsagw_tests::{eal_args, iface_name, NetNs};
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+use testbed::fill_pattern;
 
 const BYTES: usize = 10 * 1024 * 1024;
 

@@ -16,9 +16,9 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use dataplane::clock::{Clock, MonotonicClock};
 use dataplane::contract::*;
-use dataplane::dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
 use dataplane::tls::{HashAlg, Identity, TlsConfig};
 use dataplane::worker::{Worker, WorkerConfig};
+use dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
 use imsagw_tests::{eal_args, iface_name, UeLan};
 use smoltcp::wire::Ipv4Cidr;
 

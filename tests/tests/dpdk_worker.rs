@@ -11,11 +11,11 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use dataplane::clock::{Clock, MonotonicClock};
 use dataplane::contract::*;
-use dataplane::dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
-use dataplane::testbed::fill_pattern;
 use dataplane::worker::{Worker, WorkerConfig};
+use dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
 use imsagw_tests::{eal_args, iface_name, UeLan};
 use smoltcp::wire::Ipv4Cidr;
+use testbed::fill_pattern;
 
 const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
 const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);

@@ -5,7 +5,6 @@
 
 pub mod bfcp;
 pub mod msrp;
-pub mod sample;
 
 pub use bfcp::{BfcpCounters, BfcpFramer, BfcpLimits, BfcpViolation};
 pub use msrp::{MsrpCounters, MsrpFramer, MsrpLimits, MsrpViolation};

@@ -18,8 +18,8 @@ use super::{Worker, NO_DEADLINE};
 use crate::contract::*;
 use crate::dtls::{DtlsConfig, DtlsOutput, DtlsSession, DtlsStatus, DTLS_MTU};
 use crate::legpoll::{self, ceil_ms};
-use crate::port::Port;
 use crate::tls::TlsFailure;
+use port::Port;
 
 /// Marks an index as one of the datagram table.
 pub(super) const DATAGRAM: u32 = 1 << 31;

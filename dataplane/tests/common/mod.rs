@@ -6,13 +6,13 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use dataplane::clock::{Clock, VirtualClock};
 use dataplane::contract::*;
-use dataplane::memlink::{Faults, MemLink, MemLinkConfig, MemPool, MemPort};
-use dataplane::testbed::Host;
 use dataplane::worker::{Worker, WorkerConfig};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Cidr};
+use testbed::memlink::{Faults, MemLink, MemLinkConfig, MemPool, MemPort};
+use testbed::Host;
 
 pub const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
 pub const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);
@@ -283,7 +283,7 @@ pub fn timers() -> LegTimers {
 /// Sends `frames` from the UE host's side of the link, as if from the network; returns how
 /// many the link took.
 pub fn inject(b: &mut Bed, frames: &[Vec<u8>]) -> usize {
-    use dataplane::port::{Burst, PacketBuf, Port};
+    use port::{Burst, PacketBuf, Port};
     let port = b.host.device.port_mut();
     let mut burst = Burst::new();
     let mut sent = 0;
@@ -303,43 +303,5 @@ pub fn inject(b: &mut Bed, frames: &[Vec<u8>]) -> usize {
     sent
 }
 
-/// A global allocator that counts allocations made on this thread while watching. A test
-/// binary installs it with `#[global_allocator] static GLOBAL: Counting = Counting;`.
-pub struct Counting;
-
-// Per thread: tests of one binary run in parallel, each counting only its own.
-thread_local!(static ALLOCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
-thread_local!(static WATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-
-// SAFETY: forwards to the system allocator unchanged; only counts while watching.
-unsafe impl std::alloc::GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
-        if WATCHING.with(|w| w.get()) {
-            ALLOCS.with(|a| a.set(a.get() + 1));
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { std::alloc::System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { std::alloc::System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
-        if WATCHING.with(|w| w.get()) {
-            ALLOCS.with(|a| a.set(a.get() + 1));
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { std::alloc::System.realloc(p, l, n) }
-    }
-}
-
-/// Runs `f`, counting the allocations it makes on this thread when `watch` (with `Counting`
-/// installed).
-pub fn allocations<R>(watch: bool, f: impl FnOnce() -> R) -> (R, usize) {
-    WATCHING.with(|w| w.set(watch));
-    let before = ALLOCS.with(|a| a.get());
-    let r = f();
-    let n = ALLOCS.with(|a| a.get()) - before;
-    WATCHING.with(|w| w.set(false));
-    (r, n)
-}
+#[allow(unused_imports)]
+pub use alloc_count::{allocations, Counting};

@@ -1,0 +1,506 @@
+//! The gateway's settings: a TOML file, every key also a command-line flag (the flag wins),
+//! checked before anything starts. Defaults run on a machine without a NIC: one worker on a
+//! DPDK net_tap vdev named `imsagw0`, no hugepages, the MGC on loopback.
+
+use dataplane::framing::{BfcpLimits, FramingLimits, MsrpLimits};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use smoltcp::wire::Ipv4Cidr;
+
+use control::mg::{MgConfig, Realm};
+use control::registration::RegistrationConfig;
+use control::transaction::TransactionTimers;
+use h248::ast::MId;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("reading {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{path}: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("core list {0:?}: expected numbers and ranges such as 1-3,5")]
+    CoreList(String),
+    #[error("core {0} is listed twice in the worker cores")]
+    CoreTwice(usize),
+    #[error("core {core} is not present on this machine (cores: {present:?})")]
+    CoreAbsent { core: usize, present: Vec<usize> },
+    #[error("the control core {0} is also a worker core (allow it with shared_control_core)")]
+    ControlAmongWorkers(usize),
+    #[error("no worker cores")]
+    NoWorkers,
+    #[error("{0} worker cores: at most 64")]
+    TooManyWorkers(usize),
+    #[error("realm {name:?}: {reason}")]
+    Realm { name: String, reason: String },
+    #[error("no realm configured")]
+    NoRealm,
+    #[error("no MGC configured")]
+    NoMgc,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One realm: an IP address with its prefix and the local ports handed out from it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RealmSettings {
+    pub name: String,
+    /// `ADDRESS/PREFIX`, for example `198.18.1.10/15`.
+    pub address: String,
+    /// `FIRST-LAST`.
+    pub ports: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub control_core: usize,
+    /// Such as `1-3,5`.
+    pub worker_cores: String,
+    /// Let the control thread share a core with a worker (small test machines).
+    pub shared_control_core: bool,
+    /// Where H.248 is served (UDP).
+    pub bind: SocketAddr,
+    /// Also serve H.248 over TCP (TPKT) on the bind address.
+    pub tcp: bool,
+    /// Our mId; `[bind address]:port` when empty.
+    pub mid: Option<String>,
+    /// MGCs in order of preference.
+    pub mgc: Vec<SocketAddr>,
+    /// ServiceChangeProfile name and version (the Iq profile's registered name is
+    /// UNCONFIRMED, see protocol-digest.md 3.0).
+    pub profile: String,
+    pub profile_version: u8,
+    pub max_version: u8,
+    /// The DPDK port, as EAL names it.
+    pub device: String,
+    pub gateway: Option<Ipv4Addr>,
+    pub realm: Vec<RealmSettings>,
+    pub mbufs: u32,
+    /// Receive and send buffer per leg, bytes.
+    pub leg_buffer: usize,
+    pub max_legs_per_worker: usize,
+    pub max_contexts: usize,
+    pub max_terminations: usize,
+    /// Transactions whose replies are remembered for LONG-TIMER (answers to retransmissions).
+    pub reply_cache_entries: usize,
+    /// T-MAX: how long our requests (ServiceChange, Notify) are repeated before the MGC is
+    /// considered lost (H.248.1 D.1.3).
+    pub t_max_ms: u64,
+    /// Wait before registration starts over after every MGC failed.
+    pub registration_retry_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// Release a leg after this long without payload (0: never).
+    pub idle_timeout_s: u64,
+    /// Release a UDP (T.38) leg after this long without a datagram (0: never); reported
+    /// with the media inactivity event.
+    pub udp_idle_timeout_s: u64,
+    /// A latching UDP leg follows a new source address (NAT rebinding): plain UDPTL on any
+    /// datagram, DTLS only on one that authenticates.
+    pub udp_relatch: bool,
+    pub heartbeat_s: u64,
+    /// The AGW's TLS certificate chain and key (PEM; ECDSA P-256 or RSA). Without them a
+    /// self-signed ECDSA P-256 certificate is generated at start. Re-read on SIGHUP.
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    /// Hash of our fingerprint in Local descriptors: sha-1, sha-224, sha-256, sha-384, sha-512.
+    pub fingerprint_hash: String,
+    pub tls_handshake_timeout_ms: u64,
+    /// Limits of MSRP-aware terminations (`TCP/MSRP`): start line plus headers, one SEND
+    /// chunk's body, chunks of one message, requests and responses per second per leg (0:
+    /// no limit). A peer over a limit has its pair reset.
+    pub msrp_header_octets: u32,
+    pub msrp_chunk_octets: u32,
+    pub msrp_chunks_per_message: u32,
+    pub msrp_messages_per_second: u32,
+    /// Limits of BFCP-aware terminations: a frame's size, frames per second per leg.
+    pub bfcp_frame_octets: u32,
+    pub bfcp_frames_per_second: u32,
+    /// Unix socket `imsagw status` reads from.
+    pub status_socket: String,
+    /// Serve Prometheus metrics over HTTP on this address (`/metrics`); off when unset.
+    pub metrics: Option<SocketAddr>,
+    /// `tracing` filter, used when RUST_LOG is not set; re-read on SIGHUP.
+    pub log_level: String,
+    /// EAL arguments; empty means the no-NIC default (net_tap0 on iface imsagw0).
+    pub eal: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let (msrp, bfcp) = (MsrpLimits::default(), BfcpLimits::default());
+        Settings {
+            control_core: 0,
+            worker_cores: "1".into(),
+            shared_control_core: false,
+            bind: "127.0.0.1:2944".parse().expect("literal"),
+            tcp: false,
+            mid: None,
+            mgc: vec!["127.0.0.1:2945".parse().expect("literal")],
+            profile: "ims-agw-iq".into(),
+            profile_version: 1,
+            max_version: 3,
+            device: "net_tap0".into(),
+            gateway: None,
+            realm: vec![
+                RealmSettings {
+                    name: "access".into(),
+                    address: "198.18.1.10/15".into(),
+                    ports: "40000-44999".into(),
+                },
+                RealmSettings {
+                    name: "core".into(),
+                    address: "198.18.2.20/15".into(),
+                    ports: "45000-49999".into(),
+                },
+            ],
+            mbufs: 16383,
+            leg_buffer: 128 * 1024,
+            max_legs_per_worker: 100_000,
+            max_contexts: 20_000,
+            max_terminations: 40_000,
+            reply_cache_entries: control::plane::DEFAULT_REPLY_CACHE,
+            t_max_ms: 30_000,
+            registration_retry_ms: 5_000,
+            connect_timeout_ms: 10_000,
+            idle_timeout_s: 0,
+            udp_idle_timeout_s: 60,
+            udp_relatch: false,
+            heartbeat_s: 60,
+            tls_cert: None,
+            tls_key: None,
+            fingerprint_hash: "sha-256".into(),
+            tls_handshake_timeout_ms: 10_000,
+            msrp_header_octets: msrp.header_octets,
+            msrp_chunk_octets: msrp.chunk_octets,
+            msrp_chunks_per_message: msrp.chunks_per_message,
+            msrp_messages_per_second: msrp.messages_per_second,
+            bfcp_frame_octets: bfcp.frame_octets,
+            bfcp_frames_per_second: bfcp.frames_per_second,
+            status_socket: "/run/imsagw.sock".into(),
+            metrics: None,
+            log_level: "info".into(),
+            eal: Vec::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// The AGW's TLS identity: the configured files, or a generated certificate.
+    pub fn tls_identity(&self) -> Result<dataplane::tls::Identity, ConfigError> {
+        let bad = |e: dataplane::tls::TlsError| ConfigError::Invalid(e.to_string());
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => {
+                dataplane::tls::Identity::from_pem_files(Path::new(c), Path::new(k)).map_err(bad)
+            }
+            _ => dataplane::tls::Identity::generate("imsagw").map_err(bad),
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn from_toml(text: &str, path: &str) -> Result<Settings, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Everything checked and turned into the parts' own configurations.
+    pub fn resolve(&self, present_cores: &[usize]) -> Result<Resolved, ConfigError> {
+        let workers = parse_cores(&self.worker_cores)?;
+        if workers.is_empty() {
+            return Err(ConfigError::NoWorkers);
+        }
+        for &c in workers.iter().chain([&self.control_core]) {
+            if !present_cores.contains(&c) {
+                return Err(ConfigError::CoreAbsent {
+                    core: c,
+                    present: present_cores.to_vec(),
+                });
+            }
+        }
+        if workers.contains(&self.control_core) && !self.shared_control_core {
+            return Err(ConfigError::ControlAmongWorkers(self.control_core));
+        }
+        if workers.len() > 64 {
+            return Err(ConfigError::TooManyWorkers(workers.len()));
+        }
+        if self.realm.is_empty() {
+            return Err(ConfigError::NoRealm);
+        }
+        if self.mgc.is_empty() {
+            return Err(ConfigError::NoMgc);
+        }
+        let mut realms = Vec::new();
+        let mut addresses = Vec::new();
+        for r in &self.realm {
+            let bad = |reason: String| ConfigError::Realm {
+                name: r.name.clone(),
+                reason,
+            };
+            let cidr = parse_cidr(&r.address).map_err(bad)?;
+            let (first, last) = parse_range(&r.ports).map_err(bad)?;
+            if realms
+                .iter()
+                .any(|o: &Realm| o.name.eq_ignore_ascii_case(&r.name))
+            {
+                return Err(bad("named twice".into()));
+            }
+            for o in &realms {
+                if o.address == cidr.address() && first <= o.last_port && o.first_port <= last {
+                    return Err(bad(format!("ports overlap realm {:?}", o.name)));
+                }
+            }
+            realms.push(Realm {
+                name: r.name.as_str().into(),
+                address: cidr.address(),
+                first_port: first,
+                last_port: last,
+            });
+            if !addresses.contains(&cidr) {
+                addresses.push(cidr);
+            }
+        }
+        if self.leg_buffer < 1024 || self.mbufs < 1024 {
+            return Err(ConfigError::Invalid(
+                "leg_buffer and mbufs must each be at least 1024".into(),
+            ));
+        }
+        let mid = match &self.mid {
+            Some(m) => parse_mid(m)?,
+            None => match self.bind.ip() {
+                std::net::IpAddr::V4(a) => MId::Ip4 {
+                    addr: a.octets(),
+                    port: Some(self.bind.port()),
+                },
+                std::net::IpAddr::V6(a) => MId::Ip6 {
+                    addr: a,
+                    port: Some(self.bind.port()),
+                },
+            },
+        };
+        let timers = dataplane::contract::LegTimers {
+            connect: smoltcp::time::Duration::from_millis(self.connect_timeout_ms.max(1)),
+            idle: (self.idle_timeout_s > 0)
+                .then(|| smoltcp::time::Duration::from_secs(self.idle_timeout_s)),
+            handshake: smoltcp::time::Duration::from_millis(self.tls_handshake_timeout_ms.max(1)),
+        };
+        let mut mg = MgConfig::new(realms);
+        mg.workers = workers.len();
+        mg.fingerprint_hash =
+            dataplane::tls::HashAlg::parse(&self.fingerprint_hash).ok_or_else(|| {
+                ConfigError::Invalid(format!("fingerprint_hash {:?}", self.fingerprint_hash))
+            })?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key go together".into(),
+            ));
+        }
+        mg.max_contexts = self.max_contexts;
+        mg.max_terminations = self.max_terminations;
+        mg.max_legs_per_worker = self.max_legs_per_worker;
+        mg.timers = timers;
+        mg.datagram_idle = (self.udp_idle_timeout_s > 0)
+            .then(|| smoltcp::time::Duration::from_secs(self.udp_idle_timeout_s));
+        mg.relatch = self.udp_relatch;
+        mg.heartbeat = Duration::from_secs(self.heartbeat_s.max(1));
+        Ok(Resolved {
+            worker_cores: workers,
+            registration: RegistrationConfig {
+                mgcs: self.mgc.clone(),
+                mid,
+                profile: (self.profile.as_str().into(), self.profile_version),
+                max_version: self.max_version.clamp(1, 3),
+                timers: TransactionTimers {
+                    t_max: Duration::from_millis(self.t_max_ms.max(100)),
+                    ..TransactionTimers::default()
+                },
+            },
+            mg,
+            worker: dataplane::worker::WorkerConfig {
+                addresses,
+                gateway: self.gateway,
+                rx_buffer: self.leg_buffer,
+                tx_buffer: self.leg_buffer,
+                // Room beyond the MG's count for released legs still draining.
+                max_legs: self.max_legs_per_worker + self.max_legs_per_worker / 8 + 16,
+                framing: FramingLimits {
+                    msrp: MsrpLimits {
+                        header_octets: self.msrp_header_octets,
+                        chunk_octets: self.msrp_chunk_octets,
+                        chunks_per_message: self.msrp_chunks_per_message,
+                        messages_per_second: self.msrp_messages_per_second,
+                    },
+                    bfcp: BfcpLimits {
+                        frame_octets: self.bfcp_frame_octets,
+                        frames_per_second: self.bfcp_frames_per_second,
+                    },
+                },
+                ..Default::default()
+            },
+        })
+    }
+}
+
+/// Settings turned into what each part takes.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub worker_cores: Vec<usize>,
+    pub registration: RegistrationConfig,
+    pub mg: MgConfig,
+    pub worker: dataplane::worker::WorkerConfig,
+}
+
+/// `1-3,5` -> [1, 2, 3, 5]; a core twice is an error.
+pub fn parse_cores(s: &str) -> Result<Vec<usize>, ConfigError> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || ConfigError::CoreList(s.to_string());
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+        if a > b || b - a > 4096 {
+            return Err(bad());
+        }
+        for c in a..=b {
+            if out.contains(&c) {
+                return Err(ConfigError::CoreTwice(c));
+            }
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
+    let (ip, len) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not ADDRESS/PREFIX"))?;
+    let ip: Ipv4Addr = ip.parse().map_err(|e| format!("{ip:?}: {e}"))?;
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| (1..=32).contains(l))
+        .ok_or_else(|| format!("{len:?} is not a prefix length"))?;
+    Ok(Ipv4Cidr::new(ip, len))
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("ports {s:?} are not FIRST-LAST"))?;
+    let a: u16 = a.trim().parse().map_err(|_| format!("port {a:?}"))?;
+    let b: u16 = b.trim().parse().map_err(|_| format!("port {b:?}"))?;
+    if a == 0 || a > b {
+        return Err(format!("ports {s:?}: empty or starting at 0"));
+    }
+    Ok((a, b))
+}
+
+fn parse_mid(s: &str) -> Result<MId, ConfigError> {
+    let text = format!("MEGACO/1 {s} T=1{{}}");
+    h248::decode(text.as_bytes())
+        .map(|m| m.mid)
+        .map_err(|_| ConfigError::Invalid(format!("mid {s:?} is not an H.248 mId")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packaged_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/imsagw.toml");
+        let s = Settings::from_file(&path).unwrap();
+        assert_eq!(s.realm.len(), 2);
+        assert_eq!(s.log_level, "info");
+        assert!(s.metrics.is_none(), "metrics are off by default");
+        s.resolve(&[0, 1]).unwrap();
+    }
+
+    #[test]
+    fn core_lists() {
+        assert_eq!(parse_cores("1-3,5").unwrap(), vec![1, 2, 3, 5]);
+        assert_eq!(parse_cores("2").unwrap(), vec![2]);
+        assert_eq!(parse_cores("1,1"), Err(ConfigError::CoreTwice(1)));
+        assert_eq!(parse_cores("1-2,2"), Err(ConfigError::CoreTwice(2)));
+        assert!(matches!(parse_cores("3-1"), Err(ConfigError::CoreList(_))));
+        assert!(matches!(parse_cores("a"), Err(ConfigError::CoreList(_))));
+    }
+
+    #[test]
+    fn bad_core_maps_are_refused() {
+        let present = [0, 1];
+        let s = Settings {
+            worker_cores: "0".into(),
+            ..Settings::default()
+        };
+        assert_eq!(
+            s.resolve(&present).unwrap_err(),
+            ConfigError::ControlAmongWorkers(0)
+        );
+        let s = Settings {
+            worker_cores: "0".into(),
+            shared_control_core: true,
+            ..Settings::default()
+        };
+        assert!(s.resolve(&present).is_ok());
+        let s = Settings {
+            worker_cores: "7".into(),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            s.resolve(&present),
+            Err(ConfigError::CoreAbsent { core: 7, .. })
+        ));
+        let s = Settings {
+            worker_cores: "1,1".into(),
+            ..Settings::default()
+        };
+        assert_eq!(s.resolve(&present).unwrap_err(), ConfigError::CoreTwice(1));
+    }
+
+    #[test]
+    fn defaults_resolve_and_toml_overrides() {
+        let r = Settings::default().resolve(&[0, 1]).unwrap();
+        assert_eq!(r.worker_cores, vec![1]);
+        assert_eq!(r.mg.realms.len(), 2);
+        assert_eq!(r.worker.addresses.len(), 2);
+        let s = Settings::from_toml(
+            "worker_cores = \"1\"\nmgc = [\"192.0.2.1:2944\"]\n[[realm]]\nname = \"a\"\naddress = \"10.0.0.1/24\"\nports = \"1000-1999\"\n",
+            "test.toml",
+        )
+        .unwrap();
+        let r = s.resolve(&[0, 1]).unwrap();
+        assert_eq!(r.mg.realms[0].first_port, 1000);
+        assert_eq!(r.registration.mgcs[0].port(), 2944);
+        let e = Settings::from_toml("no_such_key = 1", "x.toml").unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+    }
+
+    #[test]
+    fn bad_realms_are_refused() {
+        let mut s = Settings::default();
+        s.realm[1].address = "198.18.1.10/15".into();
+        s.realm[1].ports = "44000-46000".into();
+        assert!(matches!(s.resolve(&[0, 1]), Err(ConfigError::Realm { .. })));
+        let mut s = Settings::default();
+        s.realm[0].ports = "5-1".into();
+        assert!(matches!(s.resolve(&[0, 1]), Err(ConfigError::Realm { .. })));
+        let mut s = Settings::default();
+        s.realm[0].address = "198.18.1.10".into();
+        assert!(matches!(s.resolve(&[0, 1]), Err(ConfigError::Realm { .. })));
+    }
+}

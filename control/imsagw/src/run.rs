@@ -1,0 +1,820 @@
+//! `imsagw run`: DPDK, one pinned poll-mode worker per worker core, and the control thread
+//! (H.248, registration, the MG model) on its own core; `imsagw status` reads the running
+//! process's state over a Unix socket.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::config::{RealmSettings, Settings};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use control::capture::CaptureRequest;
+use control::plane::ControlPlane;
+use dataplane::clock::{Clock, MonotonicClock};
+use dataplane::contract::rings;
+use dataplane::worker::Worker;
+use dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
+use serde::Serialize;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML file with any of the settings below (flags win over the file).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Core of the control thread.
+    #[arg(long)]
+    control_core: Option<usize>,
+    /// Cores of the poll-mode workers, such as `1-3,5`.
+    #[arg(long)]
+    worker_cores: Option<String>,
+    /// Let the control thread share a core with a worker (small test machines).
+    #[arg(long)]
+    shared_control_core: bool,
+    /// UDP address H.248 is served on.
+    #[arg(long)]
+    bind: Option<std::net::SocketAddr>,
+    /// Also serve H.248 over TCP with TPKT framing on the bind address.
+    #[arg(long)]
+    tcp: bool,
+    /// Our H.248 mId (default `[bind address]:port`).
+    #[arg(long)]
+    mid: Option<String>,
+    /// An MGC to register with, in order of preference (repeat the flag for failover).
+    #[arg(long = "mgc")]
+    mgcs: Vec<std::net::SocketAddr>,
+    /// ServiceChangeProfile name.
+    #[arg(long)]
+    profile: Option<String>,
+    /// DPDK port, as EAL names it.
+    #[arg(long)]
+    device: Option<String>,
+    /// Default gateway of the media addresses.
+    #[arg(long)]
+    gateway: Option<std::net::Ipv4Addr>,
+    /// A realm as `NAME=ADDRESS/PREFIX:FIRST-LAST` (repeat; replaces the configured realms).
+    #[arg(long = "realm", value_parser = parse_realm)]
+    realms: Vec<RealmSettings>,
+    /// mbufs in the pool.
+    #[arg(long)]
+    mbufs: Option<u32>,
+    /// Receive and send buffer per leg, bytes.
+    #[arg(long)]
+    leg_buffer: Option<usize>,
+    #[arg(long)]
+    max_legs_per_worker: Option<usize>,
+    #[arg(long)]
+    max_contexts: Option<usize>,
+    #[arg(long)]
+    max_terminations: Option<usize>,
+    /// Transactions whose replies are remembered for LONG-TIMER.
+    #[arg(long)]
+    reply_cache_entries: Option<usize>,
+    /// T-MAX: how long our requests are repeated before the MGC counts as lost.
+    #[arg(long)]
+    t_max_ms: Option<u64>,
+    /// Wait before registration starts over after every MGC failed.
+    #[arg(long)]
+    registration_retry_ms: Option<u64>,
+    #[arg(long)]
+    connect_timeout_ms: Option<u64>,
+    /// Release a leg after this long without payload (0: never).
+    #[arg(long)]
+    idle_timeout_s: Option<u64>,
+    /// Release a UDP (T.38) leg after this long without a datagram (0: never).
+    #[arg(long)]
+    udp_idle_timeout_s: Option<u64>,
+    /// Latching UDP legs follow a new source address (NAT rebinding).
+    #[arg(long)]
+    udp_relatch: bool,
+    /// Interval of the termination heartbeat Notify when armed.
+    #[arg(long)]
+    heartbeat_s: Option<u64>,
+    /// The AGW's TLS certificate chain (PEM); with --tls-key. Default: generated at start.
+    #[arg(long)]
+    tls_cert: Option<String>,
+    #[arg(long)]
+    tls_key: Option<String>,
+    /// Hash of our fingerprint in Local descriptors (sha-1 ... sha-512).
+    #[arg(long)]
+    fingerprint_hash: Option<String>,
+    #[arg(long)]
+    tls_handshake_timeout_ms: Option<u64>,
+    /// MSRP-aware terminations: limit of start line plus headers, octets.
+    #[arg(long)]
+    msrp_header_octets: Option<u32>,
+    /// MSRP-aware terminations: limit of one SEND chunk's body, octets.
+    #[arg(long)]
+    msrp_chunk_octets: Option<u32>,
+    #[arg(long)]
+    msrp_chunks_per_message: Option<u32>,
+    /// MSRP-aware terminations: requests and responses per second per leg (0: no limit).
+    #[arg(long)]
+    msrp_messages_per_second: Option<u32>,
+    #[arg(long)]
+    bfcp_frame_octets: Option<u32>,
+    /// BFCP-aware terminations: frames per second per leg (0: no limit).
+    #[arg(long)]
+    bfcp_frames_per_second: Option<u32>,
+    /// Unix socket for `imsagw status`.
+    #[arg(long)]
+    status_socket: Option<String>,
+    /// Serve Prometheus metrics on this address (http://ADDR/metrics). Off by default.
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
+    /// Log filter when RUST_LOG is not set (re-read from the config file on SIGHUP).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// DPDK EAL arguments. The default runs without a NIC or hugepages on a tap interface
+    /// named imsagw0.
+    #[arg(last = true)]
+    eal: Vec<String>,
+}
+
+fn parse_realm(s: &str) -> Result<RealmSettings, String> {
+    let (name, rest) = s
+        .split_once('=')
+        .ok_or("expected NAME=ADDRESS/PREFIX:FIRST-LAST")?;
+    let (address, ports) = rest
+        .rsplit_once(':')
+        .ok_or("expected NAME=ADDRESS/PREFIX:FIRST-LAST")?;
+    Ok(RealmSettings {
+        name: name.into(),
+        address: address.into(),
+        ports: ports.into(),
+    })
+}
+
+impl RunArgs {
+    pub fn settings(&self) -> Result<Settings> {
+        let mut s = match &self.config {
+            Some(p) => Settings::from_file(p)?,
+            None => Settings::default(),
+        };
+        macro_rules! over {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { s.$f = v.clone(); } )* };
+        }
+        over!(
+            control_core,
+            worker_cores,
+            bind,
+            profile,
+            device,
+            mbufs,
+            leg_buffer,
+            max_legs_per_worker,
+            max_contexts,
+            max_terminations,
+            reply_cache_entries,
+            t_max_ms,
+            registration_retry_ms,
+            connect_timeout_ms,
+            idle_timeout_s,
+            udp_idle_timeout_s,
+            heartbeat_s,
+            status_socket,
+            log_level,
+            fingerprint_hash,
+            tls_handshake_timeout_ms,
+            msrp_header_octets,
+            msrp_chunk_octets,
+            msrp_chunks_per_message,
+            msrp_messages_per_second,
+            bfcp_frame_octets,
+            bfcp_frames_per_second
+        );
+        if self.tls_cert.is_some() {
+            s.tls_cert = self.tls_cert.clone();
+        }
+        if self.tls_key.is_some() {
+            s.tls_key = self.tls_key.clone();
+        }
+        if self.mid.is_some() {
+            s.mid = self.mid.clone();
+        }
+        if self.gateway.is_some() {
+            s.gateway = self.gateway;
+        }
+        if self.metrics.is_some() {
+            s.metrics = self.metrics;
+        }
+        if self.shared_control_core {
+            s.shared_control_core = true;
+        }
+        if self.udp_relatch {
+            s.udp_relatch = true;
+        }
+        if self.tcp {
+            s.tcp = true;
+        }
+        if !self.mgcs.is_empty() {
+            s.mgc = self.mgcs.clone();
+        }
+        if !self.realms.is_empty() {
+            s.realm = self.realms.clone();
+        }
+        if !self.eal.is_empty() {
+            s.eal = self.eal.clone();
+        }
+        Ok(s)
+    }
+}
+
+/// A worker's counters, published every few milliseconds for status (no lock on the hot
+/// path: the worker stores, the control thread loads).
+#[derive(Default)]
+struct WorkerGauges {
+    legs: AtomicU64,
+    rx_frames: AtomicU64,
+    busy_polls: AtomicU64,
+    idle_polls: AtomicU64,
+    tcp_no_leg: AtomicU64,
+    gate_rejected: AtomicU64,
+    malformed_dropped: AtomicU64,
+    commands: AtomicU64,
+    handed_off: AtomicU64,
+    handed_in: AtomicU64,
+    handoff_dropped: AtomicU64,
+    fragments_dropped: AtomicU64,
+    msrp_violations: AtomicU64,
+    bfcp_violations: AtomicU64,
+    octets_relayed: AtomicU64,
+    udp_no_leg: AtomicU64,
+    udp_gate_dropped: AtomicU64,
+    udp_dropped: AtomicU64,
+    datagrams_relayed: AtomicU64,
+}
+
+#[derive(Serialize)]
+pub(crate) struct WorkerStatus {
+    pub(crate) core: usize,
+    pub(crate) legs: u64,
+    pub(crate) rx_frames: u64,
+    pub(crate) busy_polls: u64,
+    pub(crate) idle_polls: u64,
+    pub(crate) tcp_no_leg: u64,
+    pub(crate) gate_rejected: u64,
+    pub(crate) malformed_dropped: u64,
+    pub(crate) commands: u64,
+    pub(crate) handed_off: u64,
+    pub(crate) handed_in: u64,
+    pub(crate) handoff_dropped: u64,
+    pub(crate) fragments_dropped: u64,
+    pub(crate) msrp_violations: u64,
+    pub(crate) bfcp_violations: u64,
+    pub(crate) octets_relayed: u64,
+    pub(crate) udp_no_leg: u64,
+    pub(crate) udp_gate_dropped: u64,
+    pub(crate) udp_dropped: u64,
+    pub(crate) datagrams_relayed: u64,
+    /// Commands waiting in the worker's ring, events waiting for the control thread.
+    pub(crate) command_ring: usize,
+    pub(crate) event_ring: usize,
+}
+
+#[derive(Serialize)]
+pub(crate) struct PortStatus {
+    pub(crate) rx_packets: u64,
+    pub(crate) tx_packets: u64,
+    pub(crate) rx_errors: u64,
+    pub(crate) tx_errors: u64,
+    pub(crate) rx_missed: u64,
+    pub(crate) rx_no_mbuf: u64,
+    pub(crate) link_up: bool,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ProcessStatus {
+    #[serde(flatten)]
+    pub(crate) control: control::plane::Status,
+    pub(crate) workers: Vec<WorkerStatus>,
+    pub(crate) port: Option<PortStatus>,
+    pub(crate) mbufs_in_use: u32,
+    pub(crate) mbufs: u32,
+}
+
+fn stop_flags() -> Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
+    }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .context("installing SIGHUP handler")?;
+    Ok((stop, hup))
+}
+
+pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
+    let settings = args.settings()?;
+    let present: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let mut cfg = settings.resolve(&present)?;
+    let identity = settings.tls_identity()?;
+    tracing::info!(fingerprint = %identity.fingerprint(cfg.mg.fingerprint_hash), "TLS identity");
+    cfg.mg.tls = Some(identity);
+    if std::env::var_os("RUST_LOG").is_none() {
+        reload.set(&settings.log_level)?;
+    }
+    let eal_args = if settings.eal.is_empty() {
+        let mut a = Eal::no_nic_args(&["net_tap0,iface=imsagw0"]);
+        // EAL's main lcore is the control thread's core.
+        a[1] = settings.control_core.to_string();
+        a
+    } else {
+        settings.eal.clone()
+    };
+    pin("control", settings.control_core);
+    let eal = Eal::init(&eal_args).context("initialising DPDK")?;
+    let pool = Mempool::create(eal, &MempoolConfig::new("imsagw_pool", settings.mbufs))
+        .context("creating the mbuf pool")?;
+    let port_id = EthDev::port_by_name(eal, &settings.device)
+        .with_context(|| format!("finding DPDK device {:?}", settings.device))?;
+    let dev = EthDev::start(
+        eal,
+        port_id,
+        &EthDevConfig {
+            queues: cfg.worker_cores.len() as u16,
+            ..EthDevConfig::default()
+        },
+        Arc::clone(&pool),
+    )
+    .context("starting the port")?;
+    let (stop, hup) = stop_flags()?;
+
+    let n = cfg.worker_cores.len();
+    // One clock for every worker, and the wall-clock time of its origin (capture files).
+    let clock = MonotonicClock::new();
+    let epoch_origin_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+        .saturating_sub(clock.now().total_micros() as u64);
+    let (control_ends, worker_ends): (Vec<_>, Vec<_>) = (0..n).map(|_| rings(4096)).unzip();
+    let mut cp = ControlPlane::with_reply_cache(
+        settings.bind,
+        cfg.registration.clone(),
+        cfg.mg.clone(),
+        control_ends,
+        settings.reply_cache_entries.max(1024),
+    )
+    .with_context(|| format!("binding H.248 on {}", settings.bind))?;
+    if settings.tcp {
+        let bound = cp.local_addr()?;
+        let tcp = cp
+            .enable_tcp(bound)
+            .with_context(|| format!("binding H.248 over TCP on {bound}"))?;
+        tracing::info!(%tcp, "H.248 over TCP (TPKT)");
+    }
+    cp.set_registration_retry(Duration::from_millis(
+        settings.registration_retry_ms.max(100),
+    ));
+
+    let workers_stop = Arc::new(AtomicBool::new(false));
+    let gauges: Vec<Arc<WorkerGauges>> = (0..n).map(|_| Arc::default()).collect();
+    let mut handoffs = dataplane::worker::handoff_mesh(n, 4096).into_iter();
+    let mut workers = Vec::new();
+    for (i, worker_end) in worker_ends.into_iter().enumerate() {
+        let core = cfg.worker_cores[i];
+        let port = dev.queue(i as u16)?;
+        let handoff = handoffs.next().expect("one hand-off end per worker");
+        let (stop, gauges, wcfg) = (
+            Arc::clone(&workers_stop),
+            Arc::clone(&gauges[i]),
+            cfg.worker.clone(),
+        );
+        let handle = thread::Builder::new()
+            .name(format!("worker-{core}"))
+            .spawn(move || {
+                pin("worker", core);
+                let mut w = if n > 1 {
+                    Worker::with_handoff(port, wcfg, worker_end, clock.now(), handoff)
+                } else {
+                    Worker::new(port, wcfg, worker_end, clock.now())
+                };
+                let mut polls = 0u32;
+                let publish = |w: &Worker<_>| {
+                    let c = w.counters();
+                    let g = &gauges;
+                    g.legs.store(w.legs() as u64, Ordering::Relaxed);
+                    g.rx_frames.store(c.rx_frames, Ordering::Relaxed);
+                    g.busy_polls.store(c.busy_polls, Ordering::Relaxed);
+                    g.idle_polls.store(c.idle_polls, Ordering::Relaxed);
+                    g.tcp_no_leg.store(c.tcp_no_leg, Ordering::Relaxed);
+                    g.gate_rejected.store(c.gate_rejected, Ordering::Relaxed);
+                    g.malformed_dropped
+                        .store(c.malformed_dropped, Ordering::Relaxed);
+                    g.commands.store(c.commands, Ordering::Relaxed);
+                    g.handed_off.store(c.handed_off, Ordering::Relaxed);
+                    g.handed_in.store(c.handed_in, Ordering::Relaxed);
+                    g.handoff_dropped
+                        .store(c.handoff_dropped, Ordering::Relaxed);
+                    g.fragments_dropped
+                        .store(c.fragments_dropped, Ordering::Relaxed);
+                    g.msrp_violations
+                        .store(c.msrp_violations, Ordering::Relaxed);
+                    g.bfcp_violations
+                        .store(c.bfcp_violations, Ordering::Relaxed);
+                    g.octets_relayed.store(c.octets_relayed, Ordering::Relaxed);
+                    g.udp_no_leg.store(c.udp_no_leg, Ordering::Relaxed);
+                    g.udp_gate_dropped
+                        .store(c.udp_gate_dropped, Ordering::Relaxed);
+                    g.udp_dropped.store(c.udp_dropped, Ordering::Relaxed);
+                    g.datagrams_relayed
+                        .store(c.datagrams_relayed, Ordering::Relaxed);
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    w.poll(clock.now());
+                    polls = polls.wrapping_add(1);
+                    if polls.is_multiple_of(4096) {
+                        publish(&w);
+                    }
+                }
+                // Released legs close gracefully (FIN after their data) before the port goes.
+                let end = Instant::now() + Duration::from_secs(3);
+                while w.legs() > 0 && Instant::now() < end {
+                    w.poll(clock.now());
+                }
+                publish(&w);
+                w.legs()
+            })?;
+        workers.push(handle);
+    }
+
+    let socket_path = PathBuf::from(&settings.status_socket);
+    let _ = std::fs::remove_file(&socket_path);
+    let status = UnixListener::bind(&socket_path)
+        .with_context(|| format!("binding the status socket {}", socket_path.display()))?;
+    status.set_nonblocking(true)?;
+
+    let start = Instant::now();
+    let now = || start.elapsed().as_millis() as u64;
+    tracing::info!(
+        bind = %cp.local_addr()?,
+        device = %settings.device,
+        mac = ?dev.mac(),
+        control_core = settings.control_core,
+        worker_cores = ?cfg.worker_cores,
+        realms = ?cfg.mg.realms.iter().map(|r| format!("{}={}:{}-{}", r.name, r.address, r.first_port, r.last_port)).collect::<Vec<_>>(),
+        "imsagw running"
+    );
+    cp.start(now());
+    let status_of = |cp: &ControlPlane| {
+        let rings = cp.ring_occupancy();
+        ProcessStatus {
+            control: cp.status(),
+            workers: gauges
+                .iter()
+                .zip(&cfg.worker_cores)
+                .enumerate()
+                .map(|(i, (g, &core))| WorkerStatus {
+                    core,
+                    legs: g.legs.load(Ordering::Relaxed),
+                    rx_frames: g.rx_frames.load(Ordering::Relaxed),
+                    busy_polls: g.busy_polls.load(Ordering::Relaxed),
+                    idle_polls: g.idle_polls.load(Ordering::Relaxed),
+                    tcp_no_leg: g.tcp_no_leg.load(Ordering::Relaxed),
+                    gate_rejected: g.gate_rejected.load(Ordering::Relaxed),
+                    malformed_dropped: g.malformed_dropped.load(Ordering::Relaxed),
+                    commands: g.commands.load(Ordering::Relaxed),
+                    handed_off: g.handed_off.load(Ordering::Relaxed),
+                    handed_in: g.handed_in.load(Ordering::Relaxed),
+                    handoff_dropped: g.handoff_dropped.load(Ordering::Relaxed),
+                    fragments_dropped: g.fragments_dropped.load(Ordering::Relaxed),
+                    msrp_violations: g.msrp_violations.load(Ordering::Relaxed),
+                    bfcp_violations: g.bfcp_violations.load(Ordering::Relaxed),
+                    octets_relayed: g.octets_relayed.load(Ordering::Relaxed),
+                    udp_no_leg: g.udp_no_leg.load(Ordering::Relaxed),
+                    udp_gate_dropped: g.udp_gate_dropped.load(Ordering::Relaxed),
+                    udp_dropped: g.udp_dropped.load(Ordering::Relaxed),
+                    datagrams_relayed: g.datagrams_relayed.load(Ordering::Relaxed),
+                    command_ring: rings[i].0,
+                    event_ring: rings[i].1,
+                })
+                .collect(),
+            port: dev.stats().ok().map(|p| PortStatus {
+                rx_packets: p.rx_packets,
+                tx_packets: p.tx_packets,
+                rx_errors: p.rx_errors,
+                tx_errors: p.tx_errors,
+                rx_missed: p.rx_missed,
+                rx_no_mbuf: p.rx_no_mbuf,
+                link_up: dev.link().is_ok_and(|l| l.up),
+            }),
+            mbufs_in_use: pool.in_use(),
+            mbufs: pool.size(),
+        }
+    };
+    let mut metrics = match settings.metrics {
+        Some(addr) => {
+            let m = crate::metrics::MetricsServer::bind(addr)
+                .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+            tracing::info!(%addr, "Prometheus metrics on http://{addr}/metrics");
+            Some(m)
+        }
+        None => None,
+    };
+    let mut status_clients = StatusClients::default();
+    // The connection of the `imsagw capture` waiting for its capture to end.
+    let mut capture_client: Option<UnixStream> = None;
+    while !stop.load(Ordering::Relaxed) {
+        cp.poll(now(), Duration::from_millis(5))?;
+        for (mut conn, request) in status_clients.poll(&status) {
+            match request.as_str() {
+                "capture-stop" => {
+                    let reply = if cp.stop_capture() {
+                        "STOPPING\n"
+                    } else {
+                        "NONE\n"
+                    };
+                    let _ = conn.write_all(reply.as_bytes());
+                }
+                line if line.starts_with("capture") => {
+                    let started = CaptureRequest::parse(line)
+                        .and_then(|r| cp.start_capture(r, epoch_origin_us, now()));
+                    match started {
+                        Ok(()) => {
+                            let _ = conn.write_all(b"STARTED\n");
+                            capture_client = Some(conn);
+                        }
+                        Err(e) => {
+                            let _ = writeln!(conn, "ERROR {e}");
+                        }
+                    }
+                }
+                _ => {
+                    let body = serde_json::to_string(&status_of(&cp))?;
+                    let _ = conn.write_all(body.as_bytes());
+                }
+            }
+        }
+        if let Some(summary) = cp.poll_capture(now()) {
+            if let Some(mut c) = capture_client.take() {
+                let _ = writeln!(
+                    c,
+                    "DONE packets={} bytes={} missed={}",
+                    summary.packets, summary.bytes, summary.missed
+                );
+            }
+        }
+        if let Some(m) = metrics.as_mut() {
+            m.serve(|| crate::metrics::render(&status_of(&cp)));
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            reload_settings(&args, &reload, &mut cp);
+        }
+    }
+
+    tracing::info!("stopping: ServiceChange Forced to the MGC, releasing every termination");
+    cp.shutdown(now());
+    let released = cp.release_all();
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end && cp.awaiting_replies() {
+        cp.poll(now(), Duration::from_millis(5))?;
+    }
+    workers_stop.store(true, Ordering::Relaxed);
+    let mut legs_left = 0;
+    for w in workers {
+        legs_left += w.join().map_err(|_| anyhow::anyhow!("a worker panicked"))?;
+    }
+    let _ = std::fs::remove_file(&socket_path);
+    drop(dev);
+    tracing::info!(
+        released,
+        legs_left,
+        mbufs_in_use = pool.in_use(),
+        "imsagw stopped"
+    );
+    if pool.in_use() != 0 {
+        bail!("{} mbufs not returned to the pool", pool.in_use());
+    }
+    Ok(())
+}
+
+fn reload_settings(args: &RunArgs, reload: &crate::logging::Reload, cp: &mut ControlPlane) {
+    // Certificates: new handshakes use the new one; sessions up keep theirs.
+    if let Ok(s) = args.settings() {
+        if s.tls_cert.is_some() {
+            match s.tls_identity() {
+                Ok(id) => {
+                    tracing::info!(fingerprint = %id.fingerprint(dataplane::tls::HashAlg::Sha256), "SIGHUP: TLS certificate reloaded");
+                    cp.set_identity(Some(id));
+                }
+                Err(e) => tracing::warn!(error = %e, "SIGHUP: TLS certificate not reloaded"),
+            }
+        }
+    }
+    match args.settings() {
+        Ok(s) if std::env::var_os("RUST_LOG").is_none() => match reload.set(&s.log_level) {
+            Ok(()) => tracing::info!(log_level = %s.log_level, "SIGHUP: log level reloaded"),
+            Err(e) => tracing::warn!(error = %e, "SIGHUP: bad log level"),
+        },
+        Ok(_) => tracing::info!("SIGHUP: RUST_LOG is set, log level unchanged"),
+        Err(e) => tracing::warn!(error = %e, "SIGHUP: configuration not reloaded"),
+    }
+}
+
+fn pin(what: &str, core: usize) {
+    if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+        tracing::debug!(what, core, "pinned");
+    } else {
+        tracing::warn!(what, core, "could not pin to core");
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The running imsagw's status socket.
+    #[arg(long, default_value = "/run/imsagw.sock")]
+    status_socket: PathBuf,
+    /// Print the raw JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Status-socket clients whose request line (`status`, `capture ...`) is still coming. Read
+/// without blocking, so a slow or silent client never stalls the control loop and the H.248
+/// it serves; at most `MAX_STATUS_CLIENTS` wait at once, each for `STATUS_REQUEST_WAIT`.
+#[derive(Default)]
+struct StatusClients {
+    waiting: Vec<(UnixStream, Vec<u8>, Instant)>,
+}
+
+const MAX_STATUS_CLIENTS: usize = 16;
+const STATUS_REQUEST_WAIT: Duration = Duration::from_secs(2);
+const MAX_STATUS_REQUEST: usize = 4096;
+
+impl StatusClients {
+    /// Accepts new clients and returns those whose request is complete, ready for a
+    /// blocking reply (200 ms write timeout). A client that sends nothing until the wait
+    /// ends, or closes its side, asked for the status (as clients before requests did).
+    fn poll(&mut self, listener: &UnixListener) -> Vec<(UnixStream, String)> {
+        while self.waiting.len() < MAX_STATUS_CLIENTS {
+            let Ok((conn, _)) = listener.accept() else {
+                break;
+            };
+            if conn.set_nonblocking(true).is_ok() {
+                self.waiting.push((conn, Vec::new(), Instant::now()));
+            }
+        }
+        let mut ready = Vec::new();
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let (conn, line, since) = &mut self.waiting[i];
+            let mut complete = since.elapsed() >= STATUS_REQUEST_WAIT;
+            let mut broken = false;
+            let mut buf = [0u8; 512];
+            while !complete {
+                match conn.read(&mut buf) {
+                    Ok(0) => complete = true,
+                    Ok(n) => match buf[..n].iter().position(|&b| b == b'\n') {
+                        Some(end) => {
+                            line.extend_from_slice(&buf[..end]);
+                            complete = true;
+                        }
+                        None => {
+                            line.extend_from_slice(&buf[..n]);
+                            complete = line.len() >= MAX_STATUS_REQUEST;
+                        }
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "status socket: client gone");
+                        broken = true;
+                        break;
+                    }
+                }
+            }
+            if !(complete || broken) {
+                i += 1;
+                continue;
+            }
+            let (conn, line, _) = self.waiting.swap_remove(i);
+            if broken {
+                continue;
+            }
+            let request = String::from_utf8_lossy(&line).trim().to_string();
+            let blocking = conn.set_nonblocking(false).is_ok()
+                && conn
+                    .set_write_timeout(Some(Duration::from_millis(200)))
+                    .is_ok();
+            if blocking {
+                ready.push((conn, request));
+            }
+        }
+        ready
+    }
+}
+
+pub fn status(args: StatusArgs) -> Result<()> {
+    let mut conn = UnixStream::connect(&args.status_socket).with_context(|| {
+        format!(
+            "connecting to {} (is imsagw running?)",
+            args.status_socket.display()
+        )
+    })?;
+    conn.write_all(b"status\n")?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body)?;
+    let v: serde_json::Value = serde_json::from_str(&body).context("status reply")?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{body}")?;
+    } else {
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["termination", "port", "all", "stop"])))]
+pub struct CaptureArgs {
+    /// The running imsagw's status socket.
+    #[arg(long, default_value = "/run/imsagw.sock")]
+    status_socket: PathBuf,
+    /// Capture one termination (its local port, both directions).
+    #[arg(long)]
+    termination: Option<String>,
+    /// Capture a local TCP/UDP port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Capture every frame of every worker.
+    #[arg(long)]
+    all: bool,
+    /// End the running capture now (its `imsagw capture` prints the summary).
+    #[arg(long)]
+    stop: bool,
+    /// The pcapng file imsagw writes (a path on imsagw's machine).
+    #[arg(long, default_value = "capture.pcapng")]
+    out: PathBuf,
+    /// Stop after this many packets.
+    #[arg(long, default_value_t = 10_000)]
+    packets: u64,
+    /// Stop before the file would exceed this many bytes.
+    #[arg(long, default_value_t = 100 << 20)]
+    bytes: u64,
+    /// Octets kept of each frame (64 to 2048).
+    #[arg(long, default_value_t = 2048)]
+    snaplen: u16,
+    /// Stop after this long.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+}
+
+/// Asks the running imsagw for a capture and waits for it to end.
+pub fn capture(args: CaptureArgs) -> Result<()> {
+    if args.stop {
+        let mut conn = UnixStream::connect(&args.status_socket)?;
+        conn.write_all(b"capture-stop\n")?;
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply)?;
+        if !reply.starts_with("STOPPING") {
+            bail!("no capture running");
+        }
+        return Ok(());
+    }
+    let what = match (&args.termination, args.port) {
+        (Some(t), _) => format!("termination {t}"),
+        (None, Some(p)) => format!("port {p}"),
+        _ => "all".to_string(),
+    };
+    let out = std::path::absolute(&args.out)?;
+    let mut conn = UnixStream::connect(&args.status_socket).with_context(|| {
+        format!(
+            "connecting to {} (is imsagw running?)",
+            args.status_socket.display()
+        )
+    })?;
+    writeln!(
+        conn,
+        "capture {what} out={} packets={} bytes={} snaplen={} seconds={}",
+        out.display(),
+        args.packets,
+        args.bytes,
+        args.snaplen,
+        args.seconds
+    )?;
+    conn.set_read_timeout(Some(Duration::from_secs(args.seconds + 10)))?;
+    let mut reply = String::new();
+    let mut r = std::io::BufReader::new(conn);
+    use std::io::BufRead;
+    r.read_line(&mut reply)?;
+    if !reply.starts_with("STARTED") {
+        bail!("capture refused: {}", reply.trim());
+    }
+    println!("capturing {what} into {}", out.display());
+    reply.clear();
+    r.read_line(&mut reply)?;
+    if !reply.starts_with("DONE") {
+        bail!("capture did not complete: {:?}", reply.trim());
+    }
+    println!("{}", reply.trim());
+    Ok(())
+}

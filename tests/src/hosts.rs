@@ -1,0 +1,195 @@
+//! Test hosts for the DPDK integration tests: network namespaces bridged to imsagw's tap,
+//! child processes reaped on drop, and line readers.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+pub struct Netns(pub Vec<String>);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+pub struct Reap(pub Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn lines_of(child: &mut Child, stderr: bool) -> Receiver<String> {
+    let (tx, rx) = channel();
+    let out: Box<dyn std::io::Read + Send> = if stderr {
+        Box::new(child.stderr.take().unwrap())
+    } else {
+        Box::new(child.stdout.take().unwrap())
+    };
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+pub fn expect(rx: &Receiver<String>, prefix: &str, seen: &mut Vec<String>) -> String {
+    let end = Instant::now() + Duration::from_secs(40);
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                seen.push(l.clone());
+                if l.contains(prefix) {
+                    return l;
+                }
+            }
+            Err(_) => panic!("no {prefix:?}; seen {seen:?}"),
+        }
+    }
+}
+
+pub fn field(line: &str, key: &str) -> u64 {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} in {line}"))
+}
+
+/// Namespaces `lan` (a bridge), `uex` (198.18.100.7) and `uey` (198.18.200.50), the UEs on veths
+/// into the bridge; dropped at the end of the test.
+pub fn ue_hosts(prefix: &str) -> (Netns, String, String, String) {
+    let id = std::process::id() % 100_000;
+    let (lan, uex, uey) = (
+        format!("{prefix}lan{id}"),
+        format!("{prefix}uex{id}"),
+        format!("{prefix}uey{id}"),
+    );
+    let ns = Netns(vec![lan.clone(), uex.clone(), uey.clone()]);
+    for n in [&lan, &uex, &uey] {
+        sh(&["ip", "netns", "add", n]);
+    }
+    sh(&[
+        "ip", "netns", "exec", &lan, "ip", "link", "add", "br0", "type", "bridge",
+    ]);
+    for (ns, ip, v) in [
+        (&uex, "198.18.100.7/15", "vx"),
+        (&uey, "198.18.200.50/15", "vy"),
+    ] {
+        sh(&[
+            "ip", "netns", "exec", &lan, "ip", "link", "add", v, "type", "veth", "peer", "name",
+            "eth0", "netns", ns,
+        ]);
+        sh(&[
+            "ip", "netns", "exec", &lan, "ip", "link", "set", v, "master", "br0",
+        ]);
+        sh(&["ip", "netns", "exec", &lan, "ip", "link", "set", v, "up"]);
+        sh(&[
+            "ip", "netns", "exec", ns, "ip", "addr", "add", ip, "dev", "eth0",
+        ]);
+        sh(&["ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up"]);
+    }
+    sh(&[
+        "ip", "netns", "exec", &lan, "ip", "link", "set", "br0", "up",
+    ]);
+    (ns, lan, uex, uey)
+}
+
+/// Moves imsagw's tap into the bridge (with a MAC of its own for the kernel side).
+pub fn bridge_tap(tap: &str, lan: &str) {
+    sh(&["ip", "link", "set", tap, "netns", lan]);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        lan,
+        "ip",
+        "link",
+        "set",
+        "dev",
+        tap,
+        "address",
+        "02:00:00:00:00:fe",
+    ]);
+    sh(&[
+        "ip", "netns", "exec", lan, "ip", "link", "set", tap, "master", "br0",
+    ]);
+    sh(&["ip", "netns", "exec", lan, "ip", "link", "set", tap, "up"]);
+}
+
+/// `imsagw run` on its own net_tap `tap` (no NIC, no hugepages), H.248 on loopback towards
+/// the MGC at `mgc`, with `extra` flags; returns once it runs, with its log lines.
+pub fn start_imsagw(
+    tap: &str,
+    mgc: &str,
+    status: &Path,
+    extra: &[&str],
+) -> (Reap, Receiver<String>, Vec<String>) {
+    let mut agw = Reap(
+        Command::new(crate::bin("imsagw"))
+            .args(["run", "--bind", "127.0.0.1:0", "--mgc", mgc])
+            .args(extra)
+            .arg("--status-socket")
+            .arg(status)
+            .args([
+                "--",
+                "-l",
+                "0",
+                "--no-huge",
+                "--no-pci",
+                "--no-shconf",
+                "--no-telemetry",
+                "-m",
+                "256",
+            ])
+            .arg(format!("--vdev=net_tap0,iface={tap}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = lines_of(&mut agw.0, true);
+    let mut seen = Vec::new();
+    expect(&lines, "imsagw running", &mut seen);
+    (agw, lines, seen)
+}
+
+/// SIGTERM: imsagw must exit 0 with every mbuf back in its pool.
+pub fn stop_imsagw(mut agw: Reap, lines: Receiver<String>, mut seen: Vec<String>) {
+    sh(&["kill", "-TERM", &agw.0.id().to_string()]);
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = agw.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "imsagw did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    while let Ok(l) = lines.try_recv() {
+        seen.push(l);
+    }
+    assert!(status.success(), "imsagw: {seen:?}");
+    assert!(
+        seen.iter().any(|l| l.contains("mbufs_in_use=0")),
+        "{seen:?}"
+    );
+}

@@ -1,0 +1,149 @@
+//! The reference flow with a real MGC: Erlang/OTP megaco (tests/erl/iq_mgc.erl, scenario
+//! `annexy`) controls the `imsagw` binary over H.248 on loopback while `imsagw run` carries the
+//! data on DPDK net_tap between kernel TCP UEs in network namespaces (the MSRP UEs of
+//! `imsagw-sim`). The megaco MGC adds and modifies both terminations, receives the Notify of
+//! step 24 and reads the statistics from Subtract, which must equal the UEs' byte counts.
+//! Needs root.
+
+use std::io::Write;
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use imsagw_tests::hosts::*;
+
+#[test]
+fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
+    let id = std::process::id() % 100_000;
+    let (_ns, lan, uex, uey) = ue_hosts("mf");
+
+    // The MGC.
+    let dir = std::env::temp_dir().join(format!("imsagw-mflow-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("erl/iq_mgc.erl");
+    assert!(Command::new("erlc")
+        .arg("-o")
+        .arg(&dir)
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success());
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut mgc = Reap(
+        Command::new("erl")
+            .args(["-noshell", "-pa"])
+            .arg(&dir)
+            .args(["-run", "iq_mgc", "run", &port.to_string(), "annexy"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mgc_lines = lines_of(&mut mgc.0, false);
+    let mut seen = Vec::new();
+    expect(&mgc_lines, "READY", &mut seen);
+
+    // UE-Y listens before anything connects to it.
+    let sim = imsagw_tests::bin("imsagw-sim");
+    let sim = sim.to_str().expect("a UTF-8 path");
+    let ue = |ns: &str, args: &[&str]| {
+        let mut c = Reap(
+            Command::new("ip")
+                .args(["netns", "exec", ns, sim, "ue"])
+                .args(args)
+                .args(["--messages", "100", "--peer-messages", "100"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let rx = lines_of(&mut c.0, false);
+        (c, rx)
+    };
+    let (mut ue_y, y_lines) = ue(
+        &uey,
+        &[
+            "--listen",
+            "198.18.200.50:2855",
+            "--name",
+            "y",
+            "--peer-name",
+            "x",
+            "--seed",
+            "2",
+            "--peer-seed",
+            "1",
+        ],
+    );
+    let mut y_seen = Vec::new();
+    expect(&y_lines, "LISTENING", &mut y_seen);
+
+    // imsagw on its own tap, which then joins the bridge.
+    let tap = format!("immf{id}");
+    let (agw, agw_lines, agw_seen) = start_imsagw(
+        &tap,
+        &format!("127.0.0.1:{port}"),
+        &dir.join("status.sock"),
+        &[],
+    );
+    bridge_tap(&tap, &lan);
+
+    // The MGC adds and modifies; UE-X connects to T1 once it is told where.
+    let t1 = expect(&mgc_lines, "T1 ", &mut seen);
+    let mut parts = t1.split(' ').skip(1);
+    let t1_addr = format!("{}:{}", parts.next().unwrap(), parts.next().unwrap());
+    let (mut ue_x, x_lines) = ue(
+        &uex,
+        &[
+            "--connect",
+            &t1_addr,
+            "--name",
+            "x",
+            "--peer-name",
+            "y",
+            "--seed",
+            "1",
+            "--peer-seed",
+            "2",
+        ],
+    );
+    expect(&mgc_lines, "OK notify tcpc/est", &mut seen);
+    let mut x_seen = Vec::new();
+    let x = expect(&x_lines, "SUMMARY", &mut x_seen);
+    let y = expect(&y_lines, "SUMMARY", &mut y_seen);
+    assert!(ue_x.0.wait().unwrap().success(), "UE-X: {x_seen:?}");
+    assert!(ue_y.0.wait().unwrap().success(), "UE-Y: {y_seen:?}");
+    let (x_out, x_in) = (field(&x, "bytes_out"), field(&x, "bytes_in"));
+    let (y_out, y_in) = (field(&y, "bytes_out"), field(&y, "bytes_in"));
+    assert_eq!((x_out, x_in), (y_in, y_out), "bytes lost or added");
+
+    mgc.0
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"subtract\n")
+        .unwrap();
+    let s1 = expect(&mgc_lines, "STATS tcp/access/", &mut seen);
+    let s2 = expect(&mgc_lines, "STATS tcp/core/", &mut seen);
+    assert_eq!((field(&s1, "os"), field(&s1, "or")), (x_in, x_out), "{s1}");
+    assert_eq!((field(&s2, "os"), field(&s2, "or")), (y_in, y_out), "{s2}");
+    // The pair was MSRP-aware (TCP/MSRP): what each UE sent and answered, counted on both
+    // terminations (T1 receives UE-X's, T2 UE-Y's).
+    let counts = |s: &str| ["chkr", "chks", "r2xxr", "r2xxs"].map(|item| field(s, item));
+    let (x_sends, y_sends) = (field(&x, "sends_out"), field(&y, "sends_out"));
+    assert_eq!(counts(&s1), [x_sends, y_sends, y_sends, x_sends], "{s1}");
+    assert_eq!(counts(&s2), [y_sends, x_sends, x_sends, y_sends], "{s2}");
+    assert_eq!(field(&x, "ok_in"), x_sends);
+    let end = Instant::now() + Duration::from_secs(10);
+    while mgc.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < end, "MGC did not finish: {seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    stop_imsagw(agw, agw_lines, agw_seen);
+    let _ = std::fs::remove_dir_all(&dir);
+}
