@@ -51,7 +51,7 @@ pub enum FromPeer {
 }
 
 pub struct Dispatcher<E: Executor> {
-    pub executor: E,
+    executor: E,
     cache: ReplyCache,
     mid: MId,
     version: u8,
@@ -61,8 +61,6 @@ pub struct Dispatcher<E: Executor> {
     counters: DispatchCounters,
     scratch: String,
     registered: bool,
-    /// Commands executed, by command and result (0: success, else the H.248 error code).
-    by_command: std::collections::BTreeMap<(&'static str, u16), u64>,
 }
 
 impl<E: Executor> Dispatcher<E> {
@@ -78,42 +76,16 @@ impl<E: Executor> Dispatcher<E> {
             counters: DispatchCounters::default(),
             scratch: String::with_capacity(4096),
             registered: true,
-            by_command: std::collections::BTreeMap::new(),
         }
     }
 
-    /// Commands executed by command name and result code (0: success), for metrics.
-    pub fn commands(&self) -> impl Iterator<Item = (&'static str, u16, u64)> + '_ {
-        self.by_command.iter().map(|(&(c, r), &n)| (c, r, n))
+    /// The executor requests are handed to (the MG model).
+    pub fn executor(&self) -> &E {
+        &self.executor
     }
 
-    /// Counts each command of `req` with its result: those an action answered are
-    /// successes, the one its error stopped at carries the code, later ones were not run.
-    /// A deferred reply (`None`) counts as success.
-    fn count_commands(&mut self, req: &TransactionRequest, result: Option<&ReplyResult>) {
-        for (i, action) in req.actions.iter().enumerate() {
-            let (done, code) = match result {
-                Some(ReplyResult::Actions(replies)) => match replies.get(i) {
-                    Some(r) => (r.replies.len(), r.error.as_ref().map(|e| e.code)),
-                    None => (0, None),
-                },
-                Some(ReplyResult::Error(e)) => (0, Some(e.code)),
-                None => (action.commands.len(), None),
-            };
-            for (j, c) in action.commands.iter().enumerate() {
-                let result = if j < done || code.is_none() {
-                    0
-                } else if j == done {
-                    code.unwrap_or(0)
-                } else {
-                    continue;
-                };
-                *self
-                    .by_command
-                    .entry((command_name(&c.command), result))
-                    .or_insert(0) += 1;
-            }
-        }
+    pub fn executor_mut(&mut self) -> &mut E {
+        &mut self.executor
     }
 
     /// Until the MGC has answered our ServiceChange, requests other than a ServiceChange are
@@ -205,7 +177,6 @@ impl<E: Executor> Dispatcher<E> {
                     match self.cache.request(peer, req.id, now) {
                         Some(Disposition::Execute) => {
                             let result = self.executor.execute(peer, version, &req);
-                            self.count_commands(&req, result.as_ref());
                             if let Some(result) = result {
                                 self.complete(peer, req.id, version, result, now, &mut send);
                             }
@@ -364,33 +335,6 @@ fn header_end(data: &[u8]) -> usize {
     (first_space + 1 + mid_len).min(data.len())
 }
 
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Amm {
-            kind: AmmKind::Add, ..
-        } => "add",
-        Command::Amm {
-            kind: AmmKind::Modify,
-            ..
-        } => "modify",
-        Command::Amm {
-            kind: AmmKind::Move,
-            ..
-        } => "move",
-        Command::Subtract { .. } => "subtract",
-        Command::Audit {
-            kind: AuditKind::Value,
-            ..
-        } => "audit_value",
-        Command::Audit {
-            kind: AuditKind::Capabilities,
-            ..
-        } => "audit_capabilities",
-        Command::Notify { .. } => "notify",
-        Command::ServiceChange { .. } => "service_change",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,11 +425,11 @@ mod tests {
         let again = feed(&mut d, mgc(), ADD, 1000);
         assert_eq!(first, again);
         assert_eq!(first[0], "!/3 [198.51.100.2]:2944\nP=9{C=109}");
-        assert_eq!(d.executor.0, 1, "executed once");
+        assert_eq!(d.executor().0, 1, "executed once");
         // After an ack, the ID is remembered: a late repeat is silently ignored.
         assert!(feed(&mut d, mgc(), "!/3 [198.51.100.1]:2946 K{9}", 1100).is_empty());
         assert!(feed(&mut d, mgc(), ADD, 1200).is_empty());
-        assert_eq!(d.executor.0, 1);
+        assert_eq!(d.executor().0, 1);
         assert_eq!(d.counters().acks, 1);
     }
 
@@ -499,7 +443,7 @@ mod tests {
             0,
         );
         assert_eq!(out.len(), 2);
-        assert_eq!(d.executor.0, 2);
+        assert_eq!(d.executor().0, 2);
     }
 
     #[test]
@@ -516,7 +460,7 @@ mod tests {
         assert!(feed(&mut d, mgc(), &huge, 0).is_empty());
         let c = d.counters();
         assert_eq!((c.unknown_peer, c.garbage, c.oversized), (1, 2, 1));
-        assert_eq!(d.executor.0, 0);
+        assert_eq!(d.executor().0, 0);
         // And it keeps serving.
         assert_eq!(feed(&mut d, mgc(), ADD, 0).len(), 1);
     }
@@ -551,7 +495,7 @@ mod tests {
         );
         assert!(out[0].contains("\nER=400{"), "{}", out[0]);
         assert_eq!(d.counters().decode_errors, 4);
-        assert_eq!(d.executor.0, 0);
+        assert_eq!(d.executor().0, 0);
     }
 
     #[test]
@@ -574,7 +518,7 @@ mod tests {
             0,
         );
         assert!(out[0].contains("P=10{ER=510"), "{}", out[0]);
-        assert_eq!(d.executor.0, 1);
+        assert_eq!(d.executor().0, 1);
         assert_eq!(d.counters().refused, 1);
     }
 
@@ -592,7 +536,7 @@ mod tests {
             0,
         );
         assert_eq!(out[0], "!/3 [198.51.100.2]:2944\nP=11{C=111}");
-        assert_eq!(d.executor.0, 1);
+        assert_eq!(d.executor().0, 1);
         d.set_registered(true);
         assert_eq!(
             feed(&mut d, mgc(), ADD, 0)[0],

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::iq::IqEvent;
 use crate::mg::Notification;
 use crate::transaction::{Millis, Outgoing, Outstanding, TransactionTimers};
 use h248::ast::*;
@@ -29,7 +30,7 @@ pub struct NotifyCounters {
 pub struct Notifier {
     outstanding: Outstanding,
     /// What each outstanding Notify reported.
-    sent: std::collections::HashMap<u32, (Text, (&'static str, &'static str))>,
+    sent: std::collections::HashMap<u32, (Text, IqEvent)>,
     mid: MId,
     counters: NotifyCounters,
 }
@@ -78,15 +79,12 @@ impl Notifier {
             request_id: RequestId::Id(n.request_id),
             events: vec![ObservedEvent {
                 timestamp: Some(TimeStamp(timestamp(SystemTime::now()).as_str().into())),
-                name: PkgdName {
-                    package: n.event.0.into(),
-                    item: n.event.1.into(),
-                },
+                name: n.name.clone(),
                 parameters: n
                     .parameters
                     .iter()
                     .map(|(k, v)| ObservedEventParameter::Other {
-                        name: (*k).into(),
+                        name: k.clone(),
                         value: ParmValue::Equal(Value::bare(v)),
                     })
                     .collect(),
@@ -138,7 +136,7 @@ impl Notifier {
             self.counters.refused += 1;
             tracing::warn!(tid = reply.id, code, "MGC refused a Notify");
             if let (Some((term, event)), 411 | 430 | 435) = (what, code) {
-                if event == crate::iq::unconfirmed::HEARTBEAT {
+                if event == IqEvent::Heartbeat {
                     return Some(Some(term));
                 }
             }
@@ -212,7 +210,11 @@ mod tests {
             context: ContextId::Id(7001),
             termination: "tcp/access/17".into(),
             request_id: 104,
-            event: ("tcpc", "est"),
+            event: IqEvent::TcpEstablished,
+            name: PkgdName {
+                package: "tcpc".into(),
+                item: "est".into(),
+            },
             parameters: vec![],
         }
     }

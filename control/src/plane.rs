@@ -18,14 +18,45 @@ use crate::registration::{Action, Registration, RegistrationConfig, State};
 use crate::transaction::{Millis, ReplyCache};
 use crate::transport::{Endpoints, TcpTransport, UdpTransport};
 
-/// The workers' command rings as the MG model's data plane, indexed by worker.
-pub struct Rings(pub Vec<ControlEnd>);
+/// The workers' rings as the MG model's data plane, indexed by worker.
+pub struct Rings {
+    ends: Vec<ControlEnd>,
+    /// The worker whose events are read next (each gets its turn).
+    next: usize,
+}
+
+impl Rings {
+    pub fn new(ends: Vec<ControlEnd>) -> Self {
+        Rings { ends, next: 0 }
+    }
+
+    pub fn ends(&self) -> &[ControlEnd] {
+        &self.ends
+    }
+}
 
 impl DataPlane for Rings {
+    fn room(&self, worker: usize) -> usize {
+        self.ends
+            .get(worker)
+            .map_or(0, |r| r.commands.capacity() - r.commands.len())
+    }
+
     fn submit(&mut self, worker: usize, cmd: Dp) -> bool {
-        self.0
+        self.ends
             .get(worker)
             .is_some_and(|r| r.commands.push(cmd).is_ok())
+    }
+
+    fn next_event(&mut self) -> Option<(usize, Event)> {
+        for _ in 0..self.ends.len() {
+            let w = self.next;
+            self.next = (self.next + 1) % self.ends.len();
+            if let Some(ev) = self.ends[w].events.pop() {
+                return Some((w, ev));
+            }
+        }
+        None
     }
 }
 
@@ -47,7 +78,7 @@ pub struct ControlPlane {
     mgc_messages: u64,
     mgc_active_at: Millis,
     /// Data-plane events seen, for status.
-    pub events: u64,
+    events: u64,
     /// A packet capture being written, if any.
     capture: Option<CaptureSession>,
 }
@@ -66,6 +97,8 @@ pub struct Status {
     /// H.248 commands executed: command, result (0: success, else the error code), count.
     pub commands: Vec<(&'static str, u16, u64)>,
     pub tls: crate::mg::TlsCounts,
+    /// Local ports in use in each realm's pool.
+    pub port_pools: Vec<crate::mg::PoolStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -137,7 +170,7 @@ impl ControlPlane {
         let mgc_ips: Vec<std::net::IpAddr> = reg.mgcs.iter().map(|a| a.ip()).collect();
         let mgcs = mgc_ips.clone();
         let mut dispatcher = Dispatcher::new(
-            Mg::new(mg, Rings(rings)),
+            Mg::new(mg, Rings::new(rings)),
             ReplyCache::new(reg.timers, reply_cache),
             reg.mid.clone(),
             reg.max_version,
@@ -201,12 +234,12 @@ impl ControlPlane {
 
     /// The certificate for TLS handshakes from now on.
     pub fn set_identity(&mut self, identity: Option<dataplane::tls::Identity>) {
-        self.dispatcher.executor.set_identity(identity);
+        self.dispatcher.executor_mut().set_identity(identity);
     }
 
     /// Releases every termination (shutdown); returns how many there were.
     pub fn release_all(&mut self) -> usize {
-        self.dispatcher.executor.release_all()
+        self.dispatcher.executor_mut().release_all()
     }
 
     /// Our ServiceChange is still unanswered (while shutting down: wait a little for it).
@@ -215,7 +248,11 @@ impl ControlPlane {
     }
 
     pub fn mg(&self) -> &Mg<Rings> {
-        &self.dispatcher.executor
+        self.dispatcher.executor()
+    }
+
+    fn mg_mut(&mut self) -> &mut Mg<Rings> {
+        self.dispatcher.executor_mut()
     }
 
     pub fn status(&self) -> Status {
@@ -242,18 +279,19 @@ impl ControlPlane {
                 retransmissions: self.notifier.retransmissions(),
             },
             applications: self.mg().app_totals(),
-            commands: self.dispatcher.commands().collect(),
+            commands: self.mg().commands().collect(),
             tls: self.mg().tls_counts(),
+            port_pools: self.mg().pools(),
         }
     }
 
     /// One round: data-plane events, H.248 datagrams (waiting at most `wait` for the first),
     /// deferred replies, Notify, timers.
     pub fn poll(&mut self, now: Millis, wait: Duration) -> std::io::Result<()> {
-        self.dispatcher.executor.set_now(now);
+        self.mg_mut().set_now(now);
         self.drain_events();
         // A reply waiting for the worker must not wait for the next datagram too.
-        let wait = if self.dispatcher.executor.has_deferred() {
+        let wait = if self.mg().has_deferred() {
             Duration::ZERO
         } else {
             wait
@@ -295,7 +333,9 @@ impl ControlPlane {
                         continue;
                     }
                     match self.notifier.answer(&r) {
-                        Some(Some(hanging)) => self.dispatcher.executor.release_hanging(&hanging),
+                        Some(Some(hanging)) => {
+                            self.dispatcher.executor_mut().release_hanging(&hanging)
+                        }
                         Some(None) => {}
                         None => tracing::debug!(tid = r.id, "reply to no request of ours"),
                     }
@@ -309,28 +349,25 @@ impl ControlPlane {
         self.apply_registration(now);
     }
 
+    /// The workers' events: capture ends are the control plane's, the rest the MG's.
     fn drain_events(&mut self) {
-        let mg = &mut self.dispatcher.executor;
-        for w in 0..mg.dataplane.0.len() {
-            while let Some(ev) = mg.dataplane.0[w].events.pop() {
-                self.events += 1;
-                if let Event::Captured { missed, .. } = ev {
-                    if let Some(c) = self.capture.as_mut() {
-                        c.worker_ended(w, missed);
-                    }
-                    continue;
+        while let Some((w, ev)) = self.mg_mut().dataplane_mut().next_event() {
+            self.events += 1;
+            if let Event::Captured { missed, .. } = ev {
+                if let Some(c) = self.capture.as_mut() {
+                    c.worker_ended(w, missed);
                 }
-                mg.on_event(&ev);
+                continue;
             }
+            self.mg_mut().on_event(&ev);
         }
     }
 
     /// Per worker: commands in its ring, events waiting in its ring.
     pub fn ring_occupancy(&self) -> Vec<(usize, usize)> {
-        self.dispatcher
-            .executor
-            .dataplane
-            .0
+        self.mg()
+            .dataplane()
+            .ends()
             .iter()
             .map(|r| (r.commands.len(), r.events.len()))
             .collect()
@@ -347,7 +384,7 @@ impl ControlPlane {
         if self.capture.is_some() {
             return Err("a capture is already running".into());
         }
-        let mg = &self.dispatcher.executor;
+        let mg = self.mg();
         let target = match &request.target {
             CaptureTarget::Termination(name) => Some(
                 mg.termination_port(name)
@@ -360,7 +397,7 @@ impl ControlPlane {
         self.capture = Some(CaptureSession::start(
             request,
             target,
-            &mg.dataplane.0,
+            mg.dataplane().ends(),
             epoch_origin_us,
             now,
         )?);
@@ -371,7 +408,7 @@ impl ControlPlane {
     pub fn stop_capture(&mut self) -> bool {
         match self.capture.as_mut() {
             Some(c) => {
-                c.stop(&self.dispatcher.executor.dataplane.0);
+                c.stop(self.dispatcher.executor().dataplane().ends());
                 true
             }
             None => false,
@@ -381,7 +418,7 @@ impl ControlPlane {
     /// Writes captured frames; the summary once the capture has ended.
     pub fn poll_capture(&mut self, now: Millis) -> Option<CaptureSummary> {
         let c = self.capture.as_mut()?;
-        if !c.poll(&self.dispatcher.executor.dataplane.0, now) {
+        if !c.poll(self.dispatcher.executor().dataplane().ends(), now) {
             return None;
         }
         let summary = c.summary;
@@ -393,7 +430,7 @@ impl ControlPlane {
     /// Deferred replies, notifications, retransmissions, Pendings and registration actions.
     fn flush(&mut self, now: Millis) {
         let transport = &mut self.transport;
-        for (peer, tid, version, result) in self.dispatcher.executor.completed() {
+        for (peer, tid, version, result) in self.dispatcher.executor_mut().completed() {
             self.dispatcher
                 .complete(peer, tid, version, result, now, |to, b: Arc<[u8]>| {
                     transport.send_to(to, &b)
@@ -414,24 +451,18 @@ impl ControlPlane {
             self.mgc_messages = seen;
             self.mgc_active_at = now;
         }
-        if let (Some((rid, mit)), Some(_)) = (self.dispatcher.executor.inactivity(), mgc) {
+        if let (Some((rid, mit)), Some(_)) = (self.dispatcher.executor().inactivity(), mgc) {
             if now.saturating_sub(self.mgc_active_at) >= mit {
                 // The MGC's silence is reported; if it cannot even answer this, the Notify
                 // is given up and contact is lost.
                 self.mgc_active_at = now;
-                let n = crate::mg::Notification {
-                    context: h248::ast::ContextId::Null,
-                    termination: "ROOT".into(),
-                    request_id: rid,
-                    event: crate::iq::unconfirmed::INACTIVITY,
-                    parameters: vec![],
-                };
+                let n = self.dispatcher.executor().inactivity_notification(rid);
                 if let Some((to, bytes)) = self.notifier.send(&n, mgc, now) {
                     transport.send_to(to, &bytes);
                 }
             }
         }
-        for n in self.dispatcher.executor.notifications() {
+        for n in self.dispatcher.executor_mut().notifications() {
             if let Some((to, bytes)) = self.notifier.send(&n, mgc, now) {
                 transport.send_to(to, &bytes);
             }

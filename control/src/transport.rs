@@ -414,7 +414,7 @@ mod tests {
             "the retransmission got the identical reply"
         );
         assert_eq!(replies[0], b"!/3 imsagw\nP=4{C=4}");
-        assert_eq!(d.executor.0, 1);
+        assert_eq!(d.executor().0, 1);
     }
 
     #[test]

@@ -20,12 +20,22 @@ struct Rings {
 }
 
 impl DataPlane for Rings {
+    fn room(&self, _worker: usize) -> usize {
+        if self.full {
+            0
+        } else {
+            usize::MAX
+        }
+    }
     fn submit(&mut self, _worker: usize, cmd: Dp) -> bool {
         if self.full {
             return false;
         }
         self.taken.push(cmd);
         true
+    }
+    fn next_event(&mut self) -> Option<(usize, Event)> {
+        None
     }
 }
 
@@ -86,15 +96,15 @@ fn subtract(tid: u32, ctx: u32) -> String {
 #[test]
 fn a_full_command_ring_is_510_until_it_drains() {
     let mut d = mg(10, 10, 10);
-    d.executor.dataplane.full = true;
+    d.executor_mut().dataplane_mut().full = true;
     let r = send(&mut d, &add(1, "$"));
     assert_eq!(code(&r[0]), Some(510), "{r:?}");
     assert!(r[0].contains("data plane busy"), "{r:?}");
-    assert_eq!(d.executor.terminations(), 0, "nothing half-made");
-    d.executor.dataplane.full = false;
+    assert_eq!(d.executor_mut().terminations(), 0, "nothing half-made");
+    d.executor_mut().dataplane_mut().full = false;
     let r = send(&mut d, &add(2, "$"));
     assert_eq!(code(&r[0]), None, "{r:?}");
-    assert_eq!(d.executor.terminations(), 1);
+    assert_eq!(d.executor_mut().terminations(), 1);
 }
 
 #[test]
@@ -110,7 +120,7 @@ fn limits_are_answered_and_recovered_from() {
     assert!(matches!(code(&r[0]), Some(510) | Some(434)), "{r:?}");
     let r = send(&mut d, &subtract(5, 1));
     assert_eq!(code(&r[0]), None, "{r:?}");
-    assert_eq!(d.executor.terminations(), 0);
+    assert_eq!(d.executor_mut().terminations(), 0);
     assert_eq!(code(&send(&mut d, &add(6, "$"))[0]), None);
 
     let mut d = mg(10, 100, 2);
@@ -130,8 +140,8 @@ fn a_worker_refusal_is_counted() {
     let mut d = mg(10, 10, 10);
     assert_eq!(code(&send(&mut d, &add(1, "$"))[0]), None);
     let key = d
-        .executor
-        .dataplane
+        .executor()
+        .dataplane()
         .taken
         .iter()
         .find_map(|c| match c {
@@ -139,19 +149,19 @@ fn a_worker_refusal_is_counted() {
             _ => None,
         })
         .unwrap();
-    d.executor.on_event(&Event::Rejected {
+    d.executor_mut().on_event(&Event::Rejected {
         key,
         reason: Rejection::LegTableFull,
     });
-    assert_eq!(d.executor.worker_rejections, 1);
-    d.executor.on_event(&Event::Rejected {
+    assert_eq!(d.executor().worker_rejections(), 1);
+    d.executor_mut().on_event(&Event::Rejected {
         key: TerminationKey {
             context: 99,
             termination: 1,
         },
         reason: Rejection::UnknownTermination,
     });
-    assert_eq!(d.executor.worker_rejections, 1);
+    assert_eq!(d.executor().worker_rejections(), 1);
 }
 
 #[test]
@@ -178,10 +188,10 @@ fn an_mgc_flooding_garbage_and_duplicates_changes_nothing() {
     }
     let c = d.counters();
     assert!(c.garbage + c.decode_errors >= junk / 2, "{c:?}");
-    assert_eq!(d.executor.terminations(), 1);
+    assert_eq!(d.executor_mut().terminations(), 1);
     let reserves = d
-        .executor
-        .dataplane
+        .executor()
+        .dataplane()
         .taken
         .iter()
         .filter(|c| matches!(c, Dp::Reserve { .. }))

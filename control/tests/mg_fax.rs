@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 
 use control::dispatch::Dispatcher;
+use control::iq::IqEvent;
 use control::mg::{DataPlane, Mg, MgConfig, Realm};
 use control::transaction::{ReplyCache, TransactionTimers};
 use dataplane::contract::{Accept, Command as Dp, Event, LegStats, ReleaseCause};
@@ -17,9 +18,15 @@ use h248::ast::*;
 struct Recorder(Vec<Dp>);
 
 impl DataPlane for Recorder {
+    fn room(&self, _worker: usize) -> usize {
+        usize::MAX
+    }
     fn submit(&mut self, _worker: usize, cmd: Dp) -> bool {
         self.0.push(cmd);
         true
+    }
+    fn next_event(&mut self) -> Option<(usize, dataplane::contract::Event)> {
+        None
     }
 }
 
@@ -84,8 +91,8 @@ fn answer(tid: u32, term: &str, setup: &str, port: u16, tls_id: &str, fps: &str)
 }
 
 fn starts(d: &Dispatcher<Mg<Recorder>>) -> Vec<Dp> {
-    d.executor
-        .dataplane
+    d.executor()
+        .dataplane()
         .0
         .iter()
         .filter(|c| matches!(c, Dp::StartDatagram { .. }))
@@ -127,8 +134,8 @@ fn fax_terminations_are_datagram_legs_with_dtls_towards_the_ue() {
     assert!(r.contains(&format!("a=fingerprint:{ours}")), "{r}");
     assert!(r.contains("a=tls-id:agwTlsId0001"), "{r}");
     assert!(d
-        .executor
-        .dataplane
+        .executor()
+        .dataplane()
         .0
         .iter()
         .any(|c| matches!(c, Dp::ReserveDatagram { local, .. } if local.port() == 41000)));
@@ -250,8 +257,8 @@ fn dtls_failure_and_inactivity_become_the_armed_notify() {
         &answer(3, "udptl/access/2", "active", 5004, "ueTlsIdAAAA", &fp),
     );
     let keys: Vec<_> = d
-        .executor
-        .dataplane
+        .executor()
+        .dataplane()
         .0
         .iter()
         .filter_map(|c| match c {
@@ -260,20 +267,23 @@ fn dtls_failure_and_inactivity_become_the_armed_notify() {
         })
         .collect();
     let (core, access) = (keys[0], keys[1]);
-    d.executor.on_event(&Event::TlsFailed {
+    d.executor_mut().on_event(&Event::TlsFailed {
         key: access,
         failure: TlsFailure::Timeout,
     });
-    d.executor.on_event(&Event::Closed {
+    d.executor_mut().on_event(&Event::Closed {
         key: core,
         cause: ReleaseCause::IdleTimeout,
         stats: LegStats::default(),
     });
-    let n: Vec<_> = d.executor.notifications().collect();
+    let n: Vec<_> = d.executor_mut().notifications().collect();
     assert_eq!(n.len(), 2, "{n:?}");
-    assert_eq!(n[0].event, ("tlsc", "estfail"));
+    assert_eq!(n[0].event, IqEvent::TlsFailure);
     assert_eq!(n[0].request_id, 202);
-    assert_eq!(n[0].parameters, vec![("cause", "timeout".to_string())]);
-    assert_eq!(n[1].event, ("adid", "ipstop"));
+    assert_eq!(
+        n[0].parameters,
+        vec![("cause".into(), "timeout".to_string())]
+    );
+    assert_eq!(n[1].event, IqEvent::MediaInactivity);
     assert_eq!(n[1].request_id, 201);
 }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use control::dispatch::Dispatcher;
+use control::iq::IqEvent;
 use control::mg::{DataPlane, Mg, MgConfig, Realm};
 use control::transaction::{ReplyCache, TransactionTimers};
 use dataplane::contract::{
@@ -18,9 +19,15 @@ use h248::ast::*;
 struct Recorder(Vec<Dp>);
 
 impl DataPlane for Recorder {
+    fn room(&self, _worker: usize) -> usize {
+        usize::MAX
+    }
     fn submit(&mut self, _worker: usize, cmd: Dp) -> bool {
         self.0.push(cmd);
         true
+    }
+    fn next_event(&mut self) -> Option<(usize, dataplane::contract::Event)> {
+        None
     }
 }
 
@@ -139,7 +146,7 @@ fn seed_steps_2_to_20_drive_the_data_plane_like_the_annex_says() {
     );
     assert!(r.contains("a=setup:passive"), "{r}");
 
-    let cmds = &d.executor.dataplane.0;
+    let cmds = &d.executor_mut().dataplane_mut().0;
     let reserves: Vec<_> = cmds
         .iter()
         .filter_map(|c| match c {
@@ -202,22 +209,33 @@ fn seed_steps_2_to_20_drive_the_data_plane_like_the_annex_says() {
     let mut out = Vec::new();
     d.datagram(alg(), subtract.as_bytes(), 0, |_, b| out.push(b), |_| {});
     assert!(out.is_empty(), "no reply before the statistics are in");
-    assert!(d.executor.dataplane.0.contains(&Dp::Release { key: k1 }));
-    assert!(d.executor.dataplane.0.contains(&Dp::Release { key: k2 }));
-    assert_eq!((d.executor.contexts(), d.executor.terminations()), (0, 0));
+    assert!(d
+        .executor_mut()
+        .dataplane_mut()
+        .0
+        .contains(&Dp::Release { key: k1 }));
+    assert!(d
+        .executor_mut()
+        .dataplane_mut()
+        .0
+        .contains(&Dp::Release { key: k2 }));
+    assert_eq!(
+        (d.executor_mut().contexts(), d.executor_mut().terminations()),
+        (0, 0)
+    );
     d.datagram(alg(), subtract.as_bytes(), 1, |_, b| out.push(b), |_| {});
     let pending = String::from_utf8(out.remove(0).to_vec()).unwrap();
     assert!(pending.contains("PN=5"), "{pending}");
     let releases = d
-        .executor
-        .dataplane
+        .executor()
+        .dataplane()
         .0
         .iter()
         .filter(|c| matches!(c, Dp::Release { .. }))
         .count();
     assert_eq!(releases, 2);
     for (key, n) in [(k1, 1000), (k2, 2000)] {
-        d.executor.on_event(&Event::Closed {
+        d.executor_mut().on_event(&Event::Closed {
             key,
             cause: ReleaseCause::Released,
             stats: LegStats {
@@ -227,7 +245,7 @@ fn seed_steps_2_to_20_drive_the_data_plane_like_the_annex_says() {
             },
         });
     }
-    let done = d.executor.completed();
+    let done = d.executor_mut().completed();
     assert_eq!(done.len(), 1);
     let (peer, tid, version, result) = done.into_iter().next().unwrap();
     d.complete(peer, tid, version, result, 2, |_, b| out.push(b));
@@ -262,8 +280,8 @@ fn subtract_of_a_leg_already_closed_does_not_wait_for_statistics() {
         &modify(4, ctx, &t1, "passive", "203.0.113.7", 9, "active"),
     );
     let keys: Vec<_> = d
-        .executor
-        .dataplane
+        .executor()
+        .dataplane()
         .0
         .iter()
         .filter_map(|c| match c {
@@ -272,19 +290,19 @@ fn subtract_of_a_leg_already_closed_does_not_wait_for_statistics() {
         })
         .collect();
     let (k1, k2) = (keys[0], keys[1]);
-    d.executor.set_now(1_000);
+    d.executor_mut().set_now(1_000);
     for (key, remote) in [(k1, "203.0.113.7:50000"), (k2, "203.0.113.50:2855")] {
-        d.executor.on_event(&Event::Established {
+        d.executor_mut().on_event(&Event::Established {
             key,
             remote: remote.parse().unwrap(),
         });
     }
-    d.executor.set_now(4_000);
+    d.executor_mut().set_now(4_000);
     for (key, cause) in [
         (k1, ReleaseCause::PeerClosed),
         (k2, ReleaseCause::PartnerGone),
     ] {
-        d.executor.on_event(&Event::Closed {
+        d.executor_mut().on_event(&Event::Closed {
             key,
             cause,
             stats: LegStats {
@@ -294,7 +312,7 @@ fn subtract_of_a_leg_already_closed_does_not_wait_for_statistics() {
             },
         });
     }
-    d.executor.set_now(9_000);
+    d.executor_mut().set_now(9_000);
     let subtract =
         format!("!/3 [198.51.100.1]:2944 T=5{{C={ctx}{{S={t1}{{AT{{SA}}}},S={t2}{{AT{{SA}}}}}}}}");
     let mut out = Vec::new();
@@ -306,7 +324,7 @@ fn subtract_of_a_leg_already_closed_does_not_wait_for_statistics() {
         |_| {},
     );
     // The clock has not moved: nothing waited for the statistics deadline.
-    let done = d.executor.completed();
+    let done = d.executor_mut().completed();
     assert_eq!(done.len(), 1, "answered without waiting");
     let (peer, tid, version, result) = done.into_iter().next().unwrap();
     d.complete(peer, tid, version, result, 9_000, |_, b| out.push(b));
@@ -331,8 +349,8 @@ fn merge_mode_both_peers_connect_in() {
         &modify(4, ctx, &t2, "passive", "203.0.113.50", 9, "active"),
     );
     let starts: Vec<_> = d
-        .executor
-        .dataplane
+        .executor()
+        .dataplane()
         .0
         .iter()
         .filter(|c| {
@@ -354,10 +372,10 @@ fn a_retransmitted_add_creates_one_termination() {
     let a = send(&mut d, &add(1, "$", "access"));
     let b = send(&mut d, &add(1, "$", "access"));
     assert_eq!(a, b);
-    assert_eq!(d.executor.terminations(), 1);
+    assert_eq!(d.executor_mut().terminations(), 1);
     assert_eq!(
-        d.executor
-            .dataplane
+        d.executor()
+            .dataplane()
             .0
             .iter()
             .filter(|c| matches!(c, Dp::Reserve { .. }))
@@ -419,7 +437,7 @@ fn errors_carry_the_h248_codes() {
     let odd = add(11, "$", "access").replace("ipdc/realm = \"access\"", "xyz/abc = 1");
     assert_eq!(code(&send(&mut d, &odd)), "445");
     // Each command is counted with its result, for metrics.
-    let counted: Vec<_> = d.commands().collect();
+    let counted: Vec<_> = d.executor().commands().collect();
     assert!(
         counted.iter().any(|&(c, r, _)| c == "add" && r == 0),
         "{counted:?}"
@@ -439,8 +457,8 @@ fn errors_carry_the_h248_codes() {
 
 /// The key the MG gave the n-th termination it reserved.
 fn reserved(d: &Dispatcher<Mg<Recorder>>, n: usize) -> dataplane::contract::TerminationKey {
-    d.executor
-        .dataplane
+    d.executor()
+        .dataplane()
         .0
         .iter()
         .filter_map(|c| match c {
@@ -470,29 +488,30 @@ fn armed_events_become_notifications_and_others_do_not() {
     let r = send(&mut d, &arm(6, &t2, 105, "nopkg/ev"));
     assert!(r.contains("ER=445"), "{r}");
 
-    d.executor.on_event(&Event::CutThrough { a: k2, b: k1 });
-    let n: Vec<_> = d.executor.notifications().collect();
+    d.executor_mut()
+        .on_event(&Event::CutThrough { a: k2, b: k1 });
+    let n: Vec<_> = d.executor_mut().notifications().collect();
     assert_eq!(n.len(), 1, "{n:?}");
     assert_eq!(
         (n[0].context, n[0].termination.as_str(), n[0].request_id),
         (ContextId::Id(ctx), t1.as_str(), 104)
     );
-    assert_eq!(n[0].event, ("tcpc", "est"));
+    assert_eq!(n[0].event, IqEvent::TcpEstablished);
 
-    d.executor.on_event(&Event::Closed {
+    d.executor_mut().on_event(&Event::Closed {
         key: k2,
         cause: ReleaseCause::PeerReset,
         stats: LegStats::default(),
     });
-    d.executor.on_event(&Event::Closed {
+    d.executor_mut().on_event(&Event::Closed {
         key: k1,
         cause: ReleaseCause::PartnerGone,
         stats: LegStats::default(),
     });
-    let n: Vec<_> = d.executor.notifications().collect();
+    let n: Vec<_> = d.executor_mut().notifications().collect();
     assert_eq!(n.len(), 1, "only T2 armed the release: {n:?}");
-    assert_eq!(n[0].event, ("tcpc", "rel"));
-    assert_eq!(n[0].parameters, vec![("cause", "reset".to_string())]);
+    assert_eq!(n[0].event, IqEvent::TcpReleased);
+    assert_eq!(n[0].parameters, vec![("cause".into(), "reset".to_string())]);
 
     // A bare Events disarms.
     let r = send(
@@ -500,32 +519,32 @@ fn armed_events_become_notifications_and_others_do_not() {
         &format!("!/3 [198.51.100.1]:2944 T=7{{C={ctx}{{MF={t2}{{E}}}}}}"),
     );
     assert!(!r.contains("ER="), "{r}");
-    d.executor.on_event(&Event::ConnectFailed {
+    d.executor_mut().on_event(&Event::ConnectFailed {
         key: k2,
         failure: dataplane::contract::ConnectFailure::Timeout,
     });
-    assert_eq!(d.executor.notifications().count(), 0);
+    assert_eq!(d.executor_mut().notifications().count(), 0);
 }
 
 #[test]
 fn an_armed_heartbeat_beats_at_its_interval() {
     let mut d = mg();
     let (ctx, t1) = added(&send(&mut d, &add(1, "$", "access")));
-    d.executor.set_now(1_000);
+    d.executor_mut().set_now(1_000);
     send(
         &mut d,
         &format!("!/3 [198.51.100.1]:2944 T=2{{C={ctx}{{MF={t1}{{E=101{{hangterm/thb}}}}}}}}"),
     );
-    d.executor.set_now(60_999);
-    assert_eq!(d.executor.notifications().count(), 0);
-    d.executor.set_now(61_000);
-    let n: Vec<_> = d.executor.notifications().collect();
+    d.executor_mut().set_now(60_999);
+    assert_eq!(d.executor_mut().notifications().count(), 0);
+    d.executor_mut().set_now(61_000);
+    let n: Vec<_> = d.executor_mut().notifications().collect();
     assert_eq!(n.len(), 1);
-    assert_eq!((n[0].event, n[0].request_id), (("hangterm", "thb"), 101));
-    d.executor.set_now(61_500);
-    assert_eq!(d.executor.notifications().count(), 0);
-    d.executor.set_now(121_000);
-    assert_eq!(d.executor.notifications().count(), 1);
+    assert_eq!((n[0].event, n[0].request_id), (IqEvent::Heartbeat, 101));
+    d.executor_mut().set_now(61_500);
+    assert_eq!(d.executor_mut().notifications().count(), 0);
+    d.executor_mut().set_now(121_000);
+    assert_eq!(d.executor_mut().notifications().count(), 1);
 }
 
 #[test]
@@ -536,7 +555,7 @@ fn the_inactivity_timer_is_armed_on_root_only() {
         "!/3 [198.51.100.1]:2944 T=1{C=-{MF=ROOT{E=7{it/ito{mit=500}}}}}",
     );
     assert!(!r.contains("ER="), "{r}");
-    assert_eq!(d.executor.inactivity(), Some((7, 5000)));
+    assert_eq!(d.executor_mut().inactivity(), Some((7, 5000)));
     let r = send(
         &mut d,
         "!/3 [198.51.100.1]:2944 T=2{C=-{MF=ROOT{E=8{it/ito}}}}",
@@ -549,7 +568,7 @@ fn the_inactivity_timer_is_armed_on_root_only() {
     assert!(r.contains("ER=451"), "{r}");
     let r = send(&mut d, "!/3 [198.51.100.1]:2944 T=4{C=-{MF=ROOT{E}}}");
     assert!(!r.contains("ER="), "{r}");
-    assert_eq!(d.executor.inactivity(), None);
+    assert_eq!(d.executor_mut().inactivity(), None);
 }
 
 #[test]
@@ -589,7 +608,7 @@ fn wildcards_move_and_audit_capabilities() {
         &format!("!/3 [198.51.100.1]:2944 T=7{{C={c2}{{MV={t2}{{M{{ST=1{{O{{MO=SR}}}}}}}}}}}}"),
     );
     assert!(r.contains(&format!("MV={t2}")), "{r}");
-    let cmds = &d.executor.dataplane.0;
+    let cmds = &d.executor_mut().dataplane_mut().0;
     assert!(cmds.contains(&Dp::Split { key: k2 }));
     assert!(cmds.contains(&Dp::Join { a: k3, b: k2 }));
     // Context 2 is full now.
@@ -607,7 +626,7 @@ fn wildcards_move_and_audit_capabilities() {
         r.contains(&format!("S={t2}")) && r.contains(&format!("S={t3}")),
         "{r}"
     );
-    assert_eq!(d.executor.terminations(), 1);
+    assert_eq!(d.executor_mut().terminations(), 1);
     // AuditCapabilities lists the packages.
     let r = send(&mut d, "!/3 [198.51.100.1]:2944 T=10{C=-{AC=ROOT{AT{PG}}}}");
     assert!(r.contains("nt-1") && r.contains("ipdc-1"), "{r}");
@@ -615,8 +634,8 @@ fn wildcards_move_and_audit_capabilities() {
 
 /// The framing each Start asks for, in order.
 fn framings(d: &Dispatcher<Mg<Recorder>>) -> Vec<Framing> {
-    d.executor
-        .dataplane
+    d.executor()
+        .dataplane()
         .0
         .iter()
         .filter_map(|c| match c {
@@ -685,7 +704,7 @@ fn violations_notify_and_statistics_reach_audit_subtract_and_status() {
         responses_5xx: 1,
         ..MsrpCounters::default()
     };
-    d.executor.on_event(&Event::Stats {
+    d.executor_mut().on_event(&Event::Stats {
         key: k1,
         stats: LegStats {
             app: AppStats::Msrp { received, sent },
@@ -711,9 +730,9 @@ fn violations_notify_and_statistics_reach_audit_subtract_and_status() {
     }
     // The peer breaks framing: the Violation, then the Closed with its cause.
     let violation = Violation::Msrp(MsrpViolation::BadEndLine);
-    d.executor
+    d.executor_mut()
         .on_event(&Event::Violation { key: k1, violation });
-    d.executor.on_event(&Event::Closed {
+    d.executor_mut().on_event(&Event::Closed {
         key: k1,
         cause: ReleaseCause::Violation,
         stats: LegStats {
@@ -721,17 +740,17 @@ fn violations_notify_and_statistics_reach_audit_subtract_and_status() {
             ..LegStats::default()
         },
     });
-    let n: Vec<_> = d.executor.notifications().collect();
+    let n: Vec<_> = d.executor_mut().notifications().collect();
     assert_eq!(n.len(), 1, "{n:?}");
-    assert_eq!(n[0].event, ("tcpc", "rel"));
+    assert_eq!(n[0].event, IqEvent::TcpReleased);
     assert_eq!(
         n[0].parameters,
         vec![
-            ("cause", "violation".to_string()),
-            ("viol", "msrp-endline".to_string())
+            ("cause".into(), "violation".to_string()),
+            ("viol".into(), "msrp-endline".to_string())
         ]
     );
-    let totals = d.executor.app_totals();
+    let totals = d.executor_mut().app_totals();
     assert_eq!(
         (
             totals.msrp_violations,
@@ -751,7 +770,7 @@ fn violations_notify_and_statistics_reach_audit_subtract_and_status() {
         octets: 120,
         primitives,
     };
-    d.executor.on_event(&Event::Stats {
+    d.executor_mut().on_event(&Event::Stats {
         key: k2,
         stats: LegStats {
             app: AppStats::Bfcp {
@@ -782,7 +801,7 @@ fn violations_notify_and_statistics_reach_audit_subtract_and_status() {
     d.datagram(alg(), subtract.as_bytes(), 0, |_, b| out.push(b), |_| {});
     assert!(out.is_empty());
     primitives[1] = 2;
-    d.executor.on_event(&Event::Closed {
+    d.executor_mut().on_event(&Event::Closed {
         key: k2,
         cause: ReleaseCause::Released,
         stats: LegStats {
@@ -797,11 +816,11 @@ fn violations_notify_and_statistics_reach_audit_subtract_and_status() {
             ..LegStats::default()
         },
     });
-    let (peer, tid, version, result) = d.executor.completed().into_iter().next().unwrap();
+    let (peer, tid, version, result) = d.executor_mut().completed().into_iter().next().unwrap();
     d.complete(peer, tid, version, result, 1, |_, b| out.push(b));
     let r = String::from_utf8(out.remove(0).to_vec()).unwrap();
     for item in ["bfcpst/frmr=8", "bfcpst/p2r=2", "bfcpst/p1r=5"] {
         assert!(r.contains(item), "{item} in {r}");
     }
-    assert_eq!(d.executor.app_totals().bfcp_frames, 8);
+    assert_eq!(d.executor_mut().app_totals().bfcp_frames, 8);
 }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use control::dispatch::Dispatcher;
+use control::iq::IqEvent;
 use control::mg::{DataPlane, Mg, MgConfig, Realm};
 use control::transaction::{ReplyCache, TransactionTimers};
 use dataplane::contract::{Command as Dp, Event};
@@ -15,9 +16,15 @@ use h248::ast::*;
 struct Recorder(Vec<Dp>);
 
 impl DataPlane for Recorder {
+    fn room(&self, _worker: usize) -> usize {
+        usize::MAX
+    }
     fn submit(&mut self, _worker: usize, cmd: Dp) -> bool {
         self.0.push(cmd);
         true
+    }
+    fn next_event(&mut self) -> Option<(usize, dataplane::contract::Event)> {
+        None
     }
 }
 
@@ -67,10 +74,15 @@ fn modify(tid: u32, term: &str, local_setup: &str, remote_setup: &str, fps: &str
 }
 
 fn started_tls(d: &Dispatcher<Mg<Recorder>>) -> Option<TlsConfig> {
-    d.executor.dataplane.0.iter().rev().find_map(|c| match c {
-        Dp::Start { tls, .. } => Some(tls.clone()),
-        _ => None,
-    })?
+    d.executor()
+        .dataplane()
+        .0
+        .iter()
+        .rev()
+        .find_map(|c| match c {
+            Dp::Start { tls, .. } => Some(tls.clone()),
+            _ => None,
+        })?
 }
 
 #[test]
@@ -138,7 +150,7 @@ fn a_new_certificate_is_used_from_the_next_termination_on() {
     let mut d = mg(Some(a.clone()));
     let r = send(&mut d, &add(1));
     assert!(r.contains(&a.fingerprint(HashAlg::Sha256).to_string()));
-    d.executor.set_identity(Some(b.clone()));
+    d.executor_mut().set_identity(Some(b.clone()));
     let r = send(&mut d, &add(2));
     assert!(
         r.contains(&b.fingerprint(HashAlg::Sha256).to_string()),
@@ -156,8 +168,8 @@ fn a_tls_failure_becomes_the_armed_notify() {
     let fp = format!("a=fingerprint:{}\n", ue.fingerprint(HashAlg::Sha256));
     send(&mut d, &modify(2, "tcp/access/1", "passive", "active", &fp));
     let key = d
-        .executor
-        .dataplane
+        .executor()
+        .dataplane()
         .0
         .iter()
         .find_map(|c| match c {
@@ -165,13 +177,16 @@ fn a_tls_failure_becomes_the_armed_notify() {
             _ => None,
         })
         .unwrap();
-    d.executor.on_event(&Event::TlsFailed {
+    d.executor_mut().on_event(&Event::TlsFailed {
         key,
         failure: TlsFailure::Fingerprint,
     });
-    let n: Vec<_> = d.executor.notifications().collect();
+    let n: Vec<_> = d.executor_mut().notifications().collect();
     assert_eq!(n.len(), 1);
-    assert_eq!(n[0].event, ("tlsc", "estfail"));
+    assert_eq!(n[0].event, IqEvent::TlsFailure);
     assert_eq!(n[0].request_id, 104);
-    assert_eq!(n[0].parameters, vec![("cause", "fingerprint".to_string())]);
+    assert_eq!(
+        n[0].parameters,
+        vec![("cause".into(), "fingerprint".to_string())]
+    );
 }

@@ -345,7 +345,7 @@ fn seed_flow_from_h248_text_to_bytes_through_the_worker() {
     let text = format!("{r:?}");
     assert!(text.matches(&format!("\"{BYTES}\"")).count() >= 4, "{text}");
     assert!(
-        w.cp.events >= 3,
+        w.cp.status().dataplane_events >= 3,
         "the control plane saw the worker's events"
     );
     assert_eq!(w.cp.mg().terminations(), 0);

@@ -20,9 +20,15 @@ use h248::ast::*;
 struct Recorder(Vec<Dp>);
 
 impl DataPlane for Recorder {
+    fn room(&self, _worker: usize) -> usize {
+        usize::MAX
+    }
     fn submit(&mut self, _worker: usize, cmd: Dp) -> bool {
         self.0.push(cmd);
         true
+    }
+    fn next_event(&mut self) -> Option<(usize, dataplane::contract::Event)> {
+        None
     }
 }
 
@@ -143,23 +149,23 @@ fn against(scenario: &str) -> Run {
         }
         // The worker's side: every Release is answered with the leg's final statistics,
         // and the Subtract replies waiting for them go out.
-        dispatcher.executor.set_now(now());
-        let released: Vec<_> = dispatcher.executor.dataplane.0[answered..]
+        dispatcher.executor_mut().set_now(now());
+        let released: Vec<_> = dispatcher.executor_mut().dataplane_mut().0[answered..]
             .iter()
             .filter_map(|c| match c {
                 Dp::Release { key } => Some(*key),
                 _ => None,
             })
             .collect();
-        answered = dispatcher.executor.dataplane.0.len();
+        answered = dispatcher.executor_mut().dataplane_mut().0.len();
         for key in released {
-            dispatcher.executor.on_event(&Event::Closed {
+            dispatcher.executor_mut().on_event(&Event::Closed {
                 key,
                 cause: ReleaseCause::Released,
                 stats: LegStats::default(),
             });
         }
-        for (peer, tid, version, result) in dispatcher.executor.completed() {
+        for (peer, tid, version, result) in dispatcher.executor_mut().completed() {
             dispatcher.complete(peer, tid, version, result, now(), |to, b| {
                 transport.send_to(to, &b)
             });
@@ -180,7 +186,7 @@ fn against(scenario: &str) -> Run {
         lines,
         exit_ok,
         registered,
-        commands: dispatcher.executor.dataplane.0,
+        commands: std::mem::take(&mut dispatcher.executor_mut().dataplane_mut().0),
     }
 }
 

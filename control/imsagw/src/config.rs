@@ -54,7 +54,7 @@ pub struct RealmSettings {
     pub ports: String,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub control_core: usize,
@@ -127,6 +127,36 @@ pub struct Settings {
     pub log_level: String,
     /// EAL arguments; empty means the no-NIC default (net_tap0 on iface imsagw0).
     pub eal: Vec<String>,
+    /// H.248 settings in tables of their own.
+    pub h248: H248Settings,
+}
+
+/// `[h248]`: the names of the Iq elements no public source confirms, as the IMS-ALG spells
+/// them (`[h248.tokens]`, keys as in `control::iq::Tokens::KEYS`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct H248Settings {
+    pub tokens: std::collections::BTreeMap<String, toml::Value>,
+}
+
+impl H248Settings {
+    /// The token table with these names in place of the defaults.
+    pub fn tokens(&self) -> Result<control::iq::Tokens, ConfigError> {
+        let mut table = std::collections::HashMap::new();
+        for (k, v) in &self.tokens {
+            let v = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                other => {
+                    return Err(ConfigError::Invalid(format!(
+                        "[h248.tokens]: {k} = {other} is neither a string nor a number"
+                    )))
+                }
+            };
+            table.insert(k.clone(), v);
+        }
+        control::iq::Tokens::with(&table).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
 }
 
 impl Default for Settings {
@@ -184,6 +214,7 @@ impl Default for Settings {
             metrics: None,
             log_level: "info".into(),
             eal: Vec::new(),
+            h248: H248Settings::default(),
         }
     }
 }
@@ -314,6 +345,7 @@ impl Settings {
             .then(|| smoltcp::time::Duration::from_secs(self.udp_idle_timeout_s));
         mg.relatch = self.udp_relatch;
         mg.heartbeat = Duration::from_secs(self.heartbeat_s.max(1));
+        mg.tokens = self.h248.tokens()?;
         Ok(Resolved {
             worker_cores: workers,
             registration: RegistrationConfig {
@@ -422,12 +454,35 @@ mod tests {
 
     #[test]
     fn the_packaged_configuration_is_valid() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/imsagw.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/imsagw.toml");
         let s = Settings::from_file(&path).unwrap();
         assert_eq!(s.realm.len(), 2);
         assert_eq!(s.log_level, "info");
         assert!(s.metrics.is_none(), "metrics are off by default");
         s.resolve(&[0, 1]).unwrap();
+    }
+
+    #[test]
+    fn a_token_table_renames_elements_and_bad_tables_are_refused() {
+        let s = Settings::from_toml(
+            "[h248.tokens]\ntcp_established = \"tcpbe/conest\"\ninactivity_unit_ms = 1000\n",
+            "t.toml",
+        )
+        .unwrap();
+        let r = s.resolve(&[0, 1]).unwrap();
+        assert_eq!(r.mg.tokens.tcp_established.to_string(), "tcpbe/conest");
+        assert_eq!(r.mg.tokens.inactivity_unit_ms, 1000);
+        for bad in [
+            "[h248.tokens]\ntcp_establish = \"a/b\"\n",
+            "[h248.tokens]\ntls_established = \"tcpc/est\"\n",
+            "[h248.tokens]\ntcp_failure = \"nopackage\"\n",
+            "[h248.tokens]\ninactivity_unit_ms = true\n",
+        ] {
+            let s = Settings::from_toml(bad, "t.toml").unwrap();
+            let e = s.resolve(&[0, 1]).unwrap_err();
+            assert!(e.to_string().contains("[h248.tokens]"), "{bad}: {e}");
+        }
+        assert!(Settings::from_toml("[h248]\ntoken = 1\n", "t.toml").is_err());
     }
 
     #[test]

@@ -126,6 +126,9 @@ pub struct RunArgs {
     /// Serve Prometheus metrics on this address (http://ADDR/metrics). Off by default.
     #[arg(long)]
     metrics: Option<std::net::SocketAddr>,
+    /// An H.248 token as `KEY=pkg/item` (or `KEY=name`), as in `[h248.tokens]` (repeat).
+    #[arg(long = "token", value_parser = parse_token)]
+    tokens: Vec<(String, String)>,
     /// Log filter when RUST_LOG is not set (re-read from the config file on SIGHUP).
     #[arg(long)]
     log_level: Option<String>,
@@ -147,6 +150,11 @@ fn parse_realm(s: &str) -> Result<RealmSettings, String> {
         address: address.into(),
         ports: ports.into(),
     })
+}
+
+fn parse_token(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or("expected KEY=VALUE")?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
 }
 
 impl RunArgs {
@@ -216,6 +224,11 @@ impl RunArgs {
         }
         if !self.realms.is_empty() {
             s.realm = self.realms.clone();
+        }
+        for (k, v) in &self.tokens {
+            s.h248
+                .tokens
+                .insert(k.clone(), toml::Value::String(v.clone()));
         }
         if !self.eal.is_empty() {
             s.eal = self.eal.clone();

@@ -8,50 +8,9 @@ use dataplane::tls::Fingerprint;
 use h248::ast::Text;
 use h248::sdp::{SdpGroups, SdpValue};
 
-/// Package items whose names we could not confirm from TS 29.334, H.248.89 or H.248.90
-/// (protocol-digest.md 3.0 and 3.6). They are used as written here and nowhere else, so they
-/// can be corrected in one place once the specifications are at hand.
-pub mod unconfirmed {
-    /// LocalControl property choosing the realm (IP address pool): H.248.41 `ipdc/realm`.
-    pub const REALM: (&str, &str) = ("ipdc", "realm");
-    /// LocalControl property asking for latching (H.248.37 `ipnapt/latch`).
-    pub const LATCH: (&str, &str) = ("ipnapt", "latch");
-    /// Event: TCP connection established (H.248.89; token UNCONFIRMED).
-    pub const TCP_ESTABLISHED: (&str, &str) = ("tcpc", "est");
-    /// Event: TCP connection establishment failure (H.248.89; token UNCONFIRMED).
-    pub const TCP_FAILURE: (&str, &str) = ("tcpc", "estfail");
-    /// Event: the TCP connection was released by the peer or a timer (H.248.89 "bearer
-    /// released"; token UNCONFIRMED).
-    pub const TCP_RELEASED: (&str, &str) = ("tcpc", "rel");
-    /// Event: no media on a UDP (T.38) termination for the inactivity time (H.248.40
-    /// application data inactivity detection, `adid/ipstop`; token UNCONFIRMED).
-    pub const MEDIA_INACTIVITY: (&str, &str) = ("adid", "ipstop");
-    /// Parameter of the failure and release events naming the cause (UNCONFIRMED).
-    pub const CAUSE_PARAMETER: &str = "cause";
-    /// Event on ROOT: no message from the MGC for the maximum inactivity time (H.248.14
-    /// `it/ito`, its parameter `mit`).
-    pub const INACTIVITY: (&str, &str) = ("it", "ito");
-    pub const INACTIVITY_MAX_PARAMETER: &str = "mit";
-    /// The unit of `mit` in milliseconds (recalled as 10 ms; UNCONFIRMED).
-    pub const INACTIVITY_UNIT_MS: u64 = 10;
-    /// Event: TLS session established on the termination (Iq "Establish (D)TLS session";
-    /// token UNCONFIRMED).
-    pub const TLS_ESTABLISHED: (&str, &str) = ("tlsc", "est");
-    /// Event: TLS session establishment failure (Iq "Notify (D)TLS session establishment
-    /// failure"; token UNCONFIRMED).
-    pub const TLS_FAILURE: (&str, &str) = ("tlsc", "estfail");
-    /// Event: termination heartbeat (H.248.36 `hangterm/thb`).
-    pub const HEARTBEAT: (&str, &str) = ("hangterm", "thb");
-    /// Value of the release event's cause when the peer broke MSRP or BFCP framing or a
-    /// limit, and the parameter naming what it broke (`msrp-endline`, `bfcp-version`...).
-    /// Ours: no Iq package we could find defines them.
-    pub const CAUSE_VIOLATION: &str = "violation";
-    pub const VIOLATION_PARAMETER: &str = "viol";
-    /// Statistics packages for MSRP- and BFCP-aware terminations (ours, as above). Item
-    /// names end in `r` (received from the termination's peer) or `s` (sent to it).
-    pub const MSRP_STATISTICS: &str = "msrpst";
-    pub const BFCP_STATISTICS: &str = "bfcpst";
-}
+pub mod tokens;
+
+pub use tokens::{IqEvent, Token, Tokens};
 
 /// How the MG relays a termination's payload (TS 23.334 5.19): MSRP-aware for `TCP/MSRP`
 /// and `TCP/TLS/MSRP` unless either side applies CEMA, BFCP-aware for the BFCP transports,
