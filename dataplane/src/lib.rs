@@ -16,6 +16,7 @@
 pub mod capture;
 pub mod clock;
 pub mod contract;
+pub mod counters;
 pub mod demux;
 pub mod device;
 pub mod dtls;

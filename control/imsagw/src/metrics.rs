@@ -12,6 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use dataplane::counters::{WorkerCounters, FAMILY_HELP};
+
 use crate::run::ProcessStatus;
 
 type Labels = Vec<(String, String)>;
@@ -144,6 +146,22 @@ pub fn render(s: &ProcessStatus) -> String {
             (labels(&[("outcome", "closed")]), t.failed_closed),
         ],
     );
+    let pool = |f: &dyn Fn(&control::mg::PoolStatus) -> usize| {
+        c.port_pools
+            .iter()
+            .map(|p| (labels(&[("realm", &p.realm)]), f(p) as i64))
+            .collect::<Vec<_>>()
+    };
+    b.gauge(
+        "port_pool_in_use",
+        "Local ports of the realm's pool held by terminations",
+        &pool(&|p| p.in_use),
+    );
+    b.gauge(
+        "port_pool_capacity",
+        "Local ports in the realm's pool",
+        &pool(&|p| p.capacity),
+    );
     let a = &c.applications;
     b.counter(
         "msrp_chunks",
@@ -166,12 +184,33 @@ pub fn render(s: &ProcessStatus) -> String {
         &[(none(), a.bfcp_frames)],
     );
 
-    let w = |f: &dyn Fn(&crate::run::WorkerStatus) -> u64| -> Vec<(Labels, u64)> {
-        s.workers
-            .iter()
-            .map(|x| (labels(&[("core", &x.core.to_string())]), f(x)))
-            .collect()
-    };
+    // The workers' families, from the one definition of their counters.
+    let specs = WorkerCounters::SPECS;
+    for (family, help) in FAMILY_HELP {
+        let mut values: Vec<(Labels, i64)> = Vec::new();
+        let mut gauge = false;
+        for (i, spec) in specs.iter().enumerate() {
+            let Some(e) = spec.export.filter(|e| e.family == *family) else {
+                continue;
+            };
+            gauge = e.gauge;
+            for x in &s.workers {
+                let core = x.core.to_string();
+                let mut l = vec![("core", core.as_str())];
+                if let Some(extra) = e.label {
+                    l.push(extra);
+                }
+                values.push((labels(&l), x.counters.values()[i] as i64));
+            }
+        }
+        if gauge {
+            b.gauge(family, help, &values);
+        } else {
+            let values: Vec<(Labels, u64)> =
+                values.into_iter().map(|(l, v)| (l, v as u64)).collect();
+            b.counter(family, help, &values);
+        }
+    }
     let wl = |extra: (&str, &str), f: &dyn Fn(&crate::run::WorkerStatus) -> u64| {
         s.workers
             .iter()
@@ -183,56 +222,6 @@ pub fn render(s: &ProcessStatus) -> String {
             .map(|(l, x)| (l, x as i64))
             .collect::<Vec<_>>()
     };
-    b.gauge("worker_legs", "Legs on the worker", &as_i64(w(&|x| x.legs)));
-    let mut polls = wl(("kind", "busy"), &|x| x.busy_polls);
-    polls.extend(wl(("kind", "idle"), &|x| x.idle_polls));
-    b.counter(
-        "worker_polls",
-        "Poll-loop iterations, busy (did work) or idle",
-        &polls,
-    );
-    b.counter(
-        "worker_rx_frames",
-        "Frames the worker received",
-        &w(&|x| x.rx_frames),
-    );
-    let mut drops = wl(("reason", "no_leg"), &|x| x.tcp_no_leg);
-    drops.extend(wl(("reason", "gate"), &|x| x.gate_rejected));
-    drops.extend(wl(("reason", "malformed"), &|x| x.malformed_dropped));
-    drops.extend(wl(("reason", "fragment"), &|x| x.fragments_dropped));
-    drops.extend(wl(("reason", "handoff_full"), &|x| x.handoff_dropped));
-    drops.extend(wl(("reason", "udp_no_leg"), &|x| x.udp_no_leg));
-    drops.extend(wl(("reason", "udp_gate"), &|x| x.udp_gate_dropped));
-    drops.extend(wl(("reason", "udp_undeliverable"), &|x| x.udp_dropped));
-    b.counter(
-        "worker_drops",
-        "Frames dropped or refused by the worker, by reason",
-        &drops,
-    );
-    let mut handoff = wl(("direction", "out"), &|x| x.handed_off);
-    handoff.extend(wl(("direction", "in"), &|x| x.handed_in));
-    b.counter(
-        "worker_handoff_frames",
-        "Frames handed between workers",
-        &handoff,
-    );
-    b.counter(
-        "worker_relayed_octets",
-        "Payload octets cut through (TLS legs: plaintext)",
-        &w(&|x| x.octets_relayed),
-    );
-    b.counter(
-        "worker_relayed_datagrams",
-        "UDP (T.38) datagrams relayed between the legs of a context",
-        &w(&|x| x.datagrams_relayed),
-    );
-    let mut viol = wl(("protocol", "msrp"), &|x| x.msrp_violations);
-    viol.extend(wl(("protocol", "bfcp"), &|x| x.bfcp_violations));
-    b.counter(
-        "worker_violations",
-        "Pairs reset for an MSRP or BFCP violation",
-        &viol,
-    );
     let mut rings = wl(("ring", "command"), &|x| x.command_ring as u64);
     rings.extend(wl(("ring", "event"), &|x| x.event_ring as u64));
     b.gauge(

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use control::capture::CaptureRequest;
 use control::plane::ControlPlane;
 use dataplane::clock::{Clock, MonotonicClock};
 use dataplane::contract::rings;
+use dataplane::counters::{SharedCounters, WorkerCounters};
 use dataplane::worker::Worker;
 use dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
 use serde::Serialize;
@@ -237,56 +238,29 @@ impl RunArgs {
     }
 }
 
-/// A worker's counters, published every few milliseconds for status (no lock on the hot
-/// path: the worker stores, the control thread loads).
-#[derive(Default)]
-struct WorkerGauges {
-    legs: AtomicU64,
-    rx_frames: AtomicU64,
-    busy_polls: AtomicU64,
-    idle_polls: AtomicU64,
-    tcp_no_leg: AtomicU64,
-    gate_rejected: AtomicU64,
-    malformed_dropped: AtomicU64,
-    commands: AtomicU64,
-    handed_off: AtomicU64,
-    handed_in: AtomicU64,
-    handoff_dropped: AtomicU64,
-    fragments_dropped: AtomicU64,
-    msrp_violations: AtomicU64,
-    bfcp_violations: AtomicU64,
-    octets_relayed: AtomicU64,
-    udp_no_leg: AtomicU64,
-    udp_gate_dropped: AtomicU64,
-    udp_dropped: AtomicU64,
-    datagrams_relayed: AtomicU64,
-}
-
-#[derive(Serialize)]
+/// One worker in `imsagw status`: its core, its counters (every one of
+/// `WorkerCounters::SPECS`, by name) and its rings' occupancy.
 pub(crate) struct WorkerStatus {
     pub(crate) core: usize,
-    pub(crate) legs: u64,
-    pub(crate) rx_frames: u64,
-    pub(crate) busy_polls: u64,
-    pub(crate) idle_polls: u64,
-    pub(crate) tcp_no_leg: u64,
-    pub(crate) gate_rejected: u64,
-    pub(crate) malformed_dropped: u64,
-    pub(crate) commands: u64,
-    pub(crate) handed_off: u64,
-    pub(crate) handed_in: u64,
-    pub(crate) handoff_dropped: u64,
-    pub(crate) fragments_dropped: u64,
-    pub(crate) msrp_violations: u64,
-    pub(crate) bfcp_violations: u64,
-    pub(crate) octets_relayed: u64,
-    pub(crate) udp_no_leg: u64,
-    pub(crate) udp_gate_dropped: u64,
-    pub(crate) udp_dropped: u64,
-    pub(crate) datagrams_relayed: u64,
+    pub(crate) counters: WorkerCounters,
     /// Commands waiting in the worker's ring, events waiting for the control thread.
     pub(crate) command_ring: usize,
     pub(crate) event_ring: usize,
+}
+
+impl Serialize for WorkerStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let specs = WorkerCounters::SPECS;
+        let mut m = s.serialize_map(Some(specs.len() + 3))?;
+        m.serialize_entry("core", &self.core)?;
+        for (spec, v) in specs.iter().zip(self.counters.values()) {
+            m.serialize_entry(spec.name, &v)?;
+        }
+        m.serialize_entry("command_ring", &self.command_ring)?;
+        m.serialize_entry("event_ring", &self.event_ring)?;
+        m.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -390,16 +364,16 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
     ));
 
     let workers_stop = Arc::new(AtomicBool::new(false));
-    let gauges: Vec<Arc<WorkerGauges>> = (0..n).map(|_| Arc::default()).collect();
+    let shared: Vec<Arc<SharedCounters>> = (0..n).map(|_| Arc::default()).collect();
     let mut handoffs = dataplane::worker::handoff_mesh(n, 4096).into_iter();
     let mut workers = Vec::new();
     for (i, worker_end) in worker_ends.into_iter().enumerate() {
         let core = cfg.worker_cores[i];
         let port = dev.queue(i as u16)?;
         let handoff = handoffs.next().expect("one hand-off end per worker");
-        let (stop, gauges, wcfg) = (
+        let (stop, shared, wcfg) = (
             Arc::clone(&workers_stop),
-            Arc::clone(&gauges[i]),
+            Arc::clone(&shared[i]),
             cfg.worker.clone(),
         );
         let handle = thread::Builder::new()
@@ -412,36 +386,7 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
                     Worker::new(port, wcfg, worker_end, clock.now())
                 };
                 let mut polls = 0u32;
-                let publish = |w: &Worker<_>| {
-                    let c = w.counters();
-                    let g = &gauges;
-                    g.legs.store(w.legs() as u64, Ordering::Relaxed);
-                    g.rx_frames.store(c.rx_frames, Ordering::Relaxed);
-                    g.busy_polls.store(c.busy_polls, Ordering::Relaxed);
-                    g.idle_polls.store(c.idle_polls, Ordering::Relaxed);
-                    g.tcp_no_leg.store(c.tcp_no_leg, Ordering::Relaxed);
-                    g.gate_rejected.store(c.gate_rejected, Ordering::Relaxed);
-                    g.malformed_dropped
-                        .store(c.malformed_dropped, Ordering::Relaxed);
-                    g.commands.store(c.commands, Ordering::Relaxed);
-                    g.handed_off.store(c.handed_off, Ordering::Relaxed);
-                    g.handed_in.store(c.handed_in, Ordering::Relaxed);
-                    g.handoff_dropped
-                        .store(c.handoff_dropped, Ordering::Relaxed);
-                    g.fragments_dropped
-                        .store(c.fragments_dropped, Ordering::Relaxed);
-                    g.msrp_violations
-                        .store(c.msrp_violations, Ordering::Relaxed);
-                    g.bfcp_violations
-                        .store(c.bfcp_violations, Ordering::Relaxed);
-                    g.octets_relayed.store(c.octets_relayed, Ordering::Relaxed);
-                    g.udp_no_leg.store(c.udp_no_leg, Ordering::Relaxed);
-                    g.udp_gate_dropped
-                        .store(c.udp_gate_dropped, Ordering::Relaxed);
-                    g.udp_dropped.store(c.udp_dropped, Ordering::Relaxed);
-                    g.datagrams_relayed
-                        .store(c.datagrams_relayed, Ordering::Relaxed);
-                };
+                let publish = |w: &Worker<_>| shared.publish(&w.counters());
                 while !stop.load(Ordering::Relaxed) {
                     w.poll(clock.now());
                     polls = polls.wrapping_add(1);
@@ -482,31 +427,13 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
         let rings = cp.ring_occupancy();
         ProcessStatus {
             control: cp.status(),
-            workers: gauges
+            workers: shared
                 .iter()
                 .zip(&cfg.worker_cores)
                 .enumerate()
                 .map(|(i, (g, &core))| WorkerStatus {
                     core,
-                    legs: g.legs.load(Ordering::Relaxed),
-                    rx_frames: g.rx_frames.load(Ordering::Relaxed),
-                    busy_polls: g.busy_polls.load(Ordering::Relaxed),
-                    idle_polls: g.idle_polls.load(Ordering::Relaxed),
-                    tcp_no_leg: g.tcp_no_leg.load(Ordering::Relaxed),
-                    gate_rejected: g.gate_rejected.load(Ordering::Relaxed),
-                    malformed_dropped: g.malformed_dropped.load(Ordering::Relaxed),
-                    commands: g.commands.load(Ordering::Relaxed),
-                    handed_off: g.handed_off.load(Ordering::Relaxed),
-                    handed_in: g.handed_in.load(Ordering::Relaxed),
-                    handoff_dropped: g.handoff_dropped.load(Ordering::Relaxed),
-                    fragments_dropped: g.fragments_dropped.load(Ordering::Relaxed),
-                    msrp_violations: g.msrp_violations.load(Ordering::Relaxed),
-                    bfcp_violations: g.bfcp_violations.load(Ordering::Relaxed),
-                    octets_relayed: g.octets_relayed.load(Ordering::Relaxed),
-                    udp_no_leg: g.udp_no_leg.load(Ordering::Relaxed),
-                    udp_gate_dropped: g.udp_gate_dropped.load(Ordering::Relaxed),
-                    udp_dropped: g.udp_dropped.load(Ordering::Relaxed),
-                    datagrams_relayed: g.datagrams_relayed.load(Ordering::Relaxed),
+                    counters: g.load(),
                     command_ring: rings[i].0,
                     event_ring: rings[i].1,
                 })

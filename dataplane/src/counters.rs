@@ -1,0 +1,208 @@
+//! The worker's counters, defined once: the struct the worker counts into, the atomics it
+//! publishes them through to other threads, and the table that names each one in the status
+//! JSON and in the Prometheus exposition all come from the one list below.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How a counter is exported: its Prometheus family (without the `imsagw_` prefix), the
+/// label that tells it apart inside the family, and the family's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Export {
+    pub family: &'static str,
+    pub label: Option<(&'static str, &'static str)>,
+    pub gauge: bool,
+}
+
+/// One counter: its field (also its key in the status JSON), what it counts, and how it is
+/// exported (`None`: status only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterSpec {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub export: Option<Export>,
+}
+
+macro_rules! worker_counters {
+    ($(
+        $(#[doc = $doc:literal])+
+        $field:ident $(=> $family:literal $({ $lk:literal = $lv:literal })? $([$gauge:ident])?)?;
+    )+) => {
+        /// Counters of the worker's own decisions (and its leg count, a gauge).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct WorkerCounters {
+            $( $(#[doc = $doc])+ pub $field: u64, )+
+        }
+
+        impl WorkerCounters {
+            /// Every counter, in the order of `values`.
+            pub const SPECS: &'static [CounterSpec] = &[$(
+                CounterSpec {
+                    name: stringify!($field),
+                    help: concat!($($doc),+),
+                    export: worker_counters!(@export $($family $({ $lk = $lv })? $([$gauge])?)?),
+                },
+            )+];
+
+            pub fn values(&self) -> [u64; Self::SPECS.len()] {
+                [$(self.$field),+]
+            }
+
+            pub fn from_values(v: [u64; Self::SPECS.len()]) -> Self {
+                let [$($field),+] = v;
+                WorkerCounters { $($field),+ }
+            }
+        }
+    };
+    (@export) => { None };
+    (@export $family:literal $({ $lk:literal = $lv:literal })? $([$gauge:ident])?) => {
+        Some(Export {
+            family: $family,
+            label: worker_counters!(@label $($lk $lv)?),
+            gauge: worker_counters!(@gauge $($gauge)?),
+        })
+    };
+    (@label) => { None };
+    (@label $lk:literal $lv:literal) => { Some(($lk, $lv)) };
+    (@gauge) => { false };
+    (@gauge gauge) => { true };
+}
+
+worker_counters! {
+    /// Legs on the worker (a gauge, taken when published).
+    legs => "worker_legs" [gauge];
+    /// Poll-loop iterations that did work.
+    busy_polls => "worker_polls" { "kind" = "busy" };
+    /// Poll-loop iterations that found nothing to do.
+    idle_polls => "worker_polls" { "kind" = "idle" };
+    /// Frames the worker received.
+    rx_frames => "worker_rx_frames";
+    /// TCP segments to no leg (answered with RST by the interface).
+    tcp_no_leg => "worker_drops" { "reason" = "no_leg" };
+    /// Connection requests refused by a gate (answered with RST).
+    gate_rejected => "worker_drops" { "reason" = "gate" };
+    /// IP fragments (dropped: later fragments carry no ports to find a leg by).
+    fragments_dropped => "worker_drops" { "reason" = "fragment" };
+    /// Frames too short or inconsistent to classify.
+    malformed_dropped => "worker_drops" { "reason" = "malformed" };
+    /// Commands taken from the control thread's ring.
+    commands;
+    /// Events that could not be queued (never expected: the queue is sized by the legs).
+    events_dropped;
+    /// Frames given to another worker (TCP and UDP for its ports, copies of ARP).
+    handed_off => "worker_handoff_frames" { "direction" = "out" };
+    /// Frames taken from other workers.
+    handed_in => "worker_handoff_frames" { "direction" = "in" };
+    /// Frames for another worker dropped because its inbox was full (or no buffer for a
+    /// copy).
+    handoff_dropped => "worker_drops" { "reason" = "handoff_full" };
+    /// Pairs closed because an MSRP-aware leg's peer broke framing or a limit.
+    msrp_violations => "worker_violations" { "protocol" = "msrp" };
+    /// Pairs closed because a BFCP-aware leg's peer broke framing or a limit.
+    bfcp_violations => "worker_violations" { "protocol" = "bfcp" };
+    /// Payload octets cut through, both directions (TLS and DTLS legs: plaintext).
+    octets_relayed => "worker_relayed_octets";
+    /// UDP datagrams to no leg (dropped; the interface answers ICMP port unreachable).
+    udp_no_leg => "worker_drops" { "reason" = "udp_no_leg" };
+    /// Datagrams from a source the gate or the latch does not take.
+    udp_gate_dropped => "worker_drops" { "reason" = "udp_gate" };
+    /// Datagrams that could not be relayed: the other leg not up, its queue full, or too
+    /// large for a DTLS record.
+    udp_dropped => "worker_drops" { "reason" = "udp_undeliverable" };
+    /// UDP (T.38) datagrams relayed between the legs of a context.
+    datagrams_relayed => "worker_relayed_datagrams";
+}
+
+/// Help text of each exported family.
+pub const FAMILY_HELP: &[(&str, &str)] = &[
+    ("worker_legs", "Legs on the worker"),
+    (
+        "worker_polls",
+        "Poll-loop iterations, busy (did work) or idle",
+    ),
+    ("worker_rx_frames", "Frames the worker received"),
+    (
+        "worker_drops",
+        "Frames dropped or refused by the worker, by reason",
+    ),
+    ("worker_handoff_frames", "Frames handed between workers"),
+    (
+        "worker_violations",
+        "Pairs reset for an MSRP or BFCP violation",
+    ),
+    (
+        "worker_relayed_octets",
+        "Payload octets cut through (TLS legs: plaintext)",
+    ),
+    (
+        "worker_relayed_datagrams",
+        "UDP (T.38) datagrams relayed between the legs of a context",
+    ),
+];
+
+/// A worker's counters as other threads read them: the worker stores a snapshot every few
+/// thousand polls (relaxed stores, no lock on its path), readers load one.
+#[derive(Debug)]
+pub struct SharedCounters {
+    values: [AtomicU64; WorkerCounters::SPECS.len()],
+}
+
+impl Default for SharedCounters {
+    fn default() -> Self {
+        SharedCounters {
+            values: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl SharedCounters {
+    pub fn publish(&self, c: &WorkerCounters) {
+        for (slot, v) in self.values.iter().zip(c.values()) {
+            slot.store(v, Ordering::Relaxed);
+        }
+    }
+
+    pub fn load(&self) -> WorkerCounters {
+        WorkerCounters::from_values(std::array::from_fn(|i| {
+            self.values[i].load(Ordering::Relaxed)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_definition_gives_the_table_the_values_and_the_shared_copy() {
+        let c = WorkerCounters {
+            tcp_no_leg: 7,
+            datagrams_relayed: 3,
+            ..WorkerCounters::default()
+        };
+        let specs = WorkerCounters::SPECS;
+        let i = specs.iter().position(|s| s.name == "tcp_no_leg").unwrap();
+        assert_eq!(c.values()[i], 7);
+        assert_eq!(
+            specs[i].export,
+            Some(Export {
+                family: "worker_drops",
+                label: Some(("reason", "no_leg")),
+                gauge: false
+            })
+        );
+        assert!(specs[i].help.contains("RST"));
+        let shared = SharedCounters::default();
+        shared.publish(&c);
+        assert_eq!(shared.load(), c);
+        // Every exported family has its help text.
+        for s in specs {
+            if let Some(e) = s.export {
+                assert!(
+                    FAMILY_HELP.iter().any(|(f, _)| *f == e.family),
+                    "{}",
+                    e.family
+                );
+            }
+        }
+    }
+}

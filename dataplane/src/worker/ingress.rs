@@ -1,0 +1,219 @@
+//! Frames in: the demux from a frame's destination (ip, port) to its leg, the software
+//! hand-off of frames that belong to another worker, and ARP (our announcements, and our own
+//! requests for a leg's next hop).
+
+use std::net::Ipv4Addr;
+
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, Ipv4Address};
+
+use super::leg::{Kind, TcpState, UdpState};
+use super::Worker;
+use crate::contract::Accept;
+use crate::demux::FrameClass;
+use crate::legpoll;
+use port::{PacketBuf, Port};
+
+impl<P: Port> Worker<P> {
+    /// Frames of another worker go to it (`None`); ARP is also copied to the others.
+    pub(super) fn hand_off(&mut self, frame: P::Buf, class: FrameClass) -> Option<P::Buf> {
+        let Some(h) = &self.handoff else {
+            return Some(frame);
+        };
+        match class {
+            FrameClass::Tcp { dst, .. } | FrameClass::Udp { dst, .. }
+                if self.table.serves(dst.0) =>
+            {
+                let owner = dst.1 as usize % h.peers.len();
+                if owner == h.index {
+                    return Some(frame);
+                }
+                if h.peers[owner].push(frame).is_err() {
+                    self.counters.handoff_dropped += 1;
+                } else {
+                    self.counters.handed_off += 1;
+                }
+                None
+            }
+            FrameClass::Arp => {
+                for (i, q) in h.peers.iter().enumerate() {
+                    if i == h.index {
+                        continue;
+                    }
+                    let copied = self.device.port_mut().alloc().and_then(|mut b| {
+                        let data = frame.data();
+                        b.append(data.len())?.copy_from_slice(data);
+                        Some(b)
+                    });
+                    match copied.map(|b| q.push(b)) {
+                        Some(Ok(())) => self.counters.handed_off += 1,
+                        _ => self.counters.handoff_dropped += 1,
+                    }
+                }
+                Some(frame)
+            }
+            _ => Some(frame),
+        }
+    }
+
+    /// One frame to its leg, or to the interface (ARP, ICMP, RSTs to unknown ports).
+    pub(super) fn ingress(&mut self, frame: P::Buf, class: FrameClass, now: Instant) {
+        self.counters.rx_frames += 1;
+        if let Some(tap) = self.device.tap_mut() {
+            tap.offer(frame.data(), false, now.total_micros());
+        }
+        let leg_idx = match class {
+            FrameClass::Tcp { src, dst, syn_only } => {
+                let found = self
+                    .table
+                    .get(dst.0, dst.1)
+                    .and_then(|idx| Some((idx, self.legs[idx as usize].as_ref()?)));
+                match found {
+                    Some((idx, leg)) => match &leg.kind {
+                        Kind::Tcp(t) => {
+                            let refused = match &t.state {
+                                TcpState::Reserved => true,
+                                TcpState::Listening {
+                                    accept: Accept::Gate(ip),
+                                    ..
+                                } => syn_only && src.0 != *ip,
+                                _ => false,
+                            };
+                            if refused {
+                                self.counters.gate_rejected += 1;
+                                None
+                            } else {
+                                Some(idx)
+                            }
+                        }
+                        // A SYN to a UDP leg's port: the interface resets it.
+                        Kind::Udp(_) => {
+                            self.counters.tcp_no_leg += 1;
+                            None
+                        }
+                    },
+                    None => {
+                        self.counters.tcp_no_leg += 1;
+                        None
+                    }
+                }
+            }
+            FrameClass::Udp { dst, .. } => {
+                let found = self
+                    .table
+                    .get(dst.0, dst.1)
+                    .and_then(|idx| Some((idx, self.legs[idx as usize].as_ref()?)));
+                match found {
+                    Some((idx, leg)) => match &leg.kind {
+                        Kind::Udp(u) if u.state == UdpState::Open => Some(idx),
+                        Kind::Udp(_) => {
+                            self.counters.udp_gate_dropped += 1;
+                            return;
+                        }
+                        Kind::Tcp(_) => {
+                            self.counters.udp_no_leg += 1;
+                            None
+                        }
+                    },
+                    None => {
+                        self.counters.udp_no_leg += 1;
+                        None
+                    }
+                }
+            }
+            FrameClass::Fragment => {
+                self.counters.fragments_dropped += 1;
+                return;
+            }
+            FrameClass::Malformed => {
+                self.counters.malformed_dropped += 1;
+                return;
+            }
+            FrameClass::Arp | FrameClass::Other => None,
+        };
+        match leg_idx {
+            Some(idx) => {
+                let Some(leg) = self.legs[idx as usize].as_mut() else {
+                    return;
+                };
+                legpoll::ingress(&mut self.iface, &mut self.device, &mut leg.set, frame, now);
+                if !leg.is_udp() {
+                    leg.stats.packets_in += 1;
+                }
+                self.mark(idx);
+            }
+            None => {
+                legpoll::ingress(
+                    &mut self.iface,
+                    &mut self.device,
+                    &mut self.empty,
+                    frame,
+                    now,
+                );
+                // Interface-level replies (ARP, ICMP, RST) go out now.
+                self.iface
+                    .poll_egress(now, &mut self.device, &mut self.empty);
+                if class == FrameClass::Arp {
+                    // Keep the list's capacity: no allocation on the steady path.
+                    let mut blocked = std::mem::take(&mut self.arp_blocked);
+                    for idx in blocked.drain(..) {
+                        self.mark(idx);
+                    }
+                    self.arp_blocked = blocked;
+                }
+            }
+        }
+    }
+
+    /// A gratuitous ARP request for each of our addresses.
+    pub(super) fn announce(&mut self) {
+        for i in 0..self.cfg.addresses.len() {
+            let ip = self.cfg.addresses[i].address();
+            if !self.arp_request(ip, ip) {
+                return;
+            }
+        }
+    }
+
+    /// Broadcasts an ARP request from `source` for `target`; false if the port had no room.
+    fn arp_request(&mut self, source: Ipv4Address, target: Ipv4Address) -> bool {
+        use smoltcp::phy::{Device, TxToken};
+        use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol};
+        let mac = EthernetAddress(self.device.port().mac());
+        let Some(tx) = self.device.transmit(Instant::ZERO) else {
+            return false;
+        };
+        let arp = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: mac,
+            source_protocol_addr: source,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: target,
+        };
+        tx.consume(14 + arp.buffer_len(), |buf| {
+            let mut frame = EthernetFrame::new_unchecked(buf);
+            frame.set_src_addr(mac);
+            frame.set_dst_addr(EthernetAddress::BROADCAST);
+            frame.set_ethertype(EthernetProtocol::Arp);
+            arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+        });
+        true
+    }
+
+    /// Asks for the MAC of the next hop towards `remote` now, with our own ARP request:
+    /// smoltcp sends one request per second per interface and only once something waits, so
+    /// a leg's first datagrams could wait a second (and a burst overflow its queue) behind
+    /// another leg's resolution. The reply fills smoltcp's cache like any ARP for us.
+    pub(super) fn resolve(&mut self, remote: Ipv4Addr) {
+        let on_link = self.cfg.addresses.iter().find(|c| c.contains_addr(&remote));
+        let (source, target) = match (on_link, self.cfg.gateway) {
+            (Some(c), _) => (c.address(), remote),
+            (None, Some(gw)) => match self.cfg.addresses.iter().find(|c| c.contains_addr(&gw)) {
+                Some(c) => (c.address(), gw),
+                None => return,
+            },
+            (None, None) => return,
+        };
+        self.arp_request(source, target);
+    }
+}

@@ -1,0 +1,261 @@
+//! A leg and its state, as types: what a leg is (TCP, TCP with TLS, UDP, UDP with DTLS) and
+//! where it is (reserved, listening, connecting, established, closing) are enums whose
+//! variants carry exactly the data that state has, so an established TLS leg without a
+//! session, a connect timer on a listening leg or a DTLS session on a plain leg cannot be
+//! written down.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::Instant;
+
+use crate::contract::{Accept, Gate, LegStats, LegTimers, TerminationKey};
+use crate::dtls::{DtlsConfig, DtlsSession};
+use crate::framing::{Framer, Framing};
+use crate::tls::{TlsConfig, TlsSession};
+
+/// A leg's deadline in the timer wheel when it has none.
+pub(super) const NO_DEADLINE: i64 = i64::MAX;
+
+/// What every leg has: its key, its local address and one-socket smoltcp set, its partner in
+/// the context, the gate, its statistics, and its place in the dirty list and the wheel.
+pub(super) struct Leg {
+    pub key: TerminationKey,
+    pub local: (Ipv4Addr, u16),
+    pub set: SocketSet<'static>,
+    pub handle: SocketHandle,
+    pub partner: Option<u32>,
+    pub gate: Gate,
+    pub timers: LegTimers,
+    pub last_payload: Instant,
+    pub stats: LegStats,
+    pub cut_through_reported: bool,
+    /// On the dirty list.
+    pub dirty: bool,
+    /// Deadline this leg is armed for in the wheel, in ms.
+    pub armed_ms: i64,
+    pub kind: Kind,
+}
+
+pub(super) enum Kind {
+    Tcp(TcpLeg),
+    Udp(UdpLeg),
+}
+
+impl Leg {
+    pub fn new(
+        key: TerminationKey,
+        local: SocketAddrV4,
+        set: SocketSet<'static>,
+        handle: SocketHandle,
+        now: Instant,
+        kind: Kind,
+    ) -> Leg {
+        Leg {
+            key,
+            local: (*local.ip(), local.port()),
+            set,
+            handle,
+            partner: None,
+            gate: Gate::OPEN,
+            timers: LegTimers::default(),
+            last_payload: now,
+            stats: LegStats::default(),
+            cut_through_reported: false,
+            dirty: false,
+            armed_ms: NO_DEADLINE,
+            kind,
+        }
+    }
+
+    pub fn is_udp(&self) -> bool {
+        matches!(self.kind, Kind::Udp(_))
+    }
+
+    pub fn tcp(&mut self) -> Option<&mut TcpLeg> {
+        match &mut self.kind {
+            Kind::Tcp(t) => Some(t),
+            Kind::Udp(_) => None,
+        }
+    }
+
+    pub fn udp(&mut self) -> Option<&mut UdpLeg> {
+        match &mut self.kind {
+            Kind::Udp(u) => Some(u),
+            Kind::Tcp(_) => None,
+        }
+    }
+
+    /// The leg's socket, when it is a TCP leg (the set holds the socket of the leg's kind:
+    /// asking for the other type would panic in smoltcp, so every access goes by the kind).
+    pub fn tcp_socket(&mut self) -> Option<&mut tcp::Socket<'static>> {
+        match self.kind {
+            Kind::Tcp(_) => Some(self.set.get_mut::<tcp::Socket>(self.handle)),
+            Kind::Udp(_) => None,
+        }
+    }
+
+    pub fn udp_socket(&mut self) -> Option<&mut udp::Socket<'static>> {
+        match self.kind {
+            Kind::Udp(_) => Some(self.set.get_mut::<udp::Socket>(self.handle)),
+            Kind::Tcp(_) => None,
+        }
+    }
+
+    /// Ready to carry payload: TCP established with TLS (if any) past its handshake, or UDP
+    /// open with a peer and DTLS (if any) connected.
+    pub fn carries(&self) -> bool {
+        match &self.kind {
+            Kind::Tcp(t) => t.carries(),
+            Kind::Udp(u) => u.carries(),
+        }
+    }
+}
+
+/// A TCP leg: its connection state, TLS if it terminates it, and MSRP/BFCP awareness.
+pub(super) struct TcpLeg {
+    pub state: TcpState,
+    /// MSRP or BFCP awareness asked for by the control plane.
+    pub framing: Framing,
+    /// Frames what this leg's peer sends, once the pair is cut through and aware.
+    pub framer: Option<Box<Framer>>,
+    /// We half-closed this leg because its partner's peer did.
+    pub fin_forwarded: bool,
+    /// Closed has been reported (release or end of the connection).
+    pub reported: bool,
+}
+
+/// Where a TCP leg's connection is.
+pub(super) enum TcpState {
+    /// Address reserved, no role yet.
+    Reserved,
+    /// Passive: accepts exactly one connection from the sources `accept` takes.
+    Listening {
+        accept: Accept,
+        tls: Option<TlsConfig>,
+    },
+    /// Active: connecting, given up at `deadline`.
+    Connecting {
+        deadline: Instant,
+        tls: Option<TlsConfig>,
+    },
+    Established {
+        tls: Option<Tls>,
+    },
+    /// Closing after a release, a partner's end or a timeout; freed once the socket is done,
+    /// reset at `drain` if that comes first. Nothing is relayed any more, so a TLS session
+    /// is dropped here.
+    Closing {
+        drain: Option<Instant>,
+    },
+}
+
+/// TLS on an established leg (towards the UE).
+pub(super) struct Tls {
+    pub session: Box<TlsSession>,
+    /// The handshake must be done by then.
+    pub handshake_deadline: Option<Instant>,
+    /// close_notify is queued: close TCP once rustls has written it out.
+    pub close_after_flush: bool,
+}
+
+impl TcpLeg {
+    pub fn new() -> TcpLeg {
+        TcpLeg {
+            state: TcpState::Reserved,
+            framing: Framing::Agnostic,
+            framer: None,
+            fin_forwarded: false,
+            reported: false,
+        }
+    }
+
+    pub fn has_tls(&self) -> bool {
+        matches!(&self.state, TcpState::Established { tls: Some(_) })
+    }
+
+    pub fn carries(&self) -> bool {
+        match &self.state {
+            TcpState::Established { tls } => {
+                tls.as_ref().is_none_or(|t| !t.session.is_handshaking())
+            }
+            _ => false,
+        }
+    }
+
+    /// The deadline of the current state, if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        match &self.state {
+            TcpState::Connecting { deadline, .. } => Some(*deadline),
+            TcpState::Established { tls } => tls.as_ref().and_then(|t| t.handshake_deadline),
+            TcpState::Closing { drain } => *drain,
+            TcpState::Reserved | TcpState::Listening { .. } => None,
+        }
+    }
+
+    pub fn close(&mut self, drain: Option<Instant>) {
+        self.state = TcpState::Closing { drain };
+    }
+}
+
+/// Where a UDP leg is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum UdpState {
+    /// Address reserved, nothing taken.
+    Reserved,
+    Open,
+}
+
+/// A UDP (T.38) leg: its peer, gate or latch, and DTLS if it terminates it.
+pub(super) struct UdpLeg {
+    pub state: UdpState,
+    pub accept: Accept,
+    pub relatch: bool,
+    /// Where datagrams to the peer go: the Remote address, then the latched source.
+    pub peer: Option<SocketAddrV4>,
+    pub latched: bool,
+    pub dtls: Option<Box<Dtls>>,
+    /// The partner stopped reading because this leg's send queue was full: serve it once
+    /// this leg has sent something.
+    pub wake_partner: bool,
+}
+
+/// DTLS on a UDP leg (towards the UE): the association's configuration, its session once the
+/// peer is known, and the handshake's deadline.
+pub(super) struct Dtls {
+    pub config: DtlsConfig,
+    pub session: Option<Box<DtlsSession>>,
+    pub handshake_deadline: Option<Instant>,
+}
+
+impl UdpLeg {
+    pub fn new() -> UdpLeg {
+        UdpLeg {
+            state: UdpState::Reserved,
+            accept: Accept::Latch,
+            relatch: false,
+            peer: None,
+            latched: false,
+            dtls: None,
+            wake_partner: false,
+        }
+    }
+
+    /// Ready to carry payload: started, a peer known, and DTLS (if any) connected.
+    pub fn carries(&self) -> bool {
+        self.state == UdpState::Open
+            && self.peer.is_some()
+            && self
+                .dtls
+                .as_ref()
+                .is_none_or(|d| d.session.as_ref().is_some_and(|s| s.is_connected()))
+    }
+
+    pub fn takes_from(&self, src: SocketAddrV4) -> bool {
+        match self.accept {
+            Accept::Gate(ip) => *src.ip() == ip,
+            Accept::Latch => !self.latched || self.peer == Some(src) || self.relatch,
+        }
+    }
+}

@@ -1,0 +1,654 @@
+//! The poll-mode worker: it owns one port queue, one smoltcp `Interface` and every leg given
+//! to it, and cuts payload through between the two legs of each context.
+//!
+//! Each leg has its own `SocketSet` holding one socket (TCP or UDP), found by our local
+//! (ip, port) in a flat port table, so the cost of a frame does not grow with the number of
+//! legs: smoltcp's `Interface::poll` walks every socket of the set it is given, which with one
+//! shared set of 100 000 sockets cost milliseconds per frame, and with a set per leg costs the
+//! same at 10 legs as at 100 000 (docs/architecture.md, "Per-leg demux"). Ingress never
+//! transmits; every leg an ingress frame, a command or a forwarded byte touches goes on the
+//! dirty list and is polled for egress, and smoltcp's `poll_at` of every leg is kept in a
+//! timer wheel.
+//!
+//! Its parts: [`leg`] (a leg's kinds and states as types), `ingress` (the demux, the hand-off
+//! between workers, ARP), `tcp` (TCP legs and their TLS), `relay` (cut-through between two TCP
+//! legs), `udp` (UDP legs and their DTLS).
+
+mod ingress;
+mod leg;
+mod relay;
+mod tcp;
+mod udp;
+
+use std::collections::{HashMap, VecDeque};
+
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+
+use crate::capture::CaptureTap;
+use crate::contract::*;
+pub use crate::counters::WorkerCounters;
+use crate::demux::{classify, PortTable};
+use crate::device::SmolDevice;
+use crate::framing::FramingLimits;
+use crate::legpoll::{self, ceil_ms};
+use crate::wheel::TimerWheel;
+use port::{Burst, PacketBuf, Port};
+
+use leg::{Kind, Leg, NO_DEADLINE};
+pub use udp::DTLS_1_2;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Local addresses the worker's legs use (the realms' address pools), with prefix.
+    pub addresses: Vec<Ipv4Cidr>,
+    pub gateway: Option<Ipv4Address>,
+    /// Receive and send buffer of each leg's socket: the window towards a fast sender and
+    /// the data held for a slow receiver.
+    pub rx_buffer: usize,
+    pub tx_buffer: usize,
+    pub max_legs: usize,
+    /// How long a released leg may take to close gracefully before it is reset.
+    pub release_drain: Duration,
+    /// Limits of MSRP- and BFCP-aware legs.
+    pub framing: FramingLimits,
+    /// Datagrams each UDP leg's socket queues per direction, and their bytes.
+    pub datagram_slots: usize,
+    pub datagram_bytes: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            addresses: Vec::new(),
+            gateway: None,
+            rx_buffer: 64 * 1024,
+            tx_buffer: 64 * 1024,
+            max_legs: 1 << 20,
+            release_drain: Duration::from_secs(2),
+            framing: FramingLimits::default(),
+            datagram_slots: 32,
+            datagram_bytes: 32 * 1024,
+        }
+    }
+}
+
+/// One worker's end of the software hand-off between the workers of a port: bounded inboxes,
+/// one per worker, indexed by worker.
+pub struct HandoffEnd<B> {
+    pub index: usize,
+    pub inbox: std::sync::Arc<crossbeam_queue::ArrayQueue<B>>,
+    pub peers: Vec<std::sync::Arc<crossbeam_queue::ArrayQueue<B>>>,
+}
+
+/// The hand-off ends of `workers` workers, each inbox holding `capacity` frames.
+pub fn handoff_mesh<B>(workers: usize, capacity: usize) -> Vec<HandoffEnd<B>> {
+    let inboxes: Vec<_> = (0..workers)
+        .map(|_| std::sync::Arc::new(crossbeam_queue::ArrayQueue::new(capacity)))
+        .collect();
+    (0..workers)
+        .map(|index| HandoffEnd {
+            index,
+            inbox: std::sync::Arc::clone(&inboxes[index]),
+            peers: inboxes.clone(),
+        })
+        .collect()
+}
+
+/// Plaintext moved between two TLS legs per step (below the send limit, so it always fits).
+const TLS_SCRATCH: usize = 8 * 1024;
+
+/// One datagram (a received one, a DTLS record, a relayed one): three of them per worker.
+const DG_BUF: usize = 2048;
+
+/// Gratuitous ARPs after start, at 0, 1, 2, 4 and 8 s: neighbours that still map our
+/// addresses to another MAC (a restart, a new NIC, a fail-over) learn the new one.
+const ANNOUNCEMENTS: u32 = 5;
+
+pub struct Worker<P: Port> {
+    device: SmolDevice<P>,
+    iface: Interface,
+    /// For frames that belong to no leg: ARP, ICMP, and RSTs to unknown ports.
+    empty: SocketSet<'static>,
+    table: PortTable,
+    /// Every leg, TCP and UDP, by index; the port table, the key map, the dirty list and the
+    /// wheel hold these indices.
+    legs: Vec<Option<Leg>>,
+    free: Vec<u32>,
+    keys: HashMap<TerminationKey, u32>,
+    dirty: Vec<u32>,
+    wheel: TimerWheel,
+    arp_blocked: Vec<u32>,
+    rings: WorkerEnd,
+    pending: VecDeque<Event>,
+    cfg: WorkerConfig,
+    counters: WorkerCounters,
+    live_legs: usize,
+    /// Plaintext between two TLS legs.
+    scratch: Box<[u8]>,
+    /// A received datagram, a DTLS record and a relayed datagram.
+    dg_scratch: Box<[u8]>,
+    /// The software hand-off between the workers of one port.
+    handoff: Option<HandoffEnd<P::Buf>>,
+    /// Gratuitous ARPs sent so far and when the next is due.
+    announcements: u32,
+    next_announcement: Instant,
+}
+
+impl<P: Port> Worker<P> {
+    pub fn new(port: P, cfg: WorkerConfig, rings: WorkerEnd, now: Instant) -> Self {
+        let mut device = SmolDevice::new(port);
+        device.set_auto_rx(false);
+        let mac = EthernetAddress(device.port().mac());
+        let mut icfg = Config::new(HardwareAddress::Ethernet(mac));
+        icfg.random_seed = now.total_micros() as u64
+            ^ u64::from_be_bytes([
+                0, 0, mac.0[0], mac.0[1], mac.0[2], mac.0[3], mac.0[4], mac.0[5],
+            ]);
+        let mut iface = Interface::new(icfg, &mut device, now);
+        let mut table = PortTable::new();
+        iface.update_ip_addrs(|a| {
+            for c in &cfg.addresses {
+                if a.push(IpCidr::Ipv4(*c)).is_err() {
+                    tracing::error!(address = %c, "too many local addresses for one interface");
+                }
+            }
+        });
+        for c in &cfg.addresses {
+            table.add_ip(c.address());
+        }
+        if let Some(gw) = cfg.gateway {
+            let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        }
+        Worker {
+            device,
+            iface,
+            empty: SocketSet::new(Vec::new()),
+            table,
+            legs: Vec::new(),
+            free: Vec::new(),
+            keys: HashMap::new(),
+            dirty: Vec::new(),
+            wheel: TimerWheel::new(now.total_millis()),
+            arp_blocked: Vec::new(),
+            rings,
+            pending: VecDeque::new(),
+            cfg,
+            counters: WorkerCounters::default(),
+            live_legs: 0,
+            scratch: vec![0; TLS_SCRATCH].into_boxed_slice(),
+            dg_scratch: vec![0; 3 * DG_BUF].into_boxed_slice(),
+            handoff: None,
+            announcements: 0,
+            next_announcement: now,
+        }
+    }
+
+    /// A worker of several on one port: TCP frames for local ports another worker owns
+    /// (`port % workers`) are handed to it, ARP frames are copied to every other worker
+    /// (each keeps its own neighbour cache), and frames handed to this one are taken in.
+    pub fn with_handoff(
+        port: P,
+        cfg: WorkerConfig,
+        rings: WorkerEnd,
+        now: Instant,
+        handoff: HandoffEnd<P::Buf>,
+    ) -> Self {
+        let mut w = Self::new(port, cfg, rings, now);
+        w.handoff = Some(handoff);
+        w
+    }
+
+    /// The worker's counters, with the leg count taken now.
+    pub fn counters(&self) -> WorkerCounters {
+        WorkerCounters {
+            legs: self.live_legs as u64,
+            ..self.counters
+        }
+    }
+
+    /// The smoltcp adapter's counters (frames, and frames lost for want of a buffer).
+    pub fn device_stats(&self) -> crate::device::DeviceStats {
+        self.device.stats()
+    }
+
+    pub fn legs(&self) -> usize {
+        self.live_legs
+    }
+
+    pub fn port(&self) -> &P {
+        self.device.port()
+    }
+
+    /// Bytes of socket buffer one established pair holds (both legs, both directions).
+    pub fn pair_buffer_bytes(&self) -> usize {
+        2 * (self.cfg.rx_buffer + self.cfg.tx_buffer)
+    }
+
+    /// Heap one established pair costs: its socket buffers plus, per leg, the leg record, its
+    /// one-slot socket set and the key-map entry.
+    pub fn pair_memory_bytes(&self) -> usize {
+        let per_leg = std::mem::size_of::<Option<Leg>>()
+            + std::mem::size_of::<smoltcp::iface::SocketStorage>()
+            + std::mem::size_of::<(TerminationKey, u32)>();
+        self.pair_buffer_bytes() + 2 * per_leg
+    }
+
+    /// One iteration of the poll loop: receive, take commands, run timers, serve dirty legs,
+    /// transmit, publish events. Returns whether anything was done.
+    pub fn poll(&mut self, now: Instant) -> bool {
+        let mut busy = false;
+
+        // Frames first taken off the port (and the hand-off inbox), then every command
+        // queued by then, then the frames read. A command the control thread pushed before
+        // a frame arrived (the UE connects after the ALG's Modify was answered) is in the
+        // ring once the frame is in hand, however long this thread was descheduled in
+        // between: a SYN never meets a leg whose Start is still in the ring.
+        let mut burst: Burst<P::Buf> = Burst::new();
+        self.device.port_mut().rx_burst(&mut burst);
+        let mut handed: Burst<P::Buf> = Burst::new();
+        if let Some(h) = &self.handoff {
+            while !handed.is_full() {
+                let Some(frame) = h.inbox.pop() else { break };
+                handed.push(frame);
+            }
+        }
+        busy |= self.take_commands(now);
+        for frame in burst.drain(..) {
+            busy = true;
+            // Classified once, for the hand-off and for the demux.
+            let class = classify(frame.data());
+            if let Some(frame) = self.hand_off(frame, class) {
+                self.ingress(frame, class, now);
+            }
+        }
+        for frame in handed.drain(..) {
+            busy = true;
+            self.counters.handed_in += 1;
+            let class = classify(frame.data());
+            self.ingress(frame, class, now);
+        }
+
+        let now_ms = now.total_millis();
+        {
+            let legs = &mut self.legs;
+            let dirty = &mut self.dirty;
+            self.wheel.expire(now_ms, |idx, at| {
+                let Some(Some(l)) = legs.get_mut(idx as usize) else {
+                    return;
+                };
+                if l.armed_ms == at {
+                    l.armed_ms = NO_DEADLINE;
+                    if !l.dirty {
+                        l.dirty = true;
+                        dirty.push(idx);
+                    }
+                }
+            });
+        }
+
+        // Serving a leg can dirty its partner (forwarded bytes); bound the passes.
+        let mut budget = 4 * (self.dirty.len() + 1);
+        while let Some(idx) = self.dirty.pop() {
+            busy = true;
+            match self.legs.get(idx as usize) {
+                Some(Some(l)) if l.is_udp() => self.serve_udp(idx, now),
+                Some(Some(_)) => self.serve_tcp(idx, now),
+                _ => {}
+            }
+            budget -= 1;
+            if budget == 0 {
+                break;
+            }
+        }
+
+        if self.announcements < ANNOUNCEMENTS && now >= self.next_announcement {
+            self.announce();
+            self.next_announcement = now + Duration::from_secs(1 << self.announcements.min(8));
+            self.announcements += 1;
+        }
+
+        self.device.flush();
+        if self.device.tap_mut().is_some_and(|t| t.done()) {
+            if let Some(t) = self.device.set_tap(None) {
+                self.emit(Event::Captured {
+                    captured: t.captured,
+                    missed: t.missed,
+                });
+            }
+        }
+        while let Some(ev) = self.pending.pop_front() {
+            if let Err(ev) = self.rings.events.push(ev) {
+                self.pending.push_front(ev);
+                break;
+            }
+        }
+        if busy {
+            self.counters.busy_polls += 1;
+        } else {
+            self.counters.idle_polls += 1;
+        }
+        busy
+    }
+
+    fn emit(&mut self, ev: Event) {
+        if self.pending.len() >= 4 * self.cfg.max_legs.min(1 << 16) + 1024 {
+            self.counters.events_dropped += 1;
+            tracing::error!(?ev, "event queue full; event dropped");
+            return;
+        }
+        self.pending.push_back(ev);
+    }
+
+    fn reject(&mut self, key: TerminationKey, reason: Rejection) {
+        self.emit(Event::Rejected { key, reason });
+    }
+
+    /// Every command queued now (the ring bounds them; not a budget, since the one a
+    /// waiting frame needs may be the last), while events have room: a control thread that
+    /// does not read its events stops getting its commands executed, rather than losing
+    /// events.
+    fn take_commands(&mut self, now: Instant) -> bool {
+        let queued = self.rings.commands.len();
+        let mut took = false;
+        for _ in 0..queued {
+            if self.pending.len() >= 1024 {
+                break;
+            }
+            let Some(cmd) = self.rings.commands.pop() else {
+                break;
+            };
+            took = true;
+            self.counters.commands += 1;
+            self.command(cmd, now);
+        }
+        took
+    }
+
+    fn leg(&mut self, idx: u32) -> Option<&mut Leg> {
+        self.legs.get_mut(idx as usize).and_then(|l| l.as_mut())
+    }
+
+    /// Puts a leg on the dirty list (once).
+    fn mark(&mut self, idx: u32) {
+        if let Some(Some(l)) = self.legs.get_mut(idx as usize) {
+            if !l.dirty {
+                l.dirty = true;
+                self.dirty.push(idx);
+            }
+        }
+    }
+
+    // ---- commands ----
+
+    fn command(&mut self, cmd: Command, now: Instant) {
+        match cmd {
+            Command::Reserve { key, local } => self.reserve_tcp(key, local, now),
+            Command::ReserveDatagram { key, local } => self.reserve_udp(key, local, now),
+            Command::Start {
+                key,
+                role,
+                accept,
+                timers,
+                tls,
+                framing,
+            } => self.start_tcp(
+                key,
+                tcp::StartSpec {
+                    role,
+                    accept,
+                    timers,
+                    tls,
+                    framing,
+                },
+                now,
+            ),
+            Command::StartDatagram {
+                key,
+                remote,
+                accept,
+                relatch,
+                timers,
+                dtls,
+            } => self.start_udp(
+                key,
+                udp::StartSpec {
+                    remote,
+                    accept,
+                    relatch,
+                    timers,
+                    dtls,
+                },
+                now,
+            ),
+            Command::Join { a, b } => self.join(a, b),
+            Command::Split { key } => match self.keys.get(&key).copied() {
+                Some(idx) => self.split(idx),
+                None => self.reject(key, Rejection::UnknownTermination),
+            },
+            Command::SetGate { key, gate } => match self.keys.get(&key).copied() {
+                Some(idx) => {
+                    let partner = self.leg(idx).and_then(|l| {
+                        l.gate = gate;
+                        l.partner
+                    });
+                    self.mark(idx);
+                    // A TCP partner may now take what this leg holds back.
+                    if let Some(p) = partner.filter(|_| !self.is_udp(idx)) {
+                        self.mark(p);
+                    }
+                }
+                None => self.reject(key, Rejection::UnknownTermination),
+            },
+            Command::Release { key } => match self.keys.get(&key).copied() {
+                Some(idx) if self.is_udp(idx) => self.release_udp(idx, now),
+                Some(idx) => self.release_tcp(idx, now),
+                None => self.reject(key, Rejection::UnknownTermination),
+            },
+            Command::Capture {
+                filter,
+                snaplen,
+                packets,
+            } => {
+                let tap = filter.map(|f| {
+                    CaptureTap::new(f, snaplen as usize, packets, self.rings.capture.clone())
+                });
+                if let Some(old) = self.device.set_tap(tap) {
+                    self.emit(Event::Captured {
+                        captured: old.captured,
+                        missed: old.missed,
+                    });
+                }
+            }
+            Command::Audit { key } => match self.keys.get(&key).copied() {
+                Some(idx) => {
+                    let stats = self.leg(idx).map(|l| l.stats).unwrap_or_default();
+                    self.emit(Event::Stats { key, stats });
+                }
+                None => self.reject(key, Rejection::UnknownTermination),
+            },
+        }
+    }
+
+    fn is_udp(&self, idx: u32) -> bool {
+        matches!(self.legs.get(idx as usize), Some(Some(l)) if l.is_udp())
+    }
+
+    /// Cuts payload through between two legs of one kind; a TCP and a UDP leg carry nothing
+    /// to each other.
+    fn join(&mut self, a: TerminationKey, b: TerminationKey) {
+        let (Some(&ia), Some(&ib)) = (self.keys.get(&a), self.keys.get(&b)) else {
+            let key = if self.keys.contains_key(&a) { b } else { a };
+            return self.reject(key, Rejection::UnknownTermination);
+        };
+        if self.is_udp(ia) != self.is_udp(ib) {
+            return self.reject(b, Rejection::NotStarted);
+        }
+        for (x, y) in [(ia, ib), (ib, ia)] {
+            if let Some(l) = self.leg(x) {
+                l.partner = Some(y);
+                l.cut_through_reported = false;
+            }
+        }
+        self.mark(ia);
+        self.mark(ib);
+    }
+
+    /// Stops cutting through between a leg and its partner.
+    fn split(&mut self, idx: u32) {
+        if let Some(p) = self.leg(idx).and_then(|l| l.partner.take()) {
+            if let Some(pl) = self.leg(p) {
+                pl.partner = None;
+            }
+        }
+    }
+
+    /// Whether a new leg for `key` may take `local`; the refusal is reported.
+    fn admit(&mut self, key: TerminationKey, local: std::net::SocketAddrV4) -> bool {
+        let reason = if self.keys.contains_key(&key) {
+            Rejection::AlreadyStarted
+        } else if !self.table.serves(*local.ip()) {
+            Rejection::NotLocal
+        } else if self.live_legs >= self.cfg.max_legs {
+            Rejection::LegTableFull
+        } else {
+            return true;
+        };
+        self.reject(key, reason);
+        false
+    }
+
+    /// Puts a new leg in the table at its local address; false (reported) if the address is
+    /// taken.
+    fn insert_leg(&mut self, leg: Leg) -> bool {
+        let key = leg.key;
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.legs.push(None);
+                (self.legs.len() - 1) as u32
+            }
+        };
+        if !self.table.bind(leg.local.0, leg.local.1, idx) {
+            self.free.push(idx);
+            self.reject(key, Rejection::AddressInUse);
+            return false;
+        }
+        self.legs[idx as usize] = Some(leg);
+        self.keys.insert(key, idx);
+        self.live_legs += 1;
+        true
+    }
+
+    /// Takes a leg out of the table (its socket is done); its partner is told.
+    fn free_leg(&mut self, idx: u32) {
+        let Some(leg) = self.legs.get_mut(idx as usize).and_then(|l| l.take()) else {
+            return;
+        };
+        self.table.unbind(leg.local.0, leg.local.1);
+        if self.keys.get(&leg.key) == Some(&idx) {
+            self.keys.remove(&leg.key);
+        }
+        if let Some(p) = leg.partner {
+            if let Some(pl) = self.leg(p) {
+                if pl.partner == Some(idx) {
+                    pl.partner = None;
+                }
+            }
+        }
+        self.free.push(idx);
+        self.live_legs -= 1;
+    }
+
+    /// Polls a leg's set for egress and arms its next deadline, smoltcp's or its own.
+    fn egress_leg(&mut self, idx: u32, now: Instant) -> legpoll::Egress {
+        let own = self.leg(idx).and_then(|l| Self::own_deadline(l));
+        self.egress(idx, now, own)
+    }
+
+    /// Polls a leg's set for egress and arms its next deadline (`extra`: the leg's own
+    /// timers) in the wheel.
+    fn egress(&mut self, idx: u32, now: Instant, extra: Option<Instant>) -> legpoll::Egress {
+        let Some(leg) = self.legs.get_mut(idx as usize).and_then(|l| l.as_mut()) else {
+            return legpoll::Egress {
+                sent: 0,
+                blocked: false,
+                poll_at: None,
+            };
+        };
+        let out = legpoll::egress(&mut self.iface, &mut self.device, &mut leg.set, now);
+        if !leg.is_udp() {
+            // UDP legs count the datagrams they relay, not their DTLS handshake records.
+            leg.stats.packets_out += out.sent;
+        }
+        if out.blocked {
+            // Something was due and nothing left: it waits for a neighbour (or the port was
+            // full). Re-poll it after the next ARP frame.
+            self.arp_blocked.push(idx);
+        }
+        let mut next = out.poll_at.map(ceil_ms).unwrap_or(NO_DEADLINE);
+        if let Some(d) = extra {
+            next = next.min(ceil_ms(d));
+        }
+        arm(&mut self.wheel, &mut leg.armed_ms, idx, next, now);
+        out
+    }
+}
+
+/// Arms a leg's next deadline (ms; `NO_DEADLINE` for none) in the wheel. One already due
+/// (the port took no more frames) is served again next poll. Only an earlier deadline needs
+/// a new wheel entry: when the armed one fires, the leg is served and re-armed for whatever
+/// it then needs. This keeps one live entry per leg and few stale ones, so the wheel stops
+/// growing once warm.
+fn arm(wheel: &mut TimerWheel, armed_ms: &mut i64, idx: u32, mut next: i64, now: Instant) {
+    let now_ms = now.total_millis();
+    if next <= now_ms {
+        next = now_ms + 1;
+    }
+    if next < *armed_ms {
+        *armed_ms = next;
+        wheel.insert(idx, next);
+    }
+}
+
+/// The idle deadline of a leg that carries payload.
+fn idle_deadline(leg: &Leg) -> Option<Instant> {
+    leg.timers.idle.map(|idle| leg.last_payload + idle)
+}
+
+impl<P: Port> Worker<P> {
+    /// A leg's own deadlines for the wheel (its state's timer, and idleness once it carries
+    /// or is open).
+    fn own_deadline(leg: &Leg) -> Option<Instant> {
+        match &leg.kind {
+            Kind::Tcp(t) => {
+                let mut d = t.deadline();
+                if matches!(t.state, leg::TcpState::Established { .. }) {
+                    d = min_opt(d, idle_deadline(leg));
+                }
+                d
+            }
+            Kind::Udp(u) => {
+                let mut d = u.dtls.as_ref().and_then(|x| {
+                    min_opt(
+                        x.session.as_ref().and_then(|s| s.next_timeout()),
+                        x.handshake_deadline,
+                    )
+                });
+                if u.state == leg::UdpState::Open {
+                    d = min_opt(d, idle_deadline(leg));
+                }
+                d
+            }
+        }
+    }
+}
+
+fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
