@@ -1,0 +1,157 @@
+#!/usr/bin/python3
+"""The old and the new build of imsagw's in-process benchmarks, interleaved in one run.
+
+    python3 scripts/bench_ab.py REV [--reps N] [--quick] [--out FILE]
+
+Builds the worker, TLS and H.248-calls benchmarks of revision REV (in a git worktree under
+target/ab/) and of the working tree, then runs them in turns (old, new, new, old, ...), each
+pinned to core 1, and reports every row's median for both builds and new/old. The rows:
+worker cost per received frame (hot and spread sets, at each leg count of
+IMSAGW_BENCH_LEGS, default 10 and 100000), in-process relay throughput (TCP 1 and 64 pairs;
+TLS -> TCP and TLS -> TLS), TLS handshakes/s, and H.248 calls/s through the control thread.
+A cost (ns) is better lower, a rate better higher; `change` says by how much the new build
+is worse (+) or better (-), so a regression beyond 10 % shows as more than +10 %.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHES = [("dataplane", "worker"), ("dataplane", "tls"), ("control", "calls")]
+
+
+def build(tree):
+    """Builds the benches of the workspace at `tree`; returns {bench: executable}."""
+    exes = {}
+    for pkg, bench in BENCHES:
+        out = subprocess.run(
+            ["cargo", "bench", "--no-run", "-p", pkg, "--bench", bench, "--message-format=json"],
+            cwd=tree, capture_output=True, text=True, check=True)
+        for line in out.stdout.splitlines():
+            try:
+                m = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if m.get("reason") == "compiler-artifact" and m.get("executable") \
+                    and m["target"]["name"] == bench:
+                exes[bench] = m["executable"]
+    missing = [b for _, b in BENCHES if b not in exes]
+    if missing:
+        sys.exit(f"bench_ab: no executable for {missing} in {tree}")
+    return exes
+
+
+def worktree(rev):
+    path = os.path.join(ROOT, "target", "ab", rev.replace("/", "_"))
+    if not os.path.exists(path):
+        subprocess.run(["git", "worktree", "add", "--detach", path, rev], cwd=ROOT, check=True,
+                       capture_output=True)
+    else:
+        subprocess.run(["git", "checkout", "--detach", rev], cwd=path, check=True,
+                       capture_output=True)
+    return path
+
+
+def table_rows(text, heading):
+    """The rows (as lists of cells) of the markdown table under the line starting `heading`."""
+    rows, inside = [], False
+    for line in text.splitlines():
+        if line.startswith(heading):
+            inside = True
+            continue
+        if inside:
+            if not line.startswith("|"):
+                if rows:
+                    break
+                continue
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if cells and cells[0] and not cells[0].startswith("-") and cells[0] not in (
+                    "legs", "pairs", "workload"):
+                rows.append(cells)
+    return rows
+
+
+def number(cell):
+    return float(cell.split()[0])
+
+
+def parse(bench, text):
+    """{row name: (value, better)} where better is 'lower' or 'higher'."""
+    out = {}
+    if bench == "worker":
+        for c in table_rows(text, "# worker cost per received frame"):
+            out[f"worker ns per frame, hot set, {c[0]} legs"] = (number(c[2]), "lower")
+            out[f"worker ns per frame, spread, {c[0]} legs"] = (number(c[3]), "lower")
+        for c in table_rows(text, "# relayed throughput"):
+            out[f"TCP relay in process, {c[0]} pairs, Gbit/s"] = (number(c[1]), "higher")
+    elif bench == "tls":
+        for c in table_rows(text, "# TLS at the access edge"):
+            if c[0].startswith("full handshakes"):
+                out["TLS handshakes/s in process"] = (number(c[1]), "higher")
+            elif "TLS -> TCP" in c[0]:
+                out["TLS -> TCP relay in process, Gbit/s"] = (number(c[1]), "higher")
+            elif "TLS -> TLS" in c[0]:
+                out["TLS -> TLS relay in process, Gbit/s"] = (number(c[1]), "higher")
+    elif bench == "calls":
+        m = re.search(r"median (\d+)", text)
+        if m:
+            out["H.248 calls/s through the control thread"] = (float(m.group(1)), "higher")
+    return out
+
+
+def run(exe, bench, quick):
+    env = dict(os.environ)
+    env.setdefault("IMSAGW_BENCH_LEGS", "10,100000")
+    if quick:
+        env["IMSAGW_BENCH_QUICK"] = "1"
+        env.setdefault("IMSAGW_BENCH_SECS", "0.5")
+    else:
+        env.setdefault("IMSAGW_BENCH_SECS", "2")
+    out = subprocess.run(["taskset", "-c", "1", exe, "--bench"], env=env, capture_output=True,
+                         text=True, check=True)
+    return parse(bench, out.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("rev")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    old_tree = worktree(args.rev)
+    print(f"== building {args.rev} in {old_tree}", flush=True)
+    old = build(old_tree)
+    print("== building the working tree", flush=True)
+    new = build(ROOT)
+    samples = {}
+    for rep in range(args.reps):
+        order = [("old", old), ("new", new)] if rep % 2 == 0 else [("new", new), ("old", old)]
+        for _, bench in BENCHES:
+            for side, exes in order:
+                for row, (v, better) in run(exes[bench], bench, args.quick).items():
+                    samples.setdefault(row, {"better": better, "old": [], "new": []})[side].append(v)
+        print(f"  repetition {rep + 1} of {args.reps} done", flush=True)
+    lines = [f"# {args.rev} (old) against the working tree (new), {args.reps} interleaved "
+             "repetitions, medians, worker and control time on core 1",
+             "| row | old | new | change |", "|---|---|---|---|"]
+    report = {}
+    for row, s in samples.items():
+        o, n = statistics.median(s["old"]), statistics.median(s["new"])
+        worse = (n / o - 1) if s["better"] == "lower" else (o / n - 1)
+        lines.append(f"| {row} | {o:.2f} | {n:.2f} | {worse * 100:+.1f} % |")
+        report[row] = {"old": s["old"], "new": s["new"], "old_median": o, "new_median": n,
+                       "worse_by": worse, "better": s["better"]}
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"rev": args.rev, "reps": args.reps, "rows": report}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
