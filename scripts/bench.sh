@@ -6,7 +6,7 @@
 #   bash scripts/bench.sh --quick   one pair of each, short benches (< 3 min; the test
 #                                   command runs it and checks the report is produced)
 #
-# Method (shared/docs/dataplane-notes.md E.4):
+# Method (docs/performance.md, "How the numbers are taken"):
 # - end to end: imsagw on DPDK net_tap (worker on core 1) and HAProxy 2.6 (`mode tcp`, one
 #   thread, cpu-map to core 1) each relay between kernel UEs in namespaces on one bridge;
 #   HAProxy sits behind its own veth (MTU 1500; GRO/GSO/TSO off on every veth of the bench,
@@ -43,8 +43,6 @@ LAN=bench-lan
 UEX=bench-x
 UEY=bench-y
 HAP=bench-h
-UEX_IP=198.18.100.7
-UEY_IP=198.18.200.50
 AGW_IP=198.18.1.10
 HAP_IP=198.18.1.11
 IFACE=imbench0
@@ -94,86 +92,21 @@ echo "== in-process: TLS handshakes and relay against rustls alone (worker time 
 quick_env=()
 [ "$QUICK" -eq 1 ] && quick_env=(IMSAGW_BENCH_QUICK=1)
 env "${quick_env[@]}" taskset -c 1 cargo bench -q -p dataplane --bench tls 2>/dev/null | tee "$WORK/tls.txt"
-/usr/bin/python3 - "$WORK/tls.txt" >>"$RESULTS" <<'EOF'
-import re, sys
-for line in open(sys.argv[1]):
-    c = [x.strip() for x in line.strip().strip("|").split("|")]
-    if len(c) != 4 or not c[1][:1].isdigit():
-        continue
-    ours, floor = float(c[1].split()[0]), float(c[2].split()[0])
-    if c[0].startswith("full handshakes"):
-        w, m, u = "TLS handshakes (in-process)", "full handshakes/s, server side, P-256 + X25519, TLS 1.3", "handshakes/s"
-    elif "TLS -> TCP" in c[0]:
-        w, m, u = "TLS -> TCP relay (in-process)", "payload throughput per core", "Gbit/s"
-    else:
-        w, m, u = "TLS -> TLS relay (in-process)", "payload throughput per core", "Gbit/s"
-    print(f"{w}\t{m}\t{u}\timsagw\t{ours}")
-    print(f"{w}\t{m}\t{u}\trustls in-process\t{floor}")
-EOF
+/usr/bin/python3 scripts/bench_rows.py tls "$WORK/tls.txt" >>"$RESULTS"
 
 echo "== in-process: DTLS handshakes and relayed datagrams against dimpl alone (worker time only)"
 env "${quick_env[@]}" taskset -c 1 cargo bench -q -p dataplane --bench dtls 2>/dev/null | tee "$WORK/dtls.txt"
-/usr/bin/python3 - "$WORK/dtls.txt" >>"$RESULTS" <<'EOF'
-import sys
-for line in open(sys.argv[1]):
-    c = [x.strip() for x in line.strip().strip("|").split("|")]
-    if len(c) != 4 or not c[1][:1].isdigit():
-        continue
-    ours = float(c[1].split()[0])
-    if c[0].startswith("DTLS 1.2 handshakes"):
-        w, m, u = "DTLS handshakes (in-process)", "handshakes/s, server side, cookie, P-256, client cert pinned", "handshakes/s"
-    elif "DTLS <-> UDP" in c[0]:
-        w, m, u = "DTLS <-> UDP relay (in-process)", "200-byte datagrams/s per core, both ways", "datagrams/s"
-    else:
-        w, m, u = "UDP <-> UDP relay (in-process)", "200-byte datagrams/s per core, both ways", "datagrams/s"
-    print(f"{w}\t{m}\t{u}\timsagw\t{ours}")
-    if c[2][:1].isdigit():
-        print(f"{w}\t{m}\t{u}\tdimpl in-process\t{float(c[2].split()[0])}")
-EOF
+/usr/bin/python3 scripts/bench_rows.py dtls "$WORK/dtls.txt" >>"$RESULTS"
 
 echo "== in-process: worker cost per packet against concurrent legs; relay; memory per pair"
 env "${quick_env[@]}" IMSAGW_BENCH_LEGS="$LEGS" taskset -c 1 cargo bench -q -p dataplane --bench worker 2>/dev/null | tee "$WORK/worker.txt"
-/usr/bin/python3 - "$WORK/worker.txt" >>"$RESULTS" <<'EOF'
-import sys
-section = None
-hot10 = None
-for line in open(sys.argv[1]):
-    if line.startswith("#"):
-        section = line
-        continue
-    c = [x.strip() for x in line.strip().strip("|").split("|")]
-    if not c or not c[0][:1].isdigit():
-        continue
-    if "cost per received frame" in (section or ""):
-        legs = c[0]
-        # The baseline of this sweep: the same worker with 10 legs, hot set, same run.
-        hot10 = hot10 or c[2]
-        for kind, v in (("hot", c[2]), ("cold", c[3])):
-            print(f"cost per packet vs legs\tns per frame, {kind} set, {legs} legs\tns\timsagw\t{v}")
-            print(f"cost per packet vs legs\tns per frame, {kind} set, {legs} legs\tns\thot set at 10 legs\t{hot10}")
-    elif line.startswith("memory per established pair"):
-        pass
-    elif "relayed throughput" in (section or "") and c[0] == "1":
-        print(f"TCP -> TCP relay (in-process)\tpayload throughput per core, 1 pair\tGbit/s\timsagw\t{c[1]}")
-EOF
+/usr/bin/python3 scripts/bench_rows.py worker "$WORK/worker.txt" >>"$RESULTS"
 
 mem=$(sed -n 's/^memory per established pair at 64 KiB socket buffers (the default): \([0-9]*\) B/\1/p' "$WORK/worker.txt")
 row "memory per established call" "worker heap per call (two legs: 64 KiB socket buffers each way + leg records)" "bytes" "imsagw" "$mem"
 
 echo "== in-process: memcpy floor"
-memcpy=$(/usr/bin/python3 - <<'EOF'
-import time
-src = bytearray(16384 * 4096)
-dst = bytearray(len(src))
-best = 0
-for _ in range(5):
-    t = time.perf_counter()
-    for _ in range(8):
-        dst[:] = src
-    best = max(best, 8 * len(src) * 8 / (time.perf_counter() - t) / 1e9)
-print(f"{best:.1f}")
-EOF
-)
+memcpy=$(/usr/bin/python3 scripts/bench_rows.py memcpy)
 row "TCP -> TCP relay (in-process)" "payload throughput per core, 1 pair" "Gbit/s" "memcpy 64 MiB" "$memcpy"
 
 echo "== H.248 calls per second through the control thread"

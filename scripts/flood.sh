@@ -38,8 +38,6 @@ LAN=flood-lan
 UEX=flood-x
 UEY=flood-y
 ATK=flood-z
-UEX_IP=198.18.100.7
-UEY_IP=198.18.200.50
 ATK_IP=198.18.50.9
 ACCESS_IP=198.18.1.10
 IFACE=imflood0
@@ -140,28 +138,5 @@ end_mbufs=$(echo "$s" | field 'v["mbufs_in_use"]')
 agw_stop_checked
 
 mkdir -p target
-/usr/bin/python3 - "$WORK/results" "$OUT" "$CALLS" "$BYTES" "$RATE" "$REPS" <<'EOF'
-import json, statistics, sys
-rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-calls, size, rate, reps = (int(x) for x in sys.argv[3:7])
-# Rows alternate: the unflooded run, then the flooded one of the same kind.
-by = {}
-for base, flood in zip(rows[0::2], rows[1::2]):
-    by.setdefault(flood[0], []).append((float(base[1]), float(flood[1]), int(flood[2]), int(flood[3])))
-report = {"calls": calls, "bytes_each_way": size, "flood_packets_per_s": rate, "reps": reps, "kinds": {}}
-print(f"{calls} calls x {size} B each way, flood {rate} packets/s, {reps} repetition(s)")
-print(f"{'flood':8} {'Mbit/s without':>15} {'with':>8} {'kept':>6} {'max legs':>9} {'refused':>9}")
-for kind, runs in by.items():
-    base = statistics.median(r[0] for r in runs)
-    flooded = statistics.median(r[1] for r in runs)
-    kept = statistics.median(r[1] / r[0] for r in runs)
-    report["kinds"][kind] = {
-        "mbit_s_without": base, "mbit_s_with": flooded, "fraction_kept": kept,
-        "fraction_kept_min": min(r[1] / r[0] for r in runs),
-        "fraction_kept_max": max(r[1] / r[0] for r in runs),
-        "max_worker_legs": max(r[2] for r in runs), "worker_refusals": sum(r[3] for r in runs),
-    }
-    print(f"{kind:8} {base:15.1f} {flooded:8.1f} {kept:6.2f} {max(r[2] for r in runs):9} {sum(r[3] for r in runs):9}")
-json.dump(report, open(sys.argv[2], "w"), indent=2)
-EOF
+/usr/bin/python3 scripts/flood_report.py "$WORK/results" "$OUT" "$CALLS" "$BYTES" "$RATE" "$REPS"
 echo "flood: PASS ($OUT)"

@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   # build: DPDK 22.11 headers and libraries, pkg-config for build.rs, libclang for bindgen
   libdpdk-dev dpdk pkg-config libclang-dev clang
-  # test peers and test hosts (shared/docs/test-peers.md)
+  # test peers and test hosts (docs/testing.md)
   iproute2 socat iputils-ping openssl tshark
   erlang-base erlang-megaco erlang-dev erlang-examples
   # baseline for the benchmarks

@@ -20,8 +20,9 @@ pub struct RegistrationConfig {
     /// MGCs in order of preference.
     pub mgcs: Vec<SocketAddr>,
     pub mid: MId,
-    /// Profile name and version sent in the ServiceChange. The Iq profile's registered name
-    /// is UNCONFIRMED (protocol-digest.md 3.0), so it is configuration, not a constant.
+    /// Profile name and version sent in the ServiceChange. No public copy of TS 29.334 shows
+    /// the Iq profile's registered name (docs/iq-packages.md), so it is configuration, not a
+    /// constant.
     pub profile: (Text, u8),
     /// Highest protocol version we speak.
     pub max_version: u8,

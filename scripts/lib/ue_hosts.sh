@@ -1,31 +1,60 @@
-# Shared by demo.sh and soak.sh (sourced): the UE hosts as network namespaces, UE-X and
-# UE-Y bridged in a LAN namespace, and imsagw's net_tap interface joined to the bridge.
-# Expects LAN, UEX, UEY, UEX_IP, UEY_IP.
+# The UE LAN, the one fixture every test and script with kernel UEs uses: UE-X and UE-Y as
+# network namespaces with a veth each into a bridge in a LAN namespace, and imsagw's DPDK tap
+# joined to that bridge. Shell scripts source it (demo, soak, flood, bench); the Rust
+# integration tests run it as a program (tests/src/lib.rs `UeLan`):
+#
+#   bash scripts/lib/ue_hosts.sh create LAN UEX UEY    prints `uex=ADDR/15 uey=ADDR/15`
+#   bash scripts/lib/ue_hosts.sh bridge-tap LAN IFACE
+#   bash scripts/lib/ue_hosts.sh add LAN NS ADDRESS VETH   one more host on the LAN
+#   bash scripts/lib/ue_hosts.sh delete NS...
+#
+# Sourced, it expects LAN, UEX, UEY (namespace names) and takes UEX_IP and UEY_IP (defaults
+# below) from the environment.
+
+# The UEs' addresses: both in 198.18.0.0/15 (RFC 2544 benchmarking space), as are the
+# realms' addresses the scripts give imsagw (access 198.18.1.10, core 198.18.2.20).
+UE_HOSTS_UEX_IP=198.18.100.7
+UE_HOSTS_UEY_IP=198.18.200.50
+UE_HOSTS_PREFIX=15
+# net_tap gives the kernel side of the tap the DPDK port's MAC; on a bridge it needs one of
+# its own, or the bridge keeps every frame for that MAC to itself.
+UE_HOSTS_TAP_MAC=02:00:00:00:00:fe
+
+: "${UEX_IP:=$UE_HOSTS_UEX_IP}"
+: "${UEY_IP:=$UE_HOSTS_UEY_IP}"
+
+# $1 LAN namespace, $2 host namespace, $3 its address, $4 the name of its veth on the bridge.
+ue_hosts_attach() {
+  local lan=$1 ns=$2 ip=$3 veth=$4
+  ip netns exec "$lan" ip link add "$veth" type veth peer name eth0 netns "$ns"
+  ip netns exec "$lan" ip link set "$veth" master br0
+  ip netns exec "$lan" ip link set "$veth" up
+  ip netns exec "$ns" ip addr add "$ip/$UE_HOSTS_PREFIX" dev eth0
+  ip netns exec "$ns" ip link set eth0 up
+}
+
+ue_hosts_new_ns() {
+  [ -e "/run/netns/$1" ] && ip netns del "$1"
+  ip netns add "$1"
+  ip netns exec "$1" ip link set lo up
+}
 
 ue_hosts_create() {
-  local ns pair ip veth
+  local ns
   ue_hosts_delete
   for ns in "$UEX" "$UEY" "$LAN"; do
-    ip netns add "$ns"
-    ip netns exec "$ns" ip link set lo up
+    ue_hosts_new_ns "$ns"
   done
   ip netns exec "$LAN" ip link add br0 type bridge
-  for pair in "$UEX:$UEX_IP:vx" "$UEY:$UEY_IP:vy"; do
-    IFS=: read -r ns ip veth <<<"$pair"
-    ip netns exec "$LAN" ip link add "$veth" type veth peer name eth0 netns "$ns"
-    ip netns exec "$LAN" ip link set "$veth" master br0
-    ip netns exec "$LAN" ip link set "$veth" up
-    ip netns exec "$ns" ip addr add "$ip/15" dev eth0
-    ip netns exec "$ns" ip link set eth0 up
-  done
+  ue_hosts_attach "$LAN" "$UEX" "$UEX_IP" vx
+  ue_hosts_attach "$LAN" "$UEY" "$UEY_IP" vy
   ip netns exec "$LAN" ip link set br0 up
 }
 
 # $1: imsagw's tap interface (in the root namespace once imsagw has started).
 ue_hosts_bridge_tap() {
-  # net_tap gives the kernel side the DPDK port's MAC; on a bridge it needs one of its own.
   ip link set "$1" netns "$LAN"
-  ip netns exec "$LAN" ip link set dev "$1" address 02:00:00:00:00:fe
+  ip netns exec "$LAN" ip link set dev "$1" address "$UE_HOSTS_TAP_MAC"
   ip netns exec "$LAN" ip link set "$1" master br0
   ip netns exec "$LAN" ip link set "$1" up
 }
@@ -34,24 +63,49 @@ ue_hosts_bridge_tap() {
 # (an attacker, another relay); deleted by ue_hosts_delete.
 UE_HOSTS_EXTRA=()
 ue_hosts_add() {
-  local ns=$1 ip=$2 veth=$3
-  [ -e "/run/netns/$ns" ] && ip netns del "$ns"
-  UE_HOSTS_EXTRA+=("$ns")
-  ip netns add "$ns"
-  ip netns exec "$ns" ip link set lo up
-  ip netns exec "$LAN" ip link add "$veth" type veth peer name eth0 netns "$ns"
-  ip netns exec "$LAN" ip link set "$veth" master br0
-  ip netns exec "$LAN" ip link set "$veth" up
-  ip netns exec "$ns" ip addr add "$ip/15" dev eth0
-  ip netns exec "$ns" ip link set eth0 up
+  UE_HOSTS_EXTRA+=("$1")
+  ue_hosts_new_ns "$1"
+  ue_hosts_attach "$LAN" "$1" "$2" "$3"
 }
 
 # Deletes the namespaces that exist (a run before may have left them, or not made them).
 ue_hosts_delete() {
   local ns
   for ns in "$UEX" "$UEY" "$LAN" "${UE_HOSTS_EXTRA[@]}"; do
-    if [ -e "/run/netns/$ns" ]; then
+    if [ -n "$ns" ] && [ -e "/run/netns/$ns" ]; then
       ip netns del "$ns"
     fi
   done
 }
+
+# Run as a program (not sourced): the subcommands above.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -euo pipefail
+  cmd=${1:-}
+  shift || true
+  case $cmd in
+    create)
+      LAN=$1 UEX=$2 UEY=$3
+      ue_hosts_create
+      echo "uex=$UEX_IP/$UE_HOSTS_PREFIX uey=$UEY_IP/$UE_HOSTS_PREFIX"
+      ;;
+    bridge-tap)
+      LAN=$1
+      ue_hosts_bridge_tap "$2"
+      ;;
+    add)
+      LAN=$1
+      ue_hosts_new_ns "$2"
+      ue_hosts_attach "$LAN" "$2" "$3" "$4"
+      ;;
+    delete)
+      for ns in "$@"; do
+        if [ -e "/run/netns/$ns" ]; then ip netns del "$ns"; fi
+      done
+      ;;
+    *)
+      echo "usage: ue_hosts.sh create LAN UEX UEY | bridge-tap LAN IFACE | add LAN NS ADDRESS VETH | delete NS..." >&2
+      exit 2
+      ;;
+  esac
+fi

@@ -7,16 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-pub struct Netns(pub Vec<String>);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-    }
-}
-
 pub struct Reap(pub Child);
 
 impl Drop for Reap {
@@ -73,67 +63,6 @@ pub fn field(line: &str, key: &str) -> u64 {
         .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("{key} in {line}"))
-}
-
-/// Namespaces `lan` (a bridge), `uex` (198.18.100.7) and `uey` (198.18.200.50), the UEs on veths
-/// into the bridge; dropped at the end of the test.
-pub fn ue_hosts(prefix: &str) -> (Netns, String, String, String) {
-    let id = std::process::id() % 100_000;
-    let (lan, uex, uey) = (
-        format!("{prefix}lan{id}"),
-        format!("{prefix}uex{id}"),
-        format!("{prefix}uey{id}"),
-    );
-    let ns = Netns(vec![lan.clone(), uex.clone(), uey.clone()]);
-    for n in [&lan, &uex, &uey] {
-        sh(&["ip", "netns", "add", n]);
-    }
-    sh(&[
-        "ip", "netns", "exec", &lan, "ip", "link", "add", "br0", "type", "bridge",
-    ]);
-    for (ns, ip, v) in [
-        (&uex, "198.18.100.7/15", "vx"),
-        (&uey, "198.18.200.50/15", "vy"),
-    ] {
-        sh(&[
-            "ip", "netns", "exec", &lan, "ip", "link", "add", v, "type", "veth", "peer", "name",
-            "eth0", "netns", ns,
-        ]);
-        sh(&[
-            "ip", "netns", "exec", &lan, "ip", "link", "set", v, "master", "br0",
-        ]);
-        sh(&["ip", "netns", "exec", &lan, "ip", "link", "set", v, "up"]);
-        sh(&[
-            "ip", "netns", "exec", ns, "ip", "addr", "add", ip, "dev", "eth0",
-        ]);
-        sh(&["ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up"]);
-    }
-    sh(&[
-        "ip", "netns", "exec", &lan, "ip", "link", "set", "br0", "up",
-    ]);
-    (ns, lan, uex, uey)
-}
-
-/// Moves imsagw's tap into the bridge (with a MAC of its own for the kernel side).
-pub fn bridge_tap(tap: &str, lan: &str) {
-    sh(&["ip", "link", "set", tap, "netns", lan]);
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        lan,
-        "ip",
-        "link",
-        "set",
-        "dev",
-        tap,
-        "address",
-        "02:00:00:00:00:fe",
-    ]);
-    sh(&[
-        "ip", "netns", "exec", lan, "ip", "link", "set", tap, "master", "br0",
-    ]);
-    sh(&["ip", "netns", "exec", lan, "ip", "link", "set", tap, "up"]);
 }
 
 /// `imsagw run` on its own net_tap `tap` (no NIC, no hugepages), H.248 on loopback towards

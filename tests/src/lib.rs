@@ -107,45 +107,87 @@ pub fn iface_name(prefix: &str) -> String {
     n
 }
 
-/// The two UEs of the seed's flow as Linux hosts: namespaces `{prefix}-uex` (198.18.100.7/15)
-/// and `{prefix}-uey` (198.18.200.50/15) on veths into a bridge in `{prefix}-lan`, which also
-/// takes the DPDK tap `tap` (its kernel side gets a MAC of its own: net_tap gives it the DPDK
-/// port's, and a bridge would keep every frame for that MAC to itself).
+/// The UE LAN of `scripts/lib/ue_hosts.sh` (the one fixture the shell scripts use too):
+/// namespaces `{prefix}-uex` (UE-X) and `{prefix}-uey` (UE-Y) on veths into a bridge in
+/// `{prefix}-lan`, which takes imsagw's DPDK tap. The namespaces go when it is dropped.
 pub struct UeLan {
     pub lan: NetNs,
     pub uex: NetNs,
     pub uey: NetNs,
+    /// UE-X's and UE-Y's addresses with their prefix, as the script gave them.
+    pub uex_cidr: String,
+    pub uey_cidr: String,
+}
+
+fn ue_hosts_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/lib/ue_hosts.sh")
 }
 
 impl UeLan {
+    /// The LAN with imsagw's tap `tap` on its bridge.
     pub fn new(prefix: &str, tap: &str) -> Result<UeLan> {
-        let lan = NetNs::new(&format!("{prefix}-lan"))?;
-        let uex = NetNs::new(&format!("{prefix}-uex"))?;
-        let uey = NetNs::new(&format!("{prefix}-uey"))?;
-        run("ip", &["link", "set", tap, "netns", &lan.name])?;
-        lan.exec(
-            "ip",
-            &["link", "set", "dev", tap, "address", "02:00:00:00:00:fe"],
+        let lan = Self::hosts(prefix)?;
+        lan.bridge_tap(tap)?;
+        Ok(lan)
+    }
+
+    /// The LAN alone; [`UeLan::bridge_tap`] joins imsagw's tap once it exists.
+    pub fn hosts(prefix: &str) -> Result<UeLan> {
+        let id = std::process::id();
+        let names: Vec<String> = ["lan", "uex", "uey"]
+            .iter()
+            .map(|n| format!("{prefix}-{n}-{id}"))
+            .collect();
+        let script = ue_hosts_script();
+        let out = run(
+            "bash",
+            &[
+                script.to_str().context("script path")?,
+                "create",
+                &names[0],
+                &names[1],
+                &names[2],
+            ],
         )?;
-        lan.exec("ip", &["link", "add", "br0", "type", "bridge"])?;
-        lan.exec("ip", &["link", "set", tap, "master", "br0"])?;
-        for (ns, ip, v) in [
-            (&uex, "198.18.100.7/15", "vx"),
-            (&uey, "198.18.200.50/15", "vy"),
-        ] {
-            lan.exec(
-                "ip",
-                &[
-                    "link", "add", v, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
-                ],
-            )?;
-            lan.exec("ip", &["link", "set", v, "master", "br0"])?;
-            lan.exec("ip", &["link", "set", v, "up"])?;
-            ns.exec("ip", &["addr", "add", ip, "dev", "eth0"])?;
-            ns.exec("ip", &["link", "set", "eth0", "up"])?;
-        }
-        lan.exec("ip", &["link", "set", tap, "up"])?;
-        lan.exec("ip", &["link", "set", "br0", "up"])?;
-        Ok(UeLan { lan, uex, uey })
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |k: &str| {
+            text.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .map(str::to_string)
+                .with_context(|| format!("{k}= in {text:?}"))
+        };
+        let (uex_cidr, uey_cidr) = (field("uex")?, field("uey")?);
+        let ns = |name: &String| NetNs { name: name.clone() };
+        Ok(UeLan {
+            lan: ns(&names[0]),
+            uex: ns(&names[1]),
+            uey: ns(&names[2]),
+            uex_cidr,
+            uey_cidr,
+        })
+    }
+
+    /// Moves imsagw's tap into the LAN's bridge.
+    pub fn bridge_tap(&self, tap: &str) -> Result<()> {
+        let script = ue_hosts_script();
+        run(
+            "bash",
+            &[
+                script.to_str().context("script path")?,
+                "bridge-tap",
+                &self.lan.name,
+                tap,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// UE-X's address without its prefix.
+    pub fn uex_ip(&self) -> &str {
+        self.uex_cidr.split('/').next().unwrap_or_default()
+    }
+
+    pub fn uey_ip(&self) -> &str {
+        self.uey_cidr.split('/').next().unwrap_or_default()
     }
 }

@@ -16,7 +16,8 @@ use imsagw_tests::hosts::*;
 #[test]
 fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
     let id = std::process::id() % 100_000;
-    let (_ns, lan, uex, uey) = ue_hosts("mf");
+    let hosts = imsagw_tests::UeLan::hosts("mf").unwrap();
+    let (uex, uey) = (hosts.uex.name.clone(), hosts.uey.name.clone());
 
     // The MGC.
     let dir = std::env::temp_dir().join(format!("imsagw-mflow-{id}"));
@@ -90,7 +91,7 @@ fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
         &dir.join("status.sock"),
         &[],
     );
-    bridge_tap(&tap, &lan);
+    hosts.bridge_tap(&tap).unwrap();
 
     // The MGC adds and modifies; UE-X connects to T1 once it is told where.
     let t1 = expect(&mgc_lines, "T1 ", &mut seen);

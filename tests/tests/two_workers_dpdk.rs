@@ -12,7 +12,8 @@ use imsagw_tests::hosts::*;
 #[test]
 fn two_workers_carry_200_calls_through_h248() {
     let id = std::process::id() % 100_000;
-    let (_ns, lan, uex, uey) = ue_hosts("tw");
+    let hosts = imsagw_tests::UeLan::hosts("tw").unwrap();
+    let (uex, uey) = (hosts.uex.name.clone(), hosts.uey.name.clone());
 
     let dir = std::env::temp_dir().join(format!("imsagw-2w-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -29,7 +30,7 @@ fn two_workers_carry_200_calls_through_h248() {
         &sock,
         &["--worker-cores", "0,1", "--shared-control-core"],
     );
-    bridge_tap(&tap, &lan);
+    hosts.bridge_tap(&tap).unwrap();
 
     let out = Command::new(imsagw_tests::bin("imsagw-sim"))
         .args([

@@ -70,8 +70,8 @@ pub struct Settings {
     pub mid: Option<String>,
     /// MGCs in order of preference.
     pub mgc: Vec<SocketAddr>,
-    /// ServiceChangeProfile name and version (the Iq profile's registered name is
-    /// UNCONFIRMED, see protocol-digest.md 3.0).
+    /// ServiceChangeProfile name and version (the Iq profile's registered name is not
+    /// confirmed by any public source: docs/iq-packages.md).
     pub profile: String,
     pub profile_version: u8,
     pub max_version: u8,

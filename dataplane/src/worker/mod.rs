@@ -519,6 +519,24 @@ impl<P: Port> Worker<P> {
         false
     }
 
+    /// Reserves a leg for `key` at `local` with the socket `make` builds (a Reserve command:
+    /// nothing listens or is bound yet); a refusal is reported.
+    fn reserve<S: smoltcp::socket::AnySocket<'static>>(
+        &mut self,
+        key: TerminationKey,
+        local: std::net::SocketAddrV4,
+        now: Instant,
+        make: impl FnOnce(&WorkerConfig) -> (S, Kind),
+    ) {
+        if !self.admit(key, local) {
+            return;
+        }
+        let (socket, kind) = make(&self.cfg);
+        let mut set = SocketSet::new(Vec::with_capacity(1));
+        let handle = set.add(socket);
+        self.insert_leg(Leg::new(key, local, set, handle, now, kind));
+    }
+
     /// Puts a new leg in the table at its local address; false (reported) if the address is
     /// taken.
     fn insert_leg(&mut self, leg: Leg) -> bool {

@@ -4,7 +4,6 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use smoltcp::iface::SocketSet;
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
@@ -27,24 +26,14 @@ pub(super) struct StartSpec {
 
 impl<P: Port> Worker<P> {
     pub(super) fn reserve_tcp(&mut self, key: TerminationKey, local: SocketAddrV4, now: Instant) {
-        if !self.admit(key, local) {
-            return;
-        }
-        let rx = tcp::SocketBuffer::new(vec![0; self.cfg.rx_buffer]);
-        let tx = tcp::SocketBuffer::new(vec![0; self.cfg.tx_buffer]);
-        let mut socket = tcp::Socket::new(rx, tx);
-        socket.set_nagle_enabled(false);
-        socket.set_congestion_control(tcp::CongestionControl::Reno);
-        let mut set = SocketSet::new(Vec::with_capacity(1));
-        let handle = set.add(socket);
-        self.insert_leg(Leg::new(
-            key,
-            local,
-            set,
-            handle,
-            now,
-            Kind::Tcp(TcpLeg::new()),
-        ));
+        self.reserve(key, local, now, |cfg| {
+            let rx = tcp::SocketBuffer::new(vec![0; cfg.rx_buffer]);
+            let tx = tcp::SocketBuffer::new(vec![0; cfg.tx_buffer]);
+            let mut socket = tcp::Socket::new(rx, tx);
+            socket.set_nagle_enabled(false);
+            socket.set_congestion_control(tcp::CongestionControl::Reno);
+            (socket, Kind::Tcp(TcpLeg::new()))
+        });
     }
 
     pub(super) fn start_tcp(&mut self, key: TerminationKey, spec: StartSpec, now: Instant) {

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddrV4;
 
-use smoltcp::iface::SocketSet;
 use smoltcp::socket::udp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
@@ -119,22 +118,15 @@ fn forward(a: &mut Leg, b: Option<&mut Leg>, data: &[u8], out_buf: &mut [u8], o:
 
 impl<P: Port> Worker<P> {
     pub(super) fn reserve_udp(&mut self, key: TerminationKey, local: SocketAddrV4, now: Instant) {
-        if !self.admit(key, local) {
-            return;
-        }
-        let (slots, bytes) = (self.cfg.datagram_slots, self.cfg.datagram_bytes);
-        let buffer =
-            || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; slots], vec![0; bytes]);
-        let mut set = SocketSet::new(Vec::with_capacity(1));
-        let handle = set.add(udp::Socket::new(buffer(), buffer()));
-        self.insert_leg(Leg::new(
-            key,
-            local,
-            set,
-            handle,
-            now,
-            Kind::Udp(UdpLeg::new()),
-        ));
+        self.reserve(key, local, now, |cfg| {
+            let (slots, bytes) = (cfg.datagram_slots, cfg.datagram_bytes);
+            let buffer =
+                || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; slots], vec![0; bytes]);
+            (
+                udp::Socket::new(buffer(), buffer()),
+                Kind::Udp(UdpLeg::new()),
+            )
+        });
     }
 
     pub(super) fn start_udp(&mut self, key: TerminationKey, spec: StartSpec, now: Instant) {
