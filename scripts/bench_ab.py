@@ -9,8 +9,16 @@ pinned to core 1, and reports every row's median for both builds and new/old. Th
 worker cost per received frame (hot and spread sets, at each leg count of
 IMSAGW_BENCH_LEGS, default 10 and 100000), in-process relay throughput (TCP 1 and 64 pairs;
 TLS -> TCP and TLS -> TLS), TLS handshakes/s, and H.248 calls/s through the control thread.
-A cost (ns) is better lower, a rate better higher; `change` says by how much the new build
-is worse (+) or better (-), so a regression beyond 10 % shows as more than +10 %.
+
+On a noisy machine the old and the new run of one repetition run back to back, so their
+ratio is what is compared: `change` is the median over the repetitions of new/old (a cost:
+new/old - 1; a rate: old/new - 1), so a regression beyond 10 % shows as more than +10 %,
+with the min-max of that ratio beside it. `best` compares each build's best run (the
+lowest cost, the highest rate): on a VM whose speed changes between phases, the best run
+is the one least disturbed. A repetition whose runs saw more than 5 % steal time
+(/proc/stat) is dropped and counted.
+
+    python3 scripts/bench_ab.py --report FILE     the tables again from a saved run
 """
 import argparse
 import json
@@ -103,6 +111,13 @@ def parse(bench, text):
     return out
 
 
+def cpu_times():
+    """(steal, total) jiffies of all cores."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[7], sum(v[:8])
+
+
 def run(exe, bench, quick):
     env = dict(os.environ)
     env.setdefault("IMSAGW_BENCH_LEGS", "10,100000")
@@ -116,7 +131,35 @@ def run(exe, bench, quick):
     return parse(bench, out.stdout)
 
 
+def table(rev, reps, dropped, samples):
+    lines = [f"# {rev} (old) against the working tree (new): {reps} repetitions, old and new "
+             "back to back in each, pinned to core 1; medians, the change as the median (min - "
+             f"max) of the per-repetition ratio, and the best runs; {dropped} runs dropped for "
+             "steal",
+             "| row | old | new | change | min - max | best old | best new | best change |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row, s in sorted(samples.items()):
+        o, n = statistics.median(s["old"]), statistics.median(s["new"])
+        worse = statistics.median(s["worse"])
+        if s["better"] == "lower":
+            bo, bn = min(s["old"]), min(s["new"])
+            bw = bn / bo - 1
+        else:
+            bo, bn = max(s["old"]), max(s["new"])
+            bw = bo / bn - 1
+        lines.append(f"| {row} | {o:.2f} | {n:.2f} | {worse * 100:+.1f} % | "
+                     f"{min(s['worse']) * 100:+.1f} % - {max(s['worse']) * 100:+.1f} % | "
+                     f"{bo:.2f} | {bn:.2f} | {bw * 100:+.1f} % |")
+    return "\n".join(lines)
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--report":
+        d = json.load(open(sys.argv[2]))
+        samples = {r: {"better": v["better"], "old": v["old"], "new": v["new"],
+                       "worse": v["worse_each"]} for r, v in d["rows"].items()}
+        print(table(d["rev"], d["reps"], d["dropped"], samples))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("rev")
     ap.add_argument("--reps", type=int, default=5)
@@ -129,28 +172,36 @@ def main():
     print("== building the working tree", flush=True)
     new = build(ROOT)
     samples = {}
+    dropped = 0
     for rep in range(args.reps):
         order = [("old", old), ("new", new)] if rep % 2 == 0 else [("new", new), ("old", old)]
         for _, bench in BENCHES:
-            for side, exes in order:
-                for row, (v, better) in run(exes[bench], bench, args.quick).items():
-                    samples.setdefault(row, {"better": better, "old": [], "new": []})[side].append(v)
+            s0, t0 = cpu_times()
+            got = {side: run(exes[bench], bench, args.quick) for side, exes in order}
+            s1, t1 = cpu_times()
+            if t1 > t0 and (s1 - s0) / (t1 - t0) > 0.05:
+                dropped += 1
+                continue
+            for row in got["old"].keys() & got["new"].keys():
+                better = got["old"][row][1]
+                s = samples.setdefault(row, {"better": better, "old": [], "new": [], "worse": []})
+                o, n = got["old"][row][0], got["new"][row][0]
+                s["old"].append(o)
+                s["new"].append(n)
+                s["worse"].append((n / o - 1) if better == "lower" else (o / n - 1))
         print(f"  repetition {rep + 1} of {args.reps} done", flush=True)
-    lines = [f"# {args.rev} (old) against the working tree (new), {args.reps} interleaved "
-             "repetitions, medians, worker and control time on core 1",
-             "| row | old | new | change |", "|---|---|---|---|"]
     report = {}
-    for row, s in samples.items():
-        o, n = statistics.median(s["old"]), statistics.median(s["new"])
-        worse = (n / o - 1) if s["better"] == "lower" else (o / n - 1)
-        lines.append(f"| {row} | {o:.2f} | {n:.2f} | {worse * 100:+.1f} % |")
-        report[row] = {"old": s["old"], "new": s["new"], "old_median": o, "new_median": n,
-                       "worse_by": worse, "better": s["better"]}
-    text = "\n".join(lines)
+    for row, s in sorted(samples.items()):
+        report[row] = {"old": s["old"], "new": s["new"], "old_median": statistics.median(s["old"]),
+                       "new_median": statistics.median(s["new"]),
+                       "worse_by": statistics.median(s["worse"]), "worse_each": s["worse"],
+                       "better": s["better"]}
+    text = table(args.rev, args.reps, dropped, samples)
     print(text)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"rev": args.rev, "reps": args.reps, "rows": report}, f, indent=1)
+            json.dump({"rev": args.rev, "reps": args.reps, "dropped": dropped, "rows": report},
+                      f, indent=1)
 
 
 if __name__ == "__main__":
