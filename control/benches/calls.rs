@@ -104,7 +104,7 @@ fn measure(inflight: usize, secs: f64) -> f64 {
         },
     ];
     let reg = RegistrationConfig {
-        mgcs: vec![alg_addr],
+        mgcs: vec![control::registration::Mgc::udp(alg_addr)],
         mid: MId::Ip4 {
             addr: [127, 0, 0, 1],
             port: None,

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::dispatch::{DispatchCounters, Dispatcher, FromPeer};
 use crate::mg::{DataPlane, Mg, MgConfig};
 use crate::notify::{Notifier, NotifyCounters};
-use crate::registration::{Action, Registration, RegistrationConfig, State};
+use crate::registration::{Action, MgcTransport, Registration, RegistrationConfig, State};
 use crate::transaction::{Millis, ReplyCache};
 use crate::transport::{Endpoints, TcpTransport, UdpTransport};
 
@@ -163,11 +163,8 @@ impl ControlPlane {
         reply_cache: usize,
     ) -> std::io::Result<Self> {
         mg.workers = rings.len().max(1);
-        let transport = Endpoints {
-            udp: UdpTransport::bind(bind)?,
-            tcp: None,
-        };
-        let mgc_ips: Vec<std::net::IpAddr> = reg.mgcs.iter().map(|a| a.ip()).collect();
+        let transport = Endpoints::new(UdpTransport::bind(bind)?);
+        let mgc_ips: Vec<std::net::IpAddr> = reg.mgcs.iter().map(|m| m.addr.ip()).collect();
         let mgcs = mgc_ips.clone();
         let mut dispatcher = Dispatcher::new(
             Mg::new(mg, Rings::new(rings)),
@@ -200,8 +197,8 @@ impl ControlPlane {
     }
 
     /// Also serve H.248 over TCP with TPKT framing (H.248.1 D.2) on `addr`: the MGC's
-    /// requests on a connection are answered on it. Our own requests (ServiceChange, Notify)
-    /// still go by UDP.
+    /// requests on a connection it opened are answered on it. (MGCs configured as
+    /// `tcp://ADDR` get our own connection, for everything.)
     pub fn enable_tcp(&mut self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
         let t = TcpTransport::bind(addr)?;
         let local = t.local_addr()?;
@@ -293,6 +290,9 @@ impl ControlPlane {
         // A reply waiting for the worker must not wait for the next datagram too.
         let wait = if self.mg().has_deferred() {
             Duration::ZERO
+        } else if self.transport.has_tcp() {
+            // The TCP side is polled once per round, after the UDP wait.
+            wait.min(Duration::from_millis(1))
         } else {
             wait
         };
@@ -311,11 +311,20 @@ impl ControlPlane {
             }
             self.take_peer_answers(&mut from_peer, now);
         }
-        if let Some(tcp) = self.transport.tcp.as_mut() {
-            tcp.poll(&mut self.dispatcher, &self.mgc_ips, now, |f| {
+        let lost = self
+            .transport
+            .poll_tcp(&mut self.dispatcher, &self.mgc_ips, now, |f| {
                 from_peer.push(f)
             })?;
-            self.take_peer_answers(&mut from_peer, now);
+        self.take_peer_answers(&mut from_peer, now);
+        if let State::Registered { mgc, .. } = *self.registration.state() {
+            if mgc.transport == MgcTransport::Tcp && lost.contains(&mgc.addr) {
+                // Over TCP, loss of contact is the connection's loss (H.248.1 D.2).
+                tracing::warn!(%mgc, "lost the connection to the MGC");
+                let outbox = &mut self.outbox;
+                self.registration.contact_lost(now, &mut |a| outbox.push(a));
+                self.apply_registration(now);
+            }
         }
         // Events that arrived while the datagrams were handled.
         self.drain_events();
@@ -442,7 +451,7 @@ impl ControlPlane {
                 .send_pendings(now, |to, b: Arc<[u8]>| transport.send_to(to, &b));
         }
         let mgc = match self.registration.state() {
-            State::Registered { mgc, version } => Some((*mgc, *version)),
+            State::Registered { mgc, version } => Some((mgc.addr, *version)),
             _ => None,
         };
         let c = self.dispatcher.counters();
@@ -486,7 +495,7 @@ impl ControlPlane {
     fn apply_registration(&mut self, now: Millis) {
         for a in self.outbox.drain(..) {
             match a {
-                Action::Send { to, bytes } => self.transport.send_to(to, &bytes),
+                Action::Send { to, bytes } => self.transport.send_mgc(to, &bytes, now),
                 Action::Registered { mgc, version } => {
                     tracing::info!(%mgc, version, "registered");
                     // A (re)started MGC numbers its transactions afresh.

@@ -3,9 +3,10 @@
 //! version (and may redirect us with MgcIdToTry); no answer within T-MAX moves on to the next
 //! configured MGC; after loss of contact we come back to the same MGC with Disconnected (900);
 //! shutdown sends Forced (905). Pure logic on the caller's clock; it builds messages and says
-//! where to send them.
+//! where to send them, over UDP or TCP as each MGC is configured.
 
 use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::transaction::{Millis, Outgoing, Outstanding, TransactionTimers};
@@ -15,10 +16,78 @@ use h248::{encode, Form};
 /// The default H.248 text port (H.248.1 D.1).
 pub const H248_TEXT_PORT: u16 = 2944;
 
+/// How an MGC is reached: H.248 text over UDP (H.248.1 D.1) or over TCP with TPKT framing
+/// (D.2, a connection the MG opens and keeps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MgcTransport {
+    Udp,
+    Tcp,
+}
+
+/// An MGC: `ADDR` or `udp://ADDR` for UDP, `tcp://ADDR` for TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mgc {
+    pub transport: MgcTransport,
+    pub addr: SocketAddr,
+}
+
+impl Mgc {
+    pub fn udp(addr: SocketAddr) -> Mgc {
+        Mgc {
+            transport: MgcTransport::Udp,
+            addr,
+        }
+    }
+
+    pub fn tcp(addr: SocketAddr) -> Mgc {
+        Mgc {
+            transport: MgcTransport::Tcp,
+            addr,
+        }
+    }
+}
+
+impl FromStr for Mgc {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Mgc, String> {
+        let (transport, rest) = match s.split_once("://") {
+            Some(("udp", r)) => (MgcTransport::Udp, r),
+            Some(("tcp", r)) => (MgcTransport::Tcp, r),
+            Some((other, _)) => {
+                return Err(format!(
+                    "MGC {s:?}: transport {other:?} is neither udp nor tcp"
+                ))
+            }
+            None => (MgcTransport::Udp, s),
+        };
+        let addr = rest
+            .parse()
+            .map_err(|_| format!("MGC {s:?}: expected [udp://|tcp://]ADDRESS:PORT"))?;
+        Ok(Mgc { transport, addr })
+    }
+}
+
+impl std::fmt::Display for Mgc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.transport {
+            MgcTransport::Udp => write!(f, "udp://{}", self.addr),
+            MgcTransport::Tcp => write!(f, "tcp://{}", self.addr),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Mgc {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Mgc, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RegistrationConfig {
-    /// MGCs in order of preference.
-    pub mgcs: Vec<SocketAddr>,
+    /// MGCs in order of preference, each over UDP or TCP.
+    pub mgcs: Vec<Mgc>,
     pub mid: MId,
     /// Profile name and version sent in the ServiceChange. No public copy of TS 29.334 shows
     /// the Iq profile's registered name (docs/iq-packages.md), so it is configuration, not a
@@ -34,11 +103,11 @@ pub enum State {
     Idle,
     /// Waiting for the answer to our ServiceChange sent to `mgc`.
     Registering {
-        mgc: SocketAddr,
+        mgc: Mgc,
         tid: u32,
     },
     Registered {
-        mgc: SocketAddr,
+        mgc: Mgc,
         version: u8,
     },
     /// Every MGC was tried without success; `start` again after a delay.
@@ -49,11 +118,11 @@ pub enum State {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Send {
-        to: SocketAddr,
+        to: Mgc,
         bytes: Arc<[u8]>,
     },
     Registered {
-        mgc: SocketAddr,
+        mgc: Mgc,
         version: u8,
     },
     /// No MGC answered; the caller schedules another `start`.
@@ -66,7 +135,7 @@ pub struct Registration {
     outstanding: Outstanding,
     /// Index in `cfg.mgcs` being tried, or a redirect target.
     next: usize,
-    redirect: Option<SocketAddr>,
+    redirect: Option<Mgc>,
     method: ServiceChangeMethod,
     reason: &'static str,
     /// We were registered once: our terminations may still exist, so every later attempt
@@ -130,8 +199,26 @@ impl Registration {
         self.try_next(now, act);
     }
 
-    /// Contact with the registered MGC is lost (heartbeat or our requests unanswered): come
-    /// back to it with Disconnected so it knows state may be stale (H.248.1 11.5).
+    /// The MGC we are registered with, or trying.
+    pub fn mgc(&self) -> Option<Mgc> {
+        match self.state {
+            State::Registering { mgc, .. } | State::Registered { mgc, .. } => Some(mgc),
+            _ => None,
+        }
+    }
+
+    /// Where a retransmission to `addr` goes: the MGC being worked with, a configured one,
+    /// else UDP.
+    fn target(&self, addr: SocketAddr) -> Mgc {
+        self.mgc()
+            .filter(|m| m.addr == addr)
+            .or_else(|| self.cfg.mgcs.iter().copied().find(|m| m.addr == addr))
+            .unwrap_or(Mgc::udp(addr))
+    }
+
+    /// Contact with the registered MGC is lost (our requests unanswered, or its TCP
+    /// connection gone): come back to it with Disconnected so it knows state may be stale
+    /// (H.248.1 11.5).
     pub fn contact_lost(&mut self, now: Millis, act: &mut impl FnMut(Action)) {
         if let State::Registered { mgc, .. } = self.state {
             self.method = ServiceChangeMethod::Disconnected;
@@ -148,7 +235,8 @@ impl Registration {
             // Tracked like any request, so it is repeated while the process drains.
             let tid = self.outstanding.allocate_tid();
             let bytes = self.service_change(tid);
-            self.outstanding.sent(tid, mgc, Arc::clone(&bytes), now);
+            self.outstanding
+                .sent(tid, mgc.addr, Arc::clone(&bytes), now);
             act(Action::Send { to: mgc, bytes });
         }
         self.state = State::ShutDown;
@@ -172,10 +260,11 @@ impl Registration {
         }
     }
 
-    fn send_service_change(&mut self, mgc: SocketAddr, now: Millis, act: &mut impl FnMut(Action)) {
+    fn send_service_change(&mut self, mgc: Mgc, now: Millis, act: &mut impl FnMut(Action)) {
         let tid = self.outstanding.allocate_tid();
         let bytes = self.service_change(tid);
-        self.outstanding.sent(tid, mgc, Arc::clone(&bytes), now);
+        self.outstanding
+            .sent(tid, mgc.addr, Arc::clone(&bytes), now);
         self.state = State::Registering { mgc, tid };
         tracing::info!(%mgc, tid, method = ?self.method, "registering with MGC");
         act(Action::Send { to: mgc, bytes });
@@ -218,13 +307,20 @@ impl Registration {
     /// Retransmissions and give-ups of our ServiceChange.
     pub fn poll(&mut self, now: Millis, act: &mut impl FnMut(Action)) {
         let mut gave_up = false;
+        let mut resend = Vec::new();
         self.outstanding.poll(now, |o| match o {
-            Outgoing::Retransmit { to, bytes, .. } => act(Action::Send { to, bytes }),
+            Outgoing::Retransmit { to, bytes, .. } => resend.push((to, bytes)),
             Outgoing::GaveUp { to, .. } => {
                 tracing::warn!(mgc = %to, "MGC did not answer our ServiceChange; trying the next");
                 gave_up = true;
             }
         });
+        for (to, bytes) in resend {
+            act(Action::Send {
+                to: self.target(to),
+                bytes,
+            });
+        }
         if gave_up && matches!(self.state, State::Registering { .. }) {
             self.reset_method();
             self.try_next(now, act);
@@ -275,8 +371,20 @@ impl Registration {
             for p in ps {
                 if let ServiceChangeParm::MgcIdToTry(m) = p {
                     if let Some(addr) = mid_address(m) {
-                        tracing::info!(from = %mgc, to = %addr, "redirected by MgcIdToTry");
-                        self.redirect = Some(addr);
+                        // A configured MGC is reached as configured; another one the way
+                        // the MGC that sent us there was.
+                        let to = self
+                            .cfg
+                            .mgcs
+                            .iter()
+                            .copied()
+                            .find(|c| c.addr == addr)
+                            .unwrap_or(Mgc {
+                                transport: mgc.transport,
+                                addr,
+                            });
+                        tracing::info!(from = %mgc, %to, "redirected by MgcIdToTry");
+                        self.redirect = Some(to);
                         self.try_next(now, act);
                         return true;
                     }
@@ -330,8 +438,8 @@ mod tests {
     use super::*;
     use h248::decode;
 
-    fn mgc(n: u8) -> SocketAddr {
-        SocketAddr::new(IpAddr::from([198, 51, 100, n]), 2944)
+    fn mgc(n: u8) -> Mgc {
+        Mgc::udp(SocketAddr::new(IpAddr::from([198, 51, 100, n]), 2944))
     }
 
     fn reg() -> Registration {
@@ -361,7 +469,7 @@ mod tests {
         r
     }
 
-    fn sent(actions: &[Action]) -> Vec<(SocketAddr, String)> {
+    fn sent(actions: &[Action]) -> Vec<(Mgc, String)> {
         actions
             .iter()
             .filter_map(|a| match a {
@@ -457,6 +565,70 @@ mod tests {
                 version: 3
             }
         );
+    }
+
+    #[test]
+    fn mgcs_over_tcp_and_udp_mix_and_a_redirect_keeps_the_transport() {
+        assert_eq!(
+            "tcp://198.51.100.1:2944".parse::<Mgc>(),
+            Ok(Mgc::tcp("198.51.100.1:2944".parse().unwrap()))
+        );
+        assert_eq!("198.51.100.1:2944".parse::<Mgc>(), Ok(mgc(1)));
+        assert_eq!("udp://198.51.100.1:2944".parse::<Mgc>(), Ok(mgc(1)));
+        assert!("sctp://198.51.100.1:2944".parse::<Mgc>().is_err());
+        assert!("tcp://nowhere".parse::<Mgc>().is_err());
+        assert_eq!(mgc(1).to_string(), "udp://198.51.100.1:2944");
+        let tcp = |n| Mgc::tcp(SocketAddr::new(IpAddr::from([198, 51, 100, n]), 2944));
+        let mut r = Registration::new(
+            RegistrationConfig {
+                mgcs: vec![tcp(1), mgc(2), tcp(3)],
+                mid: MId::Ip4 {
+                    addr: [198, 51, 100, 200],
+                    port: Some(2944),
+                },
+                profile: ("imsagw".into(), 1),
+                max_version: 3,
+                timers: TransactionTimers::default(),
+            },
+            1,
+        );
+        let mut acts = Vec::new();
+        r.start(0, &mut |a| acts.push(a));
+        assert_eq!(sent(&acts)[0].0, tcp(1));
+        // Redirected to a configured MGC: as configured (UDP); to another: as the redirector.
+        r.reply(
+            &reply_to(1, "C=-{SC=ROOT{SV{MG=[198.51.100.2]:2944}}}"),
+            1,
+            &mut |a| acts.push(a),
+        );
+        assert_eq!(sent(&acts).last().unwrap().0, mgc(2));
+        r.reply(
+            &reply_to(2, "C=-{SC=ROOT{SV{MG=[198.51.100.9]:2944}}}"),
+            2,
+            &mut |a| acts.push(a),
+        );
+        assert_eq!(
+            sent(&acts).last().unwrap().0,
+            Mgc::udp("198.51.100.9:2944".parse().unwrap())
+        );
+        // Retransmissions keep the transport.
+        acts.clear();
+        let mut r = Registration::new(
+            RegistrationConfig {
+                mgcs: vec![tcp(1)],
+                mid: MId::Device("mg".into()),
+                profile: ("imsagw".into(), 1),
+                max_version: 3,
+                timers: TransactionTimers::default(),
+            },
+            1,
+        );
+        r.start(0, &mut |a| acts.push(a));
+        for now in 0..5_000 {
+            r.poll(now, &mut |a| acts.push(a));
+        }
+        assert!(sent(&acts).len() > 2);
+        assert!(sent(&acts).iter().all(|(to, _)| *to == tcp(1)));
     }
 
     #[test]

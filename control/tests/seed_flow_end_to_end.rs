@@ -138,7 +138,7 @@ fn world(timers: TransactionTimers) -> World {
     let alg_addr = alg.local_addr().unwrap();
     let (control_end, worker_end) = rings(1024);
     let reg = RegistrationConfig {
-        mgcs: vec![alg_addr],
+        mgcs: vec![control::registration::Mgc::udp(alg_addr)],
         mid: MId::Ip4 {
             addr: [127, 0, 0, 1],
             port: None,

@@ -93,7 +93,7 @@ fn harness() -> Harness {
     alg.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let (control_end, worker_end) = rings(1024);
     let reg = RegistrationConfig {
-        mgcs: vec![alg.local_addr().unwrap()],
+        mgcs: vec![control::registration::Mgc::udp(alg.local_addr().unwrap())],
         mid: MId::Ip4 {
             addr: [127, 0, 0, 1],
             port: None,

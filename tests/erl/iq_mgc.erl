@@ -12,8 +12,15 @@
 %%             of step 24 ("OK notify tcpc/est"), then for a line "subtract" on standard
 %%             input, and prints "STATS <term> os=<n> or=<n> chkr=.. chks=.. r2xxr=.. r2xxs=.."
 %%             (octets and MSRP counts) for both from the Subtract.
+%%   restarted: for a restarted MGC: prints the ServiceChange's method (an MG that had
+%%             registered before comes back with Disconnected), then runs `bulk`.
+%%   bulk:     sets up N calls (Add T1, Add T2 into its context, each TCP/MSRP), checks the
+%%             MG holds them with AuditValue, then sends Context = * { Subtract = * } (what an
+%%             ALG sends after its own restart) and prints "OK clearall <terminations>".
+%% Over UDP by default; TRANSPORT `tcp` listens for the MG's TCP connection (TPKT, H.248.1
+%% D.2) instead.
 %% Without a ServiceChange within 20 s it exits 1.
-%% Usage: erl -noshell -pa DIR -run iq_mgc run PORT SCENARIO
+%% Usage: erl -noshell -pa DIR -run iq_mgc run PORT SCENARIO [TRANSPORT [N]]
 -module(iq_mgc).
 -include_lib("megaco/include/megaco.hrl").
 -include_lib("megaco/include/megaco_message_v3.hrl").
@@ -24,6 +31,11 @@
          handle_trans_request_abort/5, handle_segment_reply/6]).
 
 run([PortS, Scenario]) ->
+    run([PortS, Scenario, "udp"]);
+run([PortS, Scenario, Transport]) ->
+    run([PortS, Scenario, Transport, "1000"]);
+run([PortS, Scenario, Transport, NS]) ->
+    put(calls, list_to_integer(NS)),
     Port = list_to_integer(PortS),
     ok = megaco:start(),
     Mid = {ip4Address, #'IP4Address'{address = [127, 0, 0, 1], portNumber = Port}},
@@ -32,11 +44,19 @@ run([PortS, Scenario]) ->
                                  {request_timer, #megaco_incr_timer{wait_for = 500, factor = 1,
                                                                     max_retries = 3}}]),
     RH0 = megaco:user_info(Mid, receive_handle),
-    RH = RH0#megaco_receive_handle{encoding_mod = megaco_compact_text_encoder,
-                                   encoding_config = [], send_mod = megaco_udp},
-    {ok, Sup} = megaco_udp:start_transport(),
-    {ok, _SH, _Ctrl} = megaco_udp:open(Sup, [{port, Port}, {receive_handle, RH},
-                                            {udp_options, [{ip, {127, 0, 0, 1}}]}]),
+    case Transport of
+        "udp" ->
+            RH = RH0#megaco_receive_handle{encoding_mod = megaco_compact_text_encoder,
+                                           encoding_config = [], send_mod = megaco_udp},
+            {ok, Sup} = megaco_udp:start_transport(),
+            {ok, _SH, _Ctrl} = megaco_udp:open(Sup, [{port, Port}, {receive_handle, RH},
+                                                    {udp_options, [{ip, {127, 0, 0, 1}}]}]);
+        "tcp" ->
+            RH = RH0#megaco_receive_handle{encoding_mod = megaco_compact_text_encoder,
+                                           encoding_config = [], send_mod = megaco_tcp},
+            {ok, Sup} = megaco_tcp:start_transport(),
+            ok = megaco_tcp:listen(Sup, [{port, Port}, {receive_handle, RH}])
+    end,
     io:format("READY~n"),
     {CH, Parm} = receive {sc, C, P} -> {C, P}
                  after 20000 -> io:format("FAIL register timeout~n"), halt(1)
@@ -53,6 +73,27 @@ scenario("register", _CH, Parm) ->
                Prof#'ServiceChangeProfile'.version]),
     timer:sleep(500),
     halt(0);
+scenario("restarted", CH, Parm) ->
+    io:format("SC method=~w~n", [Parm#'ServiceChangeParm'.serviceChangeMethod]),
+    scenario("bulk", CH, Parm);
+scenario("bulk", CH, _Parm) ->
+    N = get(calls),
+    timer:sleep(200),
+    Ctxs = [begin
+                {ok, Ctx, _, _} = add_realm(CH, ?megaco_choose_context_id, "access", quiet),
+                {ok, Ctx, _, _} = add_realm(CH, Ctx, "core", quiet),
+                Ctx
+            end || _ <- lists:seq(1, N)],
+    io:format("OK calls ~w contexts ~w~n", [N, length(lists:usort(Ctxs))]),
+    Cmd = #'CommandRequest'{command = {subtractReq, #'SubtractRequest'{
+              terminationID = [#megaco_term_id{contains_wildcards = true, id = [[$*]]}]}}},
+    case megaco:call(CH, [#'ActionRequest'{contextId = ?megaco_all_context_id,
+                                           commandRequests = [Cmd]}], []) of
+        {3, {ok, [#'ActionReply'{commandReply = Replies, errorDescriptor = asn1_NOVALUE}]}} ->
+            io:format("OK clearall ~w~n", [length(Replies)]),
+            halt(0);
+        Other -> io:format("FAIL clearall ~p~n", [Other]), halt(1)
+    end;
 scenario("calls", CH, _Parm) ->
     timer:sleep(200),
     Final = case add_t1(CH) of
@@ -114,6 +155,9 @@ print_stats({subtractReply, #'AmmsReply'{terminationID = [Tid], terminationAudit
                Val("msrpst/chkr"), Val("msrpst/chks"), Val("msrpst/r2xxr"), Val("msrpst/r2xxs")]).
 
 add_realm(CH, Ctx0, Realm) ->
+    add_realm(CH, Ctx0, Realm, loud).
+
+add_realm(CH, Ctx0, Realm, Say) ->
     Cmd = #'CommandRequest'{command = {addReq, #'AmmRequest'{
               terminationID = [#megaco_term_id{contains_wildcards = true, id = [[$$]]}],
               descriptors = [{mediaDescriptor,
@@ -130,7 +174,10 @@ add_realm(CH, Ctx0, Realm) ->
     [M] = [V || #'PropertyParm'{name = "m", value = [V]} <- PG],
     Ip = lists:last(string:tokens(C, " ")),
     Port = lists:nth(2, string:tokens(M, " ")),
-    io:format("OK add ~s ~s:~s~n", [string:join(Tid#megaco_term_id.id, "/"), Ip, Port]),
+    case Say of
+        loud -> io:format("OK add ~s ~s:~s~n", [string:join(Tid#megaco_term_id.id, "/"), Ip, Port]);
+        quiet -> ok
+    end,
     {ok, Ctx, Tid, {Ip, Port}}.
 
 modify_remote(CH, Ctx, Tid, Ip, Port, Setup, Rid, Event) ->

@@ -102,7 +102,7 @@ fn against(scenario: &str) -> Run {
     dispatcher.set_registered(false);
     let mut reg = Registration::new(
         RegistrationConfig {
-            mgcs: vec![mgc_addr],
+            mgcs: vec![control::registration::Mgc::udp(mgc_addr)],
             mid,
             profile: ("imsagw".into(), 1),
             max_version: 3,
@@ -125,9 +125,9 @@ fn against(scenario: &str) -> Run {
         );
         for a in outbox.drain(..) {
             match a {
-                Action::Send { to, bytes } => transport.send_to(to, &bytes),
+                Action::Send { to, bytes } => transport.send_to(to.addr, &bytes),
                 Action::Registered { mgc, version } => {
-                    registered = Some((mgc, version));
+                    registered = Some((mgc.addr, version));
                     dispatcher.set_registered(true);
                 }
                 Action::AllMgcsFailed => panic!("the MGC did not answer"),

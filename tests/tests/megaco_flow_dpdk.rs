@@ -3,10 +3,13 @@
 //! data on DPDK net_tap between kernel TCP UEs in network namespaces (the MSRP UEs of
 //! `imsagw-sim`). The megaco MGC adds and modifies both terminations, receives the Notify of
 //! step 24 and reads the statistics from Subtract, which must equal the UEs' byte counts.
-//! Needs root.
+//! Over UDP, and over TCP (TPKT, H.248.1 D.2: imsagw opens the connection to the MGC and
+//! sends everything on it), where the MGC then goes away and a new one comes up on the same
+//! port: imsagw reconnects, registers again with Disconnected, and the new MGC sets up a call
+//! and clears everything with `Context = * { Subtract = * }`. Needs root.
 
 use std::io::Write;
-use std::net::UdpSocket;
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,12 +18,42 @@ use imsagw_tests::hosts::*;
 
 #[test]
 fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
-    let id = std::process::id() % 100_000;
-    let hosts = imsagw_tests::UeLan::hosts("mf").unwrap();
+    flow("udp");
+}
+
+#[test]
+fn a_megaco_mgc_over_tcp_drives_the_flow_and_imsagw_survives_its_restart() {
+    flow("tcp");
+}
+
+fn mgc_process(dir: &Path, port: u16, scenario: &str, transport: &str) -> Reap {
+    Reap(
+        Command::new("erl")
+            .args(["-noshell", "-pa"])
+            .arg(dir)
+            .args([
+                "-run",
+                "iq_mgc",
+                "run",
+                &port.to_string(),
+                scenario,
+                transport,
+                "1",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn flow(transport: &str) {
+    let id = std::process::id() % 100_000 + if transport == "tcp" { 1 } else { 0 };
+    let hosts = imsagw_tests::UeLan::hosts(&format!("mf{transport}")).unwrap();
     let (uex, uey) = (hosts.uex.name.clone(), hosts.uey.name.clone());
 
     // The MGC.
-    let dir = std::env::temp_dir().join(format!("imsagw-mflow-{id}"));
+    let dir = std::env::temp_dir().join(format!("imsagw-mflow-{transport}-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("erl/iq_mgc.erl");
     assert!(Command::new("erlc")
@@ -30,21 +63,12 @@ fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
         .status()
         .unwrap()
         .success());
-    let port = UdpSocket::bind("127.0.0.1:0")
+    let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut mgc = Reap(
-        Command::new("erl")
-            .args(["-noshell", "-pa"])
-            .arg(&dir)
-            .args(["-run", "iq_mgc", "run", &port.to_string(), "annexy"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut mgc = mgc_process(&dir, port, "annexy", transport);
     let mgc_lines = lines_of(&mut mgc.0, false);
     let mut seen = Vec::new();
     expect(&mgc_lines, "READY", &mut seen);
@@ -85,12 +109,11 @@ fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
 
     // imsagw on its own tap, which then joins the bridge.
     let tap = format!("immf{id}");
-    let (agw, agw_lines, agw_seen) = start_imsagw(
-        &tap,
-        &format!("127.0.0.1:{port}"),
-        &dir.join("status.sock"),
-        &[],
-    );
+    let mgc_addr = match transport {
+        "tcp" => format!("tcp://127.0.0.1:{port}"),
+        _ => format!("127.0.0.1:{port}"),
+    };
+    let (agw, agw_lines, agw_seen) = start_imsagw(&tap, &mgc_addr, &dir.join("status.sock"), &[]);
     hosts.bridge_tap(&tap).unwrap();
 
     // The MGC adds and modifies; UE-X connects to T1 once it is told where.
@@ -143,6 +166,28 @@ fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
     while mgc.0.try_wait().unwrap().is_none() {
         assert!(Instant::now() < end, "MGC did not finish: {seen:?}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+
+    if transport == "tcp" {
+        // The MGC is gone (its connection closed with it); a new one comes up on its port.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut again = mgc_process(&dir, port, "restarted", "tcp");
+        let lines = lines_of(&mut again.0, false);
+        let mut seen2 = Vec::new();
+        let sc = expect(&lines, "SC method=", &mut seen2);
+        assert!(sc.contains("method=disconnected"), "{sc}");
+        expect(&lines, "OK clearall 2", &mut seen2);
+        assert!(again.0.wait().unwrap().success(), "{seen2:?}");
+        let status = Command::new(imsagw_tests::bin("imsagw"))
+            .args(["status", "--json", "--status-socket"])
+            .arg(dir.join("status.sock"))
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&status.stdout);
+        assert!(
+            s.contains("\"contexts\":0") && s.contains("\"terminations\":0"),
+            "{s}"
+        );
     }
 
     stop_imsagw(agw, agw_lines, agw_seen);

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use smoltcp::wire::Ipv4Cidr;
 
 use control::mg::{MgConfig, Realm};
-use control::registration::RegistrationConfig;
+use control::registration::{Mgc, RegistrationConfig};
 use control::transaction::TransactionTimers;
 use h248::ast::MId;
 
@@ -68,8 +68,9 @@ pub struct Settings {
     pub tcp: bool,
     /// Our mId; `[bind address]:port` when empty.
     pub mid: Option<String>,
-    /// MGCs in order of preference.
-    pub mgc: Vec<SocketAddr>,
+    /// MGCs in order of preference: `ADDRESS:PORT` (UDP), `udp://...` or `tcp://...` (H.248
+    /// over TCP with TPKT on a connection the MG opens).
+    pub mgc: Vec<Mgc>,
     /// ServiceChangeProfile name and version (the Iq profile's registered name is not
     /// confirmed by any public source: docs/iq-packages.md).
     pub profile: String,
@@ -169,7 +170,7 @@ impl Default for Settings {
             bind: "127.0.0.1:2944".parse().expect("literal"),
             tcp: false,
             mid: None,
-            mgc: vec!["127.0.0.1:2945".parse().expect("literal")],
+            mgc: vec![Mgc::udp("127.0.0.1:2945".parse().expect("literal"))],
             profile: "ims-agw-iq".into(),
             profile_version: 1,
             max_version: 3,
@@ -540,7 +541,7 @@ mod tests {
         .unwrap();
         let r = s.resolve(&[0, 1]).unwrap();
         assert_eq!(r.mg.realms[0].first_port, 1000);
-        assert_eq!(r.registration.mgcs[0].port(), 2944);
+        assert_eq!(r.registration.mgcs[0].addr.port(), 2944);
         let e = Settings::from_toml("no_such_key = 1", "x.toml").unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
     }

@@ -45,9 +45,10 @@ pub struct RunArgs {
     /// Our H.248 mId (default `[bind address]:port`).
     #[arg(long)]
     mid: Option<String>,
-    /// An MGC to register with, in order of preference (repeat the flag for failover).
+    /// An MGC to register with, in order of preference (repeat the flag for failover):
+    /// `ADDRESS:PORT` or `udp://ADDRESS:PORT` for UDP, `tcp://ADDRESS:PORT` for TCP (TPKT).
     #[arg(long = "mgc")]
-    mgcs: Vec<std::net::SocketAddr>,
+    mgcs: Vec<control::registration::Mgc>,
     /// ServiceChangeProfile name.
     #[arg(long)]
     profile: Option<String>,

@@ -51,20 +51,26 @@ enum Scope {
 }
 
 impl Scope {
-    /// The context a termination must be in, for commands on existing terminations.
-    fn lookup(self) -> Option<u32> {
+    /// The context a termination must be in, for commands on existing terminations (`None`:
+    /// any). `$` names no context until an Add or a Move in the action has created one
+    /// (H.248.1 6.1.1: CHOOSE asks the MG to create a context).
+    fn lookup(self) -> Result<Option<u32>, Fail> {
         match self {
-            Scope::Context(c) => Some(c),
-            Scope::Null => Some(0),
-            Scope::Choose | Scope::All => None,
+            Scope::Context(c) => Ok(Some(c)),
+            Scope::Null => Ok(Some(0)),
+            Scope::All => Ok(None),
+            Scope::Choose => Err(fail(
+                411,
+                "context $ names no context until an Add or a Move creates it",
+            )),
         }
     }
 
     /// As `lookup`, but an audit in the null context reaches any termination.
-    fn audit_lookup(self) -> Option<u32> {
+    fn audit_lookup(self) -> Result<Option<u32>, Fail> {
         match self {
-            Scope::Context(c) => Some(c),
-            _ => None,
+            Scope::Null => Ok(None),
+            s => s.lookup(),
         }
     }
 }
@@ -661,7 +667,7 @@ impl<D: DataPlane> Mg<D> {
         let [tid] = terminations else {
             return Err(fail(442, "Modify takes one termination ID"));
         };
-        let names = self.registry.matching(scope.lookup(), tid)?;
+        let names = self.registry.matching(scope.lookup()?, tid)?;
         let parms = stream1(descriptors)?;
         let events = events_descriptor(&self.cfg.tokens, descriptors)?;
         let mut plans = Vec::with_capacity(names.len());
@@ -774,7 +780,7 @@ impl<D: DataPlane> Mg<D> {
     ) -> Result<Vec<CommandReply>, Fail> {
         let mut names: Vec<Text> = Vec::new();
         for tid in terminations {
-            for n in self.registry.matching(scope.lookup(), tid)? {
+            for n in self.registry.matching(scope.lookup()?, tid)? {
                 if !names.iter().any(|m| m.eq_ignore_ascii_case(&n)) {
                     names.push(n);
                 }
@@ -882,9 +888,9 @@ impl<D: DataPlane> Mg<D> {
             }]);
         }
         let names = if tid.0.contains('*') {
-            self.registry.matching(scope.audit_lookup(), tid)?
+            self.registry.matching(scope.audit_lookup()?, tid)?
         } else {
-            vec![self.registry.find(scope.audit_lookup(), tid)?.name.clone()]
+            vec![self.registry.find(scope.audit_lookup()?, tid)?.name.clone()]
         };
         let mut replies = Vec::with_capacity(names.len());
         for name in names {
@@ -934,7 +940,7 @@ impl<D: DataPlane> Mg<D> {
             return Err(fail(442, "AuditCapabilities takes one termination"));
         };
         if !tid.is_root() {
-            self.registry.matching(scope.audit_lookup(), tid)?;
+            self.registry.matching(scope.audit_lookup()?, tid)?;
         }
         let packages = self
             .cfg

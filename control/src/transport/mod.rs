@@ -1,14 +1,21 @@
 //! H.248 text transports: UDP (one message per datagram, answers to the request's source
-//! address, H.248.1 D.1) and TPKT framing for TCP (RFC 1006: version 3, reserved 0, 16-bit
-//! length including the 4-byte header, H.248.1 D.2).
+//! address, H.248.1 D.1) and TCP with TPKT framing (RFC 1006: version 3, reserved 0, 16-bit
+//! length including the 4-byte header, H.248.1 D.2), both the connections an MGC opens and
+//! those the MG opens to an MGC configured over TCP (`tcp`).
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::dispatch::{Dispatcher, Executor, FromPeer};
+use crate::registration::{Mgc, MgcTransport};
 use crate::transaction::Millis;
+
+mod tcp;
+
+use tcp::LinkEvent;
+pub use tcp::{MgcLink, TcpTransport};
 
 /// The MG's UDP endpoint (default port 2944).
 pub struct UdpTransport {
@@ -114,161 +121,91 @@ impl UdpTransport {
     }
 }
 
-/// H.248 over TCP (H.248.1 D.2): connections from configured MGCs, each message in a TPKT
-/// frame, answers on the connection the request came on. Non-blocking; `poll` does one round.
-pub struct TcpTransport {
-    listener: TcpListener,
-    conns: Vec<TcpConn>,
-    max_frame: usize,
-    max_connections: usize,
-    buf: Vec<u8>,
-    /// Connections refused (not an MGC, or too many) and closed for a framing error.
-    pub refused: u64,
-    pub framing_errors: u64,
-}
-
-struct TcpConn {
-    stream: TcpStream,
-    peer: SocketAddr,
-    reader: TpktReader,
-}
-
-impl TcpTransport {
-    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        Ok(TcpTransport {
-            listener,
-            conns: Vec::new(),
-            max_frame: 32 * 1024,
-            max_connections: 16,
-            buf: vec![0; 16 * 1024],
-            refused: 0,
-            framing_errors: 0,
-        })
-    }
-
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    pub fn connections(&self) -> usize {
-        self.conns.len()
-    }
-
-    /// Accepts new MGC connections and serves what arrived on the open ones.
-    pub fn poll<E: Executor>(
-        &mut self,
-        dispatcher: &mut Dispatcher<E>,
-        mgcs: &[std::net::IpAddr],
-        now: Millis,
-        mut from_peer: impl FnMut(FromPeer),
-    ) -> io::Result<bool> {
-        let mut busy = false;
-        loop {
-            match self.listener.accept() {
-                Ok((stream, peer)) => {
-                    busy = true;
-                    if !mgcs.contains(&peer.ip()) || self.conns.len() >= self.max_connections {
-                        self.refused += 1;
-                        tracing::warn!(%peer, "H.248 TCP connection refused");
-                        continue;
-                    }
-                    stream.set_nonblocking(true)?;
-                    let _ = stream.set_nodelay(true);
-                    self.conns.push(TcpConn {
-                        stream,
-                        peer,
-                        reader: TpktReader::new(self.max_frame),
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
-        let mut i = 0;
-        while i < self.conns.len() {
-            let mut close = false;
-            match self.conns[i].stream.read(&mut self.buf) {
-                Ok(0) => close = true,
-                Ok(n) => {
-                    busy = true;
-                    let conn = &mut self.conns[i];
-                    let (stream, peer) = (&mut conn.stream, conn.peer);
-                    let mut write_failed = false;
-                    let framed = conn.reader.feed(&self.buf[..n], |msg| {
-                        dispatcher.datagram(
-                            peer,
-                            msg,
-                            now,
-                            |_, bytes| {
-                                let mut out = Vec::with_capacity(bytes.len() + 4);
-                                // Answers are never longer than a frame: they are our own encodings.
-                                if tpkt_frame(&bytes, &mut out).is_err()
-                                    || stream.write_all(&out).is_err()
-                                {
-                                    write_failed = true;
-                                }
-                            },
-                            &mut from_peer,
-                        );
-                    });
-                    if let Err(e) = framed {
-                        self.framing_errors += 1;
-                        tracing::warn!(%peer, error = %e, "H.248 TCP framing error; closing");
-                        close = true;
-                    }
-                    close |= write_failed;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => close = true,
-            }
-            if close {
-                self.conns.swap_remove(i);
-            } else {
-                i += 1;
-            }
-        }
-        Ok(busy)
-    }
-}
-
-impl TcpTransport {
-    /// Sends one message on the connection from `peer`; false if there is none (or it failed,
-    /// and is closed).
-    pub fn send_to(&mut self, peer: SocketAddr, bytes: &[u8]) -> bool {
-        let Some(i) = self.conns.iter().position(|c| c.peer == peer) else {
-            return false;
-        };
-        let mut out = Vec::with_capacity(bytes.len() + 4);
-        if tpkt_frame(bytes, &mut out).is_ok() && self.conns[i].stream.write_all(&out).is_ok() {
-            return true;
-        }
-        tracing::warn!(%peer, "H.248 TCP send failed; closing the connection");
-        self.conns.swap_remove(i);
-        false
-    }
-
-    pub fn has_peer(&self, peer: SocketAddr) -> bool {
-        self.conns.iter().any(|c| c.peer == peer)
-    }
-}
-
-/// The MG's H.248 endpoints: UDP always, TCP (TPKT) when enabled. Answers go back the way
-/// the request came: on the TCP connection from that peer if there is one, else by UDP.
+/// The MG's H.248 endpoints: UDP always; TCP (TPKT) connections the MGC opens when the
+/// listener is enabled, and the ones the MG opens to MGCs configured over TCP. Answers go
+/// back the way the request came.
 pub struct Endpoints {
     pub udp: UdpTransport,
     pub tcp: Option<TcpTransport>,
+    links: Vec<MgcLink>,
+    buf: Vec<u8>,
 }
 
 impl Endpoints {
+    pub fn new(udp: UdpTransport) -> Self {
+        Endpoints {
+            udp,
+            tcp: None,
+            links: Vec::new(),
+            buf: vec![0; 16 * 1024],
+        }
+    }
+
+    /// A message of ours to an MGC, over the transport it is configured with (a TCP
+    /// connection is opened, and the message queued, when there is none yet).
+    pub fn send_mgc(&mut self, to: Mgc, bytes: &Arc<[u8]>, now: Millis) {
+        match to.transport {
+            MgcTransport::Udp => self.udp.send_to(to.addr, bytes),
+            MgcTransport::Tcp => self.link(to.addr, now).send(bytes),
+        }
+    }
+
+    /// An answer (or a retransmission): on the TCP connection with that peer if there is
+    /// one, else by UDP.
     pub fn send_to(&mut self, to: SocketAddr, bytes: &[u8]) {
+        if let Some(l) = self.links.iter_mut().find(|l| l.addr() == to) {
+            l.send(&Arc::from(bytes));
+            return;
+        }
         if let Some(t) = self.tcp.as_mut() {
             if t.has_peer(to) && t.send_to(to, bytes) {
                 return;
             }
         }
         self.udp.send_to(to, bytes);
+    }
+
+    fn link(&mut self, addr: SocketAddr, now: Millis) -> &mut MgcLink {
+        match self.links.iter().position(|l| l.addr() == addr) {
+            Some(i) => &mut self.links[i],
+            None => {
+                self.links.push(MgcLink::new(addr, now));
+                self.links.last_mut().expect("pushed")
+            }
+        }
+    }
+
+    /// Serves the TCP side: new connections from MGCs, messages on every connection, and
+    /// the MG's own connections kept up (re-opened with back-off). Returns the MGCs whose
+    /// connection was lost this round.
+    pub fn poll_tcp<E: Executor>(
+        &mut self,
+        dispatcher: &mut Dispatcher<E>,
+        mgcs: &[std::net::IpAddr],
+        now: Millis,
+        mut from_peer: impl FnMut(FromPeer),
+    ) -> io::Result<Vec<SocketAddr>> {
+        if let Some(t) = self.tcp.as_mut() {
+            t.poll(dispatcher, mgcs, now, &mut from_peer)?;
+        }
+        let mut lost = Vec::new();
+        for l in &mut self.links {
+            if l.poll(&mut self.buf, dispatcher, now, &mut from_peer) == LinkEvent::Lost {
+                lost.push(l.addr());
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Whether H.248 may arrive over TCP (a listener or a connection of ours): the control
+    /// loop then must not wait long on the UDP socket alone.
+    pub fn has_tcp(&self) -> bool {
+        self.tcp.is_some() || !self.links.is_empty()
+    }
+
+    /// Whether the MG's connection to `addr` is up.
+    pub fn link_up(&self, addr: SocketAddr) -> bool {
+        self.links.iter().any(|l| l.addr() == addr && l.is_up())
     }
 }
 
@@ -358,6 +295,8 @@ mod tests {
     use crate::dispatch::Dispatcher;
     use crate::transaction::{ReplyCache, TransactionTimers};
     use h248::ast::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
 
     struct Echo(u32);
     impl Executor for Echo {
@@ -484,7 +423,7 @@ mod tests {
         while mg.connections() > 0 && std::time::Instant::now() < end {
             let _ = mg.poll(&mut d, &mgcs, 0, |_| {});
         }
-        assert_eq!((mg.connections(), mg.framing_errors), (0, 1));
+        assert_eq!((mg.connections(), mg.closed), (0, 1));
         // A connection from an address that is not an MGC is refused.
         let _c = TcpStream::connect(to).unwrap();
         let others = vec!["198.51.100.1".parse().unwrap()];

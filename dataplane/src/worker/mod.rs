@@ -217,6 +217,22 @@ impl<P: Port> Worker<P> {
         self.live_legs
     }
 
+    /// The legs the control thread can still name (released ones are gone from here at
+    /// once, though they may take a while to close), with their local address: for checks
+    /// that the worker holds exactly what the MG thinks it does.
+    pub fn leg_keys(&self) -> Vec<(TerminationKey, std::net::SocketAddrV4)> {
+        let mut v: Vec<_> = self
+            .keys
+            .iter()
+            .filter_map(|(k, &i)| {
+                let l = self.legs.get(i as usize)?.as_ref()?;
+                Some((*k, std::net::SocketAddrV4::new(l.local.0, l.local.1)))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn port(&self) -> &P {
         self.device.port()
     }
