@@ -9,7 +9,7 @@
 # fingerprints exchanged in the H.248 descriptors), then once more with the IMS-ALG going
 # away mid-call and coming back (imsagw re-registers, the call's bytes keep flowing).
 # Each run also scrapes imsagw's Prometheus metrics (parsed as OpenMetrics, counters checked
-# against what the UEs did) and, in the plain TCP run, captures T1's port with `imsagw
+# against what the UEs did) and, in the plain TCP run, captures UE-X's frames (T1's) with `imsagw
 # capture` and checks with tshark that the MSRP bytes in the pcapng are those UE-X sent.
 # Then a T.38 fax call (TS 23.334 e2ae, RFC 7345): UDPTL between UE-Y and T2, UDPTL over
 # DTLS 1.2 between UE-X and T1 (fingerprints and a=tls-id in the H.248 descriptors), a fax
@@ -96,8 +96,8 @@ flow() {
   CAP_PID=$!
   sleep 1
   if [ "$variant" = tcp ]; then
-    # T1 is the first termination of the access realm: port 40000 in a fresh imsagw.
-    "$BIN" capture --status-socket "$WORK/imsagw.sock" --port 40000 --out "$WORK/t1.pcapng" \
+    # T1's port is drawn at random when the ALG adds it; UE-X's frames are T1's.
+    "$BIN" capture --status-socket "$WORK/imsagw.sock" --host "$UEX_IP" --out "$WORK/t1.pcapng" \
       --packets 100000 --seconds 120 >"$WORK/capture.out" 2>&1 &
     T1CAP_PID=$!
     sleep 0.3
@@ -116,7 +116,7 @@ flow() {
   [ -n "$x_out" ] && [ -n "$x_in" ] || fail "no UE-X summary"
 
   if [ "$variant" = tcp ]; then
-    section "[$variant] imsagw capture of T1 (port 40000): tshark reads it, and UE-X's MSRP bytes are in it"
+    section "[$variant] imsagw capture of T1 (UE-X's frames): tshark reads it, and UE-X's MSRP bytes are in it"
     "$BIN" capture --status-socket "$WORK/imsagw.sock" --stop
     wait "$T1CAP_PID" || fail "capture: $(cat "$WORK/capture.out")"
     T1CAP_PID=""

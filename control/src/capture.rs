@@ -28,12 +28,14 @@ pub enum CaptureTarget {
     Termination(String),
     /// A local TCP/UDP port (whichever worker owns it).
     Port(u16),
+    /// Frames from or to one IPv4 address (a UE, a peer), on every worker.
+    Host(std::net::Ipv4Addr),
     /// Everything every worker sends and receives.
     All,
 }
 
 impl CaptureRequest {
-    /// `capture <termination NAME | port N | all> out=PATH [packets=N] [bytes=N]
+    /// `capture <termination NAME | port N | host IP | all> out=PATH [packets=N] [bytes=N]
     /// [snaplen=N] [seconds=N]`: the request line on the status socket.
     pub fn parse(line: &str) -> Result<CaptureRequest, String> {
         let mut words = line.split_whitespace();
@@ -49,8 +51,12 @@ impl CaptureRequest {
                 words.next();
                 CaptureTarget::Port(p.parse().map_err(|_| format!("bad port {p:?}"))?)
             }
+            (Some("host"), Some(a)) => {
+                words.next();
+                CaptureTarget::Host(a.parse().map_err(|_| format!("bad IPv4 address {a:?}"))?)
+            }
             (Some("all"), _) => CaptureTarget::All,
-            _ => return Err("expected `termination NAME`, `port N` or `all`".into()),
+            _ => return Err("expected `termination NAME`, `port N`, `host IP` or `all`".into()),
         };
         let mut r = CaptureRequest {
             target,
@@ -186,11 +192,12 @@ pub struct CaptureSession {
 }
 
 impl CaptureSession {
-    /// Opens the file, lends buffers and tells the workers; `port` and `worker` are resolved
-    /// by the caller (None: all workers, every frame).
+    /// Opens the file, lends buffers and tells the workers: `workers` (resolved by the
+    /// caller; empty: all) capture what `filter` picks.
     pub fn start(
         request: CaptureRequest,
-        target: Option<(usize, u16)>,
+        workers: Vec<usize>,
+        filter: CaptureFilter,
         rings: &[ControlEnd],
         epoch_origin_us: u64,
         now_ms: u64,
@@ -199,9 +206,10 @@ impl CaptureSession {
             File::create(&request.out).map_err(|e| format!("{}: {e}", request.out.display()))?;
         let writer = PcapngWriter::new(BufWriter::new(file), request.snaplen as u32)
             .map_err(|e| format!("{}: {e}", request.out.display()))?;
-        let (workers, filter): (Vec<usize>, _) = match target {
-            Some((w, port)) => (vec![w], CaptureFilter::Port(port)),
-            None => ((0..rings.len()).collect(), CaptureFilter::All),
+        let workers = if workers.is_empty() {
+            (0..rings.len()).collect()
+        } else {
+            workers
         };
         for &w in &workers {
             let r = &rings[w].capture;

@@ -85,7 +85,7 @@ impl Notifier {
                     .iter()
                     .map(|(k, v)| ObservedEventParameter::Other {
                         name: k.clone(),
-                        value: ParmValue::Equal(Value::bare(v)),
+                        value: v.clone(),
                     })
                     .collect(),
             }],

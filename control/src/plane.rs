@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dataplane::capture::CaptureFilter;
 use dataplane::contract::{Command as Dp, ControlEnd, Event};
 
 use crate::capture::{CaptureRequest, CaptureSession, CaptureSummary, CaptureTarget};
@@ -234,6 +235,12 @@ impl ControlPlane {
         self.dispatcher.executor_mut().set_identity(identity);
     }
 
+    /// Whether the network of realm `realm` is reachable (the link of its port): the ALG is
+    /// told of a change if it armed the realm availability event.
+    pub fn set_realm_available(&mut self, realm: usize, up: bool) {
+        self.mg_mut().set_realm_available(realm, up);
+    }
+
     /// Releases every termination (shutdown); returns how many there were.
     pub fn release_all(&mut self) -> usize {
         self.dispatcher.executor_mut().release_all()
@@ -394,18 +401,22 @@ impl ControlPlane {
             return Err("a capture is already running".into());
         }
         let mg = self.mg();
-        let target = match &request.target {
-            CaptureTarget::Termination(name) => Some(
-                mg.termination_port(name)
-                    .ok_or_else(|| format!("no termination {name}"))?,
-            ),
-            CaptureTarget::Port(p) => Some((mg.port_owner(*p), *p)),
-            CaptureTarget::All => None,
+        let (workers, filter) = match &request.target {
+            CaptureTarget::Termination(name) => {
+                let (w, p) = mg
+                    .termination_port(name)
+                    .ok_or_else(|| format!("no termination {name}"))?;
+                (vec![w], CaptureFilter::Port(p))
+            }
+            CaptureTarget::Port(p) => (vec![mg.port_owner(*p)], CaptureFilter::Port(*p)),
+            CaptureTarget::Host(ip) => (vec![], CaptureFilter::Host(*ip)),
+            CaptureTarget::All => (vec![], CaptureFilter::All),
         };
         tracing::info!(?request, "packet capture started");
         self.capture = Some(CaptureSession::start(
             request,
-            target,
+            workers,
+            filter,
             mg.dataplane().ends(),
             epoch_origin_us,
             now,

@@ -50,6 +50,7 @@ fn mg(max_contexts: usize, max_terminations: usize, per_worker: usize) -> Dispat
             address: "192.0.2.10".parse().unwrap(),
             first_port: 41000,
             last_port: 41999,
+            policy: Default::default(),
         }],
         max_contexts,
         max_terminations,

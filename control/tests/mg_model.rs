@@ -52,12 +52,14 @@ fn config(identity: &Identity) -> MgConfig {
             address: ACCESS,
             first_port: 41000,
             last_port: 41000 + PORTS - 1,
+            policy: Default::default(),
         },
         Realm {
             name: "core".into(),
             address: CORE,
             first_port: 42000,
             last_port: 42000 + PORTS - 1,
+            policy: Default::default(),
         },
     ]);
     cfg.max_contexts = MAX_CONTEXTS;
@@ -158,6 +160,7 @@ impl DataPlane for Legs {
             }
             Dp::StartDatagram { key, .. }
             | Dp::SetGate { key, .. }
+            | Dp::SetPolicy { key, .. }
             | Dp::Split { key }
             | Dp::Audit { key } => {
                 if !self.live.contains_key(&key) {
@@ -566,8 +569,11 @@ struct Run<W: Workers> {
 
 impl<W: Workers> Run<W> {
     fn new(seed: u64, workers: W, identity: &Identity) -> Self {
+        let mut cfg = config(identity);
+        // Ports are random in production; seeded here so that a seed replays a run exactly.
+        cfg.port_order = control::mg::ports::PortOrder::Seeded(seed);
         let d = Dispatcher::new(
-            Mg::new(config(identity), workers),
+            Mg::new(cfg, workers),
             ReplyCache::new(TransactionTimers::default(), 100_000),
             MId::Ip4 {
                 addr: [198, 51, 100, 2],

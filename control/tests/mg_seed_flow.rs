@@ -3,6 +3,7 @@
 //! the commands. Also merge mode, retransmission and the error codes.
 
 use std::net::SocketAddr;
+use std::net::SocketAddrV4;
 
 use control::dispatch::Dispatcher;
 use control::iq::IqEvent;
@@ -43,12 +44,14 @@ fn mg() -> Dispatcher<Mg<Recorder>> {
                 address: "192.0.2.10".parse().unwrap(),
                 first_port: 41000,
                 last_port: 41999,
+                policy: Default::default(),
             },
             Realm {
                 name: "core".into(),
                 address: "192.0.2.20".parse().unwrap(),
                 first_port: 42000,
                 last_port: 42999,
+                policy: Default::default(),
             },
         ],
         max_contexts: 10,
@@ -119,17 +122,34 @@ fn added(reply: &str) -> (u32, String) {
     (c, terminations[0].0.to_string())
 }
 
+/// The port of the `m=` line of a reply's Local.
+fn local_port(reply: &str) -> u16 {
+    let m = reply
+        .find("m=message ")
+        .or_else(|| reply.find("m=image "))
+        .expect(reply);
+    reply[m..]
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect(reply)
+}
+
 #[test]
 fn seed_steps_2_to_20_drive_the_data_plane_like_the_annex_says() {
     let mut d = mg();
     // Steps 2-4: Add T1 with a choose context; the reply carries the chosen address and port.
     let r1 = send(&mut d, &add(1, "$", "access"));
-    assert_eq!(r1, "!/3 [198.51.100.2]:2944\nP=1{C=1{A=tcp/access/1{M{ST=1{L{v=0\r\nc=IN IP4 192.0.2.10\r\nm=message 41000 TCP/MSRP *\r\n}}}}}}");
+    let p1 = local_port(&r1);
+    assert!((41000..=41999).contains(&p1), "{r1}");
+    assert_eq!(r1, format!("!/3 [198.51.100.2]:2944\nP=1{{C=1{{A=tcp/access/1{{M{{ST=1{{L{{v=0\r\nc=IN IP4 192.0.2.10\r\nm=message {p1} TCP/MSRP *\r\n}}}}}}}}}}}}"));
     let (ctx, t1) = added(&r1);
     // Steps 5-7: T2 into the same context, in the core realm.
     let r2 = send(&mut d, &add(2, &ctx.to_string(), "core"));
+    let p2 = local_port(&r2);
+    assert!((42000..=42999).contains(&p2), "{r2}");
     assert!(
-        r2.contains("c=IN IP4 192.0.2.20\r\nm=message 42000 TCP/MSRP *"),
+        r2.contains(&format!("c=IN IP4 192.0.2.20\r\nm=message {p2} TCP/MSRP *")),
         "{r2}"
     );
     let (_, t2) = added(&r2);
@@ -155,8 +175,14 @@ fn seed_steps_2_to_20_drive_the_data_plane_like_the_annex_says() {
         })
         .collect();
     assert_eq!(reserves.len(), 2);
-    assert_eq!(reserves[0].1, "192.0.2.10:41000".parse().unwrap());
-    assert_eq!(reserves[1].1, "192.0.2.20:42000".parse().unwrap());
+    assert_eq!(
+        reserves[0].1,
+        SocketAddrV4::new("192.0.2.10".parse().unwrap(), p1)
+    );
+    assert_eq!(
+        reserves[1].1,
+        SocketAddrV4::new("192.0.2.20".parse().unwrap(), p2)
+    );
     let (k1, k2) = (reserves[0].0, reserves[1].0);
     assert!(
         cmds.contains(&Dp::Join { a: k1, b: k2 }),
@@ -511,7 +537,10 @@ fn armed_events_become_notifications_and_others_do_not() {
     let n: Vec<_> = d.executor_mut().notifications().collect();
     assert_eq!(n.len(), 1, "only T2 armed the release: {n:?}");
     assert_eq!(n[0].event, IqEvent::TcpReleased);
-    assert_eq!(n[0].parameters, vec![("cause".into(), "reset".to_string())]);
+    assert_eq!(
+        n[0].parameter_texts(),
+        vec![("cause".into(), "reset".to_string())]
+    );
 
     // A bare Events disarms.
     let r = send(
@@ -744,7 +773,7 @@ fn violations_notify_and_statistics_reach_audit_subtract_and_status() {
     assert_eq!(n.len(), 1, "{n:?}");
     assert_eq!(n[0].event, IqEvent::TcpReleased);
     assert_eq!(
-        n[0].parameters,
+        n[0].parameter_texts(),
         vec![
             ("cause".into(), "violation".to_string()),
             ("viol".into(), "msrp-endline".to_string())

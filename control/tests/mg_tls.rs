@@ -38,6 +38,7 @@ fn mg(tls: Option<Identity>) -> Dispatcher<Mg<Recorder>> {
         address: "192.0.2.10".parse().unwrap(),
         first_port: 41000,
         last_port: 41999,
+        policy: Default::default(),
     }]);
     cfg.tls = tls;
     Dispatcher::new(
@@ -186,7 +187,7 @@ fn a_tls_failure_becomes_the_armed_notify() {
     assert_eq!(n[0].event, IqEvent::TlsFailure);
     assert_eq!(n[0].request_id, 104);
     assert_eq!(
-        n[0].parameters,
+        n[0].parameter_texts(),
         vec![("cause".into(), "fingerprint".to_string())]
     );
 }

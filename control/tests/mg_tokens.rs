@@ -67,12 +67,14 @@ fn mg() -> Dispatcher<Mg<Recorder>> {
             address: "192.0.2.10".parse().unwrap(),
             first_port: 41000,
             last_port: 41999,
+            policy: Default::default(),
         },
         Realm {
             name: "core".into(),
             address: "192.0.2.20".parse().unwrap(),
             first_port: 42000,
             last_port: 42999,
+            policy: Default::default(),
         },
     ]);
     cfg.tokens = table();
@@ -153,7 +155,10 @@ fn a_token_table_renames_what_the_mg_decodes_notifies_lists_and_counts() {
         (n[0].name.package.as_str(), n[0].name.item.as_str()),
         ("tcpbe", "confail")
     );
-    assert_eq!(n[0].parameters, vec![("why".into(), "refused".to_string())]);
+    assert_eq!(
+        n[0].parameter_texts(),
+        vec![("why".into(), "refused".to_string())]
+    );
     assert_eq!(
         (n[1].name.package.as_str(), n[1].name.item.as_str()),
         ("tcpbe", "conest")

@@ -39,6 +39,7 @@ fn mg() -> Dispatcher<Mg<Recorder>> {
         address: "192.0.2.10".parse().unwrap(),
         first_port: 41000,
         last_port: 41999,
+        policy: Default::default(),
     }]);
     Dispatcher::new(
         Mg::new(cfg, Recorder::default()),

@@ -63,6 +63,8 @@ pub enum CaptureFilter {
     /// TCP or UDP frames with this port as source or destination (a termination's local
     /// port).
     Port(u16),
+    /// IPv4 frames from or to this address (one UE, one peer).
+    Host(std::net::Ipv4Addr),
 }
 
 /// A running capture in a worker.
@@ -127,6 +129,12 @@ impl CaptureTap {
         match self.filter {
             CaptureFilter::All => true,
             CaptureFilter::Port(p) => ports(frame).is_some_and(|(s, d)| s == p || d == p),
+            CaptureFilter::Host(ip) => {
+                let o = ip.octets();
+                frame.len() >= 34
+                    && frame[12..14] == [0x08, 0x00]
+                    && (frame[26..30] == o || frame[30..34] == o)
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ use smoltcp::time::Duration;
 
 use crate::capture::CaptureRings;
 pub use crate::framing::{AppStats, Framing, Violation};
+pub use crate::policy::{Bucket, LegPolicy, Police, SourceFilter};
 
 /// Which termination a leg belongs to: the control thread's handle, opaque to the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,6 +126,12 @@ pub enum Command {
     Split { key: TerminationKey },
     /// Change through-connection (H.248 Mode).
     SetGate { key: TerminationKey, gate: Gate },
+    /// Set the leg's source filter, policer and DSCP (Iq `gm`, `tman`, `ds`); a policer
+    /// already running keeps its tokens.
+    SetPolicy {
+        key: TerminationKey,
+        policy: LegPolicy,
+    },
     /// Release the leg (H.248 Subtract): close it and report its final statistics.
     Release { key: TerminationKey },
     /// Report the leg's statistics now (H.248 AuditValue).
@@ -154,6 +161,10 @@ pub struct LegStats {
     pub remote: Option<SocketAddrV4>,
     /// MSRP or BFCP counters of an application-aware pair.
     pub app: AppStats,
+    /// Frames from the peer's side dropped by the source filter.
+    pub filtered: u64,
+    /// Frames from the peer dropped by the policer (H.248.53 `tmanr/dp`).
+    pub policed: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

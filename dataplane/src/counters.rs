@@ -110,6 +110,10 @@ worker_counters! {
     udp_dropped => "worker_drops" { "reason" = "udp_undeliverable" };
     /// UDP (T.38) datagrams relayed between the legs of a context.
     datagrams_relayed => "worker_relayed_datagrams";
+    /// Frames from a source a leg's filter (Iq `gm`) does not admit (dropped unanswered).
+    filter_dropped => "worker_drops" { "reason" = "filter" };
+    /// Frames over a leg's policed rate (Iq `tman`), dropped.
+    police_dropped => "worker_drops" { "reason" = "police" };
 }
 
 /// Help text of each exported family.

@@ -6,15 +6,19 @@ use std::net::Ipv4Addr;
 /// What the worker needs to know about a received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameClass {
-    /// A TCP segment to `dst`; `syn_only` is a connection request (SYN without ACK).
+    /// A TCP segment to `dst`; `syn_only` is a connection request (SYN without ACK),
+    /// `payload` whether it carries data, `ip_len` the IP packet's length.
     Tcp {
         src: (Ipv4Addr, u16),
         dst: (Ipv4Addr, u16),
         syn_only: bool,
+        payload: bool,
+        ip_len: u16,
     },
     Udp {
         src: (Ipv4Addr, u16),
         dst: (Ipv4Addr, u16),
+        ip_len: u16,
     },
     /// ARP: handled by the interface, and may unblock legs waiting for a neighbour.
     Arp,
@@ -64,11 +68,14 @@ pub fn classify(frame: &[u8]) -> FrameClass {
                 src: (src_ip, u16::from_be_bytes([l4[0], l4[1]])),
                 dst: (dst_ip, u16::from_be_bytes([l4[2], l4[3]])),
                 syn_only: flags & 0x12 == 0x02,
+                payload: l4.len() > ((l4[12] >> 4) as usize) * 4,
+                ip_len: total as u16,
             }
         }
         17 if l4.len() >= 8 => FrameClass::Udp {
             src: (src_ip, u16::from_be_bytes([l4[0], l4[1]])),
             dst: (dst_ip, u16::from_be_bytes([l4[2], l4[3]])),
+            ip_len: total as u16,
         },
         6 | 17 => FrameClass::Malformed,
         _ => FrameClass::Other,
@@ -154,6 +161,7 @@ mod tests {
         f[30..34].copy_from_slice(&[192, 0, 2, 10]);
         f[34..36].copy_from_slice(&5000u16.to_be_bytes());
         f[36..38].copy_from_slice(&41000u16.to_be_bytes());
+        f[46] = 0x50;
         f[47] = flags;
         f
     }
@@ -166,9 +174,22 @@ mod tests {
             FrameClass::Tcp {
                 src: (Ipv4Addr::new(203, 0, 113, 7), 5000),
                 dst: (Ipv4Addr::new(192, 0, 2, 10), 41000),
-                syn_only: true
+                syn_only: true,
+                payload: false,
+                ip_len: 40,
             }
         );
+        let mut data = tcp_frame(0x18, 0);
+        data.extend_from_slice(b"0123456789");
+        data[16..18].copy_from_slice(&50u16.to_be_bytes());
+        assert!(matches!(
+            classify(&data),
+            FrameClass::Tcp {
+                payload: true,
+                ip_len: 50,
+                ..
+            }
+        ));
         assert!(matches!(
             classify(&tcp_frame(0x12, 0)),
             FrameClass::Tcp {

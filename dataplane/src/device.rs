@@ -30,6 +30,8 @@ struct TxSide<P: Port> {
     /// A running packet capture, and the time of the current transmit.
     tap: Option<CaptureTap>,
     now_us: i64,
+    /// DiffServ code point marked on the IPv4 packets sent now (0: none).
+    dscp: u8,
 }
 
 impl<P: Port> TxSide<P> {
@@ -66,6 +68,7 @@ impl<P: Port> SmolDevice<P> {
                 stats: DeviceStats::default(),
                 tap: None,
                 now_us: 0,
+                dscp: 0,
             },
             auto_rx: true,
             caps,
@@ -88,6 +91,13 @@ impl<P: Port> SmolDevice<P> {
     /// the owner offers it as received; returns the capture that ran before.
     pub fn set_tap(&mut self, tap: Option<CaptureTap>) -> Option<CaptureTap> {
         std::mem::replace(&mut self.tx.tap, tap)
+    }
+
+    /// The DiffServ code point of the frames smoltcp sends from now on (the worker sets it
+    /// before serving each leg).
+    #[inline]
+    pub fn set_dscp(&mut self, dscp: u8) {
+        self.tx.dscp = dscp;
     }
 
     pub fn tap_mut(&mut self) -> Option<&mut CaptureTap> {
@@ -193,6 +203,9 @@ impl<P: Port> phy::TxToken for TxToken<'_, P> {
             return scratch(side, len, f);
         };
         let r = f(dst);
+        if side.dscp != 0 {
+            crate::policy::mark_dscp(dst, side.dscp);
+        }
         if let Some(tap) = side.tap.as_mut() {
             tap.offer(buf.data(), true, side.now_us);
         }

@@ -23,6 +23,7 @@ pub mod dtls;
 pub mod echo;
 pub mod framing;
 pub mod legpoll;
+pub mod policy;
 pub mod tls;
 pub mod wheel;
 pub mod worker;

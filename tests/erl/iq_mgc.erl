@@ -115,6 +115,66 @@ scenario("calls", CH, _Parm) ->
         true -> halt(0);
         false -> halt(1)
     end;
+%% The Iq packages gm, tman, ds and ipra: AuditCapabilities lists them; an Add and a Modify
+%% carry every property and the replies echo the values in effect; AuditValue reports them
+%% with the drop statistics; a bad value is refused naming the property; ROOT lists the
+%% available realms.
+scenario("packages", CH, _Parm) ->
+    timer:sleep(200),
+    Root = #megaco_term_id{id = ["root"]},
+    Caps = #'CommandRequest'{command = {auditCapRequest, #'AuditRequest'{
+               terminationID = Root,
+               auditDescriptor = #'AuditDescriptor'{auditToken = [packagesToken]}}}},
+    case megaco:call(CH, [#'ActionRequest'{contextId = ?megaco_null_context_id,
+                                           commandRequests = [Caps]}], []) of
+        {3, {ok, [#'ActionReply'{commandReply = [{auditCapReply, {auditResult,
+                #'AuditResult'{terminationAuditResult = CapAudit}}}]}]}} ->
+            Pkgs = [N || {packagesDescriptor, P} <- CapAudit,
+                         #'PackagesItem'{packageName = N} <- P],
+            io:format("PACKAGES ~s~n", [string:join(Pkgs, ",")]);
+        OtherCaps -> io:format("FAIL caps ~p~n", [OtherCaps]), halt(1)
+    end,
+    Props = [{"gm/saf", "ON"}, {"gm/sam", "198.18.100.0/24"}, {"gm/spf", "ON"},
+             {"gm/spr", "5000-5009"}, {"tman/pol", "ON"}, {"tman/sdr", "12500"},
+             {"tman/mbs", "3000"}, {"tman/pdr", "25000"}, {"tman/dvt", "100000"},
+             {"ds/dscp", "2E"}],
+    {ok, Ctx, T1, AddAudit} = add_props(CH, ?megaco_choose_context_id, Props),
+    io:format("ADD ~s~n", [echo(AddAudit)]),
+    ModAudit = modify_props(CH, Ctx, T1, [{"ds/dscp", "1A"}, {"tman/sdr", "25000"}]),
+    io:format("MODIFY ~s~n", [echo(ModAudit)]),
+    AV = #'CommandRequest'{command = {auditValueRequest, #'AuditRequest'{
+             terminationID = T1,
+             auditDescriptor = #'AuditDescriptor'{auditToken = [mediaToken, statsToken]}}}},
+    case megaco:call(CH, [#'ActionRequest'{contextId = Ctx, commandRequests = [AV]}], []) of
+        {3, {ok, [#'ActionReply'{commandReply = [{auditValueReply, {auditResult,
+                #'AuditResult'{terminationAuditResult = AvAudit}}}]}]}} ->
+            Stats = lists:flatten([S || {statisticsDescriptor, S} <- AvAudit]),
+            io:format("AUDIT ~s stats=~s~n",
+                      [echo(AvAudit),
+                       string:join([N || #'StatisticsParameter'{statName = N} <- Stats], ",")]);
+        OtherAv -> io:format("FAIL audit ~p~n", [OtherAv]), halt(1)
+    end,
+    case catch add_props(CH, ?megaco_choose_context_id, [{"tman/pol", "ON"}, {"tman/sdr", "0"},
+                                                        {"tman/mbs", "3000"}]) of
+        {error, #'ErrorDescriptor'{errorCode = Code, errorText = Text}} ->
+            io:format("REFUSED ~w ~s~n", [Code, Text]);
+        OtherBad -> io:format("FAIL bad value accepted ~p~n", [OtherBad]), halt(1)
+    end,
+    RootAV = #'CommandRequest'{command = {auditValueRequest, #'AuditRequest'{
+                 terminationID = Root,
+                 auditDescriptor = #'AuditDescriptor'{auditToken = [mediaToken]}}}},
+    case megaco:call(CH, [#'ActionRequest'{contextId = ?megaco_null_context_id,
+                                           commandRequests = [RootAV]}], []) of
+        {3, {ok, [#'ActionReply'{commandReply = [{auditValueReply, {auditResult,
+                #'AuditResult'{terminationAuditResult = RootAudit}}}]}]}} ->
+            Realms = [{N, V} || {mediaDescriptor, #'MediaDescriptor'{termStateDescr =
+                                    #'TerminationStateDescriptor'{propertyParms = PPs}}} <- RootAudit,
+                                #'PropertyParm'{name = N, value = V} <- PPs],
+            io:format("ROOT ~p~n", [Realms]);
+        OtherRoot -> io:format("FAIL root audit ~p~n", [OtherRoot]), halt(1)
+    end,
+    {ok} = subtract(CH, Ctx, T1),
+    halt(0);
 scenario("annexy", CH, _Parm) ->
     timer:sleep(200),
     {ok, Ctx, T1, {Ip1, Port1}} = add_realm(CH, ?megaco_choose_context_id, "access"),
@@ -197,6 +257,50 @@ modify_remote(CH, Ctx, Tid, Ip, Port, Setup, Rid, Event) ->
         {3, {ok, [#'ActionReply'{commandReply = [{modReply, _}]}]}} ->
             io:format("OK modify ~s~n", [string:join(Tid#megaco_term_id.id, "/")]), ok;
         Other -> io:format("FAIL modify ~p~n", [Other]), halt(1)
+    end.
+
+%% The gm, tman and ds properties of a reply's LocalControl, as NAME=VALUE.
+echo(Audit) ->
+    PPs = [PP || {mediaDescriptor, #'MediaDescriptor'{streams = {multiStream, SDs}}} <- Audit,
+                 #'StreamDescriptor'{streamParms = #'StreamParms'{localControlDescriptor =
+                     #'LocalControlDescriptor'{propertyParms = PP}}} <- SDs],
+    string:join([N ++ "=" ++ string:join(V, "|")
+                 || #'PropertyParm'{name = N, value = V} <- lists:flatten(PPs)], " ").
+
+add_props(CH, Ctx0, Props) ->
+    LC = #'LocalControlDescriptor'{streamMode = inactive,
+            propertyParms = [#'PropertyParm'{name = "ipdc/realm", value = ["access"]} |
+                             [#'PropertyParm'{name = N, value = [V]} || {N, V} <- Props]]},
+    SP = #'StreamParms'{localControlDescriptor = LC,
+            localDescriptor = #'LocalRemoteDescriptor'{propGrps = [sdp([{"v", "0"},
+                {"c", "IN IP4 $"}, {"m", "message $ TCP/MSRP *"}])]}},
+    Media = #'MediaDescriptor'{streams = {multiStream,
+                [#'StreamDescriptor'{streamID = 1, streamParms = SP}]}},
+    Cmd = #'CommandRequest'{command = {addReq, #'AmmRequest'{
+              terminationID = [#megaco_term_id{contains_wildcards = true, id = [[$$]]}],
+              descriptors = [{mediaDescriptor, Media}]}}},
+    case megaco:call(CH, [#'ActionRequest'{contextId = Ctx0, commandRequests = [Cmd]}], []) of
+        {3, {ok, [#'ActionReply'{contextId = Ctx, errorDescriptor = asn1_NOVALUE,
+                                 commandReply = [{addReply, #'AmmsReply'{terminationID = [Tid],
+                                                     terminationAudit = Audit}}]}]}} ->
+            {ok, Ctx, Tid, Audit};
+        {3, {ok, [#'ActionReply'{errorDescriptor = #'ErrorDescriptor'{} = E}]}} ->
+            {error, E};
+        Other -> {fail, Other}
+    end.
+
+modify_props(CH, Ctx, Tid, Props) ->
+    LC = #'LocalControlDescriptor'{propertyParms =
+            [#'PropertyParm'{name = N, value = [V]} || {N, V} <- Props]},
+    SP = #'StreamParms'{localControlDescriptor = LC},
+    Media = #'MediaDescriptor'{streams = {multiStream,
+                [#'StreamDescriptor'{streamID = 1, streamParms = SP}]}},
+    Cmd = #'CommandRequest'{command = {modReq, #'AmmRequest'{
+              terminationID = [Tid], descriptors = [{mediaDescriptor, Media}]}}},
+    case megaco:call(CH, [#'ActionRequest'{contextId = Ctx, commandRequests = [Cmd]}], []) of
+        {3, {ok, [#'ActionReply'{commandReply = [{modReply, #'AmmsReply'{
+                                                    terminationAudit = Audit}}]}]}} -> Audit;
+        Other -> io:format("FAIL modify props ~p~n", [Other]), halt(1)
     end.
 
 sdp(Lines) -> [#'PropertyParm'{name = N, value = [V]} || {N, V} <- Lines].

@@ -86,6 +86,7 @@ fn against(scenario: &str) -> Run {
             address: "192.0.2.10".parse().unwrap(),
             first_port: 41000,
             last_port: 41999,
+            policy: Default::default(),
         }],
         max_contexts: 10,
         max_terminations: 20,
@@ -256,4 +257,84 @@ fn an_erlang_megaco_mgc_adds_and_subtracts_terminations() {
         .count();
     // T1, T2 and the retransmitted Add once: the duplicate had no second effect.
     assert_eq!((reserves, releases), (3, 2), "{:?}", run.commands);
+}
+
+#[test]
+fn an_erlang_megaco_mgc_sets_and_audits_the_iq_packages() {
+    let run = against("packages");
+    assert!(run.exit_ok, "{:?}", run.lines);
+    let line = |prefix: &str| -> String {
+        run.lines
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line: {:?}", run.lines))
+            .clone()
+    };
+    let packages = line("PACKAGES ");
+    for p in ["gm", "tman", "tmanr", "ds", "ipra", "ipdc", "ipnapt"] {
+        assert!(
+            packages["PACKAGES ".len()..].split(',').any(|x| x == p),
+            "{p} not in {packages}"
+        );
+    }
+    // megaco decodes the echo of every property as sent (its decoder lowercases bare
+    // values: H.248 tokens are case-insensitive).
+    assert_eq!(
+        line("ADD ").to_ascii_uppercase(),
+        "ADD gm/saf=ON gm/sam=198.18.100.0/24 gm/spf=ON gm/spr=5000-5009 tman/pol=ON \
+         tman/sdr=12500 tman/mbs=3000 tman/pdr=25000 tman/dvt=100000 ds/dscp=2E"
+            .to_ascii_uppercase()
+    );
+    // A Modify changes what it carries and keeps the rest.
+    assert_eq!(
+        line("MODIFY ").to_ascii_uppercase(),
+        "MODIFY gm/saf=ON gm/sam=198.18.100.0/24 gm/spf=ON gm/spr=5000-5009 tman/pol=ON \
+         tman/sdr=25000 tman/mbs=3000 tman/pdr=25000 tman/dvt=100000 ds/dscp=1A"
+            .to_ascii_uppercase()
+    );
+    let audit = line("AUDIT ").to_ascii_lowercase();
+    assert!(
+        audit.contains("tman/sdr=25000") && audit.contains("ds/dscp=1a"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("tmanr/dp") && audit.contains("gmst/dp"),
+        "{audit}"
+    );
+    let refused = line("REFUSED ");
+    assert!(
+        refused.starts_with("REFUSED 449 ") && refused.contains("tman/sdr"),
+        "{refused}"
+    );
+    let root = line("ROOT ");
+    assert!(
+        root.contains("ipra/ar") && root.contains("access"),
+        "{root}"
+    );
+    // The data plane got the filter, the policer and the DSCP before the leg's start, and
+    // the Modify's new rate and code point.
+    let policies: Vec<_> = run
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Dp::SetPolicy { policy, .. } => Some(*policy),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(policies.len(), 2, "{:?}", run.commands);
+    assert_eq!(policies[0].dscp, 0x2e);
+    assert_eq!(
+        policies[0].filter.address,
+        Some(("198.18.100.0".parse().unwrap(), 24))
+    );
+    assert_eq!(policies[0].filter.ports, Some((5000, 5009)));
+    let police = policies[0].police.unwrap();
+    assert_eq!(
+        (police.sustained.rate, police.sustained.depth),
+        (12500, 3000)
+    );
+    // 25 000 B/s for 100 ms: 2500 B of peak depth.
+    assert_eq!(police.peak.map(|p| (p.rate, p.depth)), Some((25000, 2500)));
+    assert_eq!(policies[1].dscp, 0x1a);
+    assert_eq!(policies[1].police.unwrap().sustained.rate, 25000);
 }

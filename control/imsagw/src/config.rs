@@ -43,8 +43,10 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// One realm: an IP address with its prefix and the local ports handed out from it.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// One realm: an IP address with its prefix and the local ports handed out from it, and
+/// what its terminations get when the ALG asks for no DiffServ marking or policing (Iq `ds`,
+/// `tman`), with the policing rates the ALG may ask for.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RealmSettings {
     pub name: String,
@@ -52,6 +54,59 @@ pub struct RealmSettings {
     pub address: String,
     /// `FIRST-LAST`.
     pub ports: String,
+    /// DiffServ code point (0 to 63) of what the realm's legs send when the ALG sends no
+    /// `ds/dscp`.
+    #[serde(default)]
+    pub dscp: u8,
+    /// Policing when the ALG sends no `tman/pol`: sustainable rate (bytes/s) and burst
+    /// (bytes), both or neither. Also the rates used when `tman/pol = ON` comes without
+    /// them.
+    #[serde(default)]
+    pub police_sdr: Option<u64>,
+    #[serde(default)]
+    pub police_mbs: Option<u64>,
+    /// `MIN-MAX` bounds of what the ALG may ask for in `tman/sdr` and `tman/mbs`; outside
+    /// them the command is refused (449).
+    #[serde(default)]
+    pub sdr_range: Option<String>,
+    #[serde(default)]
+    pub mbs_range: Option<String>,
+}
+
+impl RealmSettings {
+    fn policy(&self) -> Result<control::iq::RealmPolicy, String> {
+        let mut p = control::iq::RealmPolicy::default();
+        if self.dscp > 63 {
+            return Err(format!("dscp {} is not a code point (0 to 63)", self.dscp));
+        }
+        p.dscp = self.dscp;
+        let range = |r: &Option<String>, dflt: (u64, u64), what: &str| match r {
+            None => Ok(dflt),
+            Some(r) => r
+                .split_once('-')
+                .and_then(|(a, b)| {
+                    Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?))
+                })
+                .filter(|(a, b)| 1 <= *a && a <= b && *b <= u32::MAX as u64)
+                .ok_or_else(|| format!("{what} {r:?} is not MIN-MAX (1 to 4294967295)")),
+        };
+        p.sdr_range = range(&self.sdr_range, p.sdr_range, "sdr_range")?;
+        p.mbs_range = range(&self.mbs_range, p.mbs_range, "mbs_range")?;
+        p.police = match (self.police_sdr, self.police_mbs) {
+            (None, None) => None,
+            (Some(sdr), Some(mbs)) => {
+                let inside = |v: u64, (lo, hi): (u64, u64)| lo <= v && v <= hi;
+                if !inside(sdr, p.sdr_range) || !inside(mbs, p.mbs_range) {
+                    return Err(
+                        "police_sdr and police_mbs must be inside sdr_range and mbs_range".into(),
+                    );
+                }
+                Some((sdr, mbs))
+            }
+            _ => return Err("police_sdr and police_mbs go together".into()),
+        };
+        Ok(p)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -181,11 +236,13 @@ impl Default for Settings {
                     name: "access".into(),
                     address: "198.18.1.10/15".into(),
                     ports: "40000-44999".into(),
+                    ..Default::default()
                 },
                 RealmSettings {
                     name: "core".into(),
                     address: "198.18.2.20/15".into(),
                     ports: "45000-49999".into(),
+                    ..Default::default()
                 },
             ],
             mbufs: 16383,
@@ -298,6 +355,7 @@ impl Settings {
                 address: cidr.address(),
                 first_port: first,
                 last_port: last,
+                policy: r.policy().map_err(bad)?,
             });
             if !addresses.contains(&cidr) {
                 addresses.push(cidr);

@@ -151,6 +151,7 @@ fn parse_realm(s: &str) -> Result<RealmSettings, String> {
         name: name.into(),
         address: address.into(),
         ports: ports.into(),
+        ..Default::default()
     })
 }
 
@@ -464,8 +465,21 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
     let mut status_clients = StatusClients::default();
     // The connection of the `imsagw capture` waiting for its capture to end.
     let mut capture_client: Option<UnixStream> = None;
+    // Every realm is on the one port: its link is their availability (`ipra`).
+    let mut link_up = true;
+    let mut link_checked = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         cp.poll(now(), Duration::from_millis(5))?;
+        if link_checked.elapsed() >= Duration::from_millis(250) {
+            link_checked = Instant::now();
+            let up = dev.link().is_ok_and(|l| l.up);
+            if up != link_up {
+                link_up = up;
+                for realm in 0..cfg.mg.realms.len() {
+                    cp.set_realm_available(realm, up);
+                }
+            }
+        }
         for (mut conn, request) in status_clients.poll(&status) {
             match request.as_str() {
                 "capture-stop" => {
@@ -675,7 +689,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["termination", "port", "all", "stop"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["termination", "port", "host", "all", "stop"])))]
 pub struct CaptureArgs {
     /// The running imsagw's status socket.
     #[arg(long, default_value = "/run/imsagw.sock")]
@@ -686,6 +700,9 @@ pub struct CaptureArgs {
     /// Capture a local TCP/UDP port.
     #[arg(long)]
     port: Option<u16>,
+    /// Capture the frames from and to one IPv4 address (a UE, a peer), on every worker.
+    #[arg(long)]
+    host: Option<std::net::Ipv4Addr>,
     /// Capture every frame of every worker.
     #[arg(long)]
     all: bool,
@@ -721,9 +738,10 @@ pub fn capture(args: CaptureArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let what = match (&args.termination, args.port) {
-        (Some(t), _) => format!("termination {t}"),
-        (None, Some(p)) => format!("port {p}"),
+    let what = match (&args.termination, args.port, args.host) {
+        (Some(t), _, _) => format!("termination {t}"),
+        (None, Some(p), _) => format!("port {p}"),
+        (None, None, Some(h)) => format!("host {h}"),
         _ => "all".to_string(),
     };
     let out = std::path::absolute(&args.out)?;

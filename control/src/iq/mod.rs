@@ -8,8 +8,10 @@ use dataplane::tls::Fingerprint;
 use h248::ast::Text;
 use h248::sdp::{SdpGroups, SdpValue};
 
+pub mod policy;
 pub mod tokens;
 
+pub use policy::{IqPolicy, RealmPolicy};
 pub use tokens::{IqEvent, Token, Tokens};
 
 /// How the MG relays a termination's payload (TS 23.334 5.19): MSRP-aware for `TCP/MSRP`

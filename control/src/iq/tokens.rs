@@ -31,6 +31,8 @@ pub enum IqEvent {
     Heartbeat,
     /// On ROOT: no message from the MGC for the maximum inactivity time (H.248.14 `it/ito`).
     Inactivity,
+    /// On ROOT: a realm became unavailable or available again (H.248.41 `ipra`).
+    RealmAvailability,
 }
 
 impl IqEvent {
@@ -126,6 +128,16 @@ pub struct Tokens {
     /// (received from the termination's peer) or `s` (sent to it).
     pub msrp_statistics: Text,
     pub bfcp_statistics: Text,
+    /// ROOT property listing the realms available now (H.248.41 amendment 1 `ipra`), and the
+    /// ROOT event reporting a change, with the list under the property's item as parameter.
+    pub available_realms: Token,
+    pub realms_changed: Token,
+    /// Statistic of frames a termination's `gm` filter dropped (ours: `gm` defines none).
+    pub filtered_statistic: Token,
+    /// How `ds/dscp` values are written: 16 (hexadecimal, `2E`) or 10 (`46`).
+    pub dscp_radix: u32,
+    /// The unit of `tman/dvt` in microseconds.
+    pub dvt_unit_us: u64,
 }
 
 impl Default for Tokens {
@@ -148,6 +160,11 @@ impl Default for Tokens {
             violation_parameter: "viol".into(),
             msrp_statistics: "msrpst".into(),
             bfcp_statistics: "bfcpst".into(),
+            available_realms: Token::new("ipra", "ar"),
+            realms_changed: Token::new("ipra", "arc"),
+            filtered_statistic: Token::new("gmst", "dp"),
+            dscp_radix: 16,
+            dvt_unit_us: 1,
         }
     }
 }
@@ -173,7 +190,7 @@ pub enum TokenError {
 
 impl Tokens {
     /// Every key of the table, in the order of the documentation.
-    pub const KEYS: [&'static str; 17] = [
+    pub const KEYS: [&'static str; 22] = [
         "realm",
         "latch",
         "tcp_established",
@@ -191,6 +208,11 @@ impl Tokens {
         "violation_parameter",
         "msrp_statistics",
         "bfcp_statistics",
+        "available_realms",
+        "realms_changed",
+        "filtered_statistic",
+        "dscp_radix",
+        "dvt_unit_us",
     ];
 
     /// The defaults with the given keys replaced (`pkg/item` for events and properties, a
@@ -241,6 +263,24 @@ impl Tokens {
                 "violation_parameter" => t.violation_parameter = name()?,
                 "msrp_statistics" => t.msrp_statistics = name()?,
                 "bfcp_statistics" => t.bfcp_statistics = name()?,
+                "available_realms" => t.available_realms = token()?,
+                "realms_changed" => t.realms_changed = token()?,
+                "filtered_statistic" => t.filtered_statistic = token()?,
+                "dscp_radix" => {
+                    t.dscp_radix = match value.trim() {
+                        "16" | "hex" | "hexadecimal" => 16,
+                        "10" | "decimal" => 10,
+                        _ => return Err(invalid("radix (hexadecimal or decimal)")),
+                    }
+                }
+                "dvt_unit_us" => {
+                    t.dvt_unit_us = value
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=1_000_000).contains(n))
+                        .ok_or_else(|| invalid("unit in microseconds (1 to 1000000)"))?
+                }
                 _ => return Err(TokenError::UnknownKey(key.clone())),
             }
         }
@@ -249,7 +289,7 @@ impl Tokens {
     }
 
     /// Every package/item the MG decodes or reports, with its key.
-    fn named(&self) -> [(&'static str, &Token); 10] {
+    fn named(&self) -> [(&'static str, &Token); 13] {
         [
             ("realm", &self.realm),
             ("latch", &self.latch),
@@ -261,6 +301,9 @@ impl Tokens {
             ("tls_failure", &self.tls_failure),
             ("heartbeat", &self.heartbeat),
             ("inactivity", &self.inactivity),
+            ("available_realms", &self.available_realms),
+            ("realms_changed", &self.realms_changed),
+            ("filtered_statistic", &self.filtered_statistic),
         ]
     }
 
@@ -311,6 +354,7 @@ impl Tokens {
             IqEvent::TlsFailure => &self.tls_failure,
             IqEvent::Heartbeat => &self.heartbeat,
             IqEvent::Inactivity => &self.inactivity,
+            IqEvent::RealmAvailability => &self.realms_changed,
         }
     }
 
@@ -328,10 +372,16 @@ impl Tokens {
             .any(|e| self.event(*e).package.eq_ignore_ascii_case(package))
     }
 
-    /// The packages of AuditCapabilities: the standard ones, then those of the table.
+    /// The packages of AuditCapabilities: the standard ones (with the Iq `gm`, `tman` and its
+    /// statistics `tmanr`, and `ds`), then those of the table.
     pub fn packages(&self) -> Vec<Text> {
-        let mut out: Vec<Text> = ["g", "nt"].into_iter().map(Text::from).collect();
+        let mut out: Vec<Text> = ["g", "nt", "gm", "tman", "tmanr", "ds"]
+            .into_iter()
+            .map(Text::from)
+            .collect();
         let table = [
+            &self.available_realms.package,
+            &self.realms_changed.package,
             &self.inactivity.package,
             &self.realm.package,
             &self.latch.package,

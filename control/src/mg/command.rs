@@ -28,9 +28,9 @@ use super::deferred::Released;
 use super::events::{events_descriptor, root_events, Armed};
 use super::leg::{self, check_tls, LegPlan, LegSent, Media};
 use super::registry::{Term, CONTEXT_SIZE};
-use super::stats::statistics;
+use super::stats::{statistics, Drops};
 use super::{fail, DataPlane, Fail, Mg};
-use crate::iq::{tcp_media, TcpMedia, Tokens};
+use crate::iq::{tcp_media, IqPolicy, TcpMedia, Tokens};
 
 /// Subtracted terminations whose statistics one reply may carry: more would not fit an H.248
 /// message over UDP (H.248.1 D.1; each termination's statistics take 100 to 600 bytes).
@@ -90,6 +90,8 @@ struct LocalControl {
     mode: Option<StreamMode>,
     latch: Option<bool>,
     realm: Option<Text>,
+    /// `gm`, `tman` and `ds` properties.
+    policy: IqPolicy,
 }
 
 pub fn command_name(c: &Command) -> &'static str {
@@ -184,8 +186,8 @@ fn stream1(descriptors: &[Descriptor]) -> Result<Vec<&StreamParm>, Fail> {
     Ok(parms)
 }
 
-/// Reads a LocalControl: Mode, latching and the realm. Other package properties are not
-/// supported (445).
+/// Reads a LocalControl: Mode, latching, the realm, and the `gm`, `tman` and `ds`
+/// properties. Other package properties are not supported (445).
 fn local_control(tokens: &Tokens, lc: &[LocalParm]) -> Result<LocalControl, Fail> {
     let mut out = LocalControl::default();
     for l in lc {
@@ -207,10 +209,12 @@ fn local_control(tokens: &Tokens, lc: &[LocalParm]) -> Result<LocalControl, Fail
                 );
             }
             LocalParm::Property(pp) => {
-                return Err(fail(
-                    445,
-                    format!("unsupported property {}/{}", pp.name.package, pp.name.item),
-                ));
+                if !out.policy.take(tokens, pp)? {
+                    return Err(fail(
+                        445,
+                        format!("unsupported property {}/{}", pp.name.package, pp.name.item),
+                    ));
+                }
             }
             LocalParm::ReservedValue(_) | LocalParm::ReservedGroup(_) => {}
         }
@@ -226,14 +230,25 @@ fn is_datagram(m: &Media) -> Option<bool> {
     m.local.as_ref().map(|l| l.transport.is_datagram())
 }
 
-/// The Local of a reply: stream 1 with the answer SDP.
-fn local_reply(sdp: &SdpGroups) -> Option<Vec<Descriptor>> {
+/// The Local of a reply: stream 1 with the answer SDP, after the `gm`, `tman` and `ds`
+/// properties in effect when the ALG set any (`echo`).
+fn local_reply(sdp: &SdpGroups, echo: Vec<LocalParm>) -> Option<Vec<Descriptor>> {
+    let mut parms = Vec::with_capacity(2);
+    if !echo.is_empty() {
+        parms.push(StreamParm::LocalControl(echo));
+    }
+    parms.push(StreamParm::Local(sdp.clone()));
     Some(vec![Descriptor::Media(vec![MediaParm::Streams(
-        StreamDescriptor {
-            id: 1,
-            parms: vec![StreamParm::Local(sdp.clone())],
-        },
+        StreamDescriptor { id: 1, parms },
     )])])
+}
+
+/// The policy properties a reply echoes: those in effect, once the ALG has set any.
+fn policy_echo(cfg: &super::MgConfig, realm: usize, media: &Media) -> Vec<LocalParm> {
+    if media.policy.is_empty() {
+        return Vec::new();
+    }
+    media.policy.echo(&cfg.realms[realm].policy, &cfg.tokens)
 }
 
 impl<D: DataPlane> Mg<D> {
@@ -350,8 +365,8 @@ impl<D: DataPlane> Mg<D> {
             Command::Audit {
                 kind: AuditKind::Value,
                 terminations,
-                ..
-            } => self.audit_value(*scope, terminations),
+                audit,
+            } => self.audit_value(*scope, terminations, audit),
             Command::Audit {
                 kind: AuditKind::Capabilities,
                 terminations,
@@ -433,6 +448,7 @@ impl<D: DataPlane> Mg<D> {
         if self.registry.len() >= self.cfg.max_terminations {
             return Err(fail(510, "termination limit reached"));
         }
+        self.ports.rest(self.now);
         let parms = stream1(descriptors)?;
         let events = events_descriptor(&self.cfg.tokens, descriptors)?;
         let mut lc = LocalControl::default();
@@ -513,10 +529,12 @@ impl<D: DataPlane> Mg<D> {
             latch: lc.latch.unwrap_or(false),
             local: Some(local_media),
             remote: remote_media,
+            policy: lc.policy,
         };
         let fingerprint = self.our_fingerprint();
         let plan = leg::plan(
             &self.cfg,
+            &r.policy,
             fingerprint.as_deref(),
             key,
             local,
@@ -550,7 +568,7 @@ impl<D: DataPlane> Mg<D> {
         let reply = CommandReply::Amms {
             kind: AmmsKind::Add,
             terminations: vec![TerminationId(name.clone())],
-            audit: local_reply(&local_sdp),
+            audit: local_reply(&local_sdp, policy_echo(&self.cfg, realm, &media)),
         };
         self.registry.insert(
             Term {
@@ -591,6 +609,7 @@ impl<D: DataPlane> Mg<D> {
                     if let Some(l) = lc.latch {
                         media.latch = l;
                     }
+                    media.policy = media.policy.merged(&lc.policy);
                 }
                 StreamParm::Local(g) => {
                     let m = media_of(g)?;
@@ -627,6 +646,7 @@ impl<D: DataPlane> Mg<D> {
         let fingerprint = self.our_fingerprint();
         let leg = leg::plan(
             &self.cfg,
+            &self.cfg.realms[t.realm].policy,
             fingerprint.as_deref(),
             t.key,
             t.local,
@@ -642,19 +662,22 @@ impl<D: DataPlane> Mg<D> {
         })
     }
 
-    /// Applies a planned change (the commands were sent by the caller).
-    fn commit_modify(&mut self, plan: TermPlan, events: Option<Option<Armed>>) -> SdpGroups {
-        let Some(t) = self.registry.get_mut(&plan.name) else {
-            return SdpGroups::default();
-        };
+    /// Applies a planned change (the commands were sent by the caller); returns the reply's
+    /// Local media.
+    fn commit_modify(
+        &mut self,
+        plan: TermPlan,
+        events: Option<Option<Armed>>,
+    ) -> Option<Vec<Descriptor>> {
+        let t = self.registry.get_mut(&plan.name)?;
         t.media = plan.media;
         t.leg = plan.leg.sent;
         if let Some(sdp) = plan.leg.local_sdp {
             t.local_sdp = sdp;
         }
-        let sdp = t.local_sdp.clone();
+        let reply = local_reply(&t.local_sdp, policy_echo(&self.cfg, t.realm, &t.media));
         self.arm(&plan.name, events);
-        sdp
+        reply
     }
 
     fn modify(
@@ -686,12 +709,12 @@ impl<D: DataPlane> Mg<D> {
             let commands = std::mem::take(&mut plan.commands);
             self.send(plan.worker, commands);
             let name = plan.name.clone();
-            let sdp = self.commit_modify(plan, events.clone());
+            let audit = self.commit_modify(plan, events.clone());
             if !wildcard_reply {
                 replies.push(CommandReply::Amms {
                     kind: AmmsKind::Modify,
                     terminations: vec![TerminationId(name)],
-                    audit: local_reply(&sdp),
+                    audit,
                 });
             }
         }
@@ -762,12 +785,12 @@ impl<D: DataPlane> Mg<D> {
         if dest != from {
             self.registry.move_to(&name, dest);
         }
-        let sdp = self.commit_modify(plan, events);
+        let audit = self.commit_modify(plan, events);
         *scope = Scope::Context(dest);
         Ok(vec![CommandReply::Amms {
             kind: AmmsKind::Move,
             terminations: vec![TerminationId(name)],
-            audit: local_reply(&sdp),
+            audit,
         }])
     }
 
@@ -837,6 +860,7 @@ impl<D: DataPlane> Mg<D> {
                     Released {
                         name: t.name.clone(),
                         stats: t.stats,
+                        drops: Drops::of(t.leg.policy.as_ref()),
                         final_stats: t.closed_at.is_some(),
                         established_at: t.established_at,
                         closed_at: t.closed_at,
@@ -853,6 +877,7 @@ impl<D: DataPlane> Mg<D> {
                         vec![Descriptor::Statistics(statistics(
                             &self.cfg.tokens,
                             &t.stats,
+                            Drops::of(t.leg.policy.as_ref()),
                             t.established_at,
                             Some(self.now),
                         ))]
@@ -874,16 +899,27 @@ impl<D: DataPlane> Mg<D> {
         &mut self,
         scope: Scope,
         terminations: &[TerminationId],
+        audit: &[AuditItem],
     ) -> Result<Vec<CommandReply>, Fail> {
         let [tid] = terminations else {
             return Err(fail(442, "AuditValue takes one termination here"));
         };
         if tid.is_root() {
+            // ROOT's one property: the realms available now (`ipra`). An empty Audit asks for
+            // nothing (H.248.1 7.2.5).
+            let property = TerminationStateParm::Property(PropertyParm {
+                name: self.cfg.tokens.available_realms.pkgd_name(),
+                value: self.available_realms(),
+            });
             return Ok(vec![CommandReply::Audit {
                 kind: AuditKind::Value,
                 result: AuditResult::Terminations {
                     terminations: vec![tid.clone()],
-                    audit: None,
+                    audit: (!audit.is_empty()).then(|| {
+                        vec![Descriptor::Media(vec![MediaParm::TerminationState(vec![
+                            property,
+                        ])])]
+                    }),
                 },
             }]);
         }
@@ -901,8 +937,14 @@ impl<D: DataPlane> Mg<D> {
     }
 
     fn audit_reply(&self, t: &Term) -> CommandReply {
+        let mut lc = vec![LocalParm::Mode(t.media.mode)];
+        lc.extend(
+            t.media
+                .policy
+                .echo(&self.cfg.realms[t.realm].policy, &self.cfg.tokens),
+        );
         let mut parms = vec![
-            StreamParm::LocalControl(vec![LocalParm::Mode(t.media.mode)]),
+            StreamParm::LocalControl(lc),
             StreamParm::Local(t.local_sdp.clone()),
         ];
         if let Some(r) = &t.media.remote {
@@ -922,6 +964,7 @@ impl<D: DataPlane> Mg<D> {
                     Descriptor::Statistics(statistics(
                         &self.cfg.tokens,
                         &t.stats,
+                        Drops::of(t.leg.policy.as_ref()),
                         t.established_at,
                         Some(self.now),
                     )),

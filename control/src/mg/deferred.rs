@@ -30,6 +30,7 @@ struct Deferred {
 pub struct Released {
     pub name: Text,
     pub stats: LegStats,
+    pub drops: super::stats::Drops,
     pub final_stats: bool,
     pub established_at: Option<Millis>,
     pub closed_at: Option<Millis>,
@@ -139,6 +140,7 @@ impl<D: DataPlane> Mg<D> {
                     let stats = statistics(
                         &self.cfg.tokens,
                         &r.stats,
+                        r.drops,
                         r.established_at,
                         r.closed_at.or(Some(now)),
                     );

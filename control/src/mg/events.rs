@@ -1,4 +1,4 @@
-//! Events: what the ALG armed (an Events descriptor, or `it/ito` on ROOT), and the workers'
+//! Events: what the ALG armed (an Events descriptor, or `it/ito` and `ipra` on ROOT), and the workers'
 //! events turned into the Notify requests it asked for: connection and (D)TLS outcomes,
 //! releases with their cause, media inactivity, and the termination heartbeat.
 
@@ -22,13 +22,46 @@ pub struct Notification {
     pub event: IqEvent,
     /// The event's name and parameters as the token table spells them.
     pub name: PkgdName,
-    pub parameters: Vec<(Text, String)>,
+    pub parameters: Vec<(Text, ParmValue)>,
+}
+
+impl Notification {
+    /// The parameters as name and text (a list's values joined by commas), for logs and tests.
+    pub fn parameter_texts(&self) -> Vec<(Text, String)> {
+        self.parameters
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    ParmValue::Equal(v) => v.text.to_string(),
+                    ParmValue::List(vs) => vs
+                        .iter()
+                        .map(|v| v.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => format!("{other:?}"),
+                };
+                (k.clone(), text)
+            })
+            .collect()
+    }
+}
+
+/// A parameter with one bare value.
+pub(super) fn bare(name: &Text, v: &str) -> (Text, ParmValue) {
+    (name.clone(), ParmValue::Equal(Value::bare(v)))
+}
+
+/// What is armed on ROOT: the MGC's inactivity (`it/ito`, request ID and limit in ms) and
+/// the realm availability change (`ipra`, request ID); one Events descriptor sets both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RootEvents {
+    pub inactivity: Option<(u32, Millis)>,
+    pub realms: Option<u32>,
 }
 
 #[derive(Debug)]
 pub struct EventState {
-    /// `it/ito` armed on ROOT: request ID and the maximum inactivity in ms.
-    pub inactivity: Option<(u32, Millis)>,
+    pub root: RootEvents,
     /// The earliest heartbeat due (`Millis::MAX`: none armed).
     heartbeat_due: Millis,
     notifications: Vec<Notification>,
@@ -37,7 +70,7 @@ pub struct EventState {
 impl Default for EventState {
     fn default() -> Self {
         EventState {
-            inactivity: None,
+            root: RootEvents::default(),
             heartbeat_due: Millis::MAX,
             notifications: Vec::new(),
         }
@@ -80,28 +113,36 @@ pub fn events_descriptor(
     Ok(found)
 }
 
-/// Modify ROOT: only the inactivity timer can be armed there. Returns what to arm (`None`:
-/// disarm), checked before anything changes.
+/// Modify ROOT: the MGC inactivity timer and the realm availability event can be armed
+/// there. Returns what to arm (`None`: no Events descriptor; nothing armed disarms),
+/// checked before anything changes.
 pub fn root_events(
     tokens: &Tokens,
     descriptors: &[Descriptor],
-) -> Result<Option<Option<(u32, Millis)>>, Fail> {
+) -> Result<Option<RootEvents>, Fail> {
     let mut result = None;
     for d in descriptors {
         match d {
-            Descriptor::Events(None) => result = Some(None),
+            Descriptor::Events(None) => result = Some(RootEvents::default()),
             Descriptor::Events(Some(e)) => {
                 let RequestId::Id(rid) = e.request_id else {
                     return Err(fail(458, "Events needs a request ID"));
                 };
-                let mut armed = None;
+                let mut armed = RootEvents::default();
                 for ev in &e.events {
+                    if tokens.realms_changed.is(&ev.name) {
+                        armed.realms = Some(rid);
+                        continue;
+                    }
                     if !tokens.inactivity.is(&ev.name) {
                         return Err(fail(
                             451,
                             format!(
-                                "only {} can be armed on ROOT, not {}/{}",
-                                tokens.inactivity, ev.name.package, ev.name.item
+                                "only {} and {} can be armed on ROOT, not {}/{}",
+                                tokens.inactivity,
+                                tokens.realms_changed,
+                                ev.name.package,
+                                ev.name.item
                             ),
                         ));
                     }
@@ -132,7 +173,7 @@ pub fn root_events(
                     if mit == 0 {
                         return Err(fail(449, "mit value 0"));
                     }
-                    armed = Some((rid, mit.saturating_mul(tokens.inactivity_unit_ms)));
+                    armed.inactivity = Some((rid, mit.saturating_mul(tokens.inactivity_unit_ms)));
                 }
                 result = Some(armed);
             }
@@ -166,8 +207,50 @@ impl<D: DataPlane> Mg<D> {
         }
     }
 
-    pub(super) fn arm_root(&mut self, armed: Option<(u32, Millis)>) {
-        self.events.inactivity = armed;
+    pub(super) fn arm_root(&mut self, armed: RootEvents) {
+        self.events.root = armed;
+    }
+
+    /// The realms whose port is up, as the ROOT property (`ipra`) lists them: a list, or an
+    /// empty string when none is.
+    pub(super) fn available_realms(&self) -> ParmValue {
+        let up: Vec<Value> = self
+            .cfg
+            .realms
+            .iter()
+            .zip(&self.realm_up)
+            .filter(|(_, up)| **up)
+            .map(|(r, _)| Value::bare(&r.name))
+            .collect();
+        if up.is_empty() {
+            ParmValue::Equal(Value::quoted(""))
+        } else {
+            ParmValue::List(up)
+        }
+    }
+
+    /// Whether realm `realm`'s network is reachable (the link of its port); a change is
+    /// reported to the ALG when it armed the realm availability event on ROOT.
+    pub fn set_realm_available(&mut self, realm: usize, up: bool) {
+        let Some(was) = self.realm_up.get_mut(realm) else {
+            return;
+        };
+        if *was == up {
+            return;
+        }
+        *was = up;
+        tracing::warn!(realm = %self.cfg.realms[realm].name, up, "realm availability changed");
+        if let Some(rid) = self.events.root.realms {
+            let list = self.available_realms();
+            self.events.notifications.push(Notification {
+                context: ContextId::Null,
+                termination: "ROOT".into(),
+                request_id: rid,
+                event: IqEvent::RealmAvailability,
+                name: self.cfg.tokens.realms_changed.pkgd_name(),
+                parameters: vec![(self.cfg.tokens.available_realms.item.clone(), list)],
+            });
+        }
     }
 
     /// One event from the data plane: statistics kept, armed events turned into
@@ -190,8 +273,8 @@ impl<D: DataPlane> Mg<D> {
                     ConnectFailure::Refused => "refused",
                     ConnectFailure::Timeout => "timeout",
                 };
-                let p = self.cfg.tokens.cause_parameter.clone();
-                self.notify(key, IqEvent::TcpFailure, vec![(p, cause.to_string())]);
+                let p = bare(&self.cfg.tokens.cause_parameter, cause);
+                self.notify(key, IqEvent::TcpFailure, vec![p]);
             }
             Event::Closed { key, cause, stats } => {
                 if self.deferred.closed(key, stats, now) {
@@ -263,13 +346,13 @@ impl<D: DataPlane> Mg<D> {
                     TlsFailure::Closed => "closed",
                 };
                 tracing::warn!(?key, cause, "TLS failed");
-                let p = self.cfg.tokens.cause_parameter.clone();
-                self.notify(key, IqEvent::TlsFailure, vec![(p, cause.to_string())]);
+                let p = bare(&self.cfg.tokens.cause_parameter, cause);
+                self.notify(key, IqEvent::TlsFailure, vec![p]);
             }
         }
     }
 
-    fn notify(&mut self, key: TerminationKey, event: IqEvent, parameters: Vec<(Text, String)>) {
+    fn notify(&mut self, key: TerminationKey, event: IqEvent, parameters: Vec<(Text, ParmValue)>) {
         let Some(t) = self.registry.by_key(key) else {
             return;
         };
@@ -339,7 +422,7 @@ fn release_parameters(
     tokens: &Tokens,
     cause: ReleaseCause,
     violation: Option<Violation>,
-) -> Vec<(Text, String)> {
+) -> Vec<(Text, ParmValue)> {
     let cause = match cause {
         ReleaseCause::PeerClosed => "closed",
         ReleaseCause::PeerReset => "reset",
@@ -349,11 +432,11 @@ fn release_parameters(
         ReleaseCause::Violation => tokens.cause_violation.as_str(),
         ReleaseCause::Released => "released",
     };
-    let mut params = vec![(tokens.cause_parameter.clone(), cause.to_string())];
+    let mut params = vec![bare(&tokens.cause_parameter, cause)];
     if let Some(v) = violation {
-        params.push((
-            tokens.violation_parameter.clone(),
-            format!("{}-{}", v.protocol(), v.token()),
+        params.push(bare(
+            &tokens.violation_parameter,
+            &format!("{}-{}", v.protocol(), v.token()),
         ));
     }
     params

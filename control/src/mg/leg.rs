@@ -10,7 +10,9 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use dataplane::contract::{Accept, Command as Dp, Gate, LegRole, LegTimers, TerminationKey};
+use dataplane::contract::{
+    Accept, Command as Dp, Gate, LegPolicy, LegRole, LegTimers, TerminationKey,
+};
 use dataplane::dtls::DtlsConfig;
 use dataplane::tls::TlsConfig;
 use h248::ast::StreamMode;
@@ -18,7 +20,7 @@ use h248::sdp::{SdpGroups, SdpValue};
 
 use super::answer::{answer_sdp, remote_addr};
 use super::{fail, Fail, MgConfig};
-use crate::iq::{self, we_are_dtls_client, we_connect, TcpMedia};
+use crate::iq::{self, we_are_dtls_client, we_connect, IqPolicy, RealmPolicy, TcpMedia};
 
 /// What the ALG's descriptors set on a termination's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +30,16 @@ pub struct Media {
     /// Local as the ALG reserved it (the transport, `a=setup`, `a=tls-id`).
     pub local: Option<TcpMedia>,
     pub remote: Option<TcpMedia>,
+    /// The `gm`, `tman` and `ds` properties the ALG set.
+    pub policy: IqPolicy,
 }
 
 /// What the worker has been told about a leg.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LegSent {
     pub gate: Option<Gate>,
+    /// The filter, policer and DSCP last sent (`None`: none yet, the leg has the default).
+    pub policy: Option<LegPolicy>,
     /// A TCP leg was started: its role is fixed from then on.
     pub started: bool,
     /// The last start given to a UDP leg: one that differs starts it again.
@@ -65,9 +71,12 @@ fn gate(mode: StreamMode) -> Gate {
     }
 }
 
-/// Plans the commands for leg `key` at `local` to follow `media`, given what was `sent`.
+/// Plans the commands for leg `key` at `local` in a realm with policy `realm` to follow
+/// `media`, given what was `sent`. The gate and the filter come before the start, so the
+/// first frame the leg takes has passed them.
 pub fn plan(
     cfg: &MgConfig,
+    realm: &RealmPolicy,
     fingerprint: Option<&str>,
     key: TerminationKey,
     local: SocketAddrV4,
@@ -84,11 +93,26 @@ pub fn plan(
         p.commands.push(Dp::SetGate { key, gate: g });
         p.sent.gate = Some(g);
     }
-    if media
+    let datagram = media
         .local
         .as_ref()
-        .is_some_and(|m| m.transport.is_datagram())
-    {
+        .is_some_and(|m| m.transport.is_datagram());
+    let peer_connects = !datagram
+        && we_connect(
+            media.local.as_ref().and_then(|m| m.setup),
+            media.remote.as_ref().and_then(|r| r.setup),
+        ) != Some(true);
+    let policy = media.policy.resolve(
+        realm,
+        media.remote.as_ref().and_then(remote_addr),
+        peer_connects,
+        &cfg.tokens,
+    )?;
+    if sent.policy.unwrap_or_default() != policy {
+        p.commands.push(Dp::SetPolicy { key, policy });
+    }
+    p.sent.policy = Some(policy);
+    if datagram {
         plan_datagram(cfg, fingerprint, key, local, media, &mut p)?;
     } else {
         plan_stream(cfg, fingerprint, key, local, media, &mut p)?;

@@ -43,9 +43,9 @@ pub use ports::PoolStatus;
 pub use stats::{AppTotals, TlsCounts};
 
 /// A command's failure: the H.248 error it is answered with.
-type Fail = ErrorDescriptor;
+pub(crate) type Fail = ErrorDescriptor;
 
-fn fail(code: u16, text: impl Into<String>) -> Fail {
+pub(crate) fn fail(code: u16, text: impl Into<String>) -> Fail {
     ErrorDescriptor {
         code,
         text: Some(text.into().as_str().into()),
@@ -70,6 +70,8 @@ pub struct Realm {
     pub address: Ipv4Addr,
     pub first_port: u16,
     pub last_port: u16,
+    /// DSCP and policing defaults, and the rates the ALG may ask for.
+    pub policy: crate::iq::RealmPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +100,8 @@ pub struct MgConfig {
     pub workers: usize,
     /// The names of the Iq elements no public source confirms (`[h248.tokens]`).
     pub tokens: Tokens,
+    /// How local ports are chosen (unpredictable unless a test seeds it).
+    pub port_order: ports::PortOrder,
 }
 
 impl MgConfig {
@@ -116,6 +120,7 @@ impl MgConfig {
             relatch: false,
             workers: 1,
             tokens: Tokens::default(),
+            port_order: ports::PortOrder::Random,
         }
     }
 
@@ -143,11 +148,14 @@ pub struct Mg<D: DataPlane> {
     worker_rejections: u64,
     /// Commands executed, by command and result (0: success, else the H.248 error code).
     command_counts: std::collections::BTreeMap<(&'static str, u16), u64>,
+    /// Per realm: whether its network is reachable (`ipra`).
+    realm_up: Vec<bool>,
 }
 
 impl<D: DataPlane> Mg<D> {
     pub fn new(cfg: MgConfig, dataplane: D) -> Self {
-        let ports = ports::PortPools::new(&cfg.realms, cfg.workers());
+        let ports = ports::PortPools::new(&cfg.realms, cfg.workers(), cfg.port_order);
+        let cfg_realms = cfg.realms.len();
         Mg {
             registry: registry::Registry::new(cfg.workers()),
             ports,
@@ -160,6 +168,7 @@ impl<D: DataPlane> Mg<D> {
             tls: TlsCounts::default(),
             worker_rejections: 0,
             command_counts: Default::default(),
+            realm_up: vec![true; cfg_realms],
         }
     }
 
@@ -177,7 +186,7 @@ impl<D: DataPlane> Mg<D> {
 
     /// The MGC's inactivity timer (`it/ito` on ROOT), if armed: request ID and limit in ms.
     pub fn inactivity(&self) -> Option<(u32, Millis)> {
-        self.events.inactivity
+        self.events.root.inactivity
     }
 
     /// New certificate for handshakes from now on (SIGHUP); sessions up keep theirs.
@@ -254,7 +263,7 @@ impl<D: DataPlane> Mg<D> {
         let n = terms.len();
         for t in terms {
             self.dataplane.submit(t.worker, Dp::Release { key: t.key });
-            self.ports.give_back(t.realm, t.local.port());
+            self.ports.give_back(t.realm, t.local.port(), self.now);
         }
         n
     }
@@ -281,7 +290,7 @@ impl<D: DataPlane> Mg<D> {
         let t = self.registry.remove(name)?;
         let queued = self.dataplane.submit(t.worker, Dp::Release { key: t.key });
         debug_assert!(queued, "room was checked");
-        self.ports.give_back(t.realm, t.local.port());
+        self.ports.give_back(t.realm, t.local.port(), self.now);
         Some(t)
     }
 

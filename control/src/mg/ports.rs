@@ -1,11 +1,24 @@
 //! The local ports of each realm, split among the workers: worker `w` owns the ports with
-//! `port % workers == w` (the key of the software hand-off between workers). Ports are handed
-//! out in order; freed ones are reused oldest first, so a port is not reused while the worker
-//! may still be draining the leg that had it.
+//! `port % workers == w` (the key of the software hand-off between workers).
+//!
+//! Ports are handed out in an order nobody outside can predict (RFC 6056's concern): whoever
+//! could guess the next port could connect to a latching termination before its UE and be
+//! latched. Each worker's free ports are kept in a random permutation drawn from a CSPRNG
+//! seeded by the OS, and a released port rests in quarantine for [`QUARANTINE_MS`] before it
+//! can be handed out again, so it is not reused while the worker may still be draining the
+//! leg that had it, nor handed to the next call at once. When nothing else is free the
+//! longest-rested port is used rather than refusing the call.
 
 use std::collections::VecDeque;
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
 use super::Realm;
+use crate::transaction::Millis;
+
+/// How long a released port rests before it can be handed out again.
+pub const QUARANTINE_MS: Millis = 30_000;
 
 /// Occupancy of one realm's pool, for status and metrics.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -17,9 +30,10 @@ pub struct PoolStatus {
 
 #[derive(Debug, Default)]
 struct WorkerPool {
-    /// Ports handed out for the first time so far.
-    next: u32,
-    free: VecDeque<u16>,
+    /// Free ports in random order; the next is the last.
+    free: Vec<u16>,
+    /// Released ports and when they were released, oldest first.
+    resting: VecDeque<(u16, Millis)>,
 }
 
 #[derive(Debug)]
@@ -31,75 +45,104 @@ struct RealmPool {
 }
 
 impl RealmPool {
-    /// The first port of worker `w` and the stride between its ports.
-    fn base(&self, worker: usize) -> (u32, u32) {
-        let n = self.workers.len() as u32;
-        (self.first + (worker as u32 + n - self.first % n) % n, n)
-    }
-
     fn capacity(&self) -> usize {
         (self.last + 1).saturating_sub(self.first) as usize
     }
 }
 
+/// How ports are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortOrder {
+    /// Unpredictable (the default), from a generator seeded by the OS.
+    Random,
+    /// Reproducible: from a generator with this seed (tests).
+    Seeded(u64),
+}
+
 #[derive(Debug)]
 pub struct PortPools {
     realms: Vec<RealmPool>,
+    rng: StdRng,
+}
+
+/// Puts `port` at a uniformly random place of `free` (the inside-out Fisher-Yates step), so
+/// the list stays a random permutation whatever order ports come back in.
+fn insert(rng: &mut StdRng, free: &mut Vec<u16>, port: u16) {
+    free.push(port);
+    let i = rng.random_range(0..free.len());
+    let last = free.len() - 1;
+    free.swap(i, last);
 }
 
 impl PortPools {
-    pub fn new(realms: &[Realm], workers: usize) -> Self {
-        PortPools {
-            realms: realms
-                .iter()
-                .map(|r| RealmPool {
+    pub fn new(realms: &[Realm], workers: usize, order: PortOrder) -> Self {
+        let mut rng = match order {
+            PortOrder::Random => rand::make_rng::<StdRng>(),
+            PortOrder::Seeded(seed) => StdRng::seed_from_u64(seed),
+        };
+        let n = workers.max(1);
+        let realms = realms
+            .iter()
+            .map(|r| {
+                let mut pools: Vec<WorkerPool> = (0..n).map(|_| WorkerPool::default()).collect();
+                for port in r.first_port..=r.last_port {
+                    insert(&mut rng, &mut pools[port as usize % n].free, port);
+                }
+                RealmPool {
                     first: r.first_port as u32,
                     last: r.last_port as u32,
-                    workers: (0..workers.max(1)).map(|_| WorkerPool::default()).collect(),
+                    workers: pools,
                     in_use: 0,
-                })
-                .collect(),
+                }
+            })
+            .collect();
+        PortPools { realms, rng }
+    }
+
+    /// Returns the ports that have rested long enough to the free ports.
+    pub fn rest(&mut self, now: Millis) {
+        for r in &mut self.realms {
+            for w in &mut r.workers {
+                while let Some(&(port, at)) = w.resting.front() {
+                    if now.saturating_sub(at) < QUARANTINE_MS {
+                        break;
+                    }
+                    w.resting.pop_front();
+                    insert(&mut self.rng, &mut w.free, port);
+                }
+            }
         }
     }
 
     /// The port `take` would hand out now, without taking it.
     pub fn peek(&self, realm: usize, worker: usize) -> Option<u16> {
-        let r = &self.realms[realm];
-        let (base, stride) = r.base(worker);
-        let pool = &r.workers[worker];
-        let p = base + pool.next * stride;
-        if p <= r.last {
-            Some(p as u16)
-        } else {
-            pool.free.front().copied()
-        }
+        let pool = &self.realms[realm].workers[worker];
+        pool.free
+            .last()
+            .copied()
+            .or_else(|| pool.resting.front().map(|(p, _)| *p))
     }
 
     /// Takes the port `peek` shows.
     pub fn take(&mut self, realm: usize, worker: usize) -> Option<u16> {
         let r = &mut self.realms[realm];
-        let (base, stride) = r.base(worker);
-        let last = r.last;
         let pool = &mut r.workers[worker];
-        let p = base + pool.next * stride;
-        let port = if p <= last {
-            pool.next += 1;
-            Some(p as u16)
-        } else {
-            pool.free.pop_front()
-        };
+        let port = pool
+            .free
+            .pop()
+            .or_else(|| pool.resting.pop_front().map(|(p, _)| p));
         if port.is_some() {
             r.in_use += 1;
         }
         port
     }
 
-    pub fn give_back(&mut self, realm: usize, port: u16) {
+    pub fn give_back(&mut self, realm: usize, port: u16, now: Millis) {
         let Some(r) = self.realms.get_mut(realm) else {
             return;
         };
         let w = port as usize % r.workers.len();
-        r.workers[w].free.push_back(port);
+        r.workers[w].resting.push_back((port, now));
         r.in_use = r.in_use.saturating_sub(1);
     }
 
@@ -124,44 +167,57 @@ impl PortPools {
 mod tests {
     use super::*;
 
-    fn pools(first: u16, last: u16, workers: usize) -> PortPools {
-        PortPools::new(
-            &[Realm {
-                name: "access".into(),
-                address: "192.0.2.1".parse().unwrap(),
-                first_port: first,
-                last_port: last,
-            }],
-            workers,
-        )
+    fn realm(first: u16, last: u16) -> Realm {
+        Realm {
+            name: "access".into(),
+            address: "192.0.2.1".parse().unwrap(),
+            first_port: first,
+            last_port: last,
+            policy: Default::default(),
+        }
     }
 
     #[test]
-    fn each_worker_gets_its_residue_class_and_freed_ports_come_back_oldest_first() {
-        let mut p = pools(40000, 40005, 2);
-        assert_eq!(p.peek(0, 1), Some(40001));
-        assert_eq!(p.take(0, 1), Some(40001));
-        assert_eq!(p.take(0, 1), Some(40003));
-        assert_eq!(p.take(0, 1), Some(40005));
+    fn each_worker_gets_its_residue_class() {
+        let mut p = PortPools::new(&[realm(40000, 40005)], 2, PortOrder::Seeded(7));
+        let mut odd: Vec<u16> = (0..3).map(|_| p.take(0, 1).unwrap()).collect();
+        odd.sort();
+        assert_eq!(odd, [40001, 40003, 40005]);
         assert_eq!(p.peek(0, 1), None);
         assert_eq!(p.take(0, 1), None);
-        assert_eq!(p.take(0, 0), Some(40000));
+        assert_eq!(p.take(0, 0).map(|p| p % 2), Some(0));
         assert_eq!(p.in_use(0), 4);
-        p.give_back(0, 40003);
-        p.give_back(0, 40001);
-        assert_eq!(p.peek(0, 1), Some(40003));
-        assert_eq!(p.take(0, 1), Some(40003));
-        assert_eq!(p.take(0, 1), Some(40001));
-        assert_eq!(p.in_use(0), 4);
-        assert_eq!(
-            p.status(&[Realm {
-                name: "access".into(),
-                address: "192.0.2.1".parse().unwrap(),
-                first_port: 40000,
-                last_port: 40005,
-            }])[0]
-                .capacity,
-            6
-        );
+        assert_eq!(p.status(&[realm(40000, 40005)])[0].capacity, 6);
+    }
+
+    #[test]
+    fn a_released_port_rests_while_others_are_free() {
+        let mut p = PortPools::new(&[realm(40000, 40009)], 1, PortOrder::Seeded(1));
+        let first = p.take(0, 0).unwrap();
+        p.give_back(0, first, 0);
+        p.rest(QUARANTINE_MS - 1);
+        for _ in 0..9 {
+            assert_ne!(p.take(0, 0), Some(first));
+        }
+        // Nothing else free: the longest-rested port rather than a refusal.
+        assert_eq!(p.peek(0, 0), Some(first));
+        assert_eq!(p.take(0, 0), Some(first));
+        assert_eq!(p.take(0, 0), None);
+        assert_eq!(p.in_use(0), 10);
+        // After its quarantine a port is free like any other.
+        p.give_back(0, first, 100);
+        p.rest(100 + QUARANTINE_MS);
+        assert_eq!(p.take(0, 0), Some(first));
+    }
+
+    #[test]
+    fn the_order_is_a_permutation_and_not_the_natural_one() {
+        let mut p = PortPools::new(&[realm(40000, 40999)], 1, PortOrder::Random);
+        let taken: Vec<u16> = (0..1000).map(|_| p.take(0, 0).unwrap()).collect();
+        let mut sorted = taken.clone();
+        sorted.sort();
+        assert_eq!(sorted, (40000..=40999).collect::<Vec<u16>>());
+        let in_order = taken.windows(2).filter(|w| w[1] == w[0] + 1).count();
+        assert!(in_order < 20, "{in_order} consecutive pairs");
     }
 }

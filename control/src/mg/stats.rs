@@ -76,11 +76,30 @@ impl AppTotals {
     }
 }
 
-/// `nt/os`, `nt/or` (octets sent and received) and `nt/dur` (ms since established), then an
-/// aware termination's counts under the statistics packages of the token table.
+/// Which drop counts a termination reports: the policer's (`tmanr/dp`, H.248.53) when it is
+/// policed, the source filter's when it has one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drops {
+    pub policed: bool,
+    pub filtered: bool,
+}
+
+impl Drops {
+    pub fn of(policy: Option<&dataplane::contract::LegPolicy>) -> Drops {
+        Drops {
+            policed: policy.is_some_and(|p| p.police.is_some()),
+            filtered: policy.is_some_and(|p| !p.filter.is_any()),
+        }
+    }
+}
+
+/// `nt/os`, `nt/or` (octets sent and received) and `nt/dur` (ms since established), the drop
+/// counts `drops` names, then an aware termination's counts under the statistics packages of
+/// the token table.
 pub fn statistics(
     tokens: &Tokens,
     s: &LegStats,
+    drops: Drops,
     established_at: Option<Millis>,
     until: Option<Millis>,
 ) -> Vec<StatisticsParameter> {
@@ -93,6 +112,13 @@ pub fn statistics(
         stat("nt", "or", s.octets_in),
         stat("nt", "dur", dur),
     ];
+    if drops.policed {
+        v.push(stat("tmanr", "dp", s.policed));
+    }
+    if drops.filtered {
+        let t = &tokens.filtered_statistic;
+        v.push(stat(&t.package, &t.item, s.filtered));
+    }
     match &s.app {
         AppStats::None => {}
         AppStats::Msrp { received, sent } => {

@@ -12,6 +12,7 @@ use super::Worker;
 use crate::contract::Accept;
 use crate::demux::FrameClass;
 use crate::legpoll;
+use crate::policy::Verdict;
 use port::{PacketBuf, Port};
 
 impl<P: Port> Worker<P> {
@@ -63,13 +64,19 @@ impl<P: Port> Worker<P> {
             tap.offer(frame.data(), false, now.total_micros());
         }
         let leg_idx = match class {
-            FrameClass::Tcp { src, dst, syn_only } => {
-                let found = self
-                    .table
-                    .get(dst.0, dst.1)
-                    .and_then(|idx| Some((idx, self.legs[idx as usize].as_ref()?)));
-                match found {
-                    Some((idx, leg)) => match &leg.kind {
+            FrameClass::Tcp {
+                src,
+                dst,
+                syn_only,
+                payload,
+                ip_len,
+            } => match self.table.get(dst.0, dst.1) {
+                Some(idx) if self.legs[idx as usize].is_some() => {
+                    if !self.guard(idx, src, ip_len, payload, now) {
+                        return;
+                    }
+                    let leg = self.legs[idx as usize].as_ref().expect("checked above");
+                    match &leg.kind {
                         Kind::Tcp(t) => {
                             let refused = match &t.state {
                                 TcpState::Reserved => true,
@@ -91,36 +98,35 @@ impl<P: Port> Worker<P> {
                             self.counters.tcp_no_leg += 1;
                             None
                         }
-                    },
-                    None => {
-                        self.counters.tcp_no_leg += 1;
-                        None
                     }
                 }
-            }
-            FrameClass::Udp { dst, .. } => {
-                let found = self
-                    .table
-                    .get(dst.0, dst.1)
-                    .and_then(|idx| Some((idx, self.legs[idx as usize].as_ref()?)));
-                match found {
-                    Some((idx, leg)) => match &leg.kind {
-                        Kind::Udp(u) if u.state == UdpState::Open => Some(idx),
-                        Kind::Udp(_) => {
-                            self.counters.udp_gate_dropped += 1;
+                _ => {
+                    self.counters.tcp_no_leg += 1;
+                    None
+                }
+            },
+            FrameClass::Udp { src, dst, ip_len } => match self.table.get(dst.0, dst.1) {
+                Some(idx) => match self.legs[idx as usize].as_ref().map(|l| &l.kind) {
+                    Some(Kind::Udp(u)) if u.state == UdpState::Open => {
+                        if !self.guard(idx, src, ip_len, true, now) {
                             return;
                         }
-                        Kind::Tcp(_) => {
-                            self.counters.udp_no_leg += 1;
-                            None
-                        }
-                    },
-                    None => {
+                        Some(idx)
+                    }
+                    Some(Kind::Udp(_)) => {
+                        self.counters.udp_gate_dropped += 1;
+                        return;
+                    }
+                    Some(Kind::Tcp(_)) | None => {
                         self.counters.udp_no_leg += 1;
                         None
                     }
+                },
+                None => {
+                    self.counters.udp_no_leg += 1;
+                    None
                 }
-            }
+            },
             FrameClass::Fragment => {
                 self.counters.fragments_dropped += 1;
                 return;
@@ -136,6 +142,8 @@ impl<P: Port> Worker<P> {
                 let Some(leg) = self.legs[idx as usize].as_mut() else {
                     return;
                 };
+                // What smoltcp answers at once (an ACK, a RST) is the leg's traffic too.
+                self.device.set_dscp(leg.dscp);
                 legpoll::ingress(&mut self.iface, &mut self.device, &mut leg.set, frame, now);
                 if !leg.is_udp() {
                     leg.stats.packets_in += 1;
@@ -143,6 +151,7 @@ impl<P: Port> Worker<P> {
                 self.mark(idx);
             }
             None => {
+                self.device.set_dscp(0);
                 legpoll::ingress(
                     &mut self.iface,
                     &mut self.device,
@@ -161,6 +170,38 @@ impl<P: Port> Worker<P> {
                     }
                     self.arp_blocked = blocked;
                 }
+            }
+        }
+    }
+
+    /// Runs leg `idx`'s filter and policer (if it has them) on a frame from `src`; false when
+    /// the frame is dropped (counted, and never answered: a filtered source learns nothing).
+    #[inline]
+    fn guard(
+        &mut self,
+        idx: u32,
+        src: (Ipv4Addr, u16),
+        ip_len: u16,
+        droppable: bool,
+        now: Instant,
+    ) -> bool {
+        let Some(leg) = self.legs[idx as usize].as_mut() else {
+            return false;
+        };
+        let Some(g) = leg.guard.as_deref_mut() else {
+            return true;
+        };
+        match g.check(src, ip_len, droppable, now.total_micros()) {
+            Verdict::Pass => true,
+            Verdict::Filtered => {
+                leg.stats.filtered += 1;
+                self.counters.filter_dropped += 1;
+                false
+            }
+            Verdict::Policed => {
+                leg.stats.policed += 1;
+                self.counters.police_dropped += 1;
+                false
             }
         }
     }

@@ -13,6 +13,7 @@ use smoltcp::time::Instant;
 use crate::contract::{Accept, Gate, LegStats, LegTimers, TerminationKey};
 use crate::dtls::{DtlsConfig, DtlsSession};
 use crate::framing::{Framer, Framing};
+use crate::policy::Guard;
 use crate::tls::{TlsConfig, TlsSession};
 
 /// A leg's deadline in the timer wheel when it has none.
@@ -27,6 +28,10 @@ pub(super) struct Leg {
     pub handle: SocketHandle,
     pub partner: Option<u32>,
     pub gate: Gate,
+    /// Source filter and policer of what the peer sends, when the leg has either.
+    pub guard: Option<Box<Guard>>,
+    /// DiffServ code point of what the leg sends.
+    pub dscp: u8,
     pub timers: LegTimers,
     pub last_payload: Instant,
     pub stats: LegStats,
@@ -59,6 +64,8 @@ impl Leg {
             handle,
             partner: None,
             gate: Gate::OPEN,
+            guard: None,
+            dscp: 0,
             timers: LegTimers::default(),
             last_payload: now,
             stats: LegStats::default(),

@@ -33,6 +33,7 @@ use crate::demux::{classify, PortTable};
 use crate::device::SmolDevice;
 use crate::framing::FramingLimits;
 use crate::legpoll::{self, ceil_ms};
+use crate::policy::Guard;
 use crate::wheel::TimerWheel;
 use port::{Burst, PacketBuf, Port};
 
@@ -457,6 +458,20 @@ impl<P: Port> Worker<P> {
                 }
                 None => self.reject(key, Rejection::UnknownTermination),
             },
+            Command::SetPolicy { key, policy } => match self.keys.get(&key).copied() {
+                Some(idx) => {
+                    let now_us = now.total_micros();
+                    if let Some(l) = self.leg(idx) {
+                        l.dscp = policy.dscp;
+                        match (l.guard.as_deref_mut(), policy.guards()) {
+                            (Some(g), true) => g.update(&policy, now_us),
+                            (None, true) => l.guard = Some(Box::new(Guard::new(&policy, now_us))),
+                            (_, false) => l.guard = None,
+                        }
+                    }
+                }
+                None => self.reject(key, Rejection::UnknownTermination),
+            },
             Command::Release { key } => match self.keys.get(&key).copied() {
                 Some(idx) if self.is_udp(idx) => self.release_udp(idx, now),
                 Some(idx) => self.release_tcp(idx, now),
@@ -611,6 +626,7 @@ impl<P: Port> Worker<P> {
                 poll_at: None,
             };
         };
+        self.device.set_dscp(leg.dscp);
         let out = legpoll::egress(&mut self.iface, &mut self.device, &mut leg.set, now);
         if !leg.is_udp() {
             // UDP legs count the datagrams they relay, not their DTLS handshake records.

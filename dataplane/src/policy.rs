@@ -1,0 +1,479 @@
+//! What a leg admits, polices and marks: the source filter (Iq `gm`), the policer at the
+//! leg's point of entry (Iq `tman`, H.248.53) and the DiffServ code point of what it sends
+//! (Iq `ds`). The control thread sends a [`LegPolicy`]; the worker keeps a [`Guard`] per leg
+//! that has a filter or a policer, and checks each received frame against it in O(1) with
+//! no allocation.
+//!
+//! Policing counts IP packet bytes (IP header and payload, no Ethernet header): H.248.53's
+//! rates are of IP packets. Excess frames are dropped, never delayed (shaping is outside
+//! H.248.53). A TCP segment without payload (a pure ACK, a SYN, a FIN or RST) is never
+//! dropped by the policer, since dropping it would only stall the data the policer admitted;
+//! its bytes are still taken from the buckets as far as they go.
+
+use std::net::Ipv4Addr;
+
+/// Sources a leg takes frames from: an address or prefix, and a port or port range. `None`
+/// admits any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SourceFilter {
+    /// Address and prefix length (32: one address).
+    pub address: Option<(Ipv4Addr, u8)>,
+    /// First and last port, inclusive.
+    pub ports: Option<(u16, u16)>,
+}
+
+impl SourceFilter {
+    pub const ANY: SourceFilter = SourceFilter {
+        address: None,
+        ports: None,
+    };
+
+    pub fn is_any(&self) -> bool {
+        self.address.is_none() && self.ports.is_none()
+    }
+}
+
+/// A token bucket: `rate` bytes per second, holding at most `depth` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    pub rate: u64,
+    pub depth: u64,
+}
+
+/// Policing of what a leg's peer sends: the sustainable rate and burst (`tman/sdr`,
+/// `tman/mbs`), and optionally the peak rate with its depth (`tman/pdr`, `tman/dvt`). A frame
+/// passes only if both buckets hold its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Police {
+    pub sustained: Bucket,
+    pub peak: Option<Bucket>,
+}
+
+/// Everything the control thread sets on a leg besides its role and gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LegPolicy {
+    pub filter: SourceFilter,
+    pub police: Option<Police>,
+    /// DiffServ code point (0 to 63) of every IP packet the leg sends; 0 leaves the field 0.
+    pub dscp: u8,
+}
+
+impl LegPolicy {
+    /// Whether received frames need a [`Guard`].
+    pub fn guards(&self) -> bool {
+        !self.filter.is_any() || self.police.is_some()
+    }
+}
+
+/// Tokens are kept in millionths of a byte, so that a refill is `rate * elapsed µs` with no
+/// division.
+const SCALE: u64 = 1_000_000;
+
+#[derive(Debug, Clone, Copy)]
+struct BucketState {
+    rate: u64,
+    depth: u64,
+    tokens: u64,
+    last_us: i64,
+}
+
+impl BucketState {
+    fn new(b: Bucket, now_us: i64) -> Self {
+        let depth = b.depth.saturating_mul(SCALE);
+        BucketState {
+            rate: b.rate,
+            depth,
+            tokens: depth,
+            last_us: now_us,
+        }
+    }
+
+    /// A new rate and depth; the tokens in hand stay (up to the new depth).
+    fn update(&mut self, b: Bucket) {
+        self.rate = b.rate;
+        self.depth = b.depth.saturating_mul(SCALE);
+        self.tokens = self.tokens.min(self.depth);
+    }
+
+    fn refill(&mut self, now_us: i64) {
+        let elapsed = now_us.saturating_sub(self.last_us).max(0) as u64;
+        self.last_us = self.last_us.max(now_us);
+        self.tokens = self
+            .tokens
+            .saturating_add(self.rate.saturating_mul(elapsed))
+            .min(self.depth);
+    }
+}
+
+/// What a leg's guard says of a received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// From a source the filter does not admit.
+    Filtered,
+    /// Over the policed rate.
+    Policed,
+}
+
+/// A leg's filter and policer as the worker runs them.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    /// Network and mask, host order.
+    address: Option<(u32, u32)>,
+    ports: Option<(u16, u16)>,
+    sustained: Option<BucketState>,
+    peak: Option<BucketState>,
+}
+
+fn mask(prefix: u8) -> u32 {
+    match prefix {
+        0 => 0,
+        p => u32::MAX << (32 - p.min(32) as u32),
+    }
+}
+
+impl Guard {
+    pub fn new(policy: &LegPolicy, now_us: i64) -> Guard {
+        let mut g = Guard {
+            address: None,
+            ports: None,
+            sustained: None,
+            peak: None,
+        };
+        g.update(policy, now_us);
+        g
+    }
+
+    /// Takes a new policy without losing the policer's state (a Modify mid-call).
+    pub fn update(&mut self, policy: &LegPolicy, now_us: i64) {
+        self.address = policy.filter.address.map(|(a, p)| {
+            let m = mask(p);
+            (u32::from(a) & m, m)
+        });
+        self.ports = policy.filter.ports;
+        let (sustained, peak) = match policy.police {
+            Some(p) => (Some(p.sustained), p.peak),
+            None => (None, None),
+        };
+        self.sustained = merge(self.sustained, sustained, now_us);
+        self.peak = merge(self.peak, peak, now_us);
+    }
+
+    /// Whether the filter admits `src`.
+    #[inline]
+    pub fn admits(&self, src: (Ipv4Addr, u16)) -> bool {
+        if let Some((net, m)) = self.address {
+            if u32::from(src.0) & m != net {
+                return false;
+            }
+        }
+        match self.ports {
+            Some((lo, hi)) => (lo..=hi).contains(&src.1),
+            None => true,
+        }
+    }
+
+    /// Filters, then polices, a frame of `ip_len` IP bytes from `src` at `now_us`. A frame
+    /// that is not `droppable` (a TCP segment without payload) always passes the policer.
+    #[inline]
+    pub fn check(
+        &mut self,
+        src: (Ipv4Addr, u16),
+        ip_len: u16,
+        droppable: bool,
+        now_us: i64,
+    ) -> Verdict {
+        if !self.admits(src) {
+            return Verdict::Filtered;
+        }
+        let Some(s) = self.sustained.as_mut() else {
+            return Verdict::Pass;
+        };
+        let cost = ip_len as u64 * SCALE;
+        s.refill(now_us);
+        let mut fits = s.tokens >= cost;
+        if let Some(p) = self.peak.as_mut() {
+            p.refill(now_us);
+            fits &= p.tokens >= cost;
+        }
+        if !fits && droppable {
+            return Verdict::Policed;
+        }
+        let s = self.sustained.as_mut().expect("checked above");
+        s.tokens = s.tokens.saturating_sub(cost);
+        if let Some(p) = self.peak.as_mut() {
+            p.tokens = p.tokens.saturating_sub(cost);
+        }
+        Verdict::Pass
+    }
+}
+
+fn merge(old: Option<BucketState>, new: Option<Bucket>, now_us: i64) -> Option<BucketState> {
+    match (old, new) {
+        (_, None) => None,
+        (None, Some(b)) => Some(BucketState::new(b, now_us)),
+        (Some(mut s), Some(b)) => {
+            s.refill(now_us);
+            s.update(b);
+            Some(s)
+        }
+    }
+}
+
+/// Marks an Ethernet frame's IPv4 packet with `dscp`, keeping the ECN bits and fixing the
+/// header checksum incrementally (RFC 1624). Other frames are left alone.
+#[inline]
+pub fn mark_dscp(frame: &mut [u8], dscp: u8) {
+    if frame.len() < 34 || frame[12] != 0x08 || frame[13] != 0x00 || frame[14] >> 4 != 4 {
+        return;
+    }
+    let ip = &mut frame[14..];
+    let old = u16::from_be_bytes([ip[0], ip[1]]);
+    ip[1] = (dscp << 2) | (ip[1] & 0x03);
+    let new = u16::from_be_bytes([ip[0], ip[1]]);
+    if old == new {
+        return;
+    }
+    let check = u16::from_be_bytes([ip[10], ip[11]]);
+    let mut sum = (!check) as u32 + (!old) as u32 + new as u32;
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(a: &str, p: u16) -> (Ipv4Addr, u16) {
+        (a.parse().unwrap(), p)
+    }
+
+    #[test]
+    fn filters_by_prefix_and_port_range() {
+        let g = Guard::new(
+            &LegPolicy {
+                filter: SourceFilter {
+                    address: Some(("198.18.100.0".parse().unwrap(), 24)),
+                    ports: Some((5000, 5009)),
+                },
+                ..Default::default()
+            },
+            0,
+        );
+        assert!(g.admits(src("198.18.100.7", 5000)));
+        assert!(g.admits(src("198.18.100.255", 5009)));
+        assert!(!g.admits(src("198.18.101.7", 5000)));
+        assert!(!g.admits(src("198.18.100.7", 5010)));
+        assert!(!g.admits(src("198.18.100.7", 4999)));
+        let one = Guard::new(
+            &LegPolicy {
+                filter: SourceFilter {
+                    address: Some(("198.18.100.7".parse().unwrap(), 32)),
+                    ports: None,
+                },
+                ..Default::default()
+            },
+            0,
+        );
+        assert!(one.admits(src("198.18.100.7", 1)));
+        assert!(!one.admits(src("198.18.100.8", 1)));
+        let any = Guard::new(
+            &LegPolicy {
+                filter: SourceFilter {
+                    address: Some(("0.0.0.0".parse().unwrap(), 0)),
+                    ports: None,
+                },
+                ..Default::default()
+            },
+            0,
+        );
+        assert!(any.admits(src("203.0.113.9", 9)));
+    }
+
+    fn policed(rate: u64, depth: u64, peak: Option<Bucket>) -> Guard {
+        Guard::new(
+            &LegPolicy {
+                police: Some(Police {
+                    sustained: Bucket { rate, depth },
+                    peak,
+                }),
+                ..Default::default()
+            },
+            0,
+        )
+    }
+
+    /// Offers `size`-byte frames every `gap_us` for `secs` seconds; returns the bytes passed.
+    fn offer(g: &mut Guard, size: u16, gap_us: i64, secs: i64) -> u64 {
+        let mut passed = 0;
+        let mut t = 0;
+        while t < secs * 1_000_000 {
+            if g.check(src("198.18.100.7", 1), size, true, t) == Verdict::Pass {
+                passed += size as u64;
+            }
+            t += gap_us;
+        }
+        passed
+    }
+
+    #[test]
+    fn the_sustained_bucket_holds_a_sender_to_its_rate_plus_the_burst() {
+        // 1000-byte frames at 4x the 12 500 B/s rate for 10 s: 125 000 B plus the 3000 B burst.
+        let mut g = policed(12_500, 3_000, None);
+        let passed = offer(&mut g, 1000, 20_000, 10);
+        assert!((125_000..=128_000).contains(&passed), "{passed}");
+        // Below the rate nothing is dropped.
+        let mut g = policed(12_500, 3_000, None);
+        assert_eq!(offer(&mut g, 1000, 100_000, 10), 100_000);
+    }
+
+    #[test]
+    fn the_peak_bucket_limits_bursts_the_sustained_bucket_would_allow() {
+        // A deep sustained bucket lets a 40 kB burst through; a peak bucket of 2000 B at
+        // 20 kB/s does not.
+        let mut burst = policed(10_000, 40_000, None);
+        let mut t = 0;
+        let mut passed = 0;
+        for _ in 0..40 {
+            if burst.check(src("198.18.100.7", 1), 1000, true, t) == Verdict::Pass {
+                passed += 1;
+            }
+            t += 100;
+        }
+        assert_eq!(passed, 40);
+        let mut peaked = policed(
+            10_000,
+            40_000,
+            Some(Bucket {
+                rate: 20_000,
+                depth: 2_000,
+            }),
+        );
+        let mut t = 0;
+        let mut passed = 0;
+        for _ in 0..40 {
+            if peaked.check(src("198.18.100.7", 1), 1000, true, t) == Verdict::Pass {
+                passed += 1;
+            }
+            t += 100;
+        }
+        assert_eq!(passed, 2);
+    }
+
+    #[test]
+    fn segments_without_payload_pass_and_filtered_frames_are_not_charged() {
+        let mut g = Guard::new(
+            &LegPolicy {
+                filter: SourceFilter {
+                    address: Some(("198.18.100.7".parse().unwrap(), 32)),
+                    ports: None,
+                },
+                police: Some(Police {
+                    sustained: Bucket {
+                        rate: 1000,
+                        depth: 1500,
+                    },
+                    peak: None,
+                }),
+                dscp: 0,
+            },
+            0,
+        );
+        assert_eq!(
+            g.check(src("198.18.100.7", 1), 1500, true, 0),
+            Verdict::Pass
+        );
+        assert_eq!(
+            g.check(src("198.18.100.7", 1), 1500, true, 0),
+            Verdict::Policed
+        );
+        assert_eq!(g.check(src("198.18.100.7", 1), 40, false, 0), Verdict::Pass);
+        assert_eq!(
+            g.check(src("198.18.100.8", 1), 40, false, 0),
+            Verdict::Filtered
+        );
+        // A second later the bucket has 1000 bytes again (less nothing: the ACK found it
+        // empty).
+        assert_eq!(
+            g.check(src("198.18.100.7", 1), 1000, true, 1_000_000),
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn an_update_keeps_the_tokens_in_hand() {
+        let mut g = policed(1000, 10_000, None);
+        for _ in 0..9 {
+            assert_eq!(
+                g.check(src("198.18.100.7", 1), 1000, true, 0),
+                Verdict::Pass
+            );
+        }
+        // 1000 bytes left; a faster rate does not refill the bucket at once.
+        g.update(
+            &LegPolicy {
+                police: Some(Police {
+                    sustained: Bucket {
+                        rate: 1_000_000,
+                        depth: 10_000,
+                    },
+                    peak: None,
+                }),
+                ..Default::default()
+            },
+            0,
+        );
+        assert_eq!(
+            g.check(src("198.18.100.7", 1), 1000, true, 0),
+            Verdict::Pass
+        );
+        assert_eq!(
+            g.check(src("198.18.100.7", 1), 1000, true, 0),
+            Verdict::Policed
+        );
+        assert_eq!(
+            g.check(src("198.18.100.7", 1), 1000, true, 1000),
+            Verdict::Pass
+        );
+    }
+
+    fn checksum(h: &[u8]) -> u16 {
+        let mut s = 0u32;
+        for c in h.chunks(2) {
+            s += u16::from_be_bytes([c[0], c[1]]) as u32;
+        }
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        !(s as u16)
+    }
+
+    #[test]
+    fn marking_rewrites_the_dscp_keeps_ecn_and_the_checksum_stays_valid() {
+        let mut frame = vec![0u8; 54];
+        frame[12] = 0x08;
+        frame[14] = 0x45;
+        frame[15] = 0x01; // ECN ECT(1)
+        frame[16..18].copy_from_slice(&40u16.to_be_bytes());
+        frame[22] = 64;
+        frame[23] = 6;
+        frame[26..30].copy_from_slice(&[198, 18, 1, 10]);
+        frame[30..34].copy_from_slice(&[198, 18, 100, 7]);
+        let c = checksum(&frame[14..34]);
+        frame[24..26].copy_from_slice(&c.to_be_bytes());
+        for dscp in [46u8, 0, 63, 10] {
+            mark_dscp(&mut frame, dscp);
+            assert_eq!(frame[15] >> 2, dscp);
+            assert_eq!(frame[15] & 3, 1);
+            assert_eq!(checksum(&frame[14..34]), 0, "dscp {dscp}");
+        }
+        // ARP and IPv6 are left alone.
+        let mut arp = frame.clone();
+        arp[13] = 0x06;
+        let before = arp.clone();
+        mark_dscp(&mut arp, 46);
+        assert_eq!(arp, before);
+    }
+}
