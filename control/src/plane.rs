@@ -235,10 +235,10 @@ impl ControlPlane {
         self.dispatcher.executor_mut().set_identity(identity);
     }
 
-    /// Whether the network of realm `realm` is reachable (the link of its port): the ALG is
+    /// Whether the networks of realms are reachable (the link of their port): the ALG is
     /// told of a change if it armed the realm availability event.
-    pub fn set_realm_available(&mut self, realm: usize, up: bool) {
-        self.mg_mut().set_realm_available(realm, up);
+    pub fn set_realms_available(&mut self, changes: &[(usize, bool)]) {
+        self.mg_mut().set_realms_available(changes);
     }
 
     /// Releases every termination (shutdown); returns how many there were.

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 
 pub mod corpus;
 pub mod hosts;
+pub mod mgc;
 
 /// EAL arguments for a machine without NICs or hugepages, plus the given vdevs.
 pub fn eal_args(vdevs: &[&str]) -> Vec<String> {
@@ -180,6 +181,25 @@ impl UeLan {
             ],
         )?;
         Ok(())
+    }
+
+    /// One more host on the LAN (`{prefix}-{name}-{pid}`) at `ip` (no prefix: the LAN's
+    /// /15); deleted when the returned namespace is dropped.
+    pub fn add_host(&self, name: &str, ip: &str) -> Result<NetNs> {
+        let ns = format!("{}-{name}", self.lan.name);
+        let script = ue_hosts_script();
+        run(
+            "bash",
+            &[
+                script.to_str().context("script path")?,
+                "add",
+                &self.lan.name,
+                &ns,
+                ip,
+                &format!("v{name}"),
+            ],
+        )?;
+        Ok(NetNs { name: ns })
     }
 
     /// UE-X's address without its prefix.

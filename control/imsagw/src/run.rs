@@ -475,9 +475,8 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
             let up = dev.link().is_ok_and(|l| l.up);
             if up != link_up {
                 link_up = up;
-                for realm in 0..cfg.mg.realms.len() {
-                    cp.set_realm_available(realm, up);
-                }
+                let all: Vec<(usize, bool)> = (0..cfg.mg.realms.len()).map(|r| (r, up)).collect();
+                cp.set_realms_available(&all);
             }
         }
         for (mut conn, request) in status_clients.poll(&status) {

@@ -229,17 +229,28 @@ impl<D: DataPlane> Mg<D> {
         }
     }
 
-    /// Whether realm `realm`'s network is reachable (the link of its port); a change is
-    /// reported to the ALG when it armed the realm availability event on ROOT.
+    /// Whether realm `realm`'s network is reachable (the link of its port).
     pub fn set_realm_available(&mut self, realm: usize, up: bool) {
-        let Some(was) = self.realm_up.get_mut(realm) else {
-            return;
-        };
-        if *was == up {
+        self.set_realms_available(&[(realm, up)]);
+    }
+
+    /// Several realms' availability at once (realms sharing a port); a change is reported
+    /// to the ALG in one Notify, when it armed the realm availability event on ROOT.
+    pub fn set_realms_available(&mut self, changes: &[(usize, bool)]) {
+        let mut changed = false;
+        for &(realm, up) in changes {
+            let Some(was) = self.realm_up.get_mut(realm) else {
+                continue;
+            };
+            if *was != up {
+                *was = up;
+                changed = true;
+                tracing::warn!(realm = %self.cfg.realms[realm].name, up, "realm availability changed");
+            }
+        }
+        if !changed {
             return;
         }
-        *was = up;
-        tracing::warn!(realm = %self.cfg.realms[realm].name, up, "realm availability changed");
         if let Some(rid) = self.events.root.realms {
             let list = self.available_realms();
             self.events.notifications.push(Notification {
