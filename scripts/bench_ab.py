@@ -30,6 +30,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHES = [("dataplane", "worker"), ("dataplane", "tls"), ("control", "calls")]
+# Suffix of the rows measured with a filter, a policer and DSCP marking on every leg; the row
+# without it, from the same run, is their baseline.
+ON = ", gm/tman/ds on"
 
 
 def build(tree):
@@ -96,6 +99,10 @@ def parse(bench, text):
             out[f"worker ns per frame, spread, {c[0]} legs"] = (number(c[3]), "lower")
         for c in table_rows(text, "# relayed throughput"):
             out[f"TCP relay in process, {c[0]} pairs, Gbit/s"] = (number(c[1]), "higher")
+        # Builds with the Iq policy in the data plane: the same legs with it on.
+        for c in table_rows(text, "# worker cost per received frame with a source filter"):
+            out[f"worker ns per frame, hot set, {c[0]} legs{ON}"] = (number(c[2]), "lower")
+            out[f"worker ns per frame, spread, {c[0]} legs{ON}"] = (number(c[5]), "lower")
     elif bench == "tls":
         for c in table_rows(text, "# TLS at the access edge"):
             if c[0].startswith("full handshakes"):
@@ -153,12 +160,27 @@ def table(rev, reps, dropped, samples):
     return "\n".join(lines)
 
 
+def solo_table(solo):
+    lines = ["# the new build alone: with the Iq policy (gm filter, tman policer, ds marking) on "
+             "every leg, against the same legs without it in the same run",
+             "| row | median ns | on / off, median of the per-run ratio | min - max |",
+             "|---|---|---|---|"]
+    for row, s in sorted(solo.items()):
+        lines.append(f"| {row} | {statistics.median(s['values']):.0f} | "
+                     f"{statistics.median(s['ratios']):.3f} | {min(s['ratios']):.3f} - "
+                     f"{max(s['ratios']):.3f} |")
+    return "\n".join(lines)
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--report":
         d = json.load(open(sys.argv[2]))
         samples = {r: {"better": v["better"], "old": v["old"], "new": v["new"],
                        "worse": v["worse_each"]} for r, v in d["rows"].items()}
         print(table(d["rev"], d["reps"], d["dropped"], samples))
+        if d.get("solo"):
+            print()
+            print(solo_table(d["solo"]))
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("rev")
@@ -172,6 +194,8 @@ def main():
     print("== building the working tree", flush=True)
     new = build(ROOT)
     samples = {}
+    # Rows of the new build alone, with their ratio to the same build's row without ON.
+    solo = {}
     dropped = 0
     for rep in range(args.reps):
         order = [("old", old), ("new", new)] if rep % 2 == 0 else [("new", new), ("old", old)]
@@ -189,6 +213,12 @@ def main():
                 s["old"].append(o)
                 s["new"].append(n)
                 s["worse"].append((n / o - 1) if better == "lower" else (o / n - 1))
+            for row in got["new"].keys() - got["old"].keys():
+                base = row[:-len(ON)] if row.endswith(ON) else None
+                if base in got["new"]:
+                    s = solo.setdefault(row, {"values": [], "ratios": []})
+                    s["values"].append(got["new"][row][0])
+                    s["ratios"].append(got["new"][row][0] / got["new"][base][0])
         print(f"  repetition {rep + 1} of {args.reps} done", flush=True)
     report = {}
     for row, s in sorted(samples.items()):
@@ -196,12 +226,12 @@ def main():
                        "new_median": statistics.median(s["new"]),
                        "worse_by": statistics.median(s["worse"]), "worse_each": s["worse"],
                        "better": s["better"]}
-    text = table(args.rev, args.reps, dropped, samples)
+    text = table(args.rev, args.reps, dropped, samples) + "\n\n" + solo_table(solo)
     print(text)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"rev": args.rev, "reps": args.reps, "dropped": dropped, "rows": report},
-                      f, indent=1)
+            json.dump({"rev": args.rev, "reps": args.reps, "dropped": dropped, "rows": report,
+                       "solo": solo}, f, indent=1)
 
 
 if __name__ == "__main__":

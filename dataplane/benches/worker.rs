@@ -172,6 +172,52 @@ impl Rig {
         }
     }
 
+    /// Puts a filter (the UE's address and the farm's ports), a policer that never drops and
+    /// a DSCP on every leg (Iq `gm`, `tman`, `ds`), or takes them off.
+    fn set_policy(&mut self, on: bool) {
+        let pairs = self.xs.len() as u32;
+        let policy = |ue: Ipv4Addr, dscp: u8| {
+            if !on {
+                return LegPolicy::default();
+            }
+            LegPolicy {
+                filter: SourceFilter {
+                    address: Some((ue, 32)),
+                    ports: Some((5000, 5000 + pairs as u16)),
+                },
+                police: Some(Police {
+                    sustained: Bucket {
+                        rate: 10_000_000_000,
+                        depth: 1 << 30,
+                    },
+                    peak: Some(Bucket {
+                        rate: 20_000_000_000,
+                        depth: 1 << 30,
+                    }),
+                }),
+                dscp,
+            }
+        };
+        for i in 0..pairs {
+            for (t, ue, dscp) in [(1, UE_X, 46), (2, UE_Y, 26)] {
+                let c = Command::SetPolicy {
+                    key: TerminationKey {
+                        context: i,
+                        termination: t,
+                    },
+                    policy: policy(ue, dscp),
+                };
+                while self.control.commands.push(c.clone()).is_err() {
+                    self.settle(1);
+                }
+            }
+        }
+        while !self.control.commands.is_empty() {
+            self.settle(1);
+        }
+        self.settle(2);
+    }
+
     /// ns of worker time per received frame over `rounds` rounds of 64-byte messages on
     /// `active` pairs chosen by `pick`.
     fn per_frame(
@@ -262,6 +308,7 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|");
     let mut base = None;
+    let mut with_policy = Vec::new();
     for legs in legs_from_env() {
         let pairs = (legs / 2).max(1);
         let t = Wall::now();
@@ -270,10 +317,23 @@ fn main() {
         let active = 64.min(pairs as usize);
         let mut rng = SplitMix64::new(legs as u64);
         let (mut hot, mut cold) = (f64::MAX, f64::MAX);
+        let (mut hot_on, mut cold_on) = (f64::MAX, f64::MAX);
         for _ in 0..reps {
             hot = hot.min(rig.per_frame(rounds, active, |k| k));
             cold = cold.min(rig.per_frame(rounds, active, |_| rng.below(pairs as u64) as usize));
+            rig.set_policy(true);
+            hot_on = hot_on.min(rig.per_frame(rounds, active, |k| k));
+            cold_on =
+                cold_on.min(rig.per_frame(rounds, active, |_| rng.below(pairs as u64) as usize));
+            rig.set_policy(false);
         }
+        let drops = rig.worker.counters();
+        assert_eq!(
+            drops.filter_dropped + drops.police_dropped,
+            0,
+            "the benchmark's policy admits every frame"
+        );
+        with_policy.push((2 * pairs, hot, hot_on, cold, cold_on));
         let b = *base.get_or_insert(hot);
         println!(
             "| {} | {pairs} | {hot:.0} | {cold:.0} | {:.2} | {:.2} | {} B |",
@@ -288,6 +348,18 @@ fn main() {
             setup.as_secs_f64()
         );
         black_box(&rig.worker);
+    }
+
+    println!();
+    println!("# worker cost per received frame with a source filter, a policer and DSCP marking on every leg (Iq gm, tman, ds), against none, interleaved on the same legs (ns)");
+    println!("| legs | hot set | hot set, policy on | on / off | spread | spread, policy on | on / off |");
+    println!("|---|---|---|---|---|---|---|");
+    for (legs, hot, hot_on, cold, cold_on) in with_policy {
+        println!(
+            "| {legs} | {hot:.0} | {hot_on:.0} | {:.2} | {cold:.0} | {cold_on:.0} | {:.2} |",
+            hot_on / hot,
+            cold_on / cold
+        );
     }
 
     println!();
