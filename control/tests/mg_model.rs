@@ -406,7 +406,21 @@ impl Gen {
             1 => ",xyz/abc=1",
             _ => "",
         };
-        format!("O{{MO={mode}{realm}{extra}}}")
+        // The Iq gm/tman/ds properties, good and bad (449), and one a TCP leg whose peer
+        // connects refuses once its Remote is known (gm/spf without gm/spr).
+        let policy = self.word(&[
+            "",
+            "",
+            "",
+            ",ds/dscp=2E",
+            ",gm/saf=ON,gm/sam=203.0.113.0/24",
+            ",tman/pol=ON,tman/sdr=12500,tman/mbs=3000",
+            ",tman/pol=ON",
+            ",tman/sdr=0",
+            ",gm/spf=ON",
+            ",gm/esas=ON",
+        ]);
+        format!("O{{MO={mode}{realm}{extra}{policy}}}")
     }
 
     fn events(&mut self) -> &'static str {
