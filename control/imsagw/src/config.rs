@@ -545,6 +545,34 @@ mod tests {
     }
 
     #[test]
+    fn a_realm_sets_its_dscp_policing_and_bounds_and_bad_ones_are_refused() {
+        let base = "mgc = [\"192.0.2.1:2944\"]\n[[realm]]\nname = \"a\"\naddress = \"10.0.0.1/24\"\nports = \"1000-1999\"\n";
+        let s = Settings::from_toml(
+            &format!("{base}dscp = 46\npolice_sdr = 12500\npolice_mbs = 3000\nsdr_range = \"1000-100000\"\nmbs_range = \"1500-10000\"\n"),
+            "t.toml",
+        )
+        .unwrap();
+        let p = s.resolve(&[0, 1]).unwrap().mg.realms[0].policy;
+        assert_eq!(p.dscp, 46);
+        assert_eq!(p.police, Some((12500, 3000)));
+        assert_eq!(
+            (p.sdr_range, p.mbs_range),
+            ((1000, 100_000), (1500, 10_000))
+        );
+        for bad in [
+            "dscp = 64\n",
+            "police_sdr = 12500\n",
+            "police_sdr = 500\npolice_mbs = 3000\nsdr_range = \"1000-2000\"\n",
+            "sdr_range = \"5-1\"\n",
+            "mbs_range = \"x\"\n",
+        ] {
+            let s = Settings::from_toml(&format!("{base}{bad}"), "t.toml").unwrap();
+            let e = s.resolve(&[0, 1]).unwrap_err();
+            assert!(matches!(e, ConfigError::Realm { .. }), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn core_lists() {
         assert_eq!(parse_cores("1-3,5").unwrap(), vec![1, 2, 3, 5]);
         assert_eq!(parse_cores("2").unwrap(), vec![2]);
