@@ -90,19 +90,23 @@ def number(cell):
     return float(cell.split()[0])
 
 
-def parse(bench, text):
+def parse(bench, text, policy=False):
     """{row name: (value, better)} where better is 'lower' or 'higher'."""
     out = {}
+    if bench == "worker" and policy:
+        # Off and on from the same process, measured in turns.
+        for c in table_rows(text, "# worker cost per received frame with a source filter"):
+            out[f"worker ns per frame, hot set, {c[0]} legs"] = (number(c[1]), "lower")
+            out[f"worker ns per frame, hot set, {c[0]} legs{ON}"] = (number(c[2]), "lower")
+            out[f"worker ns per frame, spread, {c[0]} legs"] = (number(c[4]), "lower")
+            out[f"worker ns per frame, spread, {c[0]} legs{ON}"] = (number(c[5]), "lower")
+        return out
     if bench == "worker":
         for c in table_rows(text, "# worker cost per received frame"):
             out[f"worker ns per frame, hot set, {c[0]} legs"] = (number(c[2]), "lower")
             out[f"worker ns per frame, spread, {c[0]} legs"] = (number(c[3]), "lower")
         for c in table_rows(text, "# relayed throughput"):
             out[f"TCP relay in process, {c[0]} pairs, Gbit/s"] = (number(c[1]), "higher")
-        # Builds with the Iq policy in the data plane: the same legs with it on.
-        for c in table_rows(text, "# worker cost per received frame with a source filter"):
-            out[f"worker ns per frame, hot set, {c[0]} legs{ON}"] = (number(c[2]), "lower")
-            out[f"worker ns per frame, spread, {c[0]} legs{ON}"] = (number(c[5]), "lower")
     elif bench == "tls":
         for c in table_rows(text, "# TLS at the access edge"):
             if c[0].startswith("full handshakes"):
@@ -125,9 +129,12 @@ def cpu_times():
     return v[7], sum(v[:8])
 
 
-def run(exe, bench, quick):
+def run(exe, bench, quick, policy=False):
     env = dict(os.environ)
     env.setdefault("IMSAGW_BENCH_LEGS", "10,100000")
+    # The old/new comparison runs the worker bench on one set of legs, as the old build does;
+    # the Iq policy's cost is a run of its own (the new build only), on two sets of legs.
+    env["IMSAGW_BENCH_POLICY"] = "1" if policy else "0"
     if quick:
         env["IMSAGW_BENCH_QUICK"] = "1"
         env.setdefault("IMSAGW_BENCH_SECS", "0.5")
@@ -135,7 +142,7 @@ def run(exe, bench, quick):
         env.setdefault("IMSAGW_BENCH_SECS", "2")
     out = subprocess.run(["taskset", "-c", "1", exe, "--bench"], env=env, capture_output=True,
                          text=True, check=True)
-    return parse(bench, out.stdout)
+    return parse(bench, out.stdout, policy)
 
 
 def table(rev, reps, dropped, samples):
@@ -213,12 +220,14 @@ def main():
                 s["old"].append(o)
                 s["new"].append(n)
                 s["worse"].append((n / o - 1) if better == "lower" else (o / n - 1))
-            for row in got["new"].keys() - got["old"].keys():
-                base = row[:-len(ON)] if row.endswith(ON) else None
-                if base in got["new"]:
-                    s = solo.setdefault(row, {"values": [], "ratios": []})
-                    s["values"].append(got["new"][row][0])
-                    s["ratios"].append(got["new"][row][0] / got["new"][base][0])
+            if bench == "worker":
+                # The new build alone, with and without the Iq policy, in one process.
+                pol = run(new[bench], bench, args.quick, policy=True)
+                for row, (v, _) in pol.items():
+                    if row.endswith(ON) and row[:-len(ON)] in pol:
+                        s = solo.setdefault(row, {"values": [], "ratios": []})
+                        s["values"].append(v)
+                        s["ratios"].append(v / pol[row[:-len(ON)]][0])
         print(f"  repetition {rep + 1} of {args.reps} done", flush=True)
     report = {}
     for row, s in sorted(samples.items()):

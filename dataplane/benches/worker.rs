@@ -315,8 +315,9 @@ fn main() {
         let mut rig = Rig::new(pairs, 4096);
         let setup = t.elapsed();
         // The same legs again with the Iq policy on every one: measured in turns with the
-        // first, so that both see the same machine.
-        let mut rig_on = Rig::new(pairs, 4096);
+        // first, so that both see the same machine (IMSAGW_BENCH_POLICY=0: not measured).
+        let policy = std::env::var("IMSAGW_BENCH_POLICY").map_or(true, |v| v != "0");
+        let mut rig_on = Rig::new(if policy { pairs } else { 1 }, 4096);
         rig_on.set_policy(true);
         let active = 64.min(pairs as usize);
         let mut rng = SplitMix64::new(legs as u64);
@@ -330,6 +331,9 @@ fn main() {
                     cold.min(rig.per_frame(rounds, active, |_| rng.below(pairs as u64) as usize));
             };
             let mut on = |rig: &mut Rig| {
+                if !policy {
+                    return;
+                }
                 hot_on = hot_on.min(rig.per_frame(rounds, active, |k| k));
                 cold_on = cold_on
                     .min(rig.per_frame(rounds, active, |_| rng_on.below(pairs as u64) as usize));
@@ -349,7 +353,9 @@ fn main() {
             "the benchmark's policy admits every frame"
         );
         drop(rig_on);
-        with_policy.push((2 * pairs, hot, hot_on, cold, cold_on));
+        if policy {
+            with_policy.push((2 * pairs, hot, hot_on, cold, cold_on));
+        }
         let b = *base.get_or_insert(hot);
         println!(
             "| {} | {pairs} | {hot:.0} | {cold:.0} | {:.2} | {:.2} | {} B |",

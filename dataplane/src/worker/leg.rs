@@ -29,7 +29,7 @@ pub(super) struct Leg {
     pub partner: Option<u32>,
     pub gate: Gate,
     /// Source filter and policer of what the peer sends, when the leg has either.
-    pub guard: Option<Guard>,
+    pub guard: Option<Box<Guard>>,
     /// DiffServ code point of what the leg sends.
     pub dscp: u8,
     pub timers: LegTimers,
