@@ -188,7 +188,7 @@ impl<P: Port> Worker<P> {
         let Some(leg) = self.legs[idx as usize].as_mut() else {
             return false;
         };
-        let Some(g) = leg.guard.as_deref_mut() else {
+        let Some(g) = leg.guard.as_mut() else {
             return true;
         };
         match g.check(src, ip_len, droppable, now.total_micros()) {

@@ -463,9 +463,9 @@ impl<P: Port> Worker<P> {
                     let now_us = now.total_micros();
                     if let Some(l) = self.leg(idx) {
                         l.dscp = policy.dscp;
-                        match (l.guard.as_deref_mut(), policy.guards()) {
+                        match (l.guard.as_mut(), policy.guards()) {
                             (Some(g), true) => g.update(&policy, now_us),
-                            (None, true) => l.guard = Some(Box::new(Guard::new(&policy, now_us))),
+                            (None, true) => l.guard = Some(Guard::new(&policy, now_us)),
                             (_, false) => l.guard = None,
                         }
                     }
