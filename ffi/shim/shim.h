@@ -35,6 +35,15 @@ struct rte_mempool *shim_rte_mbuf_pool(const struct rte_mbuf *m);
 int shim_rte_errno(void);
 unsigned shim_rte_lcore_id(void);
 
+/* Pool layout: the number of memory chunks, and a pool packed in one area (AF_XDP). */
+unsigned shim_rte_mempool_mem_chunks(const struct rte_mempool *mp);
+struct rte_mempool *shim_rte_pktmbuf_pool_create_packed(const char *name, unsigned n,
+                                                        unsigned cache_size,
+                                                        uint16_t data_room_size,
+                                                        int socket_id);
+
+uint64_t shim_rte_mempool_obj_span(struct rte_mempool *mp, uint64_t *obj_size);
+
 /* Macro values bindgen cannot evaluate. */
 uint16_t shim_rte_pktmbuf_headroom_size(void);
 uint16_t shim_rte_mbuf_default_buf_size(void);

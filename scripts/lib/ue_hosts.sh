@@ -5,6 +5,7 @@
 #
 #   bash scripts/lib/ue_hosts.sh create LAN UEX UEY    prints `uex=ADDR/15 uey=ADDR/15`
 #   bash scripts/lib/ue_hosts.sh bridge-tap LAN IFACE
+#   bash scripts/lib/ue_hosts.sh bridge-veth LAN IFACE   a veth IFACE for imsagw's AF_XDP port
 #   bash scripts/lib/ue_hosts.sh add LAN NS ADDRESS VETH   one more host on the LAN
 #   bash scripts/lib/ue_hosts.sh delete NS...
 #
@@ -59,6 +60,35 @@ ue_hosts_bridge_tap() {
   ip netns exec "$LAN" ip link set "$1" up
 }
 
+# The frames an AF_XDP socket gets from a veth are what the peer wrote: with transmit
+# checksum offload on, a UE's TCP and UDP checksums are left for a NIC that never computes
+# them. Every veth on the AF_XDP path sends complete checksums (and no GSO/TSO super-frames).
+ue_hosts_no_offloads() {
+  local ns=$1 dev=$2
+  if [ -n "$ns" ]; then
+    ip netns exec "$ns" ethtool -K "$dev" tx off rx off gso off tso off gro off >/dev/null 2>&1 || true
+  else
+    ethtool -K "$dev" tx off rx off gso off tso off gro off >/dev/null 2>&1 || true
+  fi
+}
+
+# $1: the veth imsagw's AF_XDP port takes (made here, in the root namespace); its peer joins
+# the LAN's bridge with the MAC imsagw's tap would have had there.
+ue_hosts_bridge_veth() {
+  local dev=$1 peer=${1}b ns
+  [ -e "/sys/class/net/$dev" ] && ip link del "$dev"
+  ip link add "$dev" type veth peer name "$peer" netns "$LAN"
+  ip netns exec "$LAN" ip link set dev "$peer" address "$UE_HOSTS_TAP_MAC"
+  ip netns exec "$LAN" ip link set "$peer" master br0
+  ip netns exec "$LAN" ip link set "$peer" up
+  ue_hosts_no_offloads "$LAN" "$peer"
+  ue_hosts_no_offloads "" "$dev"
+  for ns in "$UEX" "$UEY" "${UE_HOSTS_EXTRA[@]}"; do
+    [ -n "$ns" ] && ue_hosts_no_offloads "$ns" eth0
+  done
+  ip link set "$dev" up
+}
+
 # $1 namespace, $2 address, $3 name of its veth on the bridge: one more host on the LAN
 # (an attacker, another relay); deleted by ue_hosts_delete.
 UE_HOSTS_EXTRA=()
@@ -93,6 +123,10 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
       LAN=$1
       ue_hosts_bridge_tap "$2"
       ;;
+    bridge-veth)
+      LAN=$1 UEX=${3:-} UEY=${4:-}
+      ue_hosts_bridge_veth "$2"
+      ;;
     add)
       LAN=$1
       ue_hosts_new_ns "$2"
@@ -104,7 +138,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
       done
       ;;
     *)
-      echo "usage: ue_hosts.sh create LAN UEX UEY | bridge-tap LAN IFACE | add LAN NS ADDRESS VETH | delete NS..." >&2
+      echo "usage: ue_hosts.sh create LAN UEX UEY | bridge-tap LAN IFACE | bridge-veth LAN IFACE [UEX UEY] | add LAN NS ADDRESS VETH | delete NS..." >&2
       exit 2
       ;;
   esac

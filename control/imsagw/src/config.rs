@@ -133,6 +133,9 @@ pub struct Settings {
     pub max_version: u8,
     /// The DPDK port, as EAL names it.
     pub device: String,
+    /// Run on this kernel interface through DPDK's AF_XDP driver (one queue per worker):
+    /// sets `device` and, unless `eal` is given, the EAL arguments.
+    pub af_xdp: Option<String>,
     pub gateway: Option<Ipv4Addr>,
     pub realm: Vec<RealmSettings>,
     pub mbufs: u32,
@@ -230,6 +233,7 @@ impl Default for Settings {
             profile_version: 1,
             max_version: 3,
             device: "net_tap0".into(),
+            af_xdp: None,
             gateway: None,
             realm: vec![
                 RealmSettings {

@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// DPDK port, as EAL names it.
     #[arg(long)]
     device: Option<String>,
+    /// Run on this kernel interface through DPDK's AF_XDP driver, one queue per worker (sets
+    /// the device and, without EAL arguments, the EAL's vdev).
+    #[arg(long)]
+    af_xdp: Option<String>,
     /// Default gateway of the media addresses.
     #[arg(long)]
     gateway: Option<std::net::Ipv4Addr>,
@@ -210,6 +214,9 @@ impl RunArgs {
         if self.gateway.is_some() {
             s.gateway = self.gateway;
         }
+        if self.af_xdp.is_some() {
+            s.af_xdp = self.af_xdp.clone();
+        }
         if self.metrics.is_some() {
             s.metrics = self.metrics;
         }
@@ -311,8 +318,17 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
     if std::env::var_os("RUST_LOG").is_none() {
         reload.set(&settings.log_level)?;
     }
+    let mut settings = settings;
+    if let Some(iface) = settings.af_xdp.clone() {
+        crate::afxdp::preflight(&iface, cfg.worker_cores.len())?;
+        settings.device = crate::afxdp::DEVICE.into();
+    }
     let eal_args = if settings.eal.is_empty() {
-        let mut a = Eal::no_nic_args(&["net_tap0,iface=imsagw0"]);
+        let vdev = match &settings.af_xdp {
+            Some(iface) => crate::afxdp::vdev(iface, cfg.worker_cores.len()),
+            None => "net_tap0,iface=imsagw0".into(),
+        };
+        let mut a = Eal::no_nic_args(&[vdev.as_str()]);
         // EAL's main lcore is the control thread's core.
         a[1] = settings.control_core.to_string();
         a
@@ -321,8 +337,11 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
     };
     pin("control", settings.control_core);
     let eal = Eal::init(&eal_args).context("initialising DPDK")?;
-    let pool = Mempool::create(eal, &MempoolConfig::new("imsagw_pool", settings.mbufs))
-        .context("creating the mbuf pool")?;
+    let pool = Mempool::create(
+        eal,
+        &MempoolConfig::for_device("imsagw_pool", settings.mbufs, &settings.device),
+    )
+    .context("creating the mbuf pool")?;
     let port_id = EthDev::port_by_name(eal, &settings.device)
         .with_context(|| format!("finding DPDK device {:?}", settings.device))?;
     let dev = EthDev::start(
@@ -449,7 +468,7 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
                 rx_no_mbuf: p.rx_no_mbuf,
                 link_up: dev.link().is_ok_and(|l| l.up),
             }),
-            mbufs_in_use: pool.in_use(),
+            mbufs_in_use: pool.in_use().saturating_sub(dev.held_by_driver()),
             mbufs: pool.size(),
         }
     };
@@ -538,15 +557,21 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
         legs_left += w.join().map_err(|_| anyhow::anyhow!("a worker panicked"))?;
     }
     let _ = std::fs::remove_file(&socket_path);
+    // An AF_XDP port keeps the mbufs of its fill ring: the pool's baseline.
+    let held = dev.held_by_driver();
     drop(dev);
     tracing::info!(
         released,
         legs_left,
-        mbufs_in_use = pool.in_use(),
+        mbufs_in_use = pool.in_use().saturating_sub(held),
+        mbufs_held_by_port = held,
         "imsagw stopped"
     );
-    if pool.in_use() != 0 {
-        bail!("{} mbufs not returned to the pool", pool.in_use());
+    if pool.in_use() != held {
+        bail!(
+            "{} mbufs not returned to the pool",
+            pool.in_use().saturating_sub(held)
+        );
     }
     Ok(())
 }

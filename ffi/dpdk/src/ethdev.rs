@@ -53,6 +53,8 @@ struct Inner {
     max_frame: usize,
     pool: Arc<Mempool>,
     taken: Vec<AtomicBool>,
+    /// mbufs the driver took for itself at start and keeps (an AF_XDP port's fill ring).
+    held_by_driver: u32,
 }
 
 impl Drop for Inner {
@@ -123,6 +125,19 @@ impl EthDev {
                 .to_string_lossy()
                 .into_owned()
         };
+        if driver == "net_af_xdp" {
+            // The PMD registers the pool's memory as its UMEM, from the first mbuf on for
+            // (mbufs x mbuf size) bytes: an mbuf beyond that, handed to the kernel's fill ring,
+            // is refused there and never comes back, until receiving stops.
+            let (span, packed) = pool.packed_span();
+            if span > packed {
+                return Err(DpdkError::InvalidConfig(format!(
+                    "the mbuf pool {} spans {span} bytes but an AF_XDP UMEM over it covers {packed}: create it packed (MempoolConfig::packed)",
+                    pool.name()
+                )));
+            }
+        }
+        let in_use_before = pool.in_use();
         let conf = dpdk_sys::rte_eth_conf::default();
         // SAFETY: valid port and configuration structure.
         DpdkError::check("rte_eth_dev_configure", unsafe {
@@ -187,6 +202,14 @@ impl EthDev {
         // smaller (single-segment mbufs only).
         let room = pool_room(&pool);
         let max_frame = 1514usize.min(room);
+        // An AF_XDP port fills its kernel fill ring from the pool when its queues are set up
+        // and does not give those mbufs back when it closes; other drivers free what their
+        // rings hold.
+        let held_by_driver = if driver == "net_af_xdp" {
+            pool.in_use().saturating_sub(in_use_before)
+        } else {
+            0
+        };
         tracing::info!(port = port_id, %name, %driver, queues = cfg.queues, mac = ?addr.addr_bytes, "ethdev started");
         Ok(EthDev {
             inner: Arc::new(Inner {
@@ -197,6 +220,7 @@ impl EthDev {
                 max_frame,
                 pool,
                 taken: (0..cfg.queues).map(|_| AtomicBool::new(false)).collect(),
+                held_by_driver,
             }),
         })
     }
@@ -219,6 +243,13 @@ impl EthDev {
 
     pub fn pool(&self) -> &Arc<Mempool> {
         &self.inner.pool
+    }
+
+    /// mbufs the driver took at start and keeps for itself: an AF_XDP port's fill ring
+    /// (they are not returned when the port closes). The pool is back to its baseline when
+    /// this many are in use.
+    pub fn held_by_driver(&self) -> u32 {
+        self.inner.held_by_driver
     }
 
     /// Takes queue pair `queue` for one worker. Each queue can be taken once.
@@ -314,6 +345,30 @@ impl DpdkPort {
 
     pub fn pool(&self) -> &Arc<Mempool> {
         &self.dev.pool
+    }
+}
+
+impl Drop for DpdkPort {
+    /// Reclaims the mbufs of frames still in flight: a driver frees a sent frame's mbuf only
+    /// when it next transmits (an AF_XDP port reaps its completion ring then), so an empty
+    /// transmit call, repeated while the kernel finishes, gives them back before the port
+    /// closes.
+    fn drop(&mut self) {
+        let before = self.dev.pool.in_use();
+        for _ in 0..20 {
+            // SAFETY: this handle is the only user of (port, queue); a zero-length burst
+            // hands the driver nothing.
+            unsafe {
+                dpdk_sys::shim_rte_eth_tx_burst(self.port_id, self.queue, std::ptr::null_mut(), 0)
+            };
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        tracing::debug!(
+            port = self.port_id,
+            queue = self.queue,
+            reclaimed = before.saturating_sub(self.dev.pool.in_use()),
+            "queue released"
+        );
     }
 }
 

@@ -15,9 +15,21 @@ pub struct MempoolConfig {
     pub cache_size: u32,
     /// Data room per mbuf, headroom included.
     pub data_room: u16,
+    /// All mbufs in one virtually contiguous area, allowed to cross page boundaries: what an
+    /// AF_XDP port needs (it registers the pool as its UMEM from the first chunk on). Not for
+    /// NICs that DMA by physical address without an IOMMU.
+    pub packed: bool,
 }
 
 impl MempoolConfig {
+    /// The pool for a port on `device`: packed in one area when it is an AF_XDP port.
+    pub fn for_device(name: impl Into<String>, size: u32, device: &str) -> Self {
+        MempoolConfig {
+            packed: device.starts_with("net_af_xdp"),
+            ..MempoolConfig::new(name, size)
+        }
+    }
+
     pub fn new(name: impl Into<String>, size: u32) -> Self {
         MempoolConfig {
             name: name.into(),
@@ -25,6 +37,7 @@ impl MempoolConfig {
             cache_size: 256.min(size / 2),
             // SAFETY: returns a compile-time constant.
             data_room: unsafe { dpdk_sys::shim_rte_mbuf_default_buf_size() },
+            packed: false,
         }
     }
 }
@@ -48,19 +61,43 @@ impl Mempool {
     pub fn create(_eal: &Eal, cfg: &MempoolConfig) -> Result<Arc<Mempool>, DpdkError> {
         let name = CString::new(cfg.name.as_str())
             .map_err(|_| DpdkError::InvalidConfig(format!("pool name {:?}", cfg.name)))?;
-        // SAFETY: the EAL is initialised (witnessed by `_eal`) and `name` is NUL-terminated;
-        // DPDK copies the name.
-        let p = unsafe {
-            dpdk_sys::rte_pktmbuf_pool_create(
-                name.as_ptr(),
-                cfg.size,
-                cfg.cache_size,
-                0,
-                cfg.data_room,
-                dpdk_sys::SOCKET_ID_ANY,
-            )
+        let p = if cfg.packed {
+            // SAFETY: as below.
+            unsafe {
+                dpdk_sys::shim_rte_pktmbuf_pool_create_packed(
+                    name.as_ptr(),
+                    cfg.size,
+                    cfg.cache_size,
+                    cfg.data_room,
+                    dpdk_sys::SOCKET_ID_ANY,
+                )
+            }
+        } else {
+            // SAFETY: the EAL is initialised (witnessed by `_eal`) and `name` is
+            // NUL-terminated; DPDK copies the name.
+            unsafe {
+                dpdk_sys::rte_pktmbuf_pool_create(
+                    name.as_ptr(),
+                    cfg.size,
+                    cfg.cache_size,
+                    0,
+                    cfg.data_room,
+                    dpdk_sys::SOCKET_ID_ANY,
+                )
+            }
         };
         let ptr = NonNull::new(p).ok_or_else(|| DpdkError::last("rte_pktmbuf_pool_create"))?;
+        // SAFETY: `ptr` is the live pool just created.
+        let chunks = unsafe { dpdk_sys::shim_rte_mempool_mem_chunks(ptr.as_ptr()) };
+        tracing::debug!(pool = %cfg.name, size = cfg.size, packed = cfg.packed, chunks, "mbuf pool created");
+        if cfg.packed && chunks != 1 {
+            // SAFETY: no mbuf of it was handed out.
+            unsafe { dpdk_sys::rte_mempool_free(ptr.as_ptr()) };
+            return Err(DpdkError::InvalidConfig(format!(
+                "mbuf pool {} came in {chunks} memory chunks, one is needed (give EAL more memory, -m)",
+                cfg.name
+            )));
+        }
         Ok(Arc::new(Mempool {
             ptr,
             name: cfg.name.clone(),
@@ -70,6 +107,22 @@ impl Mempool {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the mbufs lie back to back from the first (what an AF_XDP UMEM over the pool
+    /// assumes): (the span of their memory, the span they would take packed).
+    pub fn packed_span(&self) -> (u64, u64) {
+        let mut obj = 0u64;
+        // SAFETY: `ptr` is a live mempool; `obj` is a valid out pointer; iterating the
+        // objects reads the pool's headers only.
+        let span = unsafe { dpdk_sys::shim_rte_mempool_obj_span(self.ptr.as_ptr(), &mut obj) };
+        (span, obj * self.size as u64)
+    }
+
+    /// Memory chunks the pool's mbufs live in.
+    pub fn mem_chunks(&self) -> u32 {
+        // SAFETY: `ptr` is a live mempool owned by this value.
+        unsafe { dpdk_sys::shim_rte_mempool_mem_chunks(self.ptr.as_ptr()) }
     }
 
     pub fn size(&self) -> u32 {
