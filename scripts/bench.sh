@@ -2,18 +2,21 @@
 # The performance report: imsagw against HAProxy 2.6 and against the floor, from one run.
 # Writes target/bench-report/{results.json,report.md,*.png}.
 #
-#   bash scripts/bench.sh           the full run (REPS=5 interleaved A/B pairs; < 20 min)
+#   bash scripts/bench.sh           the full run (REPS=5 interleaved repetitions; < 40 min)
 #   bash scripts/bench.sh --quick   one pair of each, short benches (< 3 min; the test
 #                                   command runs it and checks the report is produced)
 #
 # Method (docs/performance.md, "How the numbers are taken"):
-# - end to end: imsagw on DPDK net_tap (worker on core 1) and HAProxy 2.6 (`mode tcp`, one
-#   thread, cpu-map to core 1) each relay between kernel UEs in namespaces on one bridge;
-#   HAProxy sits behind its own veth (MTU 1500; GRO/GSO/TSO off on every veth of the bench,
-#   so neither side gets 64 KiB segments). The load (imsagw-sim load and its UE farms) runs
-#   on core 0. Runs are interleaved imsagw/HAProxy; while HAProxy runs, imsagw is stopped
-#   (SIGSTOP) so its polling worker does not take HAProxy's core. A run with more than 5 %
-#   steal time is dropped and counted.
+# - end to end: imsagw on a DPDK AF_XDP port (a veth whose peer is on the bridge), imsagw on
+#   DPDK net_tap (each with its worker on core 1) and HAProxy 2.6 (`mode tcp`, one thread,
+#   cpu-map to core 1) each relay between kernel UEs in namespaces on one bridge; HAProxy
+#   sits behind its own veth (MTU 1500; GRO/GSO/TSO off on every veth of the bench, so no
+#   side gets 64 KiB segments). The load (imsagw-sim load and its UE farms) runs on core 0.
+#   Runs are interleaved AF_XDP/net_tap/HAProxy; only the side under test runs, the others
+#   are stopped (SIGSTOP) so no polling worker takes its core. CPU is every core's user,
+#   system and softirq time from /proc/stat over the run (kernel threads and a busy-polling
+#   worker both paid for), reported in total and less the load generator's own process time
+#   (scripts/lib/rusage.py). A run with more than 5 % steal time is dropped and counted.
 # - floors: openssl speed (AES-128-GCM, X25519, ECDSA P-256) and rustls in-process with the
 #   AGW's configuration (cargo bench --bench tls); dimpl in-process for DTLS (cargo bench
 #   --bench dtls); memcpy for the plain relay.
@@ -30,13 +33,12 @@ cd "$(dirname "$0")/.."
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 if [ "$QUICK" -eq 1 ]; then
-  REPS=${REPS:-1} CALLS=${CALLS:-4} BYTES=${BYTES:-2097152} ECHOES=${ECHOES:-300} CONNS=${CONNS:-50}
+  REPS=${REPS:-1} CALLS=${CALLS:-4} BYTES=${BYTES:-2097152} ECHO_SECS=${ECHO_SECS:-1} CONNS=${CONNS:-50}
   LEGS=${LEGS:-10,1000}
 else
-  REPS=${REPS:-5} CALLS=${CALLS:-8} BYTES=${BYTES:-33554432} ECHOES=${ECHOES:-3000} CONNS=${CONNS:-400}
+  REPS=${REPS:-5} CALLS=${CALLS:-8} BYTES=${BYTES:-33554432} ECHO_SECS=${ECHO_SECS:-30} CONNS=${CONNS:-400}
   LEGS=${LEGS:-10,100,1000,10000,100000}
 fi
-ECHO_RATE=${ECHO_RATE:-1000}
 MAX_STEAL=${MAX_STEAL:-0.05}
 OUT=target/bench-report
 LAN=bench-lan
@@ -45,22 +47,30 @@ UEY=bench-y
 HAP=bench-h
 AGW_IP=198.18.1.10
 HAP_IP=198.18.1.11
+TAP_IP=198.18.1.12
 IFACE=imbench0
+XDP_IFACE=imbench1
 WORK=$(mktemp -d)
 AGW_PID=""
+XDP_PID=""
+TAP_PID=""
 HAP_PID=""
 [ "$(id -u)" -eq 0 ] || { echo "bench.sh needs root (DPDK tap device, network namespaces)"; exit 1; }
 
 cleanup() {
   if [ -n "$HAP_PID" ]; then kill "$HAP_PID" 2>/dev/null || echo "HAProxy already gone"; fi
-  agw_cleanup
+  AGW_PID=$XDP_PID agw_cleanup
+  AGW_PID=$TAP_PID agw_cleanup
   ue_hosts_delete
+  ip link del "$XDP_IFACE" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 fail() {
   echo "FAIL: $*" >&2
-  if [ -f "$WORK/imsagw.log" ]; then tail -20 "$WORK/imsagw.log" >&2; fi
+  for f in "$WORK"/imsagw*.log; do
+    if [ -f "$f" ]; then echo "-- $f" >&2; tail -20 "$f" >&2; fi
+  done
   if [ -f "$WORK/load.out" ]; then grep -v "^ *[0-9]*:\|^ *at \|^$\|Stack backtrace" "$WORK/load.out" | tail -12 >&2; fi
   exit 1
 }
@@ -116,8 +126,12 @@ env "${secs_env[@]}" cargo bench -q -p control --bench calls 2>/dev/null | tee "
 calls=$(sed -n 's/.*median \([0-9]*\),.*/\1/p' "$WORK/calls.txt")
 row "H.248 calls/s" "Add, Add, Modify, Modify, Subtract; 64 in flight" "calls/s" "imsagw" "$calls"
 
-echo "== end to end: imsagw (DPDK net_tap) and HAProxy 2.6 between kernel UEs"
+echo "== end to end: imsagw (DPDK AF_XDP and net_tap) and HAProxy 2.6 between kernel UEs"
 ue_hosts_create
+# imsagw's AF_XDP veth before HAProxy's host joins, so only the UEs' veths lose their
+# checksum offloads (an AF_XDP socket gets frames as their sender wrote them); HAProxy keeps
+# its own.
+ue_hosts_bridge_veth "$XDP_IFACE"
 ue_hosts_add "$HAP" "$HAP_IP" vh
 for ns in "$UEX" "$UEY" "$HAP"; do
   ip netns exec "$ns" ip link set eth0 mtu 1500
@@ -131,7 +145,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -subj /CN=agw.example -keyout "$WORK/agw.key" -out "$WORK/agw.crt" 2>/dev/null
 cat "$WORK/agw.crt" "$WORK/agw.key" >"$WORK/agw.pem"
 AGW_FP="sha-256 $(openssl x509 -in "$WORK/agw.crt" -noout -fingerprint -sha256 | cut -d= -f2)"
-cat >"$WORK/haproxy.cfg" <<EOF
+cat >"$WORK/haproxy.cfg" <<EOC
 global
   nbthread 1
   cpu-map 1/1 1
@@ -159,40 +173,65 @@ backend plain41
   server uey $UEY_IP:-38000
 backend tls42
   server uey $UEY_IP:-39000 ssl verify none crt $WORK/agw.pem
-EOF
+EOC
 ip netns exec "$HAP" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 HAP_PID=$!
 
-agw_start --bind 127.0.0.1:2954 --mgc 127.0.0.1:2955 --status-socket "$WORK/imsagw.sock" \
-  --tls-cert "$WORK/agw.crt" --tls-key "$WORK/agw.key" \
+# Two imsagw, each with its worker on core 1 and its own addresses on the LAN: one on an
+# AF_XDP port (the veth above), one on net_tap. Only the side under test runs; the others
+# are stopped (SIGSTOP) so no polling worker takes its core.
+AGW_LOG=$WORK/imsagw-tap.log agw_start --bind 127.0.0.1:2956 --mgc 127.0.0.1:2957 \
+  --status-socket "$WORK/imsagw-tap.sock" --tls-cert "$WORK/agw.crt" --tls-key "$WORK/agw.key" \
   --worker-cores 1 --shared-control-core \
-  --realm access=$AGW_IP/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
+  --realm access=$TAP_IP/15:40000-44999 --realm core=198.18.2.22/15:45000-49999 \
   -- -l 0 --no-huge --no-pci --no-shconf --no-telemetry -m 256 "--vdev=net_tap0,iface=$IFACE"
+TAP_PID=$AGW_PID
 ue_hosts_bridge_tap "$IFACE"
 ip netns exec "$LAN" ethtool -K "$IFACE" gro off gso off tso off >/dev/null 2>&1 || echo "ethtool: offloads left as they are on $IFACE"
+agw_start --bind 127.0.0.1:2954 --mgc 127.0.0.1:2955 --status-socket "$WORK/imsagw.sock" \
+  --tls-cert "$WORK/agw.crt" --tls-key "$WORK/agw.key" \
+  --worker-cores 1 --shared-control-core --control-core 0 --af-xdp "$XDP_IFACE" \
+  --realm access=$AGW_IP/15:40000-44999 --realm core=198.18.2.20/15:45000-49999
+XDP_PID=$AGW_PID
 kill -0 "$HAP_PID" 2>/dev/null || fail "HAProxy did not start: $(cat "$WORK/haproxy.log")"
 
-steal() { awk '/^cpu / {print $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
-round=0
+# steal, total and busy jiffies over every core; busy = user + nice + system + irq + softirq
+# (guest time is inside user).
+cpu_jiffies() { awk '/^cpu / {print $9, $2+$3+$4+$5+$6+$7+$8+$9, $2+$3+$4+$7+$8}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+round=(0 0)
 dropped=0
 RECORD=0
-# $1 side (imsagw | haproxy), $2 workload (bulk | echo); appends rows unless steal was high.
+# $1 side (xdp | tap | haproxy), $2 workload; appends rows unless steal was high.
 run() {
-  local side=$1 workload=$2 args=() s0 s1
-  if [ "$side" = imsagw ]; then
-    kill -CONT "$AGW_PID"
-    args=(--listen 127.0.0.1:2955 --first-tid $((1000 + round * 10000)))
-    [ "$round" -gt 0 ] && args+=(--mg 127.0.0.1:2954)
-    round=$((round + 1))
-  else
-    kill -STOP "$AGW_PID"
-    local first=40000
-    case $workload in tls-*) first=41000 ;; tlstls-*) first=42000 ;; esac
-    args=(--proxy "$HAP_IP:$first" --relay-fingerprint "$AGW_FP")
-  fi
+  local side=$1 workload=$2 args=() c0 c1 name pid
+  for p in "$XDP_PID" "$TAP_PID"; do kill -STOP "$p"; done
+  case $side in
+    xdp | tap)
+      local i=0 mgc=2955 mg=2954
+      name=imsagw
+      pid=$XDP_PID
+      if [ "$side" = tap ]; then
+        i=1 mgc=2957 mg=2956 name="imsagw (net_tap)" pid=$TAP_PID
+      fi
+      kill -CONT "$pid"
+      args=(--listen "127.0.0.1:$mgc" --first-tid $((1000 + round[i] * 10000)))
+      [ "${round[i]}" -gt 0 ] && args+=(--mg "127.0.0.1:$mg")
+      round[i]=$((round[i] + 1))
+      ;;
+    haproxy)
+      name="HAProxy 2.6"
+      pid=$HAP_PID
+      local first=40000
+      case $workload in tls-*) first=41000 ;; tlstls-*) first=42000 ;; esac
+      args=(--proxy "$HAP_IP:$first" --relay-fingerprint "$AGW_FP")
+      ;;
+  esac
   case $workload in
     bulk) args+=(--calls "$CALLS" --bytes "$BYTES") ;;
-    echo) args+=(--calls 1 --echo --echo-count "$ECHOES" --echo-rate "$ECHO_RATE" --echo-size 1024) ;;
+    # 1 KiB echoes, one at a time per connection at 1 000/s: one connection, then ten.
+    echo1k) args+=(--calls 1 --echo --echo-count $((ECHO_SECS * 1000)) --echo-rate 1000 --echo-size 1024) ;;
+    echo10k) args+=(--calls 10 --echo --echo-count $((ECHO_SECS * 1000)) --echo-rate 1000 --echo-size 1024) ;;
     tls-bulk) args+=(--tls-access --calls "$CALLS" --bytes "$BYTES") ;;
     tlstls-bulk) args+=(--tls-access --tls-core --calls "$CALLS" --bytes "$BYTES") ;;
     # New TLS connections: one per call, handshake + one 100-byte echo, all at once.
@@ -201,8 +240,7 @@ run() {
     # resident memory is sampled.
     hold) args+=(--calls "$CONNS" --echo --echo-count 20 --echo-rate 10 --echo-size 100) ;;
   esac
-  local pid=$AGW_PID rss0 rss_max rss km0=0 km_max=0 km
-  [ "$side" = haproxy ] && pid=$HAP_PID
+  local rss0 rss_max rss km0=0 km_max=0 km
   rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
   rss_max=$rss0
   # HAProxy's socket buffers are the kernel's, not in its RSS: the TCP memory (pages) of its
@@ -212,9 +250,9 @@ run() {
     km0=$(kernel_tcp_pages)
     km_max=$km0
   fi
-  s0=$(steal)
-  taskset -c 0 "$SIM" load "${args[@]}" --ue-x-netns "$UEX" --ue-y-netns "$UEY" \
-    >"$WORK/load.out" 2>&1 &
+  c0=$(cpu_jiffies)
+  taskset -c 0 /usr/bin/python3 scripts/lib/rusage.py "$WORK/load.cpu" \
+    "$SIM" load "${args[@]}" --ue-x-netns "$UEX" --ue-y-netns "$UEY" >"$WORK/load.out" 2>&1 &
   local load_pid=$!
   while kill -0 "$load_pid" 2>/dev/null; do
     rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
@@ -226,52 +264,69 @@ run() {
     sleep 0.05
   done
   wait "$load_pid" || fail "$side $workload run"
-  s1=$(steal)
-  kill -CONT "$AGW_PID"
-  local frac
-  frac=$(echo "$s0 $s1" | awk '{d=$4-$2; print (d>0 ? ($3-$1)/d : 0)}')
+  c1=$(cpu_jiffies)
+  for p in "$XDP_PID" "$TAP_PID"; do kill -CONT "$p"; done
+  # Every core's busy time during the run, and the same less the load generator's own.
+  local frac cpu load_cpu
+  frac=$(echo "$c0 $c1" | awk '{d=$5-$2; print (d>0 ? ($4-$1)/d : 0)}')
+  cpu=$(echo "$c0 $c1" | awk -v hz="$HZ" '{print ($6-$3)/hz}')
+  load_cpu=$(cat "$WORK/load.cpu")
   if awk -v f="$frac" -v m="$MAX_STEAL" 'BEGIN{exit !(f>m)}'; then
     dropped=$((dropped + 1))
     echo "  dropped: $side $workload, steal $frac"
     return
   fi
+  echo "  $side $workload: $(grep -E '^(LOAD DATA|LATENCY)' "$WORK/load.out" | tr '\n' ' ') cpu_s=$cpu load_cpu_s=$load_cpu"
   [ "$RECORD" -eq 1 ] || return 0
-  local name=imsagw
-  [ "$side" = haproxy ] && name="HAProxy 2.6"
-  local mbit ms
+  local mbit ms gb
   mbit=$(sed -n 's/^LOAD DATA ms=[0-9.]* mbit_s=//p' "$WORK/load.out")
   ms=$(sed -n 's/^LOAD DATA ms=\([0-9.]*\) .*/\1/p' "$WORK/load.out")
-  if [ "$workload" = bulk ]; then
-    row "TCP -> TCP relay (end to end)" "$CALLS connections, payload both ways" "Mbit/s" "$name" "$mbit"
-  elif [ "$workload" = tls-bulk ]; then
-    row "TLS -> TCP relay (end to end)" "$CALLS connections, payload one way" "Mbit/s" "$name" "$mbit"
-  elif [ "$workload" = tlstls-bulk ]; then
-    row "TLS -> TLS relay (end to end)" "$CALLS connections, payload one way" "Mbit/s" "$name" "$mbit"
-  elif [ "$workload" = hold ]; then
-    row "memory per established call (end to end)" "peak growth per connection held: process RSS + kernel TCP memory ($CONNS held, first such run after a warm-up of $CALLS)" "bytes" "$name" \
-      "$(( ((rss_max - rss0) * 1024 + (km_max - km0) * 4096) / CONNS ))"
-  elif [ "$workload" = tls-conns ]; then
-    row "new TLS connections (end to end)" "$CONNS at once: TCP + TLS 1.3 handshake + one 100-byte echo" "conns/s" "$name" \
-      "$(awk -v n="$CONNS" -v ms="$ms" 'BEGIN{printf "%.0f", n*1000/ms}')"
-  else
-    local lat
-    lat=$(grep '^LATENCY' "$WORK/load.out")
-    row "1 KiB echo latency (end to end)" "p50 at $ECHO_RATE/s" "us" "$name" "$(echo "$lat" | sed -n 's/.*p50_us=\([0-9.]*\).*/\1/p')"
-    row "1 KiB echo latency (end to end)" "p99 at $ECHO_RATE/s" "us" "$name" "$(echo "$lat" | sed -n 's/.*p99_us=\([0-9.]*\).*/\1/p')"
-  fi
-  echo "  $side $workload: $(grep -E '^(LOAD DATA|LATENCY)' "$WORK/load.out" | tr '\n' ' ')"
+  gb=$(awk -v m="$mbit" -v t="$ms" 'BEGIN{print m * t / 8e6}')
+  # $1 workload title, $2 its metric: throughput, then CPU per GB relayed.
+  relay_rows() {
+    row "$1" "$2" "Mbit/s" "$name" "$mbit"
+    row "$1" "CPU per GB relayed, every core (user+system+softirq)" "CPU s/GB" "$name" \
+      "$(awk -v c="$cpu" -v g="$gb" 'BEGIN{printf "%.3f", c / g}')"
+    row "$1" "CPU per GB relayed, every core less the load generator's process time" "CPU s/GB" "$name" \
+      "$(awk -v c="$cpu" -v l="$load_cpu" -v g="$gb" 'BEGIN{printf "%.3f", (c - l) / g}')"
+  }
+  case $workload in
+    bulk) relay_rows "TCP -> TCP relay (end to end)" "$CALLS connections, payload both ways" ;;
+    tls-bulk) relay_rows "TLS -> TCP relay (end to end)" "$CALLS connections, payload one way" ;;
+    tlstls-bulk) relay_rows "TLS -> TLS relay (end to end)" "$CALLS connections, payload one way" ;;
+    hold)
+      row "memory per established call (end to end)" "peak growth per connection held: process RSS + kernel TCP memory ($CONNS held, first such run after a warm-up of $CALLS)" "bytes" "$name" \
+        "$(( ((rss_max - rss0) * 1024 + (km_max - km0) * 4096) / CONNS ))"
+      ;;
+    tls-conns)
+      row "new TLS connections (end to end)" "$CONNS at once: TCP + TLS 1.3 handshake + one 100-byte echo" "conns/s" "$name" \
+        "$(awk -v n="$CONNS" -v ms="$ms" 'BEGIN{printf "%.0f", n*1000/ms}')"
+      row "new TLS connections (end to end)" "CPU per connection, every core" "CPU ms/conn" "$name" \
+        "$(awk -v c="$cpu" -v n="$CONNS" 'BEGIN{printf "%.3f", c * 1000 / n}')"
+      row "new TLS connections (end to end)" "CPU per connection, every core less the load generator's process time" "CPU ms/conn" "$name" \
+        "$(awk -v c="$cpu" -v l="$load_cpu" -v n="$CONNS" 'BEGIN{printf "%.3f", (c - l) * 1000 / n}')"
+      ;;
+    echo1k | echo10k)
+      local lat rate=1000 p
+      [ "$workload" = echo10k ] && rate=10000
+      lat=$(grep '^LATENCY' "$WORK/load.out")
+      for p in p50 p99 p999; do
+        row "1 KiB echo latency (end to end)" "$p at $rate/s ($ECHO_SECS s)" "us" "$name" \
+          "$(echo "$lat" | sed -n "s/.* ${p}_us=\([0-9.]*\).*/\1/p")"
+      done
+      ;;
+  esac
 }
-run imsagw bulk # warm-up (registration, ARP, allocator), not recorded
-run haproxy bulk
+SIDES=${SIDES:-xdp tap haproxy}
+for side in $SIDES; do run "$side" bulk; done # warm-up (registration, ARP, allocator), not recorded
 RECORD=1
 for rep in $(seq 1 "$REPS"); do
   echo " repetition $rep"
-  ws="bulk echo tls-bulk tlstls-bulk tls-conns"
+  ws="bulk echo1k echo10k tls-bulk tlstls-bulk tls-conns"
   # Memory once, before any run has held more connections than the warm-up's.
   [ "$rep" -eq 1 ] && ws="hold $ws"
   for w in $ws; do
-    run imsagw "$w"
-    run haproxy "$w"
+    for side in $SIDES; do run "$side" "$w"; done
   done
 done
 row "bench" "runs dropped for steal time > $MAX_STEAL" "runs" "imsagw" "$dropped"
@@ -280,7 +335,7 @@ row "bench" "runs dropped for steal time > $MAX_STEAL" "runs" "imsagw" "$dropped
 # sampling: this VM has no hardware counters), written to $OUT/profile-{imsagw,haproxy}.txt.
 if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
   RECORD=0
-  for side in imsagw haproxy; do
+  for side in xdp haproxy; do
     for w in bulk tls-bulk; do
       perf record -q -e cpu-clock -F 2000 -g -C 1 -o "$WORK/perf.data" -- sleep 600 >/dev/null 2>&1 &
       perf_pid=$!
@@ -300,7 +355,8 @@ if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
   done
 fi
 
-agw_stop_checked
+AGW_PID=$XDP_PID agw_stop_checked
+AGW_PID=$TAP_PID AGW_LOG=$WORK/imsagw-tap.log agw_stop_checked
 
 echo "== report"
 /usr/bin/python3 scripts/bench_report.py "$RESULTS" "$OUT" "$([ "$QUICK" -eq 1 ] && echo quick || echo full)"

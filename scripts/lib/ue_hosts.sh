@@ -73,12 +73,11 @@ ue_hosts_no_offloads() {
 }
 
 # $1: the veth imsagw's AF_XDP port takes (made here, in the root namespace); its peer joins
-# the LAN's bridge with the MAC imsagw's tap would have had there.
+# the LAN's bridge (with a MAC of its own: a tap may be on the same bridge).
 ue_hosts_bridge_veth() {
   local dev=$1 peer=${1}b ns
   [ -e "/sys/class/net/$dev" ] && ip link del "$dev"
   ip link add "$dev" type veth peer name "$peer" netns "$LAN"
-  ip netns exec "$LAN" ip link set dev "$peer" address "$UE_HOSTS_TAP_MAC"
   ip netns exec "$LAN" ip link set "$peer" master br0
   ip netns exec "$LAN" ip link set "$peer" up
   ue_hosts_no_offloads "$LAN" "$peer"

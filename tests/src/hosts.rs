@@ -73,24 +73,48 @@ pub fn start_imsagw(
     status: &Path,
     extra: &[&str],
 ) -> (Reap, Receiver<String>, Vec<String>) {
+    let vdev = format!("--vdev=net_tap0,iface={tap}");
+    let mut eal = vec![
+        "--",
+        "-l",
+        "0",
+        "--no-huge",
+        "--no-pci",
+        "--no-shconf",
+        "--no-telemetry",
+        "-m",
+        "256",
+    ];
+    eal.push(&vdev);
+    spawn_imsagw(mgc, status, extra, &eal)
+}
+
+/// `imsagw run --af-xdp IFACE` (the EAL arguments imsagw makes for it), otherwise as
+/// [`start_imsagw`].
+pub fn start_imsagw_af_xdp(
+    iface: &str,
+    mgc: &str,
+    status: &Path,
+    extra: &[&str],
+) -> (Reap, Receiver<String>, Vec<String>) {
+    let mut args = vec!["--af-xdp", iface, "--control-core", "0"];
+    args.extend_from_slice(extra);
+    spawn_imsagw(mgc, status, &args, &[])
+}
+
+fn spawn_imsagw(
+    mgc: &str,
+    status: &Path,
+    extra: &[&str],
+    eal: &[&str],
+) -> (Reap, Receiver<String>, Vec<String>) {
     let mut agw = Reap(
         Command::new(crate::bin("imsagw"))
             .args(["run", "--bind", "127.0.0.1:0", "--mgc", mgc])
             .args(extra)
             .arg("--status-socket")
             .arg(status)
-            .args([
-                "--",
-                "-l",
-                "0",
-                "--no-huge",
-                "--no-pci",
-                "--no-shconf",
-                "--no-telemetry",
-                "-m",
-                "256",
-            ])
-            .arg(format!("--vdev=net_tap0,iface={tap}"))
+            .args(eal)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

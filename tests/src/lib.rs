@@ -183,6 +183,25 @@ impl UeLan {
         Ok(())
     }
 
+    /// A veth `iface` in this namespace for imsagw's AF_XDP port, its peer on the LAN's
+    /// bridge; checksum offloads off on every veth of the path (an AF_XDP socket gets frames
+    /// as their sender wrote them).
+    pub fn bridge_veth(&self, iface: &str) -> Result<()> {
+        let script = ue_hosts_script();
+        run(
+            "bash",
+            &[
+                script.to_str().context("script path")?,
+                "bridge-veth",
+                &self.lan.name,
+                iface,
+                &self.uex.name,
+                &self.uey.name,
+            ],
+        )?;
+        Ok(())
+    }
+
     /// One more host on the LAN (`{prefix}-{name}-{pid}`) at `ip` (no prefix: the LAN's
     /// /15); deleted when the returned namespace is dropped.
     pub fn add_host(&self, name: &str, ip: &str) -> Result<NetNs> {

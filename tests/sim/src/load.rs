@@ -43,6 +43,9 @@ pub struct FarmArgs {
     /// Bulk one way (UE-X to UE-Y, then the count back), as over TLS.
     #[arg(long)]
     one_way: bool,
+    /// With --one-way: UE-Y sends and UE-X counts.
+    #[arg(long)]
+    reverse: bool,
 }
 
 /// The echo workload instead of bulk: UE-Y echoes; UE-X sends `echo_count` messages of
@@ -84,7 +87,8 @@ fn tcp_ready(s: &TcpStream) -> Result<()> {
     Ok(())
 }
 
-/// Bulk one way, UE-X's side: `bytes` of the pattern, then the count UE-Y received.
+/// Bulk one way, the sending side (UE-X, or UE-Y with --reverse): `bytes` of the pattern,
+/// then the count the other side received.
 fn one_way_send(mut s: FarmStream, call: u64, bytes: u64) -> Result<()> {
     let mut buf = vec![0u8; 16 * 1024];
     let mut sent = 0u64;
@@ -107,7 +111,7 @@ fn one_way_send(mut s: FarmStream, call: u64, bytes: u64) -> Result<()> {
     Ok(())
 }
 
-/// Bulk one way, UE-Y's side: check `bytes` of the pattern, answer with the count.
+/// Bulk one way, the receiving side: check `bytes` of the pattern, answer with the count.
 fn one_way_receive(mut s: FarmStream, call: u64, bytes: u64) -> Result<()> {
     let mut check = PatternChecker::new(2 * call);
     let mut buf = vec![0u8; 16 * 1024];
@@ -250,12 +254,16 @@ pub fn farm(a: FarmArgs) -> Result<()> {
         println!("LISTENING {}", a.count);
         for (i, l) in listeners.into_iter().enumerate() {
             let (bytes, echo, one_way, tls) = (a.bytes, a.workload.echo, a.one_way, tls.clone());
+            let reverse = a.reverse;
             threads.push(std::thread::spawn(move || -> Result<Vec<f64>> {
                 let (s, _) = l.accept()?;
                 tcp_ready(&s)?;
                 let call = i as u64;
                 match (echo, one_way) {
                     (true, _) => echo_back(FarmStream::new(s, tls.as_ref(), false)?)?,
+                    (false, true) if reverse => {
+                        one_way_send(FarmStream::new(s, tls.as_ref(), false)?, call, bytes)?
+                    }
                     (false, true) => {
                         one_way_receive(FarmStream::new(s, tls.as_ref(), false)?, call, bytes)?
                     }
@@ -268,6 +276,7 @@ pub fn farm(a: FarmArgs) -> Result<()> {
         for (i, line) in std::io::stdin().lock().lines().enumerate() {
             let to: SocketAddr = line?.trim().parse().context("address")?;
             let (bytes, echo, one_way, tls) = (a.bytes, a.workload.echo, a.one_way, tls.clone());
+            let reverse = a.reverse;
             let w = &a.workload;
             let (count, size, rate) = (w.echo_count, w.echo_size, w.echo_rate);
             threads.push(std::thread::spawn(move || -> Result<Vec<f64>> {
@@ -282,6 +291,10 @@ pub fn farm(a: FarmArgs) -> Result<()> {
                         size,
                         rate,
                     ),
+                    (false, true) if reverse => {
+                        one_way_receive(FarmStream::new(s, tls.as_ref(), true)?, i as u64, bytes)?;
+                        Ok(vec![])
+                    }
                     (false, true) => {
                         one_way_send(FarmStream::new(s, tls.as_ref(), true)?, i as u64, bytes)?;
                         Ok(vec![])
@@ -315,10 +328,11 @@ pub fn farm(a: FarmArgs) -> Result<()> {
     if !rtts.is_empty() {
         rtts.sort_by(f64::total_cmp);
         println!(
-            "LATENCY echoes={} p50_us={:.1} p99_us={:.1} max_us={:.1}",
+            "LATENCY echoes={} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1}",
             rtts.len(),
             percentile(&rtts, 0.5),
             percentile(&rtts, 0.99),
+            percentile(&rtts, 0.999),
             rtts[rtts.len() - 1]
         );
     }
@@ -367,6 +381,10 @@ pub struct LoadArgs {
     /// the Add reply).
     #[arg(long)]
     relay_fingerprint: Option<String>,
+    /// Bulk over TLS from UE-Y to UE-X instead (one way, as over TLS always): the relay
+    /// encrypts towards UE-X rather than decrypting from it.
+    #[arg(long)]
+    reverse: bool,
 }
 
 /// The UEs' certificate (one for all), written where the farms can read it.
@@ -717,6 +735,9 @@ pub fn load(a: LoadArgs) -> Result<()> {
     let mut workload: Vec<String> = vec!["--bytes".into(), a.bytes.to_string()];
     if tls && !a.workload.echo {
         workload.push("--one-way".into());
+        if a.reverse {
+            workload.push("--reverse".into());
+        }
     }
     workload.extend(a.workload.farm_args());
     let each_way = if a.workload.echo {
