@@ -173,11 +173,12 @@ impl Rig {
     }
 
     /// Puts a filter (the UE's address and the farm's ports), a policer that never drops and
-    /// a DSCP (Iq `gm`, `tman`, `ds`) on every leg (`on`), or takes them off.
-    fn set_policy_all(&mut self, on: bool) {
+    /// a DSCP (Iq `gm`, `tman`, `ds`) on every leg (`on`), or takes them off. `control`: the
+    /// same commands with no policy in them, so that "on / off" shows the method's own bias.
+    fn set_policy_all(&mut self, on: bool, control: bool) {
         let pairs = self.xs.len() as u32;
         let policy = |ue: Ipv4Addr, dscp: u8| {
-            if !on {
+            if !on || control {
                 LegPolicy::default()
             } else {
                 LegPolicy {
@@ -338,17 +339,19 @@ fn main() {
         black_box(&rig.worker);
         drop(rig);
         // The Iq policy's cost, on legs of their own: in turns, every leg with a filter, a
-        // policer and DSCP marking, and none (IMSAGW_BENCH_POLICY=0: not measured). Setting
+        // policer and DSCP marking, and none (IMSAGW_BENCH_POLICY=0: not measured;
+        // =control: "on" sets an empty policy, a measurement of the method itself). Setting
         // the policy of every leg sweeps the leg table, so each measurement follows a
         // warm-up of its own.
-        if std::env::var("IMSAGW_BENCH_POLICY").map_or(true, |v| v != "0") && pairs >= 2 {
+        let policy_mode = std::env::var("IMSAGW_BENCH_POLICY").unwrap_or_default();
+        if policy_mode != "0" && pairs >= 2 {
             let mut rig = Rig::new(pairs, 4096);
             let active = 64.min(pairs as usize);
             let (mut hot, mut cold) = (f64::MAX, f64::MAX);
             let (mut hot_on, mut cold_on) = (f64::MAX, f64::MAX);
             for rep in 0..reps {
                 for on in [rep % 2 == 1, rep % 2 == 0] {
-                    rig.set_policy_all(on);
+                    rig.set_policy_all(on, policy_mode == "control");
                     rig.per_frame(rounds / 2, active, |k| k);
                     let h = rig.per_frame(rounds, active, |k| k);
                     rig.per_frame(rounds / 2, active, |_| rng.below(pairs as u64) as usize);

@@ -141,8 +141,10 @@ impl fmt::Debug for Fingerprint {
     }
 }
 
+/// The process's one crypto provider (every termination's configuration shares it).
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())))
 }
 
 /// The AGW's certificate and key.
@@ -687,6 +689,23 @@ mod tests {
         )
         .is_err());
         assert!(Fingerprint::parse("").is_err());
+    }
+
+    #[test]
+    fn every_termination_shares_the_process_crypto_provider() {
+        let a = Identity::generate("agw").unwrap();
+        let fp = vec![a.fingerprint(HashAlg::Sha256)];
+        let providers: Vec<_> = [None, None, Some(Ipv4Addr::LOCALHOST)]
+            .into_iter()
+            .map(
+                |client| match TlsConfig::new(&a, client, fp.clone()).unwrap() {
+                    TlsConfig::Server(c) => Arc::clone(c.crypto_provider()),
+                    TlsConfig::Client(c, _) => Arc::clone(c.crypto_provider()),
+                },
+            )
+            .collect();
+        assert!(Arc::ptr_eq(&providers[0], &providers[1]));
+        assert!(Arc::ptr_eq(&providers[0], &providers[2]));
     }
 
     #[test]
