@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The old and the new build of imsagw's in-process benchmarks, interleaved in one run.
 
-    python3 scripts/bench_ab.py REV [--reps N] [--quick] [--out FILE]
+    python3 scripts/bench_ab.py REV [--reps N] [--quick] [--out FILE] [--benches worker,tls,calls]
+                                [--no-policy]
 
 Builds the worker, TLS and H.248-calls benchmarks of revision REV (in a git worktree under
 target/ab/) and of the working tree, then runs them in turns (old, new, new, old, ...), each
@@ -194,7 +195,12 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
+    ap.add_argument("--benches", default=",".join(b for _, b in BENCHES),
+                    help="which benches to run, comma-separated (default: all)")
+    ap.add_argument("--no-policy", action="store_true",
+                    help="skip the new build's run with the Iq policy on (scripts/bench_policy.py)")
     args = ap.parse_args()
+    chosen = [(p, b) for p, b in BENCHES if b in args.benches.split(",")]
     old_tree = worktree(args.rev)
     print(f"== building {args.rev} in {old_tree}", flush=True)
     old = build(old_tree)
@@ -206,7 +212,7 @@ def main():
     dropped = 0
     for rep in range(args.reps):
         order = [("old", old), ("new", new)] if rep % 2 == 0 else [("new", new), ("old", old)]
-        for _, bench in BENCHES:
+        for _, bench in chosen:
             s0, t0 = cpu_times()
             got = {side: run(exes[bench], bench, args.quick) for side, exes in order}
             s1, t1 = cpu_times()
@@ -220,7 +226,7 @@ def main():
                 s["old"].append(o)
                 s["new"].append(n)
                 s["worse"].append((n / o - 1) if better == "lower" else (o / n - 1))
-            if bench == "worker":
+            if bench == "worker" and not args.no_policy:
                 # The new build alone, with and without the Iq policy, in one process.
                 pol = run(new[bench], bench, args.quick, policy=True)
                 for row, (v, _) in pol.items():
