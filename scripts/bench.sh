@@ -337,6 +337,9 @@ if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null; then
   RECORD=0
   for side in xdp haproxy; do
     for w in bulk tls-bulk; do
+      # Every imsagw stopped before sampling starts (run continues the side under test), so
+      # an idle polling worker is not sampled in another side's profile.
+      for p in "$XDP_PID" "$TAP_PID"; do kill -STOP "$p"; done
       perf record -q -e cpu-clock -F 2000 -g -C 1 -o "$WORK/perf.data" -- sleep 600 >/dev/null 2>&1 &
       perf_pid=$!
       sleep 0.5
