@@ -73,19 +73,9 @@ pub fn start_imsagw(
     status: &Path,
     extra: &[&str],
 ) -> (Reap, Receiver<String>, Vec<String>) {
-    let vdev = format!("--vdev=net_tap0,iface={tap}");
-    let mut eal = vec![
-        "--",
-        "-l",
-        "0",
-        "--no-huge",
-        "--no-pci",
-        "--no-shconf",
-        "--no-telemetry",
-        "-m",
-        "256",
-    ];
-    eal.push(&vdev);
+    let vdev = format!("net_tap0,iface={tap}");
+    let mut eal = vec!["--".to_string()];
+    eal.extend(crate::eal_args(&[&vdev]));
     spawn_imsagw(mgc, status, extra, &eal)
 }
 
@@ -106,7 +96,7 @@ fn spawn_imsagw(
     mgc: &str,
     status: &Path,
     extra: &[&str],
-    eal: &[&str],
+    eal: &[String],
 ) -> (Reap, Receiver<String>, Vec<String>) {
     let mut agw = Reap(
         Command::new(crate::bin("imsagw"))
