@@ -12,7 +12,7 @@ use smoltcp::time::Instant;
 
 use crate::contract::{Accept, Gate, LegStats, LegTimers, TerminationKey};
 use crate::dtls::{DtlsConfig, DtlsSession};
-use crate::framing::{Framer, Framing};
+use crate::framing::{AppStats, Framer, Framing};
 use crate::policy::Guard;
 use crate::tls::{TlsConfig, TlsSession};
 
@@ -24,7 +24,9 @@ pub(super) const NO_DEADLINE: i64 = i64::MAX;
 ///
 /// Laid out in this order (`repr(C)`): what every frame to or from the leg reads comes first
 /// and the guard right after it, so that a frame of a leg not in cache misses on as few
-/// lines as it can; the statistics and the timers' settings last.
+/// lines as it can; the counters and the timers' settings last. The MSRP/BFCP counters
+/// (300 bytes) live with the framer, so a leg that is not aware does not carry them: at
+/// 100 000 legs the record is what spread traffic misses on.
 #[repr(C)]
 pub(super) struct Leg {
     pub set: SocketSet<'static>,
@@ -45,7 +47,21 @@ pub(super) struct Leg {
     pub local: (Ipv4Addr, u16),
     pub cut_through_reported: bool,
     pub timers: LegTimers,
-    pub stats: LegStats,
+    pub stats: Tally,
+}
+
+/// What a leg counts as frames and bytes pass; `Leg::stats` adds an aware pair's MSRP or
+/// BFCP counters for a report.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Tally {
+    pub octets_in: u64,
+    pub octets_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub established_at_ms: Option<i64>,
+    pub remote: Option<SocketAddrV4>,
+    pub filtered: u64,
+    pub policed: u64,
 }
 
 pub(super) enum Kind {
@@ -73,11 +89,31 @@ impl Leg {
             dscp: 0,
             timers: LegTimers::default(),
             last_payload: now,
-            stats: LegStats::default(),
+            stats: Tally::default(),
             cut_through_reported: false,
             dirty: false,
             armed_ms: NO_DEADLINE,
             kind,
+        }
+    }
+
+    /// The leg's statistics as reported to the control plane.
+    pub fn stats(&self) -> LegStats {
+        let t = &self.stats;
+        let app = match &self.kind {
+            Kind::Tcp(TcpLeg { aware: Some(a), .. }) => a.app,
+            _ => AppStats::None,
+        };
+        LegStats {
+            octets_in: t.octets_in,
+            octets_out: t.octets_out,
+            packets_in: t.packets_in,
+            packets_out: t.packets_out,
+            established_at_ms: t.established_at_ms,
+            remote: t.remote,
+            app,
+            filtered: t.filtered,
+            policed: t.policed,
         }
     }
 
@@ -131,11 +167,17 @@ pub(super) struct TcpLeg {
     /// MSRP or BFCP awareness asked for by the control plane.
     pub framing: Framing,
     /// Frames what this leg's peer sends, once the pair is cut through and aware.
-    pub framer: Option<Box<Framer>>,
+    pub aware: Option<Box<Aware>>,
     /// We half-closed this leg because its partner's peer did.
     pub fin_forwarded: bool,
     /// Closed has been reported (release or end of the connection).
     pub reported: bool,
+}
+
+/// An aware leg's framer of what its peer sends, and the MSRP/BFCP counters of both ways.
+pub(super) struct Aware {
+    pub framer: Framer,
+    pub app: AppStats,
 }
 
 /// Where a TCP leg's connection is.
@@ -177,7 +219,7 @@ impl TcpLeg {
         TcpLeg {
             state: TcpState::Reserved,
             framing: Framing::Agnostic,
-            framer: None,
+            aware: None,
             fin_forwarded: false,
             reported: false,
         }
@@ -269,5 +311,21 @@ impl UdpLeg {
             Accept::Gate(ip) => *src.ip() == ip,
             Accept::Latch => !self.latched || self.peer == Some(src) || self.relatch,
         }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spread traffic over 100 000 legs misses on every leg record it touches: the record is
+    /// kept to five cache lines (the MSRP/BFCP counters and TLS/DTLS sessions live behind
+    /// pointers, only on the legs that have them).
+    #[test]
+    fn a_leg_record_stays_within_five_cache_lines() {
+        assert!(
+            std::mem::size_of::<Option<Leg>>() <= 5 * 64,
+            "{} bytes",
+            std::mem::size_of::<Option<Leg>>()
+        );
     }
 }

@@ -494,7 +494,7 @@ impl<P: Port> Worker<P> {
             }
             Command::Audit { key } => match self.keys.get(&key).copied() {
                 Some(idx) => {
-                    let stats = self.leg(idx).map(|l| l.stats).unwrap_or_default();
+                    let stats = self.leg(idx).map(|l| l.stats()).unwrap_or_default();
                     self.emit(Event::Stats { key, stats });
                 }
                 None => self.reject(key, Rejection::UnknownTermination),

@@ -8,11 +8,11 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 
-use super::leg::{Kind, Leg, TcpLeg, TcpState};
+use super::leg::{Aware, Kind, Leg, TcpLeg, TcpState};
 use super::tcp::close_leg;
 use super::Worker;
 use crate::contract::*;
-use crate::framing::{Framer, Framing, Violation};
+use crate::framing::{AppStats, Framer, Framing, Violation};
 use crate::tls::PLAINTEXT_LIMIT;
 use port::Port;
 
@@ -44,9 +44,14 @@ impl<P: Port> Worker<P> {
         };
         for leg in [&mut *a, &mut *b] {
             if let Kind::Tcp(t) = &mut leg.kind {
-                if t.framer.is_none() {
-                    t.framer =
-                        Framer::new(framing, &self.cfg.framing, now.total_millis()).map(Box::new);
+                if t.aware.is_none() {
+                    t.aware =
+                        Framer::new(framing, &self.cfg.framing, now.total_millis()).map(|framer| {
+                            Box::new(Aware {
+                                framer,
+                                app: AppStats::None,
+                            })
+                        });
                 }
             }
         }
@@ -160,9 +165,9 @@ fn pump(
     let (Kind::Tcp(ft), Kind::Tcp(tt)) = (&mut from.kind, &mut to.kind) else {
         return Ok(0);
     };
-    let before = ft.framer.as_ref().map(|f| f.snapshot());
+    let before = ft.aware.as_ref().map(|a| a.framer.snapshot());
     let now_ms = now.total_millis();
-    let mut framer = ft.framer.as_deref_mut();
+    let mut framer = ft.aware.as_deref_mut().map(|a| &mut a.framer);
     let mut violation = None;
     let mut observe = |piece: &[u8]| -> bool {
         match framer.as_deref_mut().map(|f| f.feed(piece, now_ms)) {
@@ -261,11 +266,11 @@ fn pump(
             total
         }
     };
-    if let (Some(before), Kind::Tcp(ft)) = (before, &from.kind) {
-        if let Some(f) = ft.framer.as_ref() {
-            let after = f.snapshot();
-            from.stats.app.book(&before, &after, true);
-            to.stats.app.book(&before, &after, false);
+    if let (Some(before), Some(from_aware)) = (before, ft.aware.as_deref_mut()) {
+        let after = from_aware.framer.snapshot();
+        from_aware.app.book(&before, &after, true);
+        if let Some(to_aware) = tt.aware.as_deref_mut() {
+            to_aware.app.book(&before, &after, false);
         }
     }
     if let Some(v) = violation {

@@ -96,7 +96,7 @@ impl<P: Port> Worker<P> {
         let Some(leg) = self.leg(idx) else {
             return;
         };
-        let (key, stats) = (leg.key, leg.stats);
+        let (key, stats) = (leg.key, leg.stats());
         let Kind::Tcp(t) = &mut leg.kind else {
             return;
         };
@@ -373,7 +373,7 @@ impl<P: Port> Worker<P> {
                 s.abort();
             }
         }
-        let (key, stats) = (leg.key, leg.stats);
+        let (key, stats) = (leg.key, leg.stats());
         let Some(t) = leg.tcp() else {
             return;
         };

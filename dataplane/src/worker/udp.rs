@@ -213,7 +213,7 @@ impl<P: Port> Worker<P> {
         let Some(leg) = self.legs.get_mut(idx as usize).and_then(|l| l.as_mut()) else {
             return;
         };
-        let (key, stats) = (leg.key, leg.stats);
+        let (key, stats) = (leg.key, leg.stats());
         if let Kind::Udp(u) = &mut leg.kind {
             let sock = leg.set.get_mut::<udp::Socket>(leg.handle);
             if let (Some(d), Some(peer)) =
@@ -241,7 +241,7 @@ impl<P: Port> Worker<P> {
         let Some(leg) = self.leg(idx) else {
             return;
         };
-        let (key, stats) = (leg.key, leg.stats);
+        let (key, stats) = (leg.key, leg.stats());
         self.emit(Event::Closed { key, cause, stats });
         self.free_leg(idx);
     }
