@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 echo "== crate layers (cargo tree, forbid(unsafe_code))"
 PKG_CONFIG_LIBDIR=/nonexistent bash scripts/check_layers.sh
 echo "== h248, control, dataplane without DPDK"
-PKG_CONFIG_LIBDIR=/nonexistent cargo test -p h248 -p port -p dataplane -p control -p testbed -p alloc-count
+PKG_CONFIG_LIBDIR=/nonexistent cargo test -p h248 -p port -p dataplane -p control -p testbed -p alloc-count -p prefetch
 
 bash scripts/setup.sh
 
@@ -26,7 +26,7 @@ echo "== cargo test: the rest of the workspace (DPDK, namespaces, the binaries, 
 # The binaries first: the integration tests start them (tests/src/lib.rs `bin`).
 cargo build --workspace --bins
 cargo test --workspace --exclude h248 --exclude port --exclude dataplane --exclude control \
-  --exclude testbed --exclude alloc-count
+  --exclude testbed --exclude alloc-count --exclude prefetch
 
 echo "== vendored smoltcp: its own unit tests, on our patched copy"
 (

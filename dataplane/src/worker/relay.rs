@@ -156,6 +156,7 @@ fn pass_fin(from: &mut Leg, to: &mut Leg) -> usize {
 /// Copies what `from`'s peer sent into `to`'s send buffer, as much as fits, decrypting and
 /// encrypting on the way for TLS legs. An aware pair's framer sees each piece before it is
 /// forwarded; a piece it rejects is not forwarded.
+#[inline(always)]
 fn pump(
     from: &mut Leg,
     to: &mut Leg,

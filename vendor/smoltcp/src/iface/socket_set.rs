@@ -55,6 +55,15 @@ impl<'a> SocketSet<'a> {
         SocketSet { sockets }
     }
 
+    /// The address and length in bytes of the set's socket storage, for a cache prefetch
+    /// hint (imsagw patch 6: its worker prefetches the sockets of a receive burst's legs).
+    pub fn storage_addr(&self) -> (*const u8, usize) {
+        (
+            self.sockets.as_ptr() as *const u8,
+            core::mem::size_of_val(&*self.sockets),
+        )
+    }
+
     /// Add a socket to the set, and return its handle.
     ///
     /// # Panics
