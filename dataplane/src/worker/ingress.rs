@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, Ipv4Address};
 
-use super::leg::{Kind, TcpState, UdpState};
+use super::leg::{Kind, Leg, TcpState, UdpState};
 use super::Worker;
 use crate::contract::Accept;
 use crate::demux::{classify, FrameClass};
@@ -15,6 +15,14 @@ use crate::legpoll;
 use crate::policy::Verdict;
 use arrayvec::ArrayVec;
 use port::{Burst, PacketBuf, Port, BURST};
+
+/// Frames of a burst between demux and processing: the frame, its class, and its leg when
+/// that was cold (hinted).
+type Staged<B> = ArrayVec<(B, FrameClass, Option<u32>), BURST>;
+
+/// How many recently met legs `Worker::stage` remembers (direct-mapped by leg index): about
+/// what a core's L2 holds of leg records and sockets.
+pub(super) const RECENT_LEGS: usize = 512;
 
 impl<P: Port> Worker<P> {
     /// Frames of another worker go to it (`None`); ARP is also copied to the others.
@@ -69,25 +77,27 @@ impl<P: Port> Worker<P> {
         }
     }
 
-    fn staged_leg(&self, class: FrameClass) -> Option<&super::leg::Leg> {
-        self.leg_of(class)
-            .and_then(|i| self.legs.get(i as usize))
-            .and_then(|l| l.as_ref())
-    }
-
-    /// Asks for the record of the frame's leg (only its address is computed: nothing of the
-    /// record is read yet).
+    /// The leg of a frame, when its state is probably out of cache: its record is then
+    /// asked for (only its address is computed; nothing of it is read yet). A leg met
+    /// among the last few hundred is taken to be in cache, so a hot set of legs pays no
+    /// hints.
     #[inline]
-    fn prefetch_leg(&self, class: FrameClass) {
-        if let Some(slot) = self.leg_of(class).and_then(|i| self.legs.get(i as usize)) {
-            prefetch::value(slot);
+    fn stage(&mut self, class: FrameClass) -> Option<u32> {
+        let idx = self.leg_of(class)?;
+        let seen = &mut self.recent_legs[idx as usize % RECENT_LEGS];
+        if *seen == idx {
+            return None;
         }
+        *seen = idx;
+        prefetch::value(self.legs.get(idx as usize)?);
+        Some(idx)
     }
 
-    /// A receive burst (and the frames other workers handed over) in three passes: classify
-    /// and demux every frame and ask for its leg's record, then (the records on their way)
-    /// ask for the legs' sockets, then process. With traffic spread over many legs nearly
-    /// every frame's leg is out of cache; this way the misses of a burst overlap instead of
+    /// A receive burst (and the frames other workers handed over) in passes: classify and
+    /// demux every frame and ask for the record of its leg if that is cold, then (the
+    /// records on their way) for the legs' sockets and partners' records, then for the
+    /// partners' sockets, then process. With traffic spread over many legs nearly every
+    /// frame's leg is out of cache; this way the misses of a burst overlap instead of
     /// following one another.
     #[inline(never)]
     pub(super) fn ingress_prefetched(
@@ -96,48 +106,46 @@ impl<P: Port> Worker<P> {
         handed: &mut Burst<P::Buf>,
         now: Instant,
     ) {
-        let mut inbound: ArrayVec<(P::Buf, FrameClass), BURST> = ArrayVec::new();
+        let mut inbound: Staged<P::Buf> = ArrayVec::new();
         for frame in burst.drain(..) {
             let class = classify(frame.data());
             if let Some(frame) = self.hand_off(frame, class) {
-                self.prefetch_leg(class);
-                inbound.push((frame, class));
+                let cold = self.stage(class);
+                inbound.push((frame, class, cold));
             }
         }
         self.ingress_staged(&mut inbound, now);
         for frame in handed.drain(..) {
             self.counters.handed_in += 1;
             let class = classify(frame.data());
-            self.prefetch_leg(class);
-            inbound.push((frame, class));
+            let cold = self.stage(class);
+            inbound.push((frame, class, cold));
         }
         self.ingress_staged(&mut inbound, now);
     }
 
-    /// Asks for the socket of each staged frame's leg and for its partner's record, then for
-    /// the partners' sockets (serving the leg relays into them), then hands every frame in.
-    fn ingress_staged(
-        &mut self,
-        inbound: &mut ArrayVec<(P::Buf, FrameClass), BURST>,
-        now: Instant,
-    ) {
-        for (_, class) in inbound.iter() {
-            if let Some(leg) = self.staged_leg(*class) {
-                let (addr, len) = leg.set.storage_addr();
+    fn ingress_staged(&mut self, inbound: &mut Staged<P::Buf>, now: Instant) {
+        fn leg(legs: &[Option<Leg>], i: Option<u32>) -> Option<&Leg> {
+            i.and_then(|i| legs.get(i as usize))
+                .and_then(|l| l.as_ref())
+        }
+        for &(_, _, cold) in inbound.iter() {
+            if let Some(l) = leg(&self.legs, cold) {
+                let (addr, len) = l.set.storage_addr();
                 prefetch::bytes(addr, len);
-                if let Some(partner) = leg.partner.and_then(|p| self.legs.get(p as usize)) {
+                if let Some(partner) = l.partner.and_then(|p| self.legs.get(p as usize)) {
                     prefetch::value(partner);
                 }
             }
         }
-        for (_, class) in inbound.iter() {
-            let partner = self.staged_leg(*class).and_then(|l| l.partner);
-            if let Some(Some(p)) = partner.and_then(|p| self.legs.get(p as usize)) {
+        for &(_, _, cold) in inbound.iter() {
+            let partner = leg(&self.legs, cold).and_then(|l| l.partner);
+            if let Some(p) = leg(&self.legs, partner) {
                 let (addr, len) = p.set.storage_addr();
                 prefetch::bytes(addr, len);
             }
         }
-        for (frame, class) in inbound.drain(..) {
+        for (frame, class, _) in inbound.drain(..) {
             self.ingress(frame, class, now);
         }
     }

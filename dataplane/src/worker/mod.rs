@@ -130,6 +130,8 @@ pub struct Worker<P: Port> {
     cfg: WorkerConfig,
     counters: WorkerCounters,
     live_legs: usize,
+    /// Legs whose state a recent burst asked for (`ingress::RECENT_LEGS`, by index).
+    recent_legs: [u32; ingress::RECENT_LEGS],
     /// Plaintext between two TLS legs.
     scratch: Box<[u8]>,
     /// A received datagram, a DTLS record and a relayed datagram.
@@ -182,6 +184,7 @@ impl<P: Port> Worker<P> {
             cfg,
             counters: WorkerCounters::default(),
             live_legs: 0,
+            recent_legs: [u32::MAX; ingress::RECENT_LEGS],
             scratch: vec![0; TLS_SCRATCH].into_boxed_slice(),
             dg_scratch: vec![0; 3 * DG_BUF].into_boxed_slice(),
             handoff: None,
