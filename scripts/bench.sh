@@ -115,6 +115,14 @@ env "${quick_env[@]}" IMSAGW_BENCH_LEGS="$LEGS" taskset -c 1 cargo bench -q -p d
 mem=$(sed -n 's/^memory per established pair at 64 KiB socket buffers (the default): \([0-9]*\) B/\1/p' "$WORK/worker.txt")
 row "memory per established call" "worker heap per call (two legs: 64 KiB socket buffers each way + leg records)" "bytes" "imsagw" "$mem"
 
+echo "== in-process: memory over many calls through one worker (1 000 000; quick: 100 000)"
+env "${quick_env[@]}" taskset -c 1 cargo bench -q -p dataplane --bench churn 2>/dev/null | tee "$WORK/churn.txt"
+calls=$(sed -n 's/^# memory over \([0-9]*\) calls.*/\1/p' "$WORK/churn.txt")
+rss_spread=$(sed -n 's/^over the last half: live heap spread [0-9.]* %, RSS spread \([0-9.]*\) %/\1/p' "$WORK/churn.txt")
+heap_spread=$(sed -n 's/^over the last half: live heap spread \([0-9.]*\) %.*/\1/p' "$WORK/churn.txt")
+row "memory over $calls calls (in process)" "RSS spread over the last half of the run, (max - min) / mean" "%" "imsagw" "$rss_spread"
+row "memory over $calls calls (in process)" "live heap spread over the last half of the run, (max - min) / mean" "%" "imsagw" "$heap_spread"
+
 echo "== in-process: memcpy floor"
 memcpy=$(/usr/bin/python3 scripts/bench_rows.py memcpy)
 row "TCP -> TCP relay (in-process)" "payload throughput per core, 1 pair" "Gbit/s" "memcpy 64 MiB" "$memcpy"

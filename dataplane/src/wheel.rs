@@ -53,6 +53,19 @@ impl TimerWheel {
         }
     }
 
+    /// Takes out `leg`'s entry for `at_ms` (as armed by `insert`), if it is still there: a
+    /// freed leg's far deadline would otherwise sit in the wheel until it fires.
+    pub fn remove(&mut self, leg: u32, at_ms: i64) {
+        if at_ms < self.cursor {
+            return; // due before now: fired already
+        }
+        let slot = &mut self.slots[(at_ms as usize) % SLOTS];
+        if let Some(i) = slot.iter().position(|&(l, a)| l == leg && a == at_ms) {
+            slot.swap_remove(i);
+            self.len -= 1;
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -81,6 +94,20 @@ mod tests {
         assert_eq!(fired, vec![3, 1]);
         w.expire(5 + SLOTS as i64, |l, _| fired.push(l));
         assert_eq!(fired, vec![3, 1, 2]);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_removed_entry_never_fires() {
+        let mut w = TimerWheel::new(0);
+        w.insert(1, 30_000);
+        w.insert(2, 30_000);
+        w.remove(1, 30_000);
+        w.remove(3, 30_000); // not there: nothing happens
+        assert_eq!(w.len(), 1);
+        let mut fired = Vec::new();
+        w.expire(40_000, |l, _| fired.push(l));
+        assert_eq!(fired, vec![2]);
         assert!(w.is_empty());
     }
 

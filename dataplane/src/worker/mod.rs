@@ -606,6 +606,9 @@ impl<P: Port> Worker<P> {
             return;
         };
         self.table.unbind(leg.local.0, leg.local.1);
+        if leg.armed_ms != NO_DEADLINE {
+            self.wheel.remove(idx, leg.armed_ms);
+        }
         if self.keys.get(&leg.key) == Some(&idx) {
             self.keys.remove(&leg.key);
         }

@@ -10,6 +10,15 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Bytes allocated and not yet freed, by every thread (for leak and growth measurements).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Heap bytes currently allocated through [`Counting`], all threads together.
+pub fn live_bytes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
 
 /// Forwards every call to the system allocator and counts allocations and reallocations of
 /// watching threads.
@@ -33,16 +42,26 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         count();
         // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        }
+        p
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         count();
         // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
+        let q = unsafe { System.realloc(p, l, n) };
+        if !q.is_null() {
+            LIVE.fetch_add(n, Ordering::Relaxed);
+            LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        }
+        q
     }
 }
 
@@ -70,5 +89,16 @@ mod tests {
         assert_eq!(n, 0);
         let (_, n) = super::allocations(true, || 1 + 1);
         assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn live_bytes_follow_allocations_and_frees() {
+        // Other tests of this binary allocate in parallel, so compare with a margin far
+        // below the block's size.
+        let before = super::live_bytes();
+        let block = vec![7u8; 64 << 20];
+        assert!(super::live_bytes() >= before + (60 << 20));
+        drop(block);
+        assert!(super::live_bytes() < before + (4 << 20));
     }
 }

@@ -179,6 +179,8 @@ pub struct Farm<P: Port> {
     empty: SocketSet<'static>,
     table: dataplane::demux::PortTable,
     conns: Vec<FarmConn>,
+    /// Ids of removed connections, reused by the next ones.
+    free: Vec<u32>,
     dirty: Vec<u32>,
     wheel: dataplane::wheel::TimerWheel,
     blocked: Vec<u32>,
@@ -233,6 +235,7 @@ impl<P: Port> Farm<P> {
             empty: SocketSet::new(Vec::new()),
             table,
             conns: Vec::new(),
+            free: Vec::new(),
             dirty: Vec::new(),
             wheel: dataplane::wheel::TimerWheel::new(now.total_millis()),
             blocked: Vec::new(),
@@ -255,7 +258,7 @@ impl<P: Port> Farm<P> {
         rx: PatternChecker,
         expect: u64,
     ) -> u32 {
-        let id = self.conns.len() as u32;
+        let id = self.free.pop().unwrap_or(self.conns.len() as u32);
         assert!(
             self.table.bind(local.0, local.1, id),
             "farm port {local:?} taken"
@@ -267,7 +270,7 @@ impl<P: Port> Farm<P> {
         );
         s.set_nagle_enabled(false);
         let handle = set.add(s);
-        self.conns.push(FarmConn {
+        let conn = FarmConn {
             set,
             handle,
             tx,
@@ -275,9 +278,37 @@ impl<P: Port> Farm<P> {
             expect,
             dirty: false,
             armed_ms: i64::MAX,
-        });
+        };
+        match self.conns.get_mut(id as usize) {
+            // A reused id: the old connection may still be on the dirty list.
+            Some(old) => {
+                let dirty = old.dirty;
+                *old = conn;
+                old.dirty = dirty;
+            }
+            None => self.conns.push(conn),
+        }
         self.mark(id);
         id
+    }
+
+    /// Drops connection `id` (whatever its state: nothing more is sent for it) and frees its
+    /// port; its id goes to the next connection.
+    pub fn remove(&mut self, id: u32, local: (Ipv4Address, u16)) {
+        self.table.unbind(local.0, local.1);
+        let c = &mut self.conns[id as usize];
+        let mut set = SocketSet::new(Vec::with_capacity(1));
+        let handle = set.add(tcp::Socket::new(
+            tcp::SocketBuffer::new(Vec::new()),
+            tcp::SocketBuffer::new(Vec::new()),
+        ));
+        c.set = set;
+        c.handle = handle;
+        c.tx = PatternSender::new(0, 0);
+        c.rx = PatternChecker::new(0);
+        c.expect = 0;
+        c.armed_ms = i64::MAX;
+        self.free.push(id);
     }
 
     /// A connection listening on `local`; sends `send` bytes of stream `out`, expects
