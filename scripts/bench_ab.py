@@ -43,18 +43,26 @@ def build(tree):
         out = subprocess.run(
             ["cargo", "bench", "--no-run", "-p", pkg, "--bench", bench, "--message-format=json"],
             cwd=tree, capture_output=True, text=True, check=True)
-        for line in out.stdout.splitlines():
-            try:
-                m = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if m.get("reason") == "compiler-artifact" and m.get("executable") \
-                    and m["target"]["name"] == bench:
-                exes[bench] = m["executable"]
+        exe = bench_executable(out.stdout, bench)
+        if exe:
+            exes[bench] = exe
     missing = [b for _, b in BENCHES if b not in exes]
     if missing:
         sys.exit(f"bench_ab: no executable for {missing} in {tree}")
     return exes
+
+
+def bench_executable(cargo_json, bench):
+    """The executable of bench `bench` in cargo's --message-format=json output, or None."""
+    for line in cargo_json.splitlines():
+        try:
+            m = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if m.get("reason") == "compiler-artifact" and m.get("executable") \
+                and m["target"]["name"] == bench:
+            return m["executable"]
+    return None
 
 
 def worktree(rev):

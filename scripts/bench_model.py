@@ -30,7 +30,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from bench_ab import worktree  # noqa: E402
+from bench_ab import bench_executable, worktree  # noqa: E402
 
 BENCH = "dataplane/benches/worker.rs"
 # The harness knobs, as substitutions on the worker benchmark's text (each must match once).
@@ -73,17 +73,12 @@ def build(tree):
         open(path, "w").write(original)
     if out.returncode != 0:
         sys.exit(f"bench_model: build failed in {tree}:\n{out.stderr[-3000:]}")
-    for line in out.stdout.splitlines():
-        try:
-            m = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if m.get("reason") == "compiler-artifact" and m.get("executable") \
-                and m["target"]["name"] == "worker":
-            copy = tempfile.mkstemp(prefix="worker-model-")[1]
-            shutil.copy(m["executable"], copy)
-            return copy
-    sys.exit(f"bench_model: no worker bench built in {tree}")
+    exe = bench_executable(out.stdout, "worker")
+    if not exe:
+        sys.exit(f"bench_model: no worker bench built in {tree}")
+    copy = tempfile.mkstemp(prefix="worker-model-")[1]
+    shutil.copy(exe, copy)
+    return copy
 
 
 def run(exe, legs, which, rounds):

@@ -16,6 +16,7 @@ use dataplane::contract::*;
 use dataplane::worker::{Worker, WorkerConfig};
 use smoltcp::time::Duration;
 use smoltcp::wire::Ipv4Cidr;
+use testbed::calls::plain_call;
 use testbed::memlink::{MemLink, MemLinkConfig, MemPort};
 use testbed::Farm;
 
@@ -133,38 +134,13 @@ fn main() {
                 .farm
                 .listen((UE_Y, p), 4096, 2 * c + 1, BYTES, 2 * c, BYTES);
             ues.push((u32::MAX, y, p));
-            for cmd in [
-                Command::Reserve {
-                    key: key(c, 1),
-                    local: SocketAddrV4::new(AGW_ACCESS, p),
-                },
-                Command::Reserve {
-                    key: key(c, 2),
-                    local: SocketAddrV4::new(AGW_CORE, p),
-                },
-                Command::Start {
-                    key: key(c, 1),
-                    role: LegRole::Passive,
-                    accept: Accept::Gate(UE_X),
-                    timers: LegTimers::default(),
-                    tls: None,
-                    framing: Framing::Agnostic,
-                },
-                Command::Start {
-                    key: key(c, 2),
-                    role: LegRole::Active {
-                        remote: SocketAddrV4::new(UE_Y, p),
-                    },
-                    accept: Accept::Gate(UE_Y),
-                    timers: LegTimers::default(),
-                    tls: None,
-                    framing: Framing::Agnostic,
-                },
-                Command::Join {
-                    a: key(c, 1),
-                    b: key(c, 2),
-                },
-            ] {
+            for cmd in plain_call(
+                c as u32,
+                SocketAddrV4::new(AGW_ACCESS, p),
+                SocketAddrV4::new(AGW_CORE, p),
+                UE_X,
+                SocketAddrV4::new(UE_Y, p),
+            ) {
                 rig.send(cmd);
             }
         }

@@ -24,6 +24,7 @@ use dataplane::worker::{Worker, WorkerConfig};
 use port::{Burst, PacketBuf, Port};
 use smoltcp::time::Duration;
 use smoltcp::wire::Ipv4Cidr;
+use testbed::calls::plain_call;
 use testbed::hostile::{Aim, HostileFrames};
 use testbed::memlink::{MemLink, MemLinkConfig, MemPort};
 use testbed::rng::SplitMix64;
@@ -78,10 +79,6 @@ impl Rig {
             worker_ns: 0,
             cut_through: 0,
         };
-        let key = |i: u32, t: u32| TerminationKey {
-            context: i,
-            termination: t,
-        };
         let port = |i: u32| 5000 + i as u16;
         for i in 0..pairs {
             rig.ys.push(rig.farm.listen(
@@ -92,38 +89,13 @@ impl Rig {
                 2 * i as u64,
                 0,
             ));
-            for c in [
-                Command::Reserve {
-                    key: key(i, 1),
-                    local: SocketAddrV4::new(AGW_ACCESS, port(i)),
-                },
-                Command::Reserve {
-                    key: key(i, 2),
-                    local: SocketAddrV4::new(AGW_CORE, port(i)),
-                },
-                Command::Start {
-                    key: key(i, 1),
-                    role: LegRole::Passive,
-                    accept: Accept::Gate(UE_X),
-                    timers: LegTimers::default(),
-                    tls: None,
-                    framing: Framing::Agnostic,
-                },
-                Command::Start {
-                    key: key(i, 2),
-                    role: LegRole::Active {
-                        remote: SocketAddrV4::new(UE_Y, port(i)),
-                    },
-                    accept: Accept::Gate(UE_Y),
-                    timers: LegTimers::default(),
-                    tls: None,
-                    framing: Framing::Agnostic,
-                },
-                Command::Join {
-                    a: key(i, 1),
-                    b: key(i, 2),
-                },
-            ] {
+            for c in plain_call(
+                i,
+                SocketAddrV4::new(AGW_ACCESS, port(i)),
+                SocketAddrV4::new(AGW_CORE, port(i)),
+                UE_X,
+                SocketAddrV4::new(UE_Y, port(i)),
+            ) {
                 while rig.control.commands.push(c.clone()).is_err() {
                     rig.settle(1);
                 }

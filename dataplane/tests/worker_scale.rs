@@ -8,6 +8,7 @@ use dataplane::contract::*;
 use dataplane::worker::{Worker, WorkerConfig};
 use smoltcp::time::Duration;
 use smoltcp::wire::Ipv4Cidr;
+use testbed::calls::plain_call;
 use testbed::memlink::{MemLink, MemLinkConfig};
 use testbed::Farm;
 
@@ -42,10 +43,6 @@ fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
         clock.now(),
     );
 
-    let key = |i: u32, t: u32| TerminationKey {
-        context: i,
-        termination: t,
-    };
     let mut ys = Vec::new();
     for i in 0..PAIRS {
         let port = 10_000 + i as u16;
@@ -57,38 +54,13 @@ fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
             2 * i as u64,
             bytes(i),
         ));
-        for c in [
-            Command::Reserve {
-                key: key(i, 1),
-                local: std::net::SocketAddrV4::new(AGW_ACCESS, port),
-            },
-            Command::Reserve {
-                key: key(i, 2),
-                local: std::net::SocketAddrV4::new(AGW_CORE, port),
-            },
-            Command::Start {
-                key: key(i, 1),
-                role: LegRole::Passive,
-                accept: Accept::Gate(UE_X),
-                timers: LegTimers::default(),
-                tls: None,
-                framing: Framing::Agnostic,
-            },
-            Command::Start {
-                key: key(i, 2),
-                role: LegRole::Active {
-                    remote: std::net::SocketAddrV4::new(UE_Y, port),
-                },
-                accept: Accept::Gate(UE_Y),
-                timers: LegTimers::default(),
-                tls: None,
-                framing: Framing::Agnostic,
-            },
-            Command::Join {
-                a: key(i, 1),
-                b: key(i, 2),
-            },
-        ] {
+        for c in plain_call(
+            i,
+            std::net::SocketAddrV4::new(AGW_ACCESS, port),
+            std::net::SocketAddrV4::new(AGW_CORE, port),
+            UE_X,
+            std::net::SocketAddrV4::new(UE_Y, port),
+        ) {
             control.commands.push(c).unwrap();
         }
     }

@@ -2,12 +2,14 @@
 //! virtual clock and fault injection ([`memlink`]), smoltcp hosts and connection farms that
 //! move checked byte patterns ([`Host`], [`Farm`]), a DTLS peer, hostile frame generators
 //! ([`hostile`]), valid MSRP and BFCP streams with their expected counts
-//! ([`framing_sample`]), and a seeded generator ([`rng`]).
+//! ([`framing_sample`]), a seeded generator ([`rng`]), and the commands of a call
+//! ([`calls`]).
 //!
 //! It is linked by the data plane's integration tests and benchmarks, the control plane's
 //! tests and `imsagw-sim`, never by the product: nothing here may be needed to run imsagw.
 #![forbid(unsafe_code)]
 
+pub mod calls;
 pub mod framing_sample;
 pub mod hostile;
 mod hosts;
