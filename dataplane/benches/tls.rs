@@ -459,6 +459,12 @@ fn main() {
     )
     .unwrap();
 
+    // IMSAGW_BENCH_ONLY=handshakes: the worker's handshakes alone, for a profiler.
+    if std::env::var("IMSAGW_BENCH_ONLY").is_ok_and(|v| v == "handshakes") {
+        let ns = worker_handshakes(&agw, &ue, batches);
+        println!("worker handshakes/s: {:.0}", 1e9 / ns);
+        return;
+    }
     let min = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
         (v[0], v[v.len() - 1])

@@ -17,6 +17,7 @@
 mod ingress;
 mod leg;
 mod relay;
+mod spare;
 mod tcp;
 mod udp;
 
@@ -132,6 +133,9 @@ pub struct Worker<P: Port> {
     live_legs: usize,
     /// Legs whose state a recent burst asked for (`ingress::RECENT_LEGS`, by index).
     recent_legs: [u32; ingress::RECENT_LEGS],
+    /// Receive and transmit buffers of freed TCP legs, for the next ones.
+    spare_rx: spare::Spare,
+    spare_tx: spare::Spare,
     /// Plaintext between two TLS legs.
     scratch: Box<[u8]>,
     /// A received datagram, a DTLS record and a relayed datagram.
@@ -145,6 +149,7 @@ pub struct Worker<P: Port> {
 
 impl<P: Port> Worker<P> {
     pub fn new(port: P, cfg: WorkerConfig, rings: WorkerEnd, now: Instant) -> Self {
+        let (rx_buffer, tx_buffer) = (cfg.rx_buffer, cfg.tx_buffer);
         let mut device = SmolDevice::new(port);
         device.set_auto_rx(false);
         let mac = EthernetAddress(device.port().mac());
@@ -185,6 +190,8 @@ impl<P: Port> Worker<P> {
             counters: WorkerCounters::default(),
             live_legs: 0,
             recent_legs: [u32::MAX; ingress::RECENT_LEGS],
+            spare_rx: spare::Spare::new(rx_buffer),
+            spare_tx: spare::Spare::new(tx_buffer),
             scratch: vec![0; TLS_SCRATCH].into_boxed_slice(),
             dg_scratch: vec![0; 3 * DG_BUF].into_boxed_slice(),
             handoff: None,
@@ -602,9 +609,20 @@ impl<P: Port> Worker<P> {
 
     /// Takes a leg out of the table (its socket is done); its partner is told.
     fn free_leg(&mut self, idx: u32) {
-        let Some(leg) = self.legs.get_mut(idx as usize).and_then(|l| l.take()) else {
+        let Some(mut leg) = self.legs.get_mut(idx as usize).and_then(|l| l.take()) else {
             return;
         };
+        if !leg.is_udp() {
+            if let smoltcp::socket::Socket::Tcp(s) = leg.set.remove(leg.handle) {
+                let (rx, tx) = s.into_buffers();
+                if let Some(b) = rx.into_vec() {
+                    self.spare_rx.give(b);
+                }
+                if let Some(b) = tx.into_vec() {
+                    self.spare_tx.give(b);
+                }
+            }
+        }
         self.table.unbind(leg.local.0, leg.local.1);
         if leg.armed_ms != NO_DEADLINE {
             self.wheel.remove(idx, leg.armed_ms);

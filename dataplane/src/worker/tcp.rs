@@ -26,9 +26,10 @@ pub(super) struct StartSpec {
 
 impl<P: Port> Worker<P> {
     pub(super) fn reserve_tcp(&mut self, key: TerminationKey, local: SocketAddrV4, now: Instant) {
-        self.reserve(key, local, now, |cfg| {
-            let rx = tcp::SocketBuffer::new(vec![0; cfg.rx_buffer]);
-            let tx = tcp::SocketBuffer::new(vec![0; cfg.tx_buffer]);
+        let (rx, tx) = (self.spare_rx.take(), self.spare_tx.take());
+        self.reserve(key, local, now, move |_| {
+            let rx = tcp::SocketBuffer::new(rx);
+            let tx = tcp::SocketBuffer::new(tx);
             let mut socket = tcp::Socket::new(rx, tx);
             socket.set_nagle_enabled(false);
             socket.set_congestion_control(tcp::CongestionControl::Reno);

@@ -45,6 +45,18 @@ impl<'a, T: 'a> RingBuffer<'a, T> {
         }
     }
 
+    /// The storage, when it is an owned `Vec` (imsagw patch 7: a relay recycles the buffers
+    /// of closed sockets instead of zeroing new ones). Its contents are whatever was last
+    /// written.
+    #[cfg(feature = "alloc")]
+    pub fn into_vec(self) -> Option<alloc::vec::Vec<T>> {
+        match self.storage {
+            ManagedSlice::Owned(v) => Some(v),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
     /// Clear the ring buffer.
     pub fn clear(&mut self) {
         self.read_at = 0;
