@@ -1,6 +1,7 @@
-//! Frames in: the demux from a frame's destination (ip, port) to its leg, the software
-//! hand-off of frames that belong to another worker, and ARP (our announcements, and our own
-//! requests for a leg's next hop).
+//! Frames in: the demux from a frame's destination (ip, port) to its leg (a whole burst at a
+//! time, with prefetch hints, once the legs outgrow the cache), the software hand-off of
+//! frames that belong to another worker, and ARP (our announcements, and our own requests
+//! for a leg's next hop).
 
 use std::net::Ipv4Addr;
 
