@@ -22,7 +22,8 @@
 #   --bench dtls); memcpy for the plain relay.
 # - in-process (worker on MemLink, worker time only): cost per packet against concurrent legs
 #   (cargo bench --bench worker), TLS relay and handshakes against rustls alone, H.248 calls/s
-#   (cargo bench -p control --bench calls), memory per established pair.
+#   (cargo bench -p control --bench calls), memory per established pair, memory of idle calls
+#   held by one worker (cargo bench --bench idle).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/ue_hosts.sh
@@ -112,8 +113,15 @@ echo "== in-process: worker cost per packet against concurrent legs; relay; memo
 env "${quick_env[@]}" IMSAGW_BENCH_LEGS="$LEGS" taskset -c 1 cargo bench -q -p dataplane --bench worker 2>/dev/null | tee "$WORK/worker.txt"
 /usr/bin/python3 scripts/bench_rows.py worker "$WORK/worker.txt" >>"$RESULTS"
 
-mem=$(sed -n 's/^memory per established pair at 64 KiB socket buffers (the default): \([0-9]*\) B/\1/p' "$WORK/worker.txt")
-row "memory per established call" "worker heap per call (two legs: 64 KiB socket buffers each way + leg records)" "bytes" "imsagw" "$mem"
+mem=$(sed -n 's/^memory per idle established pair (guaranteed socket buffers + leg records): \([0-9]*\) B/\1/p' "$WORK/worker.txt")
+row "memory per established call" "worker heap per idle call, computed (two legs: guaranteed socket buffers + leg records and sockets)" "bytes" "imsagw" "$mem"
+
+echo "== in-process: idle calls held by one worker (10 000 and 100 000; quick: 2 000)"
+env "${quick_env[@]}" cargo bench -q -p dataplane --bench idle 2>/dev/null | tee "$WORK/idle.txt"
+while read -r n heap rss; do
+  row "memory per idle call (in process, $n calls)" "worker heap per idle established plain call, measured" "bytes" "imsagw" "$heap"
+  row "memory per idle call (in process, $n calls)" "process RSS growth per idle call less the in-process UE farm's heap" "bytes" "imsagw" "$rss"
+done < <(sed -n 's/^idle calls \([0-9]*\): worker heap per call \([0-9]*\) B, RSS per call less farm \(-\?[0-9]*\) B.*/\1 \2 \3/p' "$WORK/idle.txt")
 
 echo "== in-process: memory over many calls through one worker (1 000 000; quick: 100 000)"
 env "${quick_env[@]}" taskset -c 1 cargo bench -q -p dataplane --bench churn 2>/dev/null | tee "$WORK/churn.txt"

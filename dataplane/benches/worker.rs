@@ -380,7 +380,9 @@ fn main() {
         }
     }
     println!();
-    println!("memory per established pair at 64 KiB socket buffers (the default): {pair_memory} B");
+    println!(
+        "memory per idle established pair (guaranteed socket buffers + leg records): {pair_memory} B"
+    );
 
     println!();
     let total = if quick { 8_000_000u64 } else { 32_000_000 };

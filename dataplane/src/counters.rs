@@ -114,6 +114,16 @@ worker_counters! {
     filter_dropped => "worker_drops" { "reason" = "filter" };
     /// Frames over a leg's policed rate (Iq `tman`), dropped.
     police_dropped => "worker_drops" { "reason" = "police" };
+    /// Full-size socket buffers legs hold now, lent from the worker's pool (a gauge).
+    buffers_lent => "worker_socket_buffers" { "state" = "lent" } [gauge];
+    /// Full-size socket buffers the pool lends at most at once (a gauge).
+    buffers_lendable => "worker_socket_buffers" { "state" = "limit" } [gauge];
+    /// Loans of a full-size socket buffer to a leg with data queued.
+    buffer_lends => "worker_socket_buffer_lends" { "outcome" = "lent" };
+    /// Loans refused because the pool was at its limit (the leg kept its guaranteed window).
+    buffer_lends_refused => "worker_socket_buffer_lends" { "outcome" = "pool_short" };
+    /// Full-size socket buffers given back by legs drained and idle, or freed.
+    buffers_returned => "worker_socket_buffers_returned";
 }
 
 /// Help text of each exported family.
@@ -136,6 +146,18 @@ pub const FAMILY_HELP: &[(&str, &str)] = &[
     (
         "worker_relayed_octets",
         "Payload octets cut through (TLS legs: plaintext)",
+    ),
+    (
+        "worker_socket_buffers",
+        "Full-size socket buffers lent to legs now, and the pool's limit",
+    ),
+    (
+        "worker_socket_buffer_lends",
+        "Loans of full-size socket buffers, made or refused for want of one",
+    ),
+    (
+        "worker_socket_buffers_returned",
+        "Full-size socket buffers given back to the pool",
     ),
     (
         "worker_relayed_datagrams",

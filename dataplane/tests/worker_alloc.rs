@@ -20,6 +20,8 @@ fn the_poll_loop_does_not_allocate_once_warm() {
         ..Faults::default()
     };
     let mut b = bed(faults, 99);
+    // Frame buffers are the link's (a DPDK mempool is made whole at start), not the worker's.
+    b.pool.fill();
     let (x, y) = b.proxied_pair(44000, 64 * 1024);
 
     let mut tx_x = PatternSender::new(1, u64::MAX);

@@ -73,7 +73,12 @@ impl Good {
 
 #[test]
 fn syn_and_connection_floods_leave_no_state_and_the_good_pair_moves() {
-    let mut b = bed(Faults::default(), 21);
+    // The good pair's socket buffers exist before the flood: only the flood is watched.
+    let cfg = dataplane::worker::WorkerConfig {
+        prefill_buffers: 2,
+        ..dataplane::worker::WorkerConfig::default()
+    };
+    let mut b = bed_with(Faults::default(), 21, cfg);
     let mut good = Good::new(&mut b, 40_000_000);
     // A leg waiting for its UE behind a gate (UE-X's address only).
     let waiting = key(2, 3);

@@ -24,6 +24,15 @@ fn lossy() -> Faults {
     }
 }
 
+/// A socket-buffer pool that lends 2 full-size buffers where the pair wants 4: the legs that
+/// find it empty keep their guaranteed windows.
+fn short_pool() -> dataplane::worker::WorkerConfig {
+    dataplane::worker::WorkerConfig {
+        lendable_buffers: 2,
+        ..dataplane::worker::WorkerConfig::default()
+    }
+}
+
 /// Moves `bytes` each way between the two UE sockets through the worker, then closes both
 /// ends and checks the events and statistics.
 fn transfer(
@@ -148,7 +157,7 @@ fn seed_flow_proxy_mode_moves_100_mb_each_way_through_loss_and_reordering() {
 
 #[test]
 fn merge_mode_both_legs_passive() {
-    let mut b = bed(lossy(), 0xB2);
+    let mut b = bed_with(lossy(), 0xB2, short_pool());
     b.send(Command::Reserve {
         key: T1,
         local: sa(AGW_ACCESS, 41002),
@@ -186,12 +195,14 @@ fn merge_mode_both_legs_passive() {
             remote: sa(UE_X, 6000)
         }));
     transfer(&mut b, x, y, 100 * MB);
+    let c = b.worker.counters();
+    assert!(c.buffer_lends_refused > 0 && c.buffers_lent <= 2, "{c:?}");
     finish(&mut b);
 }
 
 #[test]
 fn active_active_mode_both_legs_connect_out() {
-    let mut b = bed(lossy(), 0xC3);
+    let mut b = bed_with(lossy(), 0xC3, short_pool());
     let x = b.ue_listen(UE_X, 7000, 128 * 1024);
     let y = b.ue_listen(UE_Y, 7001, 128 * 1024);
     b.send(Command::Reserve {
@@ -227,6 +238,8 @@ fn active_active_mode_both_legs_connect_out() {
         b.has(|e| matches!(e, Event::CutThrough { .. }))
     });
     transfer(&mut b, x, y, 100 * MB);
+    let c = b.worker.counters();
+    assert!(c.buffer_lends_refused > 0 && c.buffers_lent <= 2, "{c:?}");
     finish(&mut b);
 }
 
@@ -305,6 +318,8 @@ fn one_pair_costs_its_buffers_plus_a_little() {
     let buffers = b.worker.pair_buffer_bytes();
     let total = b.worker.pair_memory_bytes();
     eprintln!("pair memory: {total} bytes ({buffers} of socket buffers)");
-    assert_eq!(buffers, 4 * 64 * 1024);
+    assert_eq!(buffers, 2 * (1460 + 768));
+    assert_eq!(b.worker.busy_pair_buffer_bytes(), 4 * 64 * 1024);
     assert!(total > buffers && total < buffers + 4096, "{total}");
+    assert!(total <= 8192, "an idle call within 8 KiB: {total}");
 }

@@ -34,6 +34,8 @@ fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
         addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
         rx_buffer: 4096,
         tx_buffer: 4096,
+        // Far fewer full-size buffers than 20 000 legs could want at once.
+        lendable_buffers: 256,
         ..WorkerConfig::default()
     };
     let mut worker = Worker::new(pa, cfg, worker_end, clock.now());
@@ -130,9 +132,11 @@ fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
         (c.gate_rejected, c.events_dropped, c.malformed_dropped),
         (0, 0, 0)
     );
+    assert!(c.buffer_lends_refused > 0, "the pool was short: {c:?}");
     while worker.legs() > 0 {
         step(&mut worker, &mut farm, &mut events);
     }
+    assert_eq!(worker.counters().buffers_lent, 0);
     drop((worker, farm));
     assert_eq!(pool.in_use(), 0);
 }

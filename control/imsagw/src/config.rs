@@ -139,8 +139,12 @@ pub struct Settings {
     pub gateway: Option<Ipv4Addr>,
     pub realm: Vec<RealmSettings>,
     pub mbufs: u32,
-    /// Receive and send buffer per leg, bytes.
+    /// Receive and send buffer per leg while it moves data, bytes.
     pub leg_buffer: usize,
+    /// Receive buffer an idle leg keeps (its send buffer: about half of it), bytes.
+    pub leg_buffer_idle: usize,
+    /// Full-size socket buffers each worker lends at most at once.
+    pub buffer_pool: usize,
     pub max_legs_per_worker: usize,
     pub max_contexts: usize,
     pub max_terminations: usize,
@@ -251,6 +255,8 @@ impl Default for Settings {
             ],
             mbufs: 16383,
             leg_buffer: 128 * 1024,
+            leg_buffer_idle: dataplane::worker::GUARANTEED_RX,
+            buffer_pool: 2048,
             max_legs_per_worker: 100_000,
             max_contexts: 20_000,
             max_terminations: 40_000,
@@ -370,6 +376,11 @@ impl Settings {
                 "leg_buffer and mbufs must each be at least 1024".into(),
             ));
         }
+        if self.leg_buffer_idle < 1024 || self.leg_buffer_idle > self.leg_buffer {
+            return Err(ConfigError::Invalid(
+                "leg_buffer_idle must be at least 1024 and at most leg_buffer".into(),
+            ));
+        }
         let mid = match &self.mid {
             Some(m) => parse_mid(m)?,
             None => match self.bind.ip() {
@@ -427,6 +438,10 @@ impl Settings {
                 gateway: self.gateway,
                 rx_buffer: self.leg_buffer,
                 tx_buffer: self.leg_buffer,
+                guaranteed_rx: self.leg_buffer_idle,
+                guaranteed_tx: self.leg_buffer_idle * dataplane::worker::GUARANTEED_TX
+                    / dataplane::worker::GUARANTEED_RX,
+                lendable_buffers: self.buffer_pool,
                 // Room beyond the MG's count for released legs still draining.
                 max_legs: self.max_legs_per_worker + self.max_legs_per_worker / 8 + 16,
                 framing: FramingLimits {

@@ -68,9 +68,17 @@ pub struct RunArgs {
     /// mbufs in the pool.
     #[arg(long)]
     mbufs: Option<u32>,
-    /// Receive and send buffer per leg, bytes.
+    /// Receive and send buffer per leg while it moves data, bytes.
     #[arg(long)]
     leg_buffer: Option<usize>,
+    /// Receive buffer an idle leg keeps, bytes (its send buffer: about half of it); a leg
+    /// borrows `leg_buffer`-sized ones from its worker's pool while data is queued. Equal to
+    /// `leg_buffer`: no lending.
+    #[arg(long)]
+    leg_buffer_idle: Option<usize>,
+    /// Full-size socket buffers each worker lends at most at once.
+    #[arg(long)]
+    buffer_pool: Option<usize>,
     #[arg(long)]
     max_legs_per_worker: Option<usize>,
     #[arg(long)]
@@ -181,6 +189,8 @@ impl RunArgs {
             device,
             mbufs,
             leg_buffer,
+            leg_buffer_idle,
+            buffer_pool,
             max_legs_per_worker,
             max_contexts,
             max_terminations,

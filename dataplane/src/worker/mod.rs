@@ -16,8 +16,8 @@
 
 mod ingress;
 mod leg;
+mod lending;
 mod relay;
-mod spare;
 mod tcp;
 mod udp;
 
@@ -46,10 +46,20 @@ pub struct WorkerConfig {
     /// Local addresses the worker's legs use (the realms' address pools), with prefix.
     pub addresses: Vec<Ipv4Cidr>,
     pub gateway: Option<Ipv4Address>,
-    /// Receive and send buffer of each leg's socket: the window towards a fast sender and
-    /// the data held for a slow receiver.
+    /// Receive and send buffer of each leg's socket while it moves data: the window towards
+    /// a fast sender and the data held for a slow receiver.
     pub rx_buffer: usize,
     pub tx_buffer: usize,
+    /// What an idle leg keeps: a leg starts with these and borrows the full sizes above from
+    /// the worker's pool while data is queued (lending is off in a direction whose
+    /// guaranteed size is not smaller than its full one).
+    pub guaranteed_rx: usize,
+    pub guaranteed_tx: usize,
+    /// Full-size buffers the worker lends at most at once (legs beyond fall back to their
+    /// guaranteed window).
+    pub lendable_buffers: usize,
+    /// Full-size buffers made at start, each way, so that the first loans do not allocate.
+    pub prefill_buffers: usize,
     pub max_legs: usize,
     /// How long a released leg may take to close gracefully before it is reset.
     pub release_drain: Duration,
@@ -67,6 +77,10 @@ impl Default for WorkerConfig {
             gateway: None,
             rx_buffer: 64 * 1024,
             tx_buffer: 64 * 1024,
+            guaranteed_rx: GUARANTEED_RX,
+            guaranteed_tx: GUARANTEED_TX,
+            lendable_buffers: 4096,
+            prefill_buffers: 0,
             max_legs: 1 << 20,
             release_drain: Duration::from_secs(2),
             framing: FramingLimits::default(),
@@ -97,6 +111,13 @@ pub fn handoff_mesh<B>(workers: usize, capacity: usize) -> Vec<HandoffEnd<B>> {
         })
         .collect()
 }
+
+/// The default guaranteed buffers: a receive window of one full Ethernet segment, which a
+/// chat message (an MSRP SEND of a line or two, a BFCP message) fits in, and a send buffer of
+/// half of one. With the leg's record and its socket (1.3 KB), an idle plain call stays under
+/// 8 KiB of worker heap.
+pub const GUARANTEED_RX: usize = 1460;
+pub const GUARANTEED_TX: usize = 768;
 
 /// Plaintext moved between two TLS legs per step (below the send limit, so it always fits).
 const TLS_SCRATCH: usize = 8 * 1024;
@@ -134,8 +155,8 @@ pub struct Worker<P: Port> {
     /// Legs whose state a recent burst asked for (`ingress::RECENT_LEGS`, by index).
     recent_legs: [u32; ingress::RECENT_LEGS],
     /// Receive and transmit buffers of freed TCP legs, for the next ones.
-    spare_rx: spare::Spare,
-    spare_tx: spare::Spare,
+    /// Socket buffers: the small ones legs start with, the large ones lent while data flows.
+    pool: lending::Pool,
     /// Plaintext between two TLS legs.
     scratch: Box<[u8]>,
     /// A received datagram, a DTLS record and a relayed datagram.
@@ -149,7 +170,7 @@ pub struct Worker<P: Port> {
 
 impl<P: Port> Worker<P> {
     pub fn new(port: P, cfg: WorkerConfig, rings: WorkerEnd, now: Instant) -> Self {
-        let (rx_buffer, tx_buffer) = (cfg.rx_buffer, cfg.tx_buffer);
+        let pool = lending::Pool::new(&cfg);
         let mut device = SmolDevice::new(port);
         device.set_auto_rx(false);
         let mac = EthernetAddress(device.port().mac());
@@ -190,8 +211,7 @@ impl<P: Port> Worker<P> {
             counters: WorkerCounters::default(),
             live_legs: 0,
             recent_legs: [u32::MAX; ingress::RECENT_LEGS],
-            spare_rx: spare::Spare::new(rx_buffer),
-            spare_tx: spare::Spare::new(tx_buffer),
+            pool,
             scratch: vec![0; TLS_SCRATCH].into_boxed_slice(),
             dg_scratch: vec![0; 3 * DG_BUF].into_boxed_slice(),
             handoff: None,
@@ -219,6 +239,11 @@ impl<P: Port> Worker<P> {
     pub fn counters(&self) -> WorkerCounters {
         WorkerCounters {
             legs: self.live_legs as u64,
+            buffers_lent: self.pool.lent() as u64,
+            buffers_lendable: self.pool.limit() as u64,
+            buffer_lends: self.pool.lends,
+            buffer_lends_refused: self.pool.refused,
+            buffers_returned: self.pool.returned,
             ..self.counters
         }
     }
@@ -252,13 +277,20 @@ impl<P: Port> Worker<P> {
         self.device.port()
     }
 
-    /// Bytes of socket buffer one established pair holds (both legs, both directions).
+    /// Bytes of socket buffer an idle established pair holds (both legs, both directions:
+    /// the guaranteed buffers).
     pub fn pair_buffer_bytes(&self) -> usize {
+        2 * (self.cfg.guaranteed_rx.min(self.cfg.rx_buffer)
+            + self.cfg.guaranteed_tx.min(self.cfg.tx_buffer))
+    }
+
+    /// Bytes of socket buffer a pair holds at most, moving data both ways (full buffers).
+    pub fn busy_pair_buffer_bytes(&self) -> usize {
         2 * (self.cfg.rx_buffer + self.cfg.tx_buffer)
     }
 
-    /// Heap one established pair costs: its socket buffers plus, per leg, the leg record, its
-    /// one-slot socket set and the key-map entry.
+    /// Heap an idle established pair costs: its guaranteed socket buffers plus, per leg, the
+    /// leg record, its one-slot socket set and the key-map entry.
     pub fn pair_memory_bytes(&self) -> usize {
         let per_leg = std::mem::size_of::<Option<Leg>>()
             + std::mem::size_of::<smoltcp::iface::SocketStorage>()
@@ -336,6 +368,8 @@ impl<P: Port> Worker<P> {
                 break;
             }
         }
+
+        self.sweep_lent(now);
 
         if self.announcements < ANNOUNCEMENTS && now >= self.next_announcement {
             self.announce();
@@ -614,13 +648,7 @@ impl<P: Port> Worker<P> {
         };
         if !leg.is_udp() {
             if let smoltcp::socket::Socket::Tcp(s) = leg.set.remove(leg.handle) {
-                let (rx, tx) = s.into_buffers();
-                if let Some(b) = rx.into_vec() {
-                    self.spare_rx.give(b);
-                }
-                if let Some(b) = tx.into_vec() {
-                    self.spare_tx.give(b);
-                }
+                self.return_buffers(s, leg.lent_slot);
             }
         }
         self.table.unbind(leg.local.0, leg.local.1);

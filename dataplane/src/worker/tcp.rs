@@ -26,11 +26,12 @@ pub(super) struct StartSpec {
 
 impl<P: Port> Worker<P> {
     pub(super) fn reserve_tcp(&mut self, key: TerminationKey, local: SocketAddrV4, now: Instant) {
-        let (rx, tx) = (self.spare_rx.take(), self.spare_tx.take());
+        let (rx, tx, max_rx) = self.pool.initial();
         self.reserve(key, local, now, move |_| {
             let rx = tcp::SocketBuffer::new(rx);
             let tx = tcp::SocketBuffer::new(tx);
             let mut socket = tcp::Socket::new(rx, tx);
+            socket.set_max_rx_capacity(max_rx);
             socket.set_nagle_enabled(false);
             socket.set_congestion_control(tcp::CongestionControl::Reno);
             (socket, Kind::Tcp(TcpLeg::new()))
@@ -135,8 +136,13 @@ impl<P: Port> Worker<P> {
             return;
         };
         leg.dirty = false;
+        // What arrived is looked at before it is relayed (or decrypted): a sender that fills
+        // half the guaranteed window between two polls is limited by it.
+        self.lend(idx, true, false);
         self.update_state(idx, now);
         self.forward(idx, now);
+        // What the partner's sender left queued here, once relayed.
+        self.lend(idx, false, true);
         self.egress_leg(idx, now);
     }
 

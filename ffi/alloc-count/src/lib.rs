@@ -25,7 +25,23 @@ pub fn live_bytes() -> usize {
 pub struct Counting;
 
 thread_local!(static ALLOCS: Cell<usize> = const { Cell::new(0) });
+thread_local!(static NET: Cell<isize> = const { Cell::new(0) });
 thread_local!(static WATCHING: Cell<bool> = const { Cell::new(false) });
+
+/// Adds `bytes` to the watching thread's net allocation.
+fn net(bytes: isize) {
+    let _ = WATCHING.try_with(|w| {
+        if w.get() {
+            let _ = NET.try_with(|n| n.set(n.get() + bytes));
+        }
+    });
+}
+
+/// Bytes this thread allocated less what it freed, while watching, since it started: the heap
+/// a watched component holds when it frees only what it allocated itself.
+pub fn watched_net_bytes() -> isize {
+    NET.with(|n| n.get())
+}
 
 fn count() {
     // `try_with`: the allocator may be called while this thread's locals are being torn down.
@@ -45,11 +61,13 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.alloc(l) };
         if !p.is_null() {
             LIVE.fetch_add(l.size(), Ordering::Relaxed);
+            net(l.size() as isize);
         }
         p
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        net(-(l.size() as isize));
         // SAFETY: same contract as the caller's.
         unsafe { System.dealloc(p, l) }
     }
@@ -60,6 +78,7 @@ unsafe impl GlobalAlloc for Counting {
         if !q.is_null() {
             LIVE.fetch_add(n, Ordering::Relaxed);
             LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+            net(n as isize - l.size() as isize);
         }
         q
     }

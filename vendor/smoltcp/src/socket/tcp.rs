@@ -512,6 +512,9 @@ pub struct Socket<'a> {
     /// The sending window scaling factor advertised to remotes which support RFC 1323.
     /// It is zero if the window <= 64KiB and/or the remote does not support it.
     remote_win_shift: u8,
+    /// The receive capacity the window scale is chosen for (imsagw patch 8): at least the
+    /// buffer's, more when larger buffers may be swapped in later.
+    rx_scale_capacity: usize,
     /// The remote window size, relative to local_seq_no
     /// I.e. we're allowed to send octets until local_seq_no+remote_win_len
     remote_win_len: usize,
@@ -586,6 +589,47 @@ impl<'a> Socket<'a> {
         (self.rx_buffer, self.tx_buffer)
     }
 
+    /// Chooses the window scale for receive buffers up to `capacity` (at least the current
+    /// buffer's), for buffers swapped in later by `replace_rx_buffer` (imsagw patch 8). Takes
+    /// effect at the next `listen` or `connect`: the scale is fixed by the SYN.
+    pub fn set_max_rx_capacity(&mut self, capacity: usize) {
+        self.rx_scale_capacity = capacity.clamp(self.rx_buffer.capacity(), 1 << 30);
+    }
+
+    /// Swaps in another receive buffer, keeping what the current one holds: the octets not
+    /// yet read and any out-of-order octets, at the same offsets (imsagw patch 8: a relay gives
+    /// idle connections small buffers and busy ones large ones). Gives the new buffer back if
+    /// it cannot hold them. A buffer smaller than the window last advertised is safe: octets
+    /// beyond what the buffer can hold are not accepted (nor acknowledged), and the peer
+    /// sends them again.
+    pub fn replace_rx_buffer(
+        &mut self,
+        mut buffer: SocketBuffer<'a>,
+    ) -> Result<SocketBuffer<'a>, SocketBuffer<'a>> {
+        let out_of_order = self.assembler.iter_data().map(|(_, end)| end).max();
+        let extent = self.rx_buffer.len() + out_of_order.unwrap_or(0);
+        if buffer.capacity() < extent {
+            return Err(buffer);
+        }
+        self.rx_buffer.copy_into(&mut buffer, extent);
+        Ok(mem::replace(&mut self.rx_buffer, buffer))
+    }
+
+    /// Swaps in another transmit buffer, keeping the octets queued in the current one (sent
+    /// and unacknowledged, or not yet sent; imsagw patch 8). Gives the new buffer back if it
+    /// cannot hold them.
+    pub fn replace_tx_buffer(
+        &mut self,
+        mut buffer: SocketBuffer<'a>,
+    ) -> Result<SocketBuffer<'a>, SocketBuffer<'a>> {
+        let extent = self.tx_buffer.len();
+        if buffer.capacity() < extent {
+            return Err(buffer);
+        }
+        self.tx_buffer.copy_into(&mut buffer, extent);
+        Ok(mem::replace(&mut self.tx_buffer, buffer))
+    }
+
     #[allow(unused_comparisons)] // small usize platforms always pass rx_capacity check
     /// Create a socket using the given buffers.
     pub fn new<T>(rx_buffer: T, tx_buffer: T) -> Socket<'a>
@@ -626,6 +670,7 @@ impl<'a> Socket<'a> {
             remote_last_win: 0,
             remote_win_len: 0,
             remote_win_shift: rx_cap_log2.saturating_sub(16) as u8,
+            rx_scale_capacity: rx_capacity,
             remote_win_scale: None,
             remote_has_sack: false,
             remote_mss: DEFAULT_MSS,
@@ -924,7 +969,7 @@ impl<'a> Socket<'a> {
 
     fn reset(&mut self) {
         let rx_cap_log2 =
-            mem::size_of::<usize>() * 8 - self.rx_buffer.capacity().leading_zeros() as usize;
+            mem::size_of::<usize>() * 8 - self.rx_scale_capacity.leading_zeros() as usize;
 
         self.state = State::Closed;
         self.timer = Timer::new();
@@ -1732,6 +1777,14 @@ impl<'a> Socket<'a> {
             last_ack + ((self.remote_last_win as usize) << self.remote_win_shift)
         } else {
             window_start
+        };
+        // imsagw patch 8: a buffer swapped for a smaller one may hold less than the window
+        // last advertised; octets beyond it are not accepted, as if they had been lost.
+        let buffer_end = window_start + self.rx_buffer.window();
+        let window_end = if window_end > buffer_end {
+            buffer_end
+        } else {
+            window_end
         };
         let segment_start = repr.seq_number;
         let segment_end = repr.seq_number + repr.payload.len();
@@ -7942,6 +7995,143 @@ mod test {
                 ..RECV_TEMPL
             })
         );
+    }
+
+    #[test]
+    fn test_replace_rx_buffer_keeps_unread_and_out_of_order_octets() {
+        // imsagw patch 8.
+        let mut s = socket_established();
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abc"[..],
+                ..SEND_TEMPL
+            }
+        );
+        // Out of order or filling a hole: answered at once.
+        let _ = send(
+            &mut s,
+            Instant::from_millis(0),
+            &TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 6,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"ghi"[..],
+                ..SEND_TEMPL
+            },
+        );
+        // Three unread octets and three more after a hole of three: nine must fit.
+        let small = s.replace_rx_buffer(SocketBuffer::new(vec![0; 8]));
+        assert_eq!(small.map(|_| ()).map_err(|b| b.capacity()), Err(8));
+        let old = s
+            .replace_rx_buffer(SocketBuffer::new(vec![0; 128]))
+            .unwrap_or_else(|_| panic!("refused"));
+        assert_eq!(old.capacity(), 64);
+        assert_eq!(s.recv_capacity(), 128);
+        // Out of order or filling a hole: answered at once.
+        let _ = send(
+            &mut s,
+            Instant::from_millis(0),
+            &TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 3,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"def"[..],
+                ..SEND_TEMPL
+            },
+        );
+        let mut got = [0u8; 9];
+        assert_eq!(s.recv_slice(&mut got), Ok(9));
+        assert_eq!(&got, b"abcdefghi");
+    }
+
+    #[test]
+    fn test_smaller_rx_buffer_accepts_only_what_it_holds() {
+        // imsagw patch 8: the window advertised was 64, the new buffer holds 4; what does
+        // not fit is neither stored nor acknowledged, and its retransmission gets in.
+        let mut s = socket_established();
+        assert!(s.replace_rx_buffer(SocketBuffer::new(vec![0; 4])).is_ok());
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abcdefghij"[..],
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 4),
+                window_len: 0,
+                ..RECV_TEMPL
+            }]
+        );
+        let mut got = [0u8; 4];
+        assert_eq!(s.recv_slice(&mut got), Ok(4));
+        assert_eq!(&got, b"abcd");
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 4),
+                window_len: 4,
+                ..RECV_TEMPL
+            }]
+        );
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 4,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"efghij"[..],
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.recv_slice(&mut got), Ok(4));
+        assert_eq!(&got, b"efgh");
+    }
+
+    #[test]
+    fn test_replace_tx_buffer_keeps_queued_octets() {
+        // imsagw patch 8.
+        let mut s = socket_established();
+        s.send_slice(b"abcdef").unwrap();
+        assert_eq!(
+            s.replace_tx_buffer(SocketBuffer::new(vec![0; 5]))
+                .map(|_| ())
+                .map_err(|b| b.capacity()),
+            Err(5)
+        );
+        let old = s
+            .replace_tx_buffer(SocketBuffer::new(vec![0; 16]))
+            .unwrap_or_else(|_| panic!("refused"));
+        assert_eq!(old.capacity(), 64);
+        assert_eq!(s.send_capacity(), 16);
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"abcdef"[..],
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    #[test]
+    fn test_max_rx_capacity_chooses_the_window_scale() {
+        // imsagw patch 8: a 1 KiB buffer that may become 256 KiB offers a scale of 3.
+        let mut s = socket_with_buffer_sizes(64, 1024);
+        s.set_max_rx_capacity(256 * 1024);
+        s.listen(LISTEN_END).unwrap();
+        assert_eq!(s.remote_win_shift, 3);
+        let mut t = socket_with_buffer_sizes(64, 1024);
+        t.set_max_rx_capacity(16);
+        t.listen(LISTEN_END).unwrap();
+        assert_eq!(t.remote_win_shift, 0);
     }
 
     #[test]

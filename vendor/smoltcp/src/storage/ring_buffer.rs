@@ -57,6 +57,21 @@ impl<'a, T: 'a> RingBuffer<'a, T> {
         }
     }
 
+    /// Copies the first `extent` elements from the read position on (allocated or not) to
+    /// the start of `other`, which then holds the same allocated elements at the same
+    /// offsets (imsagw patch 8). `extent` must fit both buffers.
+    pub fn copy_into(&self, other: &mut RingBuffer<'a, T>, extent: usize)
+    where
+        T: Copy,
+    {
+        assert!(extent <= self.capacity() && extent <= other.capacity() && self.length <= extent);
+        let first = cmp::min(extent, self.capacity() - self.read_at);
+        other.storage[..first].copy_from_slice(&self.storage[self.read_at..self.read_at + first]);
+        other.storage[first..extent].copy_from_slice(&self.storage[..extent - first]);
+        other.read_at = 0;
+        other.length = self.length;
+    }
+
     /// Clear the ring buffer.
     pub fn clear(&mut self) {
         self.read_at = 0;

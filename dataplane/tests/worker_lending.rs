@@ -1,0 +1,267 @@
+//! Socket buffers on demand: a leg starts with its small guaranteed buffers, borrows full-size
+//! ones from the worker's pool while data flows and gives them back once drained and idle;
+//! idle calls stay within 8 KiB of worker heap each; a pool far too small for all legs slows
+//! them (back-pressure) and loses nothing; and no loan outlives its leg.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use common::*;
+use dataplane::clock::{Clock, VirtualClock};
+use dataplane::contract::*;
+use dataplane::worker::{Worker, WorkerConfig};
+use smoltcp::time::Duration;
+use smoltcp::wire::Ipv4Cidr;
+use testbed::calls::plain_call;
+use testbed::memlink::{Faults, MemLink, MemLinkConfig, MemPort};
+use testbed::{Farm, PatternChecker, PatternSender};
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const FARM_X: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 7);
+const FARM_Y: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 50);
+
+/// Moves `bytes` each way through a proxied pair, checked.
+fn transfer_both_ways(
+    b: &mut Bed,
+    x: smoltcp::iface::SocketHandle,
+    y: smoltcp::iface::SocketHandle,
+    bytes: u64,
+    seed: u64,
+) {
+    let mut tx_x = PatternSender::new(seed, bytes);
+    let mut tx_y = PatternSender::new(seed + 1, bytes);
+    let mut rx_x = PatternChecker::new(seed + 1);
+    let mut rx_y = PatternChecker::new(seed);
+    b.run(Duration::from_secs(600), |b| {
+        let mut n = 0;
+        for (h, tx, rx) in [(x, &mut tx_x, &mut rx_x), (y, &mut tx_y, &mut rx_y)] {
+            let s = b.ue(h);
+            n += tx.pump(s) + rx.pump(s);
+        }
+        if rx_x.received == bytes && rx_y.received == bytes {
+            Progress::Done
+        } else if n > 0 {
+            Progress::Busy
+        } else {
+            Progress::Idle
+        }
+    });
+    assert_eq!((rx_x.received, rx_y.received), (bytes, bytes));
+    assert_eq!((rx_x.first_mismatch, rx_y.first_mismatch), (None, None));
+}
+
+#[test]
+fn a_busy_pair_borrows_full_buffers_and_gives_them_back_when_idle() {
+    let mut b = bed(Faults::default(), 31);
+    let (x, y) = b.proxied_pair(45000, 256 * 1024);
+    let start = b.worker.counters();
+    assert_eq!(
+        start.buffers_lent, 0,
+        "legs start with their guaranteed buffers"
+    );
+    transfer_both_ways(&mut b, x, y, 4_000_000, 1);
+    let busy = b.worker.counters();
+    assert!(busy.buffer_lends >= 2, "a transfer borrows: {busy:?}");
+    assert!(busy.buffers_lent >= 2, "{busy:?}");
+    // Drained and idle: everything goes back.
+    b.run_for(Duration::from_secs(2));
+    let idle = b.worker.counters();
+    assert_eq!(idle.buffers_lent, 0, "{idle:?}");
+    assert_eq!(idle.buffers_returned, idle.buffer_lends);
+    // The pair still works, and borrows again for the next transfer.
+    transfer_both_ways(&mut b, x, y, 2_000_000, 7);
+    assert!(b.worker.counters().buffer_lends > idle.buffer_lends);
+    // A chat-sized message each way needs no loan.
+    b.run_for(Duration::from_secs(2));
+    let before = b.worker.counters();
+    transfer_both_ways(&mut b, x, y, 600, 11);
+    assert_eq!(b.worker.counters().buffer_lends, before.buffer_lends);
+}
+
+#[test]
+fn a_pool_far_too_small_slows_the_legs_and_loses_nothing() {
+    let faults = Faults {
+        drop: 0.01,
+        reorder: 0.01,
+        reorder_delay: Duration::from_micros(300),
+        delay: Duration::from_millis(1),
+        ..Faults::default()
+    };
+    // Eight pairs want 32 full buffers; the pool lends 3.
+    let cfg = WorkerConfig {
+        lendable_buffers: 3,
+        ..WorkerConfig::default()
+    };
+    let mut b = bed_with(faults, 41, cfg);
+    let pairs: Vec<_> = (0..8)
+        .map(|i| {
+            let (x, y) = b.pair_of(
+                TerminationKey {
+                    context: 10 + i,
+                    termination: 1,
+                },
+                TerminationKey {
+                    context: 10 + i,
+                    termination: 2,
+                },
+                46000 + i as u16,
+                128 * 1024,
+                Framing::Agnostic,
+            );
+            (
+                x,
+                y,
+                PatternSender::new(100 + 2 * i as u64, 1_500_000),
+                PatternSender::new(101 + 2 * i as u64, 1_500_000),
+                PatternChecker::new(101 + 2 * i as u64),
+                PatternChecker::new(100 + 2 * i as u64),
+            )
+        })
+        .collect();
+    let mut pairs = pairs;
+    let mut most_lent = 0;
+    b.run(Duration::from_secs(900), |b| {
+        let mut n = 0;
+        let mut done = true;
+        for (x, y, sx, sy, rx, ry) in pairs.iter_mut() {
+            let s = b.ue(*x);
+            n += sx.pump(s) + rx.pump(s);
+            let s = b.ue(*y);
+            n += sy.pump(s) + ry.pump(s);
+            done &= rx.received == 1_500_000 && ry.received == 1_500_000;
+        }
+        most_lent = most_lent.max(b.worker.counters().buffers_lent);
+        if done {
+            Progress::Done
+        } else if n > 0 {
+            Progress::Busy
+        } else {
+            Progress::Idle
+        }
+    });
+    for (_, _, _, _, rx, ry) in &pairs {
+        assert_eq!((rx.received, ry.received), (1_500_000, 1_500_000));
+        assert_eq!((rx.first_mismatch, ry.first_mismatch), (None, None));
+    }
+    let c = b.worker.counters();
+    eprintln!("pool of 3 for 8 pairs: {c:?}");
+    assert!(most_lent <= 3, "never beyond the limit: {most_lent}");
+    assert!(c.buffer_lends_refused > 0, "the pool was short: {c:?}");
+    assert!(!b.has(|e| matches!(e, Event::Closed { .. })));
+    // Releasing legs mid-loan gives their buffers back.
+    for i in 0..8 {
+        for t in [1, 2] {
+            b.send(Command::Release {
+                key: TerminationKey {
+                    context: 10 + i,
+                    termination: t,
+                },
+            });
+        }
+    }
+    b.wait_for(Duration::from_secs(30), |b| b.worker.legs() == 0);
+    assert_eq!(b.worker.counters().buffers_lent, 0);
+}
+
+#[test]
+fn idle_plain_calls_hold_at_most_8_kib_of_worker_heap_each() {
+    const CALLS: u32 = 2000;
+    const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
+    const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);
+    let clock = VirtualClock::new();
+    let link = MemLinkConfig {
+        pool_buffers: 32768,
+        queue_frames: 8192,
+        ..MemLinkConfig::default()
+    };
+    let (pa, pb) = MemLink::pair(link, clock.clone());
+    let pool = pa.pool().clone();
+    // Frame buffers belong to the link (a DPDK mempool is made whole at start).
+    pool.fill();
+    let (control, worker_end) = rings(1 << 15);
+    let cfg = WorkerConfig {
+        addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
+        ..WorkerConfig::default()
+    };
+    // The worker's fixed heap (its scratch buffers, the pool's lists) is not per call.
+    let (mut worker, _) = allocations(true, || Worker::new(pa, cfg, worker_end, clock.now()));
+    let mut farm: Farm<MemPort> = Farm::new(
+        pb,
+        &[Ipv4Cidr::new(FARM_X, 15), Ipv4Cidr::new(FARM_Y, 15)],
+        clock.now(),
+    );
+    farm.auto_close = false;
+    let start = alloc_count::watched_net_bytes();
+    // A chat message each way: 400 bytes.
+    let mut ys = Vec::new();
+    for i in 0..CALLS {
+        let port = 20_000 + i as u16;
+        ys.push(farm.listen(
+            (FARM_Y, port),
+            4096,
+            2 * i as u64 + 1,
+            400,
+            2 * i as u64,
+            400,
+        ));
+        for c in plain_call(
+            i,
+            SocketAddrV4::new(AGW_ACCESS, port),
+            SocketAddrV4::new(AGW_CORE, port),
+            FARM_X,
+            SocketAddrV4::new(FARM_Y, port),
+        ) {
+            control.commands.push(c).unwrap();
+        }
+    }
+    let step = |worker: &mut Worker<MemPort>, farm: &mut Farm<MemPort>| {
+        let now = clock.now();
+        let (mut busy, _) = allocations(true, || worker.poll(now));
+        busy |= farm.poll(now);
+        while control.events.pop().is_some() {}
+        if !busy {
+            clock.advance(Duration::from_millis(1));
+        }
+    };
+    while worker.legs() < 2 * CALLS as usize || !control.commands.is_empty() {
+        step(&mut worker, &mut farm);
+    }
+    let mut xs = Vec::new();
+    for i in 0..CALLS {
+        let port = 20_000 + i as u16;
+        xs.push(farm.connect(
+            (FARM_X, port),
+            (AGW_ACCESS, port),
+            4096,
+            2 * i as u64,
+            400,
+            2 * i as u64 + 1,
+            400,
+        ));
+    }
+    let limit = clock.now() + Duration::from_secs(120);
+    while !xs.iter().chain(&ys).all(|&id| farm.conn(id).done()) {
+        assert!(clock.now() < limit, "the chat messages arrive");
+        step(&mut worker, &mut farm);
+    }
+    // Idle: every loan comes back.
+    let idle_from = clock.now();
+    while clock.now() < idle_from + Duration::from_secs(2) {
+        step(&mut worker, &mut farm);
+    }
+    let c = worker.counters();
+    assert_eq!(c.buffers_lent, 0, "{c:?}");
+    assert_eq!(worker.legs(), 2 * CALLS as usize);
+    for &id in xs.iter().chain(&ys) {
+        assert_eq!(farm.state(id), smoltcp::socket::tcp::State::Established);
+    }
+    let per_call = (alloc_count::watched_net_bytes() - start) as f64 / CALLS as f64;
+    eprintln!(
+        "worker heap per idle established plain call: {per_call:.0} B ({} loans made and returned)",
+        c.buffer_lends
+    );
+    assert!(per_call <= 8192.0, "{per_call:.0} B per idle call");
+}
