@@ -92,14 +92,14 @@ fn measure(inflight: usize, secs: f64) -> f64 {
     let realms = vec![
         Realm {
             name: "access".into(),
-            address: "198.18.1.10".parse().unwrap(),
+            addresses: vec!["198.18.1.10".parse().unwrap()],
             first_port: 10000,
             last_port: 29999,
             policy: Default::default(),
         },
         Realm {
             name: "core".into(),
-            address: "198.18.2.20".parse().unwrap(),
+            addresses: vec!["198.18.2.20".parse().unwrap()],
             first_port: 30000,
             last_port: 49999,
             policy: Default::default(),

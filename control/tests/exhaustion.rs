@@ -47,7 +47,7 @@ fn mg(max_contexts: usize, max_terminations: usize, per_worker: usize) -> Dispat
     let cfg = MgConfig {
         realms: vec![Realm {
             name: "access".into(),
-            address: "192.0.2.10".parse().unwrap(),
+            addresses: vec!["192.0.2.10".parse().unwrap()],
             first_port: 41000,
             last_port: 41999,
             policy: Default::default(),
@@ -200,4 +200,62 @@ fn an_mgc_flooding_garbage_and_duplicates_changes_nothing() {
     assert_eq!(reserves, 1);
     // Service goes on.
     assert_eq!(code(&send(&mut d, &add(78, "1"))[0]), None);
+}
+
+#[test]
+fn a_realm_of_two_addresses_holds_its_ports_twice_then_answers_510() {
+    let mut d = mg(100, 100, 100);
+    {
+        let cfg = Realm {
+            name: "access".into(),
+            addresses: vec![
+                "192.0.2.10".parse().unwrap(),
+                "192.0.2.11".parse().unwrap(),
+            ],
+            first_port: 41000,
+            last_port: 41001,
+            policy: Default::default(),
+        };
+        let mg_cfg = MgConfig {
+            realms: vec![cfg],
+            max_contexts: 100,
+            max_terminations: 100,
+            max_legs_per_worker: 100,
+            ..MgConfig::new(vec![])
+        };
+        *d.executor_mut() = Mg::new(mg_cfg, Rings::default());
+    }
+    let mut seen = Vec::new();
+    for tid in 1..=4 {
+        let r = send(&mut d, &add(tid, "$"));
+        assert_eq!(code(&r[0]), None, "{r:?}");
+        let c = r[0]
+            .split("c=IN IP4 ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap()
+            .to_string();
+        let m = r[0]
+            .split("m=message ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap()
+            .to_string();
+        seen.push(format!("{c}:{m}"));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "192.0.2.10:41000",
+            "192.0.2.10:41001",
+            "192.0.2.11:41000",
+            "192.0.2.11:41001"
+        ]
+    );
+    let r = send(&mut d, &add(5, "$"));
+    assert_eq!(code(&r[0]), Some(510), "{r:?}");
+    assert!(r[0].contains("no local port left"), "{r:?}");
+    assert_eq!(d.executor_mut().terminations(), 4, "nothing half-made");
+    assert_eq!(d.executor_mut().contexts(), 4);
 }

@@ -37,7 +37,7 @@ fn alg() -> SocketAddr {
 fn realm(name: &str, address: &str, first: u16, last: u16, policy: RealmPolicy) -> Realm {
     Realm {
         name: name.into(),
-        address: address.parse().unwrap(),
+        addresses: vec![address.parse().unwrap()],
         first_port: first,
         last_port: last,
         policy,

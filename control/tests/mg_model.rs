@@ -49,14 +49,14 @@ fn config(identity: &Identity) -> MgConfig {
     let mut cfg = MgConfig::new(vec![
         Realm {
             name: "access".into(),
-            address: ACCESS,
+            addresses: vec![ACCESS],
             first_port: 41000,
             last_port: 41000 + PORTS - 1,
             policy: Default::default(),
         },
         Realm {
             name: "core".into(),
-            address: CORE,
+            addresses: vec![CORE],
             first_port: 42000,
             last_port: 42000 + PORTS - 1,
             policy: Default::default(),

@@ -64,14 +64,14 @@ fn mg() -> Dispatcher<Mg<Recorder>> {
     let mut cfg = MgConfig::new(vec![
         Realm {
             name: "access".into(),
-            address: "192.0.2.10".parse().unwrap(),
+            addresses: vec!["192.0.2.10".parse().unwrap()],
             first_port: 41000,
             last_port: 41999,
             policy: Default::default(),
         },
         Realm {
             name: "core".into(),
-            address: "192.0.2.20".parse().unwrap(),
+            addresses: vec!["192.0.2.20".parse().unwrap()],
             first_port: 42000,
             last_port: 42999,
             policy: Default::default(),

@@ -36,7 +36,7 @@ fn alg() -> SocketAddr {
 fn mg() -> Dispatcher<Mg<Recorder>> {
     let cfg = MgConfig::new(vec![Realm {
         name: "access".into(),
-        address: "192.0.2.10".parse().unwrap(),
+        addresses: vec!["192.0.2.10".parse().unwrap()],
         first_port: 41000,
         last_port: 41999,
         policy: Default::default(),

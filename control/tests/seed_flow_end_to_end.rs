@@ -151,14 +151,14 @@ fn world(timers: TransactionTimers) -> World {
         realms: vec![
             Realm {
                 name: "access".into(),
-                address: AGW_ACCESS,
+                addresses: vec![AGW_ACCESS],
                 first_port: 41000,
                 last_port: 41999,
                 policy: Default::default(),
             },
             Realm {
                 name: "core".into(),
-                address: AGW_CORE,
+                addresses: vec![AGW_CORE],
                 first_port: 42000,
                 last_port: 42999,
                 policy: Default::default(),

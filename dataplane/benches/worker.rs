@@ -62,6 +62,17 @@ impl Rig {
             tx_buffer: buf,
             ..WorkerConfig::default()
         };
+        // Legs holding their full buffers from the start (lending off), for comparing the
+        // cost of the small guaranteed ones.
+        let cfg = if std::env::var("IMSAGW_BENCH_FULL_BUFFERS").is_ok_and(|v| v == "1") {
+            WorkerConfig {
+                guaranteed_rx: buf,
+                guaranteed_tx: buf,
+                ..cfg
+            }
+        } else {
+            cfg
+        };
         let worker = Worker::new(pa, cfg, worker_end, clock.now());
         let mut farm = Farm::new(
             pb,

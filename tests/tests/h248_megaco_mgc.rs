@@ -83,7 +83,7 @@ fn against(scenario: &str) -> Run {
     let cfg = MgConfig {
         realms: vec![Realm {
             name: "access".into(),
-            address: "192.0.2.10".parse().unwrap(),
+            addresses: vec!["192.0.2.10".parse().unwrap()],
             first_port: 41000,
             last_port: 41999,
             policy: Default::default(),

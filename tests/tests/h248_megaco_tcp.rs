@@ -56,14 +56,14 @@ fn a_megaco_mgc_over_tcp_sets_up_1000_calls_and_clears_them_with_one_subtract() 
     let mut mg = MgConfig::new(vec![
         Realm {
             name: "access".into(),
-            address: "192.0.2.10".parse().unwrap(),
+            addresses: vec!["192.0.2.10".parse().unwrap()],
             first_port: 40000,
             last_port: 41999,
             policy: Default::default(),
         },
         Realm {
             name: "core".into(),
-            address: "192.0.2.20".parse().unwrap(),
+            addresses: vec!["192.0.2.20".parse().unwrap()],
             first_port: 42000,
             last_port: 43999,
             policy: Default::default(),

@@ -43,14 +43,16 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// One realm: an IP address with its prefix and the local ports handed out from it, and
+/// One realm: its IP addresses with their prefix and the local ports handed out from each, and
 /// what its terminations get when the ALG asks for no DiffServ marking or policing (Iq `ds`,
 /// `tman`), with the policing rates the ALG may ask for.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RealmSettings {
     pub name: String,
-    /// `ADDRESS/PREFIX`, for example `198.18.1.10/15`.
+    /// `ADDRESS/PREFIX`, for example `198.18.1.10/15`; several addresses as a range
+    /// `FIRST-LAST/PREFIX` (`198.18.1.10-198.18.1.13/15`) or a list (`A/P,B/P`): each holds
+    /// the realm's ports again.
     pub address: String,
     /// `FIRST-LAST`.
     pub ports: String,
@@ -257,7 +259,7 @@ impl Default for Settings {
             leg_buffer: 128 * 1024,
             leg_buffer_idle: dataplane::worker::GUARANTEED_RX,
             buffer_pool: 2048,
-            max_legs_per_worker: 100_000,
+            max_legs_per_worker: 200_000,
             max_contexts: 20_000,
             max_terminations: 40_000,
             reply_cache_entries: control::plane::DEFAULT_REPLY_CACHE,
@@ -347,7 +349,7 @@ impl Settings {
                 name: r.name.clone(),
                 reason,
             };
-            let cidr = parse_cidr(&r.address).map_err(bad)?;
+            let cidrs = parse_cidrs(&r.address).map_err(bad)?;
             let (first, last) = parse_range(&r.ports).map_err(bad)?;
             if realms
                 .iter()
@@ -356,19 +358,22 @@ impl Settings {
                 return Err(bad("named twice".into()));
             }
             for o in &realms {
-                if o.address == cidr.address() && first <= o.last_port && o.first_port <= last {
+                let shared = cidrs.iter().any(|c| o.addresses.contains(&c.address()));
+                if shared && first <= o.last_port && o.first_port <= last {
                     return Err(bad(format!("ports overlap realm {:?}", o.name)));
                 }
             }
             realms.push(Realm {
                 name: r.name.as_str().into(),
-                address: cidr.address(),
+                addresses: cidrs.iter().map(|c| c.address()).collect(),
                 first_port: first,
                 last_port: last,
                 policy: r.policy().map_err(bad)?,
             });
-            if !addresses.contains(&cidr) {
-                addresses.push(cidr);
+            for cidr in cidrs {
+                if !addresses.contains(&cidr) {
+                    addresses.push(cidr);
+                }
             }
         }
         if self.leg_buffer < 1024 || self.mbufs < 1024 {
@@ -505,6 +510,42 @@ fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
         .filter(|l| (1..=32).contains(l))
         .ok_or_else(|| format!("{len:?} is not a prefix length"))?;
     Ok(Ipv4Cidr::new(ip, len))
+}
+
+/// Addresses a realm holds at most (each is a local address of every worker).
+const MAX_REALM_ADDRESSES: usize = 64;
+
+/// `A/P`, `FIRST-LAST/P` or a comma-separated list of either.
+fn parse_cidrs(s: &str) -> Result<Vec<Ipv4Cidr>, String> {
+    let mut out: Vec<Ipv4Cidr> = Vec::new();
+    for item in s.split(',').map(str::trim) {
+        let (ips, len) = item
+            .split_once('/')
+            .ok_or_else(|| format!("{item:?} is not ADDRESS/PREFIX"))?;
+        let (first, last) = ips.split_once('-').unwrap_or((ips, ips));
+        let first = parse_cidr(&format!("{}/{len}", first.trim()))?;
+        let last = parse_cidr(&format!("{}/{len}", last.trim()))?;
+        let (a, b) = (u32::from(first.address()), u32::from(last.address()));
+        if a > b || (b - a) as usize >= MAX_REALM_ADDRESSES {
+            return Err(format!(
+                "{item:?}: an empty range or more than {MAX_REALM_ADDRESSES} addresses"
+            ));
+        }
+        for ip in a..=b {
+            let cidr = Ipv4Cidr::new(Ipv4Addr::from(ip), first.prefix_len());
+            if out.contains(&cidr) {
+                return Err(format!(
+                    "{item:?}: address {} given twice",
+                    Ipv4Addr::from(ip)
+                ));
+            }
+            out.push(cidr);
+        }
+    }
+    if out.len() > MAX_REALM_ADDRESSES {
+        return Err(format!("more than {MAX_REALM_ADDRESSES} addresses"));
+    }
+    Ok(out)
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -649,6 +690,39 @@ mod tests {
         assert_eq!(r.registration.mgcs[0].addr.port(), 2944);
         let e = Settings::from_toml("no_such_key = 1", "x.toml").unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_realm_takes_a_range_or_a_list_of_addresses() {
+        let mut s = Settings::default();
+        s.realm[0].address = "198.18.1.10-198.18.1.12/15".into();
+        s.realm[1].address = "198.18.2.20/15, 198.18.2.30/15".into();
+        let r = s.resolve(&[0, 1]).unwrap();
+        let ip = |t: &str| t.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(
+            r.mg.realms[0].addresses,
+            [ip("198.18.1.10"), ip("198.18.1.11"), ip("198.18.1.12")]
+        );
+        assert_eq!(
+            r.mg.realms[1].addresses,
+            [ip("198.18.2.20"), ip("198.18.2.30")]
+        );
+        assert_eq!(r.worker.addresses.len(), 5, "every address is the workers' too");
+        // Reversed, too long, repeated, or sharing ports with another realm's address.
+        for bad in [
+            "198.18.1.12-198.18.1.10/15",
+            "198.18.1.10-198.18.2.10/15",
+            "198.18.1.10/15,198.18.1.10/15",
+            "198.18.1.10-198.18.1.12/15,198.18.2.20/15",
+        ] {
+            let mut s = Settings::default();
+            s.realm[0].address = bad.into();
+            s.realm[0].ports = "45000-45999".into();
+            assert!(
+                matches!(s.resolve(&[0, 1]), Err(ConfigError::Realm { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

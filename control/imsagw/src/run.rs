@@ -450,7 +450,7 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
         mac = ?dev.mac(),
         control_core = settings.control_core,
         worker_cores = ?cfg.worker_cores,
-        realms = ?cfg.mg.realms.iter().map(|r| format!("{}={}:{}-{}", r.name, r.address, r.first_port, r.last_port)).collect::<Vec<_>>(),
+        realms = ?cfg.mg.realms.iter().map(|r| format!("{}={:?}:{}-{}", r.name, r.addresses, r.first_port, r.last_port)).collect::<Vec<_>>(),
         "imsagw running"
     );
     cp.start(now());

@@ -497,10 +497,10 @@ impl<D: DataPlane> Mg<D> {
                 format!("the leg table of worker {worker} is full"),
             ));
         }
-        let port = self
+        let local = self
             .ports
             .peek(realm, worker)
-            .ok_or_else(|| fail(432, "no local port left in the realm"))?;
+            .ok_or_else(|| fail(510, "no local port left in the realm"))?;
         let r = &self.cfg.realms[realm];
         let (name, chosen) = if tid.is_choose() {
             let kind = if datagram { "udptl" } else { "tcp" };
@@ -523,7 +523,6 @@ impl<D: DataPlane> Mg<D> {
         };
         let partner = self.partner_in(context, None, Some(datagram))?;
         let key = self.registry.free_key(context);
-        let local = SocketAddrV4::new(r.address, port);
         let media = Media {
             mode: lc.mode.unwrap_or(StreamMode::Inactive),
             latch: lc.latch.unwrap_or(false),
@@ -555,7 +554,7 @@ impl<D: DataPlane> Mg<D> {
 
         // Commit: nothing below can fail.
         let taken = self.ports.take(realm, worker);
-        debug_assert_eq!(taken, Some(port));
+        debug_assert_eq!(taken, Some(local));
         self.send(worker, commands);
         let local_sdp = plan.local_sdp.unwrap_or_else(|| {
             answer_sdp(

@@ -67,7 +67,9 @@ pub trait DataPlane {
 #[derive(Debug, Clone)]
 pub struct Realm {
     pub name: Text,
-    pub address: Ipv4Addr,
+    /// The realm's local addresses: each gives the realm its port range again, so a realm
+    /// can hold more legs than one address has ports.
+    pub addresses: Vec<Ipv4Addr>,
     pub first_port: u16,
     pub last_port: u16,
     /// DSCP and policing defaults, and the rates the ALG may ask for.
@@ -263,7 +265,7 @@ impl<D: DataPlane> Mg<D> {
         let n = terms.len();
         for t in terms {
             self.dataplane.submit(t.worker, Dp::Release { key: t.key });
-            self.ports.give_back(t.realm, t.local.port(), self.now);
+            self.ports.give_back(t.realm, t.local, self.now);
         }
         n
     }
@@ -290,7 +292,7 @@ impl<D: DataPlane> Mg<D> {
         let t = self.registry.remove(name)?;
         let queued = self.dataplane.submit(t.worker, Dp::Release { key: t.key });
         debug_assert!(queued, "room was checked");
-        self.ports.give_back(t.realm, t.local.port(), self.now);
+        self.ports.give_back(t.realm, t.local, self.now);
         Some(t)
     }
 

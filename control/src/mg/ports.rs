@@ -1,5 +1,7 @@
-//! The local ports of each realm, split among the workers: worker `w` owns the ports with
-//! `port % workers == w` (the key of the software hand-off between workers).
+//! The local addresses and ports of each realm, split among the workers: worker `w` owns the
+//! ports with `port % workers == w` (the key of the software hand-off between workers), on
+//! every address of the realm. A realm of several addresses holds its port range once per
+//! address.
 //!
 //! Ports are handed out in an order nobody outside can predict (RFC 6056's concern): whoever
 //! could guess the next port could connect to a latching termination before its UE and be
@@ -10,6 +12,7 @@
 //! longest-rested port is used rather than refusing the call.
 
 use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -28,25 +31,37 @@ pub struct PoolStatus {
     pub capacity: usize,
 }
 
+/// An address of the realm (its index) and a port, in one word: `index << 16 | port`.
+type Slot = u32;
+
 #[derive(Debug, Default)]
 struct WorkerPool {
-    /// Free ports in random order; the next is the last.
-    free: Vec<u16>,
-    /// Released ports and when they were released, oldest first.
-    resting: VecDeque<(u16, Millis)>,
+    /// Free slots in random order; the next is the last.
+    free: Vec<Slot>,
+    /// Released slots and when they were released, oldest first.
+    resting: VecDeque<(Slot, Millis)>,
 }
 
 #[derive(Debug)]
 struct RealmPool {
-    first: u32,
-    last: u32,
+    addresses: Vec<Ipv4Addr>,
+    ports: usize,
     workers: Vec<WorkerPool>,
     in_use: usize,
 }
 
 impl RealmPool {
     fn capacity(&self) -> usize {
-        (self.last + 1).saturating_sub(self.first) as usize
+        self.ports * self.addresses.len()
+    }
+
+    fn local(&self, slot: Slot) -> SocketAddrV4 {
+        SocketAddrV4::new(self.addresses[(slot >> 16) as usize], slot as u16)
+    }
+
+    fn slot(&self, local: SocketAddrV4) -> Option<Slot> {
+        let i = self.addresses.iter().position(|a| a == local.ip())?;
+        Some((i as u32) << 16 | local.port() as u32)
     }
 }
 
@@ -67,8 +82,8 @@ pub struct PortPools {
 
 /// Puts `port` at a uniformly random place of `free` (the inside-out Fisher-Yates step), so
 /// the list stays a random permutation whatever order ports come back in.
-fn insert(rng: &mut StdRng, free: &mut Vec<u16>, port: u16) {
-    free.push(port);
+fn insert(rng: &mut StdRng, free: &mut Vec<Slot>, slot: Slot) {
+    free.push(slot);
     let i = rng.random_range(0..free.len());
     let last = free.len() - 1;
     free.swap(i, last);
@@ -85,12 +100,15 @@ impl PortPools {
             .iter()
             .map(|r| {
                 let mut pools: Vec<WorkerPool> = (0..n).map(|_| WorkerPool::default()).collect();
-                for port in r.first_port..=r.last_port {
-                    insert(&mut rng, &mut pools[port as usize % n].free, port);
+                for a in 0..r.addresses.len() as u32 {
+                    for port in r.first_port..=r.last_port {
+                        let slot = a << 16 | port as u32;
+                        insert(&mut rng, &mut pools[port as usize % n].free, slot);
+                    }
                 }
                 RealmPool {
-                    first: r.first_port as u32,
-                    last: r.last_port as u32,
+                    addresses: r.addresses.clone(),
+                    ports: (r.last_port as usize + 1).saturating_sub(r.first_port as usize),
                     workers: pools,
                     in_use: 0,
                 }
@@ -103,46 +121,49 @@ impl PortPools {
     pub fn rest(&mut self, now: Millis) {
         for r in &mut self.realms {
             for w in &mut r.workers {
-                while let Some(&(port, at)) = w.resting.front() {
+                while let Some(&(slot, at)) = w.resting.front() {
                     if now.saturating_sub(at) < QUARANTINE_MS {
                         break;
                     }
                     w.resting.pop_front();
-                    insert(&mut self.rng, &mut w.free, port);
+                    insert(&mut self.rng, &mut w.free, slot);
                 }
             }
         }
     }
 
-    /// The port `take` would hand out now, without taking it.
-    pub fn peek(&self, realm: usize, worker: usize) -> Option<u16> {
-        let pool = &self.realms[realm].workers[worker];
+    /// The local address and port `take` would hand out now, without taking it.
+    pub fn peek(&self, realm: usize, worker: usize) -> Option<SocketAddrV4> {
+        let r = &self.realms[realm];
+        let pool = &r.workers[worker];
         pool.free
             .last()
             .copied()
-            .or_else(|| pool.resting.front().map(|(p, _)| *p))
+            .or_else(|| pool.resting.front().map(|(s, _)| *s))
+            .map(|s| r.local(s))
     }
 
-    /// Takes the port `peek` shows.
-    pub fn take(&mut self, realm: usize, worker: usize) -> Option<u16> {
+    /// Takes the address and port `peek` shows.
+    pub fn take(&mut self, realm: usize, worker: usize) -> Option<SocketAddrV4> {
         let r = &mut self.realms[realm];
         let pool = &mut r.workers[worker];
-        let port = pool
+        let slot = pool
             .free
             .pop()
-            .or_else(|| pool.resting.pop_front().map(|(p, _)| p));
-        if port.is_some() {
-            r.in_use += 1;
-        }
-        port
+            .or_else(|| pool.resting.pop_front().map(|(s, _)| s))?;
+        r.in_use += 1;
+        Some(r.local(slot))
     }
 
-    pub fn give_back(&mut self, realm: usize, port: u16, now: Millis) {
+    pub fn give_back(&mut self, realm: usize, local: SocketAddrV4, now: Millis) {
         let Some(r) = self.realms.get_mut(realm) else {
             return;
         };
-        let w = port as usize % r.workers.len();
-        r.workers[w].resting.push_back((port, now));
+        let Some(slot) = r.slot(local) else {
+            return;
+        };
+        let w = local.port() as usize % r.workers.len();
+        r.workers[w].resting.push_back((slot, now));
         r.in_use = r.in_use.saturating_sub(1);
     }
 
@@ -170,7 +191,7 @@ mod tests {
     fn realm(first: u16, last: u16) -> Realm {
         Realm {
             name: "access".into(),
-            address: "192.0.2.1".parse().unwrap(),
+            addresses: vec!["192.0.2.1".parse().unwrap()],
             first_port: first,
             last_port: last,
             policy: Default::default(),
@@ -180,12 +201,12 @@ mod tests {
     #[test]
     fn each_worker_gets_its_residue_class() {
         let mut p = PortPools::new(&[realm(40000, 40005)], 2, PortOrder::Seeded(7));
-        let mut odd: Vec<u16> = (0..3).map(|_| p.take(0, 1).unwrap()).collect();
+        let mut odd: Vec<u16> = (0..3).map(|_| p.take(0, 1).unwrap().port()).collect();
         odd.sort();
         assert_eq!(odd, [40001, 40003, 40005]);
         assert_eq!(p.peek(0, 1), None);
         assert_eq!(p.take(0, 1), None);
-        assert_eq!(p.take(0, 0).map(|p| p % 2), Some(0));
+        assert_eq!(p.take(0, 0).map(|p| p.port() % 2), Some(0));
         assert_eq!(p.in_use(0), 4);
         assert_eq!(p.status(&[realm(40000, 40005)])[0].capacity, 6);
     }
@@ -213,11 +234,44 @@ mod tests {
     #[test]
     fn the_order_is_a_permutation_and_not_the_natural_one() {
         let mut p = PortPools::new(&[realm(40000, 40999)], 1, PortOrder::Random);
-        let taken: Vec<u16> = (0..1000).map(|_| p.take(0, 0).unwrap()).collect();
+        let taken: Vec<u16> = (0..1000).map(|_| p.take(0, 0).unwrap().port()).collect();
         let mut sorted = taken.clone();
         sorted.sort();
         assert_eq!(sorted, (40000..=40999).collect::<Vec<u16>>());
         let in_order = taken.windows(2).filter(|w| w[1] == w[0] + 1).count();
         assert!(in_order < 20, "{in_order} consecutive pairs");
+    }
+
+    #[test]
+    fn a_realm_of_several_addresses_holds_its_ports_once_per_address() {
+        let a: Ipv4Addr = "192.0.2.1".parse().unwrap();
+        let b: Ipv4Addr = "192.0.2.2".parse().unwrap();
+        let r = Realm {
+            addresses: vec![a, b],
+            ..realm(40000, 40003)
+        };
+        let mut p = PortPools::new(std::slice::from_ref(&r), 2, PortOrder::Seeded(3));
+        assert_eq!(p.status(std::slice::from_ref(&r))[0].capacity, 8);
+        let mut mine: Vec<SocketAddrV4> = (0..4).map(|_| p.take(0, 1).unwrap()).collect();
+        assert_eq!(
+            p.take(0, 1),
+            None,
+            "worker 1 has the odd ports of both addresses"
+        );
+        mine.sort();
+        let want = [(a, 40001), (a, 40003), (b, 40001), (b, 40003)]
+            .map(|(ip, port)| SocketAddrV4::new(ip, port));
+        assert_eq!(mine, want);
+        // Given back, a slot rests, then comes back on its own address.
+        p.give_back(0, want[2], 0);
+        p.rest(QUARANTINE_MS);
+        assert_eq!(p.take(0, 1), Some(want[2]));
+        // A foreign address is not taken in.
+        p.give_back(
+            0,
+            SocketAddrV4::new("198.51.100.1".parse().unwrap(), 40001),
+            0,
+        );
+        assert_eq!(p.in_use(0), 4);
     }
 }

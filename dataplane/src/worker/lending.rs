@@ -77,6 +77,8 @@ pub(super) struct Pool {
     /// Legs holding a large buffer (each leg knows its place: `Leg::lent_slot`).
     holders: Vec<u32>,
     cursor: usize,
+    /// `wants_threshold`, computed once.
+    wants: usize,
     pub lends: u64,
     pub refused: u64,
     pub returned: u64,
@@ -96,6 +98,11 @@ impl Pool {
             // A holder holds at least one of the `limit` buffers.
             holders: Vec::with_capacity(cfg.lendable_buffers),
             cursor: 0,
+            wants: if small_rx < cfg.rx_buffer {
+                small_rx * 3 / 4
+            } else {
+                usize::MAX
+            },
             lends: 0,
             refused: 0,
             returned: 0,
@@ -176,23 +183,63 @@ impl Pool {
         self.lent
     }
 
+    /// Octets moved in one relay step from which the relay looks at lending: three quarters
+    /// of the guaranteed receive window (or, lending off, never).
+    #[inline]
+    pub fn wants_threshold(&self) -> usize {
+        self.wants
+    }
+
+    /// Whether some leg holds a large buffer (then `sweep_lent` has work).
+    #[inline]
+    pub fn holding(&self) -> bool {
+        !self.holders.is_empty()
+    }
+
     pub fn limit(&self) -> usize {
         self.limit
     }
 }
 
 impl<P: Port> Worker<P> {
-    /// Lends a leg a large buffer each way asked (`receive`, `send`) whose small one is (nearly)
-    /// full: a receive buffer with less than a quarter left (a sender the guaranteed window
-    /// limits), a send buffer with no room (a receiver slower than its partner's sender). A
-    /// chat message that fits borrows nothing.
-    #[inline]
-    pub(super) fn lend(&mut self, idx: u32, receive: bool, send: bool) {
-        let pool = &mut self.pool;
-        let (lends_rx, lends_tx) = (receive && pool.lends_rx(), send && pool.lends_tx());
-        if !(lends_rx || lends_tx) {
-            return;
+    /// The relay moved `moved` octets from `from` to `to` and found the sender filling most
+    /// of `from`'s window or `to`'s send buffer full (`Pool::wants_threshold`): lends `from`
+    /// a large receive buffer if its small one is three quarters full or was just filled
+    /// that much, and `to` a large send buffer if its small one is full. Off the per-packet
+    /// path: a chat message that fits the guaranteed buffers never comes here.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn lend_for(&mut self, from: u32, to: u32, moved: usize) {
+        if self.pool.lends_rx() {
+            self.lend(from, |sock| {
+                let cap = sock.recv_capacity();
+                (moved.max(sock.recv_queue()) * 4 >= cap * 3).then_some(true)
+            });
         }
+        if self.pool.lends_tx() {
+            self.lend(to, |sock| {
+                (sock.send_queue() >= sock.send_capacity()).then_some(false)
+            });
+        }
+    }
+
+    /// A TLS leg's records filled most of its guaranteed receive window (`receive`), or
+    /// rustls holds more than its send buffer took (`send`): lends it large ones.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn lend_tls(&mut self, idx: u32, receive: bool, send: bool) {
+        if receive && self.pool.lends_rx() {
+            self.lend(idx, |_| Some(true));
+        }
+        if send && self.pool.lends_tx() {
+            self.lend(idx, |_| Some(false));
+        }
+    }
+
+    /// Lends leg `idx` a large buffer, receive or send as `which` says (`None`: neither),
+    /// where it has a small one and the pool has one.
+    fn lend(&mut self, idx: u32, which: impl FnOnce(&tcp::Socket<'static>) -> Option<bool>) {
+        let pool = &mut self.pool;
         let Some(Some(leg)) = self.legs.get_mut(idx as usize) else {
             return;
         };
@@ -200,43 +247,33 @@ impl<P: Port> Worker<P> {
             return;
         }
         let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
-        let mut lent = false;
-        let cap = sock.recv_capacity();
-        if lends_rx && cap < pool.large_rx.size && sock.recv_queue() * 4 >= cap * 3 {
-            if let Some(b) = pool.borrow(true) {
-                match sock.replace_rx_buffer(tcp::SocketBuffer::new(b)) {
-                    Ok(old) => {
-                        lent = true;
-                        if let Some(v) = old.into_vec() {
-                            pool.give_back(v, true);
-                        }
-                    }
-                    // A large buffer holds whatever a small one does.
-                    Err(b) => {
-                        if let Some(v) = b.into_vec() {
-                            pool.give_back(v, true);
-                        }
-                    }
-                }
-            }
+        let Some(receive) = which(sock) else {
+            return;
+        };
+        let small = if receive {
+            sock.recv_capacity() < pool.large_rx.size
+        } else {
+            sock.send_capacity() < pool.large_tx.size
+        };
+        if !small {
+            return;
         }
-        let cap = sock.send_capacity();
-        if lends_tx && cap < pool.large_tx.size && sock.send_queue() >= cap {
-            if let Some(b) = pool.borrow(false) {
-                match sock.replace_tx_buffer(tcp::SocketBuffer::new(b)) {
-                    Ok(old) => {
-                        lent = true;
-                        if let Some(v) = old.into_vec() {
-                            pool.give_back(v, false);
-                        }
-                    }
-                    Err(b) => {
-                        if let Some(v) = b.into_vec() {
-                            pool.give_back(v, false);
-                        }
-                    }
-                }
-            }
+        let Some(b) = pool.borrow(receive) else {
+            return;
+        };
+        let swapped = if receive {
+            sock.replace_rx_buffer(tcp::SocketBuffer::new(b))
+        } else {
+            sock.replace_tx_buffer(tcp::SocketBuffer::new(b))
+        };
+        // A large buffer holds whatever a small one does, so the swap is not refused; if it
+        // were, the large one goes back.
+        let lent = swapped.is_ok();
+        let back = match swapped {
+            Ok(old) | Err(old) => old,
+        };
+        if let Some(v) = back.into_vec() {
+            pool.give_back(v, receive);
         }
         if lent && leg.lent_slot == NOT_LENT {
             leg.lent_slot = pool.holders.len() as u32;
@@ -246,6 +283,7 @@ impl<P: Port> Worker<P> {
 
     /// Takes large buffers back from a few legs that have been drained and without payload
     /// for `RETURN_AFTER`, giving them their small ones again.
+    #[inline(never)]
     pub(super) fn sweep_lent(&mut self, now: Instant) {
         let pool = &mut self.pool;
         for _ in 0..SWEEP_PER_POLL.min(pool.holders.len()) {

@@ -369,7 +369,9 @@ impl<P: Port> Worker<P> {
             }
         }
 
-        self.sweep_lent(now);
+        if self.pool.holding() {
+            self.sweep_lent(now);
+        }
 
         if self.announcements < ANNOUNCEMENTS && now >= self.next_announcement {
             self.announce();

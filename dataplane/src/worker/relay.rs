@@ -60,24 +60,33 @@ impl<P: Port> Worker<P> {
         let mut from_tls_a = 0;
         let mut from_tls_b = 0;
         let mut violation = None;
+        // Whether a direction asks for larger socket buffers (`lending`): its sender filled
+        // most of the guaranteed window, or the other side's send buffer is full.
+        let wants = self.pool.wants_threshold();
+        let (mut ab_wants, mut ba_wants) = (false, false);
+        let (mut ab_moved, mut ba_moved) = (0, 0);
         if a.gate.receive && b.gate.send {
             match pump(a, b, now, scratch) {
-                Ok(n) => {
+                Ok((n, blocked)) => {
                     if has_tls(a) {
                         from_tls_a = n;
                     }
                     moved += n;
+                    ab_wants = blocked || n >= wants;
+                    ab_moved = n;
                 }
                 Err(v) => violation = Some((idx, v)),
             }
         }
         if violation.is_none() && b.gate.receive && a.gate.send {
             match pump(b, a, now, scratch) {
-                Ok(n) => {
+                Ok((n, blocked)) => {
                     if has_tls(b) {
                         from_tls_b = n;
                     }
                     moved += n;
+                    ba_wants = blocked || n >= wants;
+                    ba_moved = n;
                 }
                 Err(v) => violation = Some((p, v)),
             }
@@ -115,6 +124,12 @@ impl<P: Port> Worker<P> {
         }
         if from_tls_b > 0 {
             self.mark(p);
+        }
+        if ab_wants {
+            self.lend_for(idx, p, ab_moved);
+        }
+        if ba_wants {
+            self.lend_for(p, idx, ba_moved);
         }
     }
 }
@@ -155,16 +170,17 @@ fn pass_fin(from: &mut Leg, to: &mut Leg) -> usize {
 
 /// Copies what `from`'s peer sent into `to`'s send buffer, as much as fits, decrypting and
 /// encrypting on the way for TLS legs. An aware pair's framer sees each piece before it is
-/// forwarded; a piece it rejects is not forwarded.
+/// forwarded; a piece it rejects is not forwarded. Returns the octets moved and whether
+/// `to`'s send buffer was left full.
 #[inline(always)]
 fn pump(
     from: &mut Leg,
     to: &mut Leg,
     now: Instant,
     scratch: &mut [u8],
-) -> Result<usize, Violation> {
+) -> Result<(usize, bool), Violation> {
     let (Kind::Tcp(ft), Kind::Tcp(tt)) = (&mut from.kind, &mut to.kind) else {
-        return Ok(0);
+        return Ok((0, false));
     };
     let before = ft.aware.as_ref().map(|a| a.framer.snapshot());
     let now_ms = now.total_millis();
@@ -187,7 +203,7 @@ fn pump(
         TcpState::Established { tls: Some(t) } => Some(&mut t.session),
         _ => None,
     };
-    let total = match (from_tls, to_tls) {
+    let (total, blocked) = match (from_tls, to_tls) {
         (None, None) => pump_plain(
             &mut from.set,
             from.handle,
@@ -214,7 +230,7 @@ fn pump(
                 }
                 total += n;
             }
-            total
+            (total, total > 0 && tx.send_queue() >= tx.send_capacity())
         }
         (None, Some(tt)) => {
             let rx = from.set.get_mut::<tcp::Socket>(from.handle);
@@ -243,7 +259,7 @@ fn pump(
                 total += n;
             }
             tt.transmit(tx);
-            total
+            (total, tt.wants_write())
         }
         (Some(tf), Some(tt)) => {
             let tx = to.set.get_mut::<tcp::Socket>(to.handle);
@@ -264,7 +280,7 @@ fn pump(
                 total += n;
             }
             tt.transmit(tx);
-            total
+            (total, tt.wants_write())
         }
     };
     if let (Some(before), Some(from_aware)) = (before, ft.aware.as_deref_mut()) {
@@ -283,28 +299,32 @@ fn pump(
         from.last_payload = now;
         to.last_payload = now;
     }
-    Ok(total)
+    Ok((total, blocked))
 }
 
 /// Plain TCP to plain TCP: straight from one socket's receive ring into the other's send ring.
+/// Also says whether the send ring was left full with octets still waiting.
 fn pump_plain(
     from: &mut SocketSet<'static>,
     rx: SocketHandle,
     to: &mut SocketSet<'static>,
     tx: SocketHandle,
     observe: &mut impl FnMut(&[u8]) -> bool,
-) -> usize {
+) -> (usize, bool) {
     let tx = to.get_mut::<tcp::Socket>(tx);
     if !tx.may_send() {
-        return 0;
+        return (0, false);
     }
     let rx = from.get_mut::<tcp::Socket>(rx);
     let mut total = 0;
     // The receive ring may wrap: at most two contiguous pieces.
     for _ in 0..2 {
         let room = tx.send_capacity() - tx.send_queue();
-        if room == 0 || !rx.can_recv() {
+        if !rx.can_recv() {
             break;
+        }
+        if room == 0 {
+            return (total, true);
         }
         let n = rx
             .recv(|data| {
@@ -322,5 +342,5 @@ fn pump_plain(
         }
         total += n;
     }
-    total
+    (total, false)
 }

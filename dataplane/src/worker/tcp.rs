@@ -136,13 +136,8 @@ impl<P: Port> Worker<P> {
             return;
         };
         leg.dirty = false;
-        // What arrived is looked at before it is relayed (or decrypted): a sender that fills
-        // half the guaranteed window between two polls is limited by it.
-        self.lend(idx, true, false);
         self.update_state(idx, now);
         self.forward(idx, now);
-        // What the partner's sender left queued here, once relayed.
-        self.lend(idx, false, true);
         self.egress_leg(idx, now);
     }
 
@@ -319,6 +314,8 @@ impl<P: Port> Worker<P> {
             return true;
         };
         let was_handshaking = tls.session.is_handshaking();
+        // Records filling the guaranteed window (a large ClientHello, a bulk sender).
+        let rx_full = sock.recv_queue() * 4 >= sock.recv_capacity() * 3;
         let failure = match tls.session.receive(sock) {
             Err(e) => {
                 tracing::info!(?key, error = %e, "TLS failed");
@@ -337,6 +334,8 @@ impl<P: Port> Worker<P> {
         };
         // Records, or the alert of a failure, go out.
         tls.session.transmit(sock);
+        // More than the send buffer holds (the server's handshake flight, a bulk sender).
+        let tx_full = tls.session.wants_write();
         if let Some(failure) = failure {
             if failure == TlsFailure::Timeout {
                 // No alert fits a peer that stopped talking: reset.
@@ -359,6 +358,9 @@ impl<P: Port> Worker<P> {
             if let Some(p) = partner {
                 self.mark(p);
             }
+        }
+        if rx_full || tx_full {
+            self.lend_tls(idx, rx_full, tx_full);
         }
         true
     }
