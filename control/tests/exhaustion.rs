@@ -208,10 +208,7 @@ fn a_realm_of_two_addresses_holds_its_ports_twice_then_answers_510() {
     {
         let cfg = Realm {
             name: "access".into(),
-            addresses: vec![
-                "192.0.2.10".parse().unwrap(),
-                "192.0.2.11".parse().unwrap(),
-            ],
+            addresses: vec!["192.0.2.10".parse().unwrap(), "192.0.2.11".parse().unwrap()],
             first_port: 41000,
             last_port: 41001,
             policy: Default::default(),

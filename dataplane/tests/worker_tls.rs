@@ -16,6 +16,9 @@ use smoltcp::time::Duration;
 use testbed::memlink::Faults;
 use testbed::{pattern_byte, PatternChecker, PatternSender};
 
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
 /// One end of a byte stream as the UE's application sees it: plain TCP or TLS over it.
 struct UeEnd {
     tls: Option<TlsSession>,
@@ -627,5 +630,90 @@ fn end_to_end_tls_passes_through_plain_legs_untouched() {
     assert!(
         stats.octets_in > total && stats.octets_out > total,
         "{stats:?}"
+    );
+}
+
+#[test]
+fn idle_calls_with_tls_on_one_leg_hold_at_most_24_kib_of_worker_heap_each() {
+    const CALLS: u16 = 40;
+    let keys = Keys::new();
+    let mut b = bed(Faults::default(), 77);
+    let mut ends = Vec::new();
+    for i in 0..CALLS {
+        let t1 = TerminationKey {
+            context: 100 + i as u32,
+            termination: 1,
+        };
+        let t2 = TerminationKey {
+            context: 100 + i as u32,
+            termination: 2,
+        };
+        let (x, y) = pair(
+            &mut b,
+            43000 + i,
+            t1,
+            t2,
+            true,
+            Some(keys.agw_server()),
+            None,
+        );
+        let s = 10 + 2 * i as u64;
+        ends.push((
+            (x, UeEnd::tls(&keys.ue_client(false), s, 400, s + 1)),
+            (y, UeEnd::plain(s + 1, 400, s)),
+        ));
+    }
+    // A chat message each way on every call, then silence.
+    b.run(Duration::from_secs(60), |b| {
+        let mut moved = false;
+        let mut done = true;
+        for (x, y) in ends.iter_mut() {
+            moved |= x.1.pump(b.ue(x.0));
+            moved |= y.1.pump(b.ue(y.0));
+            done &= x.1.done(400) && y.1.done(400);
+        }
+        if done {
+            Progress::Done
+        } else if moved {
+            Progress::Busy
+        } else {
+            Progress::Idle
+        }
+    });
+    b.run_for(Duration::from_secs(2));
+    let c = b.worker.counters();
+    assert_eq!(
+        c.buffers_lent, 0,
+        "idle TLS legs give their loans back: {c:?}"
+    );
+    assert_eq!(
+        b.events
+            .iter()
+            .filter(|e| matches!(e, Event::TlsEstablished { .. }))
+            .count(),
+        CALLS as usize
+    );
+    // What the worker holds is what dropping it frees (config shared with the control side,
+    // the UEs' sessions and the link's frame buffers are not its own), less what an empty
+    // worker frees.
+    let freed = |worker: dataplane::worker::Worker<testbed::memlink::MemPort>| {
+        -allocations(true, || {
+            let before = alloc_count::watched_net_bytes();
+            drop(worker);
+            alloc_count::watched_net_bytes() - before
+        })
+        .0
+    };
+    let empty = bed(Faults::default(), 78);
+    let fixed = freed(empty.worker);
+    let held = freed(b.worker);
+    let per_call = (held - fixed) as f64 / CALLS as f64;
+    eprintln!(
+        "worker heap per idle call with TLS on one leg: {per_call:.0} B ({} loans made and returned)",
+        c.buffer_lends
+    );
+    assert!(
+        per_call <= 24.0 * 1024.0,
+        "{per_call:.0} B per idle TLS call"
     );
 }

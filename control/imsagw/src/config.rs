@@ -707,7 +707,11 @@ mod tests {
             r.mg.realms[1].addresses,
             [ip("198.18.2.20"), ip("198.18.2.30")]
         );
-        assert_eq!(r.worker.addresses.len(), 5, "every address is the workers' too");
+        assert_eq!(
+            r.worker.addresses.len(),
+            5,
+            "every address is the workers' too"
+        );
         // Reversed, too long, repeated, or sharing ports with another realm's address.
         for bad in [
             "198.18.1.12-198.18.1.10/15",

@@ -19,9 +19,6 @@ use crate::tls::{TlsConfig, TlsSession};
 /// A leg's deadline in the timer wheel when it has none.
 pub(super) const NO_DEADLINE: i64 = i64::MAX;
 
-/// `Leg::lent_slot` of a leg that holds no large buffer.
-pub(super) const NOT_LENT: u32 = u32::MAX;
-
 /// What every leg has: its key, its local address and one-socket smoltcp set, its partner in
 /// the context, the gate, its statistics, and its place in the dirty list and the wheel.
 ///
@@ -49,8 +46,6 @@ pub(super) struct Leg {
     pub key: TerminationKey,
     pub local: (Ipv4Addr, u16),
     pub cut_through_reported: bool,
-    /// Its place among the legs holding a large socket buffer (`lending`), or `NOT_LENT`.
-    pub lent_slot: u32,
     pub timers: LegTimers,
     pub stats: Tally,
 }
@@ -96,7 +91,6 @@ impl Leg {
             last_payload: now,
             stats: Tally::default(),
             cut_through_reported: false,
-            lent_slot: NOT_LENT,
             dirty: false,
             armed_ms: NO_DEADLINE,
             kind,

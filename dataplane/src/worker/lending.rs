@@ -19,7 +19,6 @@
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 
-use super::leg::NOT_LENT;
 use super::{Worker, WorkerConfig};
 use port::Port;
 
@@ -74,7 +73,8 @@ pub(super) struct Pool {
     limit: usize,
     /// Large buffers legs hold now.
     lent: usize,
-    /// Legs holding a large buffer (each leg knows its place: `Leg::lent_slot`).
+    /// Legs holding a large buffer. A leg is here exactly while one of its buffers is large
+    /// (the record has no field for it: the per-packet path reads the record).
     holders: Vec<u32>,
     cursor: usize,
     /// `wants_threshold`, computed once.
@@ -123,6 +123,14 @@ impl Pool {
             self.small_rx.take(),
             self.small_tx.take(),
             self.large_rx.size,
+        )
+    }
+
+    /// Whether a leg's socket holds a lent (large) receive and send buffer.
+    fn holds(&self, sock: &tcp::Socket<'static>) -> (bool, bool) {
+        (
+            self.lends_rx() && sock.recv_capacity() == self.large_rx.size,
+            self.lends_tx() && sock.send_capacity() == self.large_tx.size,
         )
     }
 
@@ -250,14 +258,11 @@ impl<P: Port> Worker<P> {
         let Some(receive) = which(sock) else {
             return;
         };
-        let small = if receive {
-            sock.recv_capacity() < pool.large_rx.size
-        } else {
-            sock.send_capacity() < pool.large_tx.size
-        };
-        if !small {
+        let (rx_large, tx_large) = pool.holds(sock);
+        if (receive && rx_large) || (!receive && tx_large) {
             return;
         }
+        let was_holder = rx_large || tx_large;
         let Some(b) = pool.borrow(receive) else {
             return;
         };
@@ -275,8 +280,7 @@ impl<P: Port> Worker<P> {
         if let Some(v) = back.into_vec() {
             pool.give_back(v, receive);
         }
-        if lent && leg.lent_slot == NOT_LENT {
-            leg.lent_slot = pool.holders.len() as u32;
+        if lent && !was_holder {
             pool.holders.push(idx);
         }
     }
@@ -293,7 +297,7 @@ impl<P: Port> Worker<P> {
             let idx = pool.holders[pool.cursor];
             let Some(Some(leg)) = self.legs.get_mut(idx as usize) else {
                 // Freed legs leave the list when freed; this cannot happen.
-                unhold(&mut pool.holders, &mut self.legs, pool.cursor);
+                pool.holders.swap_remove(pool.cursor);
                 continue;
             };
             if now < leg.last_payload + RETURN_AFTER {
@@ -337,37 +341,30 @@ impl<P: Port> Worker<P> {
             if holds {
                 pool.cursor += 1;
             } else {
-                leg.lent_slot = NOT_LENT;
-                unhold(&mut pool.holders, &mut self.legs, pool.cursor);
+                pool.holders.swap_remove(pool.cursor);
             }
         }
     }
 
     /// A freed leg's socket buffers go back to the pool, and the leg leaves the holders.
-    pub(super) fn return_buffers(&mut self, socket: tcp::Socket<'static>, lent_slot: u32) {
+    pub(super) fn return_buffers(&mut self, idx: u32, socket: tcp::Socket<'static>) {
         let pool = &mut self.pool;
+        let (rx_large, tx_large) = pool.holds(&socket);
+        if rx_large || tx_large {
+            // At most `limit` holders; a leg is freed once per call.
+            if let Some(at) = pool.holders.iter().position(|&h| h == idx) {
+                pool.holders.swap_remove(at);
+                if pool.cursor > at {
+                    pool.cursor = at;
+                }
+            }
+        }
         let (rx, tx) = socket.into_buffers();
         if let Some(v) = rx.into_vec() {
             pool.give_back(v, true);
         }
         if let Some(v) = tx.into_vec() {
             pool.give_back(v, false);
-        }
-        if lent_slot != NOT_LENT {
-            unhold(&mut pool.holders, &mut self.legs, lent_slot as usize);
-        }
-    }
-}
-
-/// Takes the holder at `slot` off the list; the one moved into its place learns its slot.
-fn unhold(holders: &mut Vec<u32>, legs: &mut [Option<super::leg::Leg>], slot: usize) {
-    if slot >= holders.len() {
-        return;
-    }
-    holders.swap_remove(slot);
-    if let Some(&moved) = holders.get(slot) {
-        if let Some(Some(m)) = legs.get_mut(moved as usize) {
-            m.lent_slot = slot as u32;
         }
     }
 }

@@ -650,7 +650,7 @@ impl<P: Port> Worker<P> {
         };
         if !leg.is_udp() {
             if let smoltcp::socket::Socket::Tcp(s) = leg.set.remove(leg.handle) {
-                self.return_buffers(s, leg.lent_slot);
+                self.return_buffers(idx, s);
             }
         }
         self.table.unbind(leg.local.0, leg.local.1);
