@@ -12,7 +12,8 @@
 //!
 //! Its parts: [`leg`] (a leg's kinds and states as types), `ingress` (the demux, the hand-off
 //! between workers, ARP), `tcp` (TCP legs and their TLS), `relay` (cut-through between two TCP
-//! legs), `udp` (UDP legs and their DTLS).
+//! legs), `udp` (UDP legs and their DTLS), `lending` (small socket buffers for idle legs,
+//! full-size ones lent from a per-worker pool while data flows).
 
 mod ingress;
 mod leg;
