@@ -256,3 +256,61 @@ fn a_realm_of_two_addresses_holds_its_ports_twice_then_answers_510() {
     assert_eq!(d.executor_mut().terminations(), 4, "nothing half-made");
     assert_eq!(d.executor_mut().contexts(), 4);
 }
+
+#[test]
+fn one_worker_holds_a_hundred_thousand_calls_then_answers_510() {
+    // 200 000 terminations on one worker: each realm has 4 addresses of 25 000 ports.
+    const CALLS: u32 = 100_000;
+    let realm = |name: &str, net: u8| Realm {
+        name: name.into(),
+        addresses: (0..4)
+            .map(|i| std::net::Ipv4Addr::new(198, 18, net, 10 + i))
+            .collect(),
+        first_port: 20000,
+        last_port: 44999,
+        policy: Default::default(),
+    };
+    let cfg = MgConfig {
+        realms: vec![realm("access", 1), realm("core", 2)],
+        max_contexts: CALLS as usize + 1,
+        max_terminations: 2 * CALLS as usize + 2,
+        max_legs_per_worker: 2 * CALLS as usize,
+        ..MgConfig::new(vec![])
+    };
+    let mut d = Dispatcher::new(
+        Mg::new(cfg, Rings::default()),
+        // Every reply is remembered for LONG-TIMER (the clock does not move here).
+        ReplyCache::new(TransactionTimers::default(), 2 * CALLS as usize + 8),
+        MId::Ip4 {
+            addr: [198, 51, 100, 2],
+            port: Some(2944),
+        },
+        3,
+        vec![alg().ip()],
+    );
+    let add_in = |tid: u32, ctx: &str, realm: &str| {
+        format!("!/3 [198.51.100.1]:2944 T={tid}{{C={ctx}{{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=\"{realm}\"}},L{{\nv=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}}}}}}}}}}}}")
+    };
+    let mut tid = 1;
+    for _ in 0..CALLS {
+        let r = send(&mut d, &add_in(tid, "$", "access"));
+        tid += 1;
+        assert_eq!(code(&r[0]), None, "{r:?}");
+        let ctx: u32 = r[0]
+            .split("C=")
+            .nth(1)
+            .and_then(|s| s.split('{').next())
+            .and_then(|s| s.trim().parse().ok())
+            .expect("a context in the reply");
+        let r = send(&mut d, &add_in(tid, &ctx.to_string(), "core"));
+        tid += 1;
+        assert_eq!(code(&r[0]), None, "{r:?}");
+    }
+    assert_eq!(d.executor_mut().terminations(), 2 * CALLS as usize);
+    assert_eq!(d.executor_mut().contexts(), CALLS as usize);
+    // The worker's leg table is full: a clear 510, and nothing half-made.
+    let r = send(&mut d, &add_in(tid, "$", "access"));
+    assert_eq!(code(&r[0]), Some(510), "{r:?}");
+    assert!(r[0].contains("leg table"), "{r:?}");
+    assert_eq!(d.executor_mut().terminations(), 2 * CALLS as usize);
+}
