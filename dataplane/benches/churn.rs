@@ -17,7 +17,8 @@ use dataplane::worker::{Worker, WorkerConfig};
 use smoltcp::time::Duration;
 use smoltcp::wire::Ipv4Cidr;
 use testbed::calls::plain_call;
-use testbed::memlink::{MemLink, MemLinkConfig, MemPort};
+use testbed::memlink::{MemLinkConfig, MemPort};
+use testbed::rig::WorkerRig;
 use testbed::Farm;
 
 #[global_allocator]
@@ -93,20 +94,23 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 100_000 } else { 1_000_000 });
     let waves = calls.div_ceil(WAVE);
-    let clock = VirtualClock::new();
-    let (pa, pb) = MemLink::pair(MemLinkConfig::default(), clock.clone());
-    let (control, worker_end) = rings(1 << 12);
     let cfg = WorkerConfig {
-        addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
         rx_buffer: 4096,
         tx_buffer: 4096,
         ..WorkerConfig::default()
     };
-    let worker = Worker::new(pa, cfg, worker_end, clock.now());
-    let mut farm = Farm::new(
-        pb,
+    let WorkerRig {
+        clock,
+        worker,
+        mut farm,
+        control,
+        ..
+    } = WorkerRig::new(
+        MemLinkConfig::default(),
+        1 << 12,
+        cfg,
+        &[Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
         &[Ipv4Cidr::new(UE_X, 15), Ipv4Cidr::new(UE_Y, 15)],
-        clock.now(),
     );
     farm.auto_close = true;
     let mut rig = Rig {

@@ -11,13 +11,13 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use dataplane::clock::{Clock, VirtualClock};
-use dataplane::contract::*;
+use dataplane::clock::Clock;
 use dataplane::worker::{Worker, WorkerConfig};
 use smoltcp::time::Duration;
 use smoltcp::wire::Ipv4Cidr;
 use testbed::calls::plain_call;
-use testbed::memlink::{MemLink, MemLinkConfig, MemPort};
+use testbed::memlink::{MemLinkConfig, MemPort};
+use testbed::rig::WorkerRig;
 use testbed::Farm;
 
 #[global_allocator]
@@ -52,33 +52,35 @@ fn hold(calls: u32) -> Held {
     let core = |k| address([198, 18, 2], k);
     let ue_x = |k| address([198, 18, 100], k);
     let ue_y = |k| address([198, 18, 200], k);
-    let clock = VirtualClock::new();
     let link = MemLinkConfig {
         pool_buffers: 65536,
         queue_frames: 8192,
         ..MemLinkConfig::default()
     };
-    let (pa, pb) = MemLink::pair(link, clock.clone());
-    pa.pool().fill();
-    let (control, worker_end) = rings(1 << 16);
     let cfg = WorkerConfig {
-        addresses: (0..sets)
-            .flat_map(|k| [Ipv4Cidr::new(access(k), 15), Ipv4Cidr::new(core(k), 15)])
-            .collect(),
         max_legs: 2 * calls as usize + 16,
         ..WorkerConfig::default()
     };
-    let mut farm: Farm<MemPort> = Farm::new(
-        pb,
+    // The worker's fixed heap (scratch buffers, the pool's lists) is made here, not per call.
+    let WorkerRig {
+        clock,
+        mut worker,
+        mut farm,
+        control,
+        pool,
+    } = WorkerRig::new(
+        link,
+        1 << 16,
+        cfg,
+        &(0..sets)
+            .flat_map(|k| [Ipv4Cidr::new(access(k), 15), Ipv4Cidr::new(core(k), 15)])
+            .collect::<Vec<_>>(),
         &(0..sets)
             .flat_map(|k| [Ipv4Cidr::new(ue_x(k), 15), Ipv4Cidr::new(ue_y(k), 15)])
             .collect::<Vec<_>>(),
-        clock.now(),
     );
+    pool.fill();
     farm.auto_close = false;
-    // The worker's fixed heap (scratch buffers, the pool's lists) is not per call.
-    let (mut worker, _) =
-        alloc_count::allocations(true, || Worker::new(pa, cfg, worker_end, clock.now()));
     let (heap0, rss0, net0) = (
         alloc_count::live_bytes(),
         rss_bytes(),

@@ -26,7 +26,8 @@ use smoltcp::time::Duration;
 use smoltcp::wire::Ipv4Cidr;
 use testbed::calls::plain_call;
 use testbed::hostile::{Aim, HostileFrames};
-use testbed::memlink::{MemLink, MemLinkConfig, MemPort};
+use testbed::memlink::{MemLinkConfig, MemPort};
+use testbed::rig::WorkerRig;
 use testbed::rng::SplitMix64;
 use testbed::Farm;
 
@@ -48,16 +49,12 @@ struct Rig {
 
 impl Rig {
     fn new(pairs: u32, buf: usize) -> Rig {
-        let clock = VirtualClock::new();
         let link = MemLinkConfig {
             pool_buffers: 1 << 18,
             queue_frames: 1 << 15,
             ..MemLinkConfig::default()
         };
-        let (pa, pb) = MemLink::pair(link, clock.clone());
-        let (control, worker_end) = rings(1 << 18);
         let cfg = WorkerConfig {
-            addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
             rx_buffer: buf,
             tx_buffer: buf,
             ..WorkerConfig::default()
@@ -73,11 +70,18 @@ impl Rig {
         } else {
             cfg
         };
-        let worker = Worker::new(pa, cfg, worker_end, clock.now());
-        let mut farm = Farm::new(
-            pb,
+        let WorkerRig {
+            clock,
+            worker,
+            mut farm,
+            control,
+            ..
+        } = WorkerRig::new(
+            link,
+            1 << 18,
+            cfg,
+            &[Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
             &[Ipv4Cidr::new(UE_X, 15), Ipv4Cidr::new(UE_Y, 15)],
-            clock.now(),
         );
         farm.auto_close = false;
         let mut rig = Rig {

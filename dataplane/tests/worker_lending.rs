@@ -8,13 +8,14 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use common::*;
-use dataplane::clock::{Clock, VirtualClock};
+use dataplane::clock::Clock;
 use dataplane::contract::*;
 use dataplane::worker::{Worker, WorkerConfig};
 use smoltcp::time::Duration;
 use smoltcp::wire::Ipv4Cidr;
 use testbed::calls::plain_call;
-use testbed::memlink::{Faults, MemLink, MemLinkConfig, MemPort};
+use testbed::memlink::{Faults, MemLinkConfig, MemPort};
+use testbed::rig::WorkerRig;
 use testbed::{Farm, PatternChecker, PatternSender};
 
 #[global_allocator]
@@ -171,28 +172,28 @@ fn idle_plain_calls_hold_at_most_8_kib_of_worker_heap_each() {
     const CALLS: u32 = 2000;
     const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
     const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);
-    let clock = VirtualClock::new();
     let link = MemLinkConfig {
         pool_buffers: 32768,
         queue_frames: 8192,
         ..MemLinkConfig::default()
     };
-    let (pa, pb) = MemLink::pair(link, clock.clone());
-    let pool = pa.pool().clone();
+    // The worker's fixed heap (its scratch buffers, the pool's lists) is made here, not per
+    // call.
+    let WorkerRig {
+        clock,
+        mut worker,
+        mut farm,
+        control,
+        pool,
+    } = WorkerRig::new(
+        link,
+        1 << 15,
+        WorkerConfig::default(),
+        &[Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
+        &[Ipv4Cidr::new(FARM_X, 15), Ipv4Cidr::new(FARM_Y, 15)],
+    );
     // Frame buffers belong to the link (a DPDK mempool is made whole at start).
     pool.fill();
-    let (control, worker_end) = rings(1 << 15);
-    let cfg = WorkerConfig {
-        addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
-        ..WorkerConfig::default()
-    };
-    // The worker's fixed heap (its scratch buffers, the pool's lists) is not per call.
-    let (mut worker, _) = allocations(true, || Worker::new(pa, cfg, worker_end, clock.now()));
-    let mut farm: Farm<MemPort> = Farm::new(
-        pb,
-        &[Ipv4Cidr::new(FARM_X, 15), Ipv4Cidr::new(FARM_Y, 15)],
-        clock.now(),
-    );
     farm.auto_close = false;
     let start = alloc_count::watched_net_bytes();
     // A chat message each way: 400 bytes.

@@ -3,13 +3,14 @@
 
 use std::net::Ipv4Addr;
 
-use dataplane::clock::{Clock, VirtualClock};
+use dataplane::clock::Clock;
 use dataplane::contract::*;
 use dataplane::worker::{Worker, WorkerConfig};
 use smoltcp::time::Duration;
 use smoltcp::wire::Ipv4Cidr;
 use testbed::calls::plain_call;
-use testbed::memlink::{MemLink, MemLinkConfig};
+use testbed::memlink::MemLinkConfig;
+use testbed::rig::WorkerRig;
 use testbed::Farm;
 
 const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
@@ -21,28 +22,30 @@ const UE_Y: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 50);
 fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
     const PAIRS: u32 = 10_000;
     let bytes = |i: u32| 1000 + (i as u64 * 37) % 7000;
-    let clock = VirtualClock::new();
     let link = MemLinkConfig {
         pool_buffers: 65536,
         queue_frames: 8192,
         ..MemLinkConfig::default()
     };
-    let (pa, pb) = MemLink::pair(link, clock.clone());
-    let pool = pa.pool().clone();
-    let (control, worker_end) = rings(1 << 17);
     let cfg = WorkerConfig {
-        addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
         rx_buffer: 4096,
         tx_buffer: 4096,
         // Far fewer full-size buffers than 20 000 legs could want at once.
         lendable_buffers: 256,
         ..WorkerConfig::default()
     };
-    let mut worker = Worker::new(pa, cfg, worker_end, clock.now());
-    let mut farm = Farm::new(
-        pb,
+    let WorkerRig {
+        clock,
+        mut worker,
+        mut farm,
+        control,
+        pool,
+    } = WorkerRig::new(
+        link,
+        1 << 17,
+        cfg,
+        &[Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
         &[Ipv4Cidr::new(UE_X, 15), Ipv4Cidr::new(UE_Y, 15)],
-        clock.now(),
     );
 
     let mut ys = Vec::new();
