@@ -21,16 +21,17 @@ use std::net::SocketAddrV4;
 
 use dataplane::contract::{Command as Dp, TerminationKey};
 use h248::ast::*;
-use h248::sdp::SdpGroups;
 
 use super::answer::{answer_sdp, remote_addr};
 use super::deferred::Released;
+use super::descriptors::{
+    is_datagram, local_control, local_reply, media_of, policy_echo, stream1, LocalControl,
+};
 use super::events::{events_descriptor, root_events, Armed};
 use super::leg::{self, check_tls, LegPlan, LegSent, Media};
 use super::registry::{Term, CONTEXT_SIZE};
 use super::stats::{statistics, Drops};
 use super::{fail, DataPlane, Fail, Mg};
-use crate::iq::{tcp_media, IqPolicy, TcpMedia, Tokens};
 
 /// Subtracted terminations whose statistics one reply may carry: more would not fit an H.248
 /// message over UDP (H.248.1 D.1; each termination's statistics take 100 to 600 bytes).
@@ -82,16 +83,6 @@ struct TermPlan {
     commands: Vec<Dp>,
     media: Media,
     leg: LegPlan,
-}
-
-/// What a LocalControl descriptor sets (each only when present).
-#[derive(Default)]
-struct LocalControl {
-    mode: Option<StreamMode>,
-    latch: Option<bool>,
-    realm: Option<Text>,
-    /// `gm`, `tman` and `ds` properties.
-    policy: IqPolicy,
 }
 
 pub fn command_name(c: &Command) -> &'static str {
@@ -159,96 +150,6 @@ fn error_reply(c: &Command, e: Fail) -> CommandReply {
             result: Some(ServiceChangeResult::Error(e)),
         },
     }
-}
-
-/// Stream 1's LocalControl, Local and Remote (a bare stream or `Stream = 1`).
-fn stream1(descriptors: &[Descriptor]) -> Result<Vec<&StreamParm>, Fail> {
-    let mut parms = Vec::new();
-    for d in descriptors {
-        match d {
-            Descriptor::Media(ms) => {
-                for m in ms {
-                    match m {
-                        MediaParm::Stream(p) => parms.push(p),
-                        MediaParm::Streams(s) if s.id == 1 => parms.extend(s.parms.iter()),
-                        MediaParm::Streams(_) => {
-                            return Err(fail(501, "only stream 1 is supported"))
-                        }
-                        MediaParm::TerminationState(_) => {}
-                    }
-                }
-            }
-            Descriptor::Events(_) | Descriptor::Signals(_) | Descriptor::Audit(_) => {}
-            Descriptor::Statistics(_) => {}
-            _ => return Err(fail(444, "descriptor not supported on Iq TCP terminations")),
-        }
-    }
-    Ok(parms)
-}
-
-/// Reads a LocalControl: Mode, latching, the realm, and the `gm`, `tman` and `ds`
-/// properties. Other package properties are not supported (445).
-fn local_control(tokens: &Tokens, lc: &[LocalParm]) -> Result<LocalControl, Fail> {
-    let mut out = LocalControl::default();
-    for l in lc {
-        match l {
-            LocalParm::Mode(m) => out.mode = Some(*m),
-            LocalParm::Property(pp) if tokens.realm.is(&pp.name) => {
-                out.realm = Some(
-                    pp.value
-                        .single()
-                        .map(|v| v.text.clone())
-                        .unwrap_or_default(),
-                );
-            }
-            LocalParm::Property(pp) if tokens.latch.is(&pp.name) => {
-                out.latch = Some(
-                    pp.value
-                        .single()
-                        .is_some_and(|v| v.text.eq_ignore_ascii_case("on")),
-                );
-            }
-            LocalParm::Property(pp) => {
-                if !out.policy.take(tokens, pp)? {
-                    return Err(fail(
-                        445,
-                        format!("unsupported property {}/{}", pp.name.package, pp.name.item),
-                    ));
-                }
-            }
-            LocalParm::ReservedValue(_) | LocalParm::ReservedGroup(_) => {}
-        }
-    }
-    Ok(out)
-}
-
-fn media_of(g: &SdpGroups) -> Result<Option<TcpMedia>, Fail> {
-    tcp_media(g).map_err(|r| fail(r.code, r.reason))
-}
-
-fn is_datagram(m: &Media) -> Option<bool> {
-    m.local.as_ref().map(|l| l.transport.is_datagram())
-}
-
-/// The Local of a reply: stream 1 with the answer SDP, after the `gm`, `tman` and `ds`
-/// properties in effect when the ALG set any (`echo`).
-fn local_reply(sdp: &SdpGroups, echo: Vec<LocalParm>) -> Option<Vec<Descriptor>> {
-    let mut parms = Vec::with_capacity(2);
-    if !echo.is_empty() {
-        parms.push(StreamParm::LocalControl(echo));
-    }
-    parms.push(StreamParm::Local(sdp.clone()));
-    Some(vec![Descriptor::Media(vec![MediaParm::Streams(
-        StreamDescriptor { id: 1, parms },
-    )])])
-}
-
-/// The policy properties a reply echoes: those in effect, once the ALG has set any.
-fn policy_echo(cfg: &super::MgConfig, realm: usize, media: &Media) -> Vec<LocalParm> {
-    if media.policy.is_empty() {
-        return Vec::new();
-    }
-    media.policy.echo(&cfg.realms[realm].policy, &cfg.tokens)
 }
 
 impl<D: DataPlane> Mg<D> {

@@ -21,6 +21,7 @@
 mod answer;
 mod command;
 mod deferred;
+mod descriptors;
 mod events;
 mod leg;
 pub mod ports;
