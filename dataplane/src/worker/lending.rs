@@ -305,38 +305,13 @@ impl<P: Port> Worker<P> {
                 continue;
             }
             let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
+            let (rx_large, tx_large) = pool.holds(sock);
             let mut holds = false;
-            if sock.recv_capacity() == pool.large_rx.size && pool.lends_rx() {
-                holds = sock.recv_queue() > 0 || {
-                    let small = tcp::SocketBuffer::new(pool.small_rx.take());
-                    match sock.replace_rx_buffer(small) {
-                        Ok(large) => {
-                            if let Some(v) = large.into_vec() {
-                                pool.give_back(v, true);
-                            }
-                            false
-                        }
-                        // Out-of-order octets beyond the small buffer: later.
-                        Err(small) => {
-                            if let Some(v) = small.into_vec() {
-                                pool.give_back(v, true);
-                            }
-                            true
-                        }
-                    }
-                };
+            if rx_large {
+                holds |= shrink(pool, sock, true);
             }
-            if sock.send_capacity() == pool.large_tx.size && pool.lends_tx() {
-                let queued = sock.send_queue() > 0;
-                holds |= queued;
-                if !queued {
-                    let small = tcp::SocketBuffer::new(pool.small_tx.take());
-                    if let Ok(large) = sock.replace_tx_buffer(small) {
-                        if let Some(v) = large.into_vec() {
-                            pool.give_back(v, false);
-                        }
-                    }
-                }
+            if tx_large {
+                holds |= shrink(pool, sock, false);
             }
             if holds {
                 pool.cursor += 1;
@@ -367,4 +342,31 @@ impl<P: Port> Worker<P> {
             pool.give_back(v, false);
         }
     }
+}
+
+/// Swaps a leg's large receive or send buffer, drained, for a small one and gives the large
+/// one back; whether the leg still holds it (octets queued, or out-of-order octets beyond what
+/// the small buffer holds).
+fn shrink(pool: &mut Pool, sock: &mut tcp::Socket<'static>, receive: bool) -> bool {
+    let queued = if receive {
+        sock.recv_queue()
+    } else {
+        sock.send_queue()
+    };
+    if queued > 0 {
+        return true;
+    }
+    let swapped = if receive {
+        sock.replace_rx_buffer(tcp::SocketBuffer::new(pool.small_rx.take()))
+    } else {
+        sock.replace_tx_buffer(tcp::SocketBuffer::new(pool.small_tx.take()))
+    };
+    let kept = swapped.is_err();
+    let back = match swapped {
+        Ok(b) | Err(b) => b,
+    };
+    if let Some(v) = back.into_vec() {
+        pool.give_back(v, receive);
+    }
+    kept
 }
