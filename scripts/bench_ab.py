@@ -11,6 +11,10 @@ worker cost per received frame (hot and spread sets, at each leg count of
 IMSAGW_BENCH_LEGS, default 10 and 100000), in-process relay throughput (TCP 1 and 64 pairs;
 TLS -> TCP and TLS -> TLS), TLS handshakes/s, and H.248 calls/s through the control thread.
 
+Both builds run with the heap on transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1,
+as the packaged systemd unit starts imsagw), unless the caller's environment sets
+GLIBC_TUNABLES.
+
 On a noisy machine the old and the new run of one repetition run back to back, so their
 ratio is what is compared: `change` is the median over the repetitions of new/old (a cost:
 new/old - 1; a rate: old/new - 1), so a regression beyond 10 % shows as more than +10 %,
@@ -141,6 +145,9 @@ def cpu_times():
 def run(exe, bench, quick, policy=False):
     env = dict(os.environ)
     env.setdefault("IMSAGW_BENCH_LEGS", "10,100000")
+    # The heap on transparent huge pages, as the packaged unit and scripts/bench.sh run it
+    # (GLIBC_TUNABLES=glibc.malloc.hugetlb=0 in the caller's environment turns it off).
+    env.setdefault("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
     # The old/new comparison runs the worker bench on one set of legs, as the old build does;
     # the Iq policy's cost is a run of its own (the new build only), on two sets of legs.
     env["IMSAGW_BENCH_POLICY"] = "1" if policy else "0"

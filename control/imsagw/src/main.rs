@@ -20,6 +20,7 @@ use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 
 mod afxdp;
 mod config;
+mod heap;
 mod logging;
 mod metrics;
 mod run;

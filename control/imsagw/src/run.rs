@@ -322,6 +322,7 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
         .map(|c| c.id)
         .collect();
     let mut cfg = settings.resolve(&present)?;
+    crate::heap::log();
     let identity = settings.tls_identity()?;
     tracing::info!(fingerprint = %identity.fingerprint(cfg.mg.fingerprint_hash), "TLS identity");
     cfg.mg.tls = Some(identity);

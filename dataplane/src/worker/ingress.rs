@@ -25,6 +25,10 @@ type Staged<B> = ArrayVec<(B, FrameClass, Option<u32>), BURST>;
 /// what a core's L2 holds of leg records and sockets.
 pub(super) const RECENT_LEGS: usize = 512;
 
+/// Bytes of a socket buffer asked for from its write position: a chat-size message's lines
+/// (the hardware prefetcher follows a longer one).
+const BUFFER_HINT: usize = 128;
+
 impl<P: Port> Worker<P> {
     /// Frames of another worker go to it (`None`); ARP is also copied to the others.
     pub(super) fn hand_off(&mut self, frame: P::Buf, class: FrameClass) -> Option<P::Buf> {
@@ -144,6 +148,22 @@ impl<P: Port> Worker<P> {
             if let Some(p) = leg(&self.legs, partner) {
                 let (addr, len) = p.set.storage_addr();
                 prefetch::bytes(addr, len);
+            }
+        }
+        // Last, the buffer lines a data frame writes: the leg's receive buffer where its
+        // payload lands, and the partner's send buffer, where the relay copies it next.
+        for &(_, class, cold) in inbound.iter() {
+            if !matches!(class, FrameClass::Tcp { payload: true, .. }) {
+                continue;
+            }
+            let Some(l) = leg(&self.legs, cold) else {
+                continue;
+            };
+            if let Some((rx, _)) = l.buffer_write_addrs() {
+                prefetch::bytes(rx, BUFFER_HINT);
+            }
+            if let Some((_, tx)) = leg(&self.legs, l.partner).and_then(Leg::buffer_write_addrs) {
+                prefetch::bytes(tx, BUFFER_HINT);
             }
         }
         for (frame, class, _) in inbound.drain(..) {

@@ -117,6 +117,20 @@ impl Leg {
         }
     }
 
+    /// Where a TCP leg's next received octets and next sent octets land in its socket's
+    /// buffers (for prefetch hints; read from the socket, not from the buffers).
+    #[inline]
+    pub fn buffer_write_addrs(&self) -> Option<(*const u8, *const u8)> {
+        match self.kind {
+            Kind::Tcp(_) => Some(
+                self.set
+                    .get::<tcp::Socket>(self.handle)
+                    .buffer_write_addrs(),
+            ),
+            Kind::Udp(_) => None,
+        }
+    }
+
     pub fn is_udp(&self) -> bool {
         matches!(self.kind, Kind::Udp(_))
     }

@@ -589,6 +589,13 @@ impl<'a> Socket<'a> {
         (self.rx_buffer, self.tx_buffer)
     }
 
+    /// Where the next in-order octets received and the next octets sent land in the socket's
+    /// buffers: addresses for a cache prefetch hint (imsagw patch 9), computed without
+    /// reading either buffer.
+    pub fn buffer_write_addrs(&self) -> (*const u8, *const u8) {
+        (self.rx_buffer.write_addr(), self.tx_buffer.write_addr())
+    }
+
     /// Chooses the window scale for receive buffers up to `capacity` (at least the current
     /// buffer's), for buffers swapped in later by `replace_rx_buffer` (imsagw patch 8). Takes
     /// effect at the next `listen` or `connect`: the scale is fixed by the SYN.
@@ -8118,6 +8125,28 @@ mod test {
                 payload: &b"abcdef"[..],
                 ..RECV_TEMPL
             }]
+        );
+    }
+
+    #[test]
+    fn test_buffer_write_addrs_follow_what_is_sent_and_received() {
+        // imsagw patch 9.
+        let mut s = socket_established();
+        let (rx, tx) = s.buffer_write_addrs();
+        s.send_slice(b"abc").unwrap();
+        assert_eq!(s.buffer_write_addrs(), (rx, tx.wrapping_add(3)));
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"wxyz"[..],
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(
+            s.buffer_write_addrs(),
+            (rx.wrapping_add(4), tx.wrapping_add(3))
         );
     }
 

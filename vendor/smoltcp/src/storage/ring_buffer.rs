@@ -72,6 +72,19 @@ impl<'a, T: 'a> RingBuffer<'a, T> {
         other.length = self.length;
     }
 
+    /// The address of the slot the next enqueue writes, for a cache prefetch hint (imsagw
+    /// patch 9). Only computed, never read through: for an empty storage it is the storage's
+    /// dangling address.
+    pub fn write_addr(&self) -> *const T {
+        let capacity = self.capacity();
+        if capacity == 0 {
+            return self.storage.as_ptr();
+        }
+        self.storage
+            .as_ptr()
+            .wrapping_add((self.read_at + self.length) % capacity)
+    }
+
     /// Clear the ring buffer.
     pub fn clear(&mut self) {
         self.read_at = 0;
@@ -437,6 +450,23 @@ impl<'a, T: 'a> From<ManagedSlice<'a, T>> for RingBuffer<'a, T> {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn test_write_addr_follows_the_write_position() {
+        // imsagw patch 9.
+        let mut ring = RingBuffer::new(vec![0u8; 8]);
+        let base = ring.write_addr();
+        assert_eq!(ring.enqueue_slice(b"abcde"), 5);
+        assert_eq!(ring.write_addr(), base.wrapping_add(5));
+        let mut out = [0u8; 4];
+        assert_eq!(ring.dequeue_slice(&mut out), 4);
+        assert_eq!(ring.enqueue_slice(b"fgh"), 3);
+        assert_eq!(ring.write_addr(), base);
+        assert_eq!(ring.enqueue_slice(b"ij"), 2);
+        assert_eq!(ring.write_addr(), base.wrapping_add(2));
+        let empty: RingBuffer<u8> = RingBuffer::new(vec![]);
+        assert_eq!(empty.write_addr(), empty.storage.as_ptr());
+    }
 
     #[test]
     fn test_buffer_length_changes() {
