@@ -370,7 +370,7 @@ impl<P: Port> Worker<P> {
             }
         }
 
-        if self.pool.holding() {
+        if self.pool.sweep_due(now) {
             self.sweep_lent(now);
         }
 
