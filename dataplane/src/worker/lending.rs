@@ -27,13 +27,8 @@ use port::Port;
 /// between chat messages.
 pub(super) const RETURN_AFTER: Duration = Duration::from_millis(500);
 
-/// Legs holding large buffers looked at per sweep for ones to take back, and how often a
-/// sweep runs: 6 400 holders a second, so that a pool's whole default limit (4 096) is gone
-/// through within about `RETURN_AFTER`, at no cost to the polls in between (a busy worker
-/// polls a million times a second; sweeping 4 holders in every poll cost 87 instructions per
-/// frame at 10 legs).
-const SWEEP_PER_TICK: usize = 64;
-const SWEEP_EVERY: Duration = Duration::from_millis(10);
+/// Legs holding large buffers looked at per poll for ones to take back.
+const SWEEP_PER_POLL: usize = 4;
 
 /// Small buffers of freed legs kept per direction for the next legs.
 const SPARE_SMALL: usize = 256;
@@ -82,8 +77,6 @@ pub(super) struct Pool {
     /// (the record has no field for it: the per-packet path reads the record).
     holders: Vec<u32>,
     cursor: usize,
-    /// When the next sweep is due.
-    next_sweep: Instant,
     /// `wants_threshold`, computed once.
     wants: usize,
     pub lends: u64,
@@ -105,7 +98,6 @@ impl Pool {
             // A holder holds at least one of the `limit` buffers.
             holders: Vec::with_capacity(cfg.lendable_buffers),
             cursor: 0,
-            next_sweep: Instant::ZERO,
             wants: if small_rx < cfg.rx_buffer {
                 small_rx * 3 / 4
             } else {
@@ -208,9 +200,8 @@ impl Pool {
 
     /// Whether some leg holds a large buffer (then `sweep_lent` has work).
     #[inline]
-    /// Some leg holds a large buffer and a sweep is due.
-    pub fn sweep_due(&self, now: Instant) -> bool {
-        !self.holders.is_empty() && now >= self.next_sweep
+    pub fn holding(&self) -> bool {
+        !self.holders.is_empty()
     }
 
     pub fn limit(&self) -> usize {
@@ -299,8 +290,7 @@ impl<P: Port> Worker<P> {
     #[inline(never)]
     pub(super) fn sweep_lent(&mut self, now: Instant) {
         let pool = &mut self.pool;
-        pool.next_sweep = now + SWEEP_EVERY;
-        for _ in 0..SWEEP_PER_TICK.min(pool.holders.len()) {
+        for _ in 0..SWEEP_PER_POLL.min(pool.holders.len()) {
             if pool.cursor >= pool.holders.len() {
                 pool.cursor = 0;
             }

@@ -370,7 +370,7 @@ impl<P: Port> Worker<P> {
             }
         }
 
-        if self.pool.sweep_due(now) {
+        if self.pool.holding() {
             self.sweep_lent(now);
         }
 
