@@ -457,20 +457,29 @@ impl TlsConfig {
         let bad = |e: rustls::Error| TlsError::Config(e.to_string());
         Ok(match client {
             Some(server) => {
-                let cfg = ClientConfig::builder_with_provider(provider())
+                let mut cfg = ClientConfig::builder_with_provider(provider())
                     .with_protocol_versions(versions)
                     .map_err(bad)?
                     .dangerous()
                     .with_custom_certificate_verifier(pinned)
                     .with_client_cert_resolver(resolver);
+                // Every session is pinned to the fingerprints of its own SDP: none resumes
+                // another's, so no ticket is kept (a config serves one termination).
+                cfg.resumption = rustls::client::Resumption::disabled();
                 TlsConfig::Client(Arc::new(cfg), server)
             }
             None => {
-                let cfg = ServerConfig::builder_with_provider(provider())
+                let mut cfg = ServerConfig::builder_with_provider(provider())
                     .with_protocol_versions(versions)
                     .map_err(bad)?
                     .with_client_cert_verifier(pinned)
                     .with_cert_resolver(resolver);
+                // No resumption: a resumed session would skip the certificate this
+                // termination's SDP pins, and a config serves one connection anyway. So no
+                // session tickets (rustls sends two after each TLS 1.3 handshake by default)
+                // and no session cache.
+                cfg.send_tls13_tickets = 0;
+                cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
                 TlsConfig::Server(Arc::new(cfg))
             }
         })
@@ -706,6 +715,48 @@ mod tests {
             .collect();
         assert!(Arc::ptr_eq(&providers[0], &providers[1]));
         assert!(Arc::ptr_eq(&providers[0], &providers[2]));
+    }
+
+    #[test]
+    fn a_second_connection_with_the_same_configs_is_a_full_handshake_again() {
+        // No ticket is issued or kept: every session proves the certificate its SDP pins.
+        let (agw, ue) = (
+            Identity::generate("agw").unwrap(),
+            Identity::generate("ue").unwrap(),
+        );
+        let ip = Ipv4Addr::new(198, 18, 1, 10);
+        let (TlsConfig::Server(server), TlsConfig::Client(client, _)) = (
+            TlsConfig::new(&agw, None, vec![ue.fingerprint(HashAlg::Sha256)]).unwrap(),
+            TlsConfig::new(&ue, Some(ip), vec![agw.fingerprint(HashAlg::Sha256)]).unwrap(),
+        ) else {
+            panic!("a server and a client config");
+        };
+        assert_eq!(server.send_tls13_tickets, 0);
+        for _ in 0..2 {
+            let name = ServerName::IpAddress(std::net::IpAddr::V4(ip).into());
+            let mut c: Connection = ClientConnection::new(Arc::clone(&client), name)
+                .unwrap()
+                .into();
+            let mut s: Connection = ServerConnection::new(Arc::clone(&server)).unwrap().into();
+            fn flight(from: &mut Connection, to: &mut Connection) {
+                let mut buf = Vec::new();
+                while from.wants_write() {
+                    from.write_tls(&mut buf).unwrap();
+                }
+                let mut r = &buf[..];
+                while !r.is_empty() {
+                    to.read_tls(&mut r).unwrap();
+                    to.process_new_packets().unwrap();
+                }
+            }
+            for _ in 0..10 {
+                flight(&mut c, &mut s);
+                flight(&mut s, &mut c);
+            }
+            assert!(!c.is_handshaking() && !s.is_handshaking());
+            assert_eq!(c.handshake_kind(), Some(rustls::HandshakeKind::Full));
+            assert_eq!(s.handshake_kind(), Some(rustls::HandshakeKind::Full));
+        }
     }
 
     #[test]
