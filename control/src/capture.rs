@@ -28,8 +28,8 @@ pub enum CaptureTarget {
     Termination(String),
     /// A local TCP/UDP port (whichever worker owns it).
     Port(u16),
-    /// Frames from or to one IPv4 address (a UE, a peer), on every worker.
-    Host(std::net::Ipv4Addr),
+    /// Frames from or to one IPv4 or IPv6 address (a UE, a peer), on every worker.
+    Host(std::net::IpAddr),
     /// Everything every worker sends and receives.
     All,
 }
@@ -53,7 +53,7 @@ impl CaptureRequest {
             }
             (Some("host"), Some(a)) => {
                 words.next();
-                CaptureTarget::Host(a.parse().map_err(|_| format!("bad IPv4 address {a:?}"))?)
+                CaptureTarget::Host(a.parse().map_err(|_| format!("bad IP address {a:?}"))?)
             }
             (Some("all"), _) => CaptureTarget::All,
             _ => return Err("expected `termination NAME`, `port N`, `host IP` or `all`".into()),

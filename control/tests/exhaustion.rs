@@ -264,7 +264,7 @@ fn one_worker_holds_a_hundred_thousand_calls_then_answers_510() {
     let realm = |name: &str, net: u8| Realm {
         name: name.into(),
         addresses: (0..4)
-            .map(|i| std::net::Ipv4Addr::new(198, 18, net, 10 + i))
+            .map(|i| std::net::Ipv4Addr::new(198, 18, net, 10 + i).into())
             .collect(),
         first_port: 20000,
         last_port: 44999,

@@ -16,7 +16,7 @@
 //! failure prints its seed and step.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use control::dispatch::Dispatcher;
 use control::mg::{DataPlane, Mg, MgConfig, Realm};
@@ -49,14 +49,14 @@ fn config(identity: &Identity) -> MgConfig {
     let mut cfg = MgConfig::new(vec![
         Realm {
             name: "access".into(),
-            addresses: vec![ACCESS],
+            addresses: vec![ACCESS.into()],
             first_port: 41000,
             last_port: 41000 + PORTS - 1,
             policy: Default::default(),
         },
         Realm {
             name: "core".into(),
-            addresses: vec![CORE],
+            addresses: vec![CORE.into()],
             first_port: 42000,
             last_port: 42000 + PORTS - 1,
             policy: Default::default(),
@@ -73,7 +73,7 @@ fn config(identity: &Identity) -> MgConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct DoubleLeg {
-    local: SocketAddrV4,
+    local: SocketAddr,
 }
 
 #[derive(Default)]
@@ -527,7 +527,7 @@ impl Gen {
 /// The worker behind the MG, as the checks see it.
 trait Workers: DataPlane {
     /// Live legs by key, with their local address.
-    fn legs(&self) -> BTreeMap<TerminationKey, SocketAddrV4>;
+    fn legs(&self) -> BTreeMap<TerminationKey, SocketAddr>;
     /// Reservations it refused.
     fn refused(&self) -> &BTreeSet<TerminationKey>;
     fn submitted(&self) -> u64;
@@ -541,7 +541,7 @@ trait Workers: DataPlane {
 }
 
 impl Workers for Legs {
-    fn legs(&self) -> BTreeMap<TerminationKey, SocketAddrV4> {
+    fn legs(&self) -> BTreeMap<TerminationKey, SocketAddr> {
         self.live.iter().map(|(k, l)| (*k, l.local)).collect()
     }
     fn refused(&self) -> &BTreeSet<TerminationKey> {
@@ -853,7 +853,7 @@ impl<W: Workers> Run<W> {
         // Every termination has its leg (unless the worker refused it), at its address, and
         // the worker has no leg of its own.
         let refused = self.d.executor().dataplane().refused();
-        let expected: BTreeMap<TerminationKey, SocketAddrV4> = s
+        let expected: BTreeMap<TerminationKey, SocketAddr> = s
             .terms
             .values()
             .filter(|(_, k, _)| !refused.contains(k))
@@ -917,8 +917,8 @@ impl Real {
         let (control, end) = dataplane::contract::rings(64);
         let cfg = dataplane::worker::WorkerConfig {
             addresses: vec![
-                smoltcp::wire::Ipv4Cidr::new(ACCESS, 24),
-                smoltcp::wire::Ipv4Cidr::new(CORE, 24),
+                (smoltcp::wire::Ipv4Cidr::new(ACCESS, 24)).into(),
+                (smoltcp::wire::Ipv4Cidr::new(CORE, 24)).into(),
             ],
             // One fewer than the MG allows: the worker refuses some reservations itself.
             max_legs: MAX_PER_WORKER - 1,
@@ -952,7 +952,7 @@ impl DataPlane for Real {
 }
 
 impl Workers for Real {
-    fn legs(&self) -> BTreeMap<TerminationKey, SocketAddrV4> {
+    fn legs(&self) -> BTreeMap<TerminationKey, SocketAddr> {
         self.worker.leg_keys().into_iter().collect()
     }
     fn refused(&self) -> &BTreeSet<TerminationKey> {
@@ -988,10 +988,10 @@ impl Workers for Real {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Snapshot {
-    terms: BTreeMap<String, (u32, TerminationKey, SocketAddrV4)>,
+    terms: BTreeMap<String, (u32, TerminationKey, SocketAddr)>,
     contexts: usize,
     pools: Vec<usize>,
-    legs: BTreeMap<TerminationKey, SocketAddrV4>,
+    legs: BTreeMap<TerminationKey, SocketAddr>,
 }
 
 fn env(name: &str) -> Option<u64> {

@@ -41,7 +41,10 @@ fn mg() -> Dispatcher<Mg<Recorder>> {
         realms: vec![
             Realm {
                 name: "access".into(),
-                addresses: vec!["192.0.2.10".parse().unwrap()],
+                addresses: vec![
+                    "192.0.2.10".parse().unwrap(),
+                    "2001:db8:1::10".parse().unwrap(),
+                ],
                 first_port: 41000,
                 last_port: 41999,
                 policy: Default::default(),
@@ -177,11 +180,11 @@ fn seed_steps_2_to_20_drive_the_data_plane_like_the_annex_says() {
     assert_eq!(reserves.len(), 2);
     assert_eq!(
         reserves[0].1,
-        SocketAddrV4::new("192.0.2.10".parse().unwrap(), p1)
+        (SocketAddrV4::new("192.0.2.10".parse().unwrap(), p1)).into()
     );
     assert_eq!(
         reserves[1].1,
-        SocketAddrV4::new("192.0.2.20".parse().unwrap(), p2)
+        (SocketAddrV4::new("192.0.2.20".parse().unwrap(), p2)).into()
     );
     let (k1, k2) = (reserves[0].0, reserves[1].0);
     assert!(
@@ -478,6 +481,66 @@ fn errors_carry_the_h248_codes() {
     assert!(
         counted.iter().any(|&(c, r, _)| c == "modify" && r == 411),
         "{counted:?}"
+    );
+}
+
+#[test]
+fn an_ipv6_local_takes_an_ipv6_address_and_families_do_not_mix() {
+    let mut d = mg();
+    let code = |r: &str| {
+        r.split("ER=")
+            .nth(1)
+            .map(|s| s[..3].to_string())
+            .unwrap_or_default()
+    };
+    let add6 = |tid: u32, realm: &str| add(tid, "$", realm).replace("c=IN IP4 $", "c=IN IP6 $");
+    let reply = send(&mut d, &add6(1, "access"));
+    assert!(reply.contains("c=IN IP6 2001:db8:1::10"), "{reply}");
+    let (ctx, t1) = added(&reply);
+    let port = local_port(&reply);
+    let want: SocketAddr = format!("[2001:db8:1::10]:{port}").parse().unwrap();
+    assert!(
+        d.executor()
+            .dataplane()
+            .0
+            .iter()
+            .any(|c| matches!(c, Dp::Reserve { local, .. } if *local == want)),
+        "the worker reserves the IPv6 address"
+    );
+    let sent = d.executor().dataplane().0.len();
+    let terms = d.executor().terminations();
+
+    // A realm without IPv6, a c= of another type, an address not of its type: 449, and
+    // nothing is reserved.
+    assert_eq!(code(&send(&mut d, &add6(2, "core"))), "449");
+    let atm = add(3, "$", "access").replace("c=IN IP4 $", "c=ATM NSAP $");
+    assert_eq!(code(&send(&mut d, &atm)), "449");
+    let mixed = modify(4, ctx, &t1, "passive", "203.0.113.7", 9, "active")
+        .replace("c=IN IP4 203.0.113.7", "c=IN IP6 203.0.113.7");
+    assert_eq!(code(&send(&mut d, &mixed)), "449");
+    // An IPv4 Remote for an IPv6 termination: 449, and the leg is not started.
+    let v4_remote = modify(5, ctx, &t1, "passive", "203.0.113.7", 9, "active");
+    assert_eq!(code(&send(&mut d, &v4_remote)), "449");
+    assert_eq!(
+        d.executor().dataplane().0.len(),
+        sent,
+        "no command was sent"
+    );
+    assert_eq!(d.executor().terminations(), terms);
+
+    // An IPv6 Remote: the leg is started, gated on the UE's IPv6 address.
+    let v6_remote = modify(6, ctx, &t1, "passive", "2001:db8:1:100::7", 9, "active")
+        .replace("c=IN IP4", "c=IN IP6");
+    let reply = send(&mut d, &v6_remote);
+    assert_eq!(code(&reply), "", "{reply}");
+    let ue: std::net::IpAddr = "2001:db8:1:100::7".parse().unwrap();
+    assert!(
+        d.executor().dataplane().0.iter().any(|c| matches!(
+            c,
+            Dp::Start { role: LegRole::Passive, accept: Accept::Gate(ip), .. } if *ip == ue
+        )),
+        "{:?}",
+        d.executor().dataplane().0
     );
 }
 

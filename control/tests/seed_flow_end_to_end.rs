@@ -2,9 +2,10 @@
 //! Add T1, Add T2, Modify T2 (connect out to UE-Y), Modify T1 (accept UE-X) through the
 //! control plane; the worker on a MemLink connects and cuts through; smoltcp UEs move 1 MB
 //! each way byte-exact (a byte pattern, so the terminations are agnostic `TCP`); Subtract
-//! releases both legs.
+//! releases both legs. The same with UE-X on IPv6 in the access network (the access realm is
+//! dual-stack; the Add's Local asks for `c=IN IP6 $`) and UE-Y on IPv4 in the core.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use control::mg::{MgConfig, Realm};
@@ -19,7 +20,7 @@ use h248::decode;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
-use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Cidr};
+use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Cidr, Ipv6Cidr};
 use testbed::memlink::{MemLink, MemLinkConfig, MemPort};
 use testbed::{Host, PatternChecker, PatternSender};
 
@@ -27,6 +28,8 @@ const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
 const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);
 const UE_X: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 7);
 const UE_Y: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 50);
+const AGW_ACCESS6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x1, 0, 0, 0, 0, 0x10);
+const UE_X6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x1, 0x100, 0, 0, 0, 0x7);
 const BYTES: u64 = 1_000_000;
 
 struct World {
@@ -107,7 +110,13 @@ impl World {
     }
 }
 
+/// The termination an Add created and its Local's (`c=` address type, address, port).
 fn local_port(a: &ActionReply) -> (String, u16) {
+    let (t, _, _, port) = local_of(a);
+    (t, port)
+}
+
+fn local_of(a: &ActionReply) -> (String, String, String, u16) {
     let Some(CommandReply::Amms {
         terminations,
         audit: Some(ds),
@@ -125,9 +134,13 @@ fn local_port(a: &ActionReply) -> (String, u16) {
     let StreamParm::Local(g) = &s.parms[0] else {
         panic!()
     };
-    let (_, port, _, _) = g.first().unwrap().media().unwrap();
+    let session = g.first().unwrap();
+    let (_, port, _, _) = session.media().unwrap();
+    let (kind, addr) = session.connection().unwrap();
     (
         terminations[0].0.to_string(),
+        kind.to_string(),
+        addr.value().unwrap().to_string(),
         port.value().unwrap().parse().unwrap(),
     )
 }
@@ -151,14 +164,14 @@ fn world(timers: TransactionTimers) -> World {
         realms: vec![
             Realm {
                 name: "access".into(),
-                addresses: vec![AGW_ACCESS],
+                addresses: vec![AGW_ACCESS.into(), AGW_ACCESS6.into()],
                 first_port: 41000,
                 last_port: 41999,
                 policy: Default::default(),
             },
             Realm {
                 name: "core".into(),
-                addresses: vec![AGW_CORE],
+                addresses: vec![AGW_CORE.into()],
                 first_port: 42000,
                 last_port: 42999,
                 policy: Default::default(),
@@ -174,13 +187,18 @@ fn world(timers: TransactionTimers) -> World {
     let clock = VirtualClock::new();
     let (pa, pb) = MemLink::pair(MemLinkConfig::default(), clock.clone());
     let cfg = WorkerConfig {
-        addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
+        addresses: vec![
+            (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
+            (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+            IpCidr::Ipv6(Ipv6Cidr::new(AGW_ACCESS6, 48)),
+        ],
         ..WorkerConfig::default()
     };
     let worker = Worker::new(pa, cfg, worker_end, clock.now());
     let mut host = Host::new(pb, Ipv4Cidr::new(UE_X, 15), clock.now());
     host.iface.update_ip_addrs(|a| {
         let _ = a.push(IpCidr::Ipv4(Ipv4Cidr::new(UE_Y, 15)));
+        let _ = a.push(IpCidr::Ipv6(Ipv6Cidr::new(UE_X6, 48)));
     });
     World {
         cp,
@@ -228,14 +246,31 @@ struct Call {
 /// Steps 2-22 of Annex y: Add T1 and T2, Modify T2 (connect out to UE-Y), Modify T1
 /// (accept UE-X), UE-X connects.
 fn establish(w: &mut World) -> Call {
+    establish_with(w, IpAddr::V4(UE_X))
+}
+
+/// [`establish`] with UE-X at `ue_x` (IPv4 or IPv6): T1's Local asks for that family.
+fn establish_with(w: &mut World, ue_x: IpAddr) -> Call {
+    let family = if ue_x.is_ipv4() { "IP4" } else { "IP6" };
     let alg_addr = w.alg.local_addr().unwrap();
     let hdr = format!("!/3 [127.0.0.1]:{}", alg_addr.port());
     // Steps 2-7: the two terminations.
-    let a1 = w.call(&format!("{hdr} T=10{{C=${{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=access}},L{{v=0\nc=IN IP4 $\nm=message $ TCP *\n}}}}}}}}}}}}"));
+    let a1 = w.call(&format!("{hdr} T=10{{C=${{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=access}},L{{v=0\nc=IN {family} $\nm=message $ TCP *\n}}}}}}}}}}}}"));
     let ContextId::Id(ctx) = a1[0].context else {
         panic!("{a1:?}")
     };
-    let (t1, p1) = local_port(&a1[0]);
+    let (t1, kind, access, p1) = local_of(&a1[0]);
+    // The MG took T1's address from the access realm's addresses of the family asked for.
+    let access: IpAddr = access.parse().unwrap();
+    assert_eq!(kind, family);
+    assert_eq!(
+        access,
+        if ue_x.is_ipv4() {
+            IpAddr::V4(AGW_ACCESS)
+        } else {
+            IpAddr::V6(AGW_ACCESS6)
+        }
+    );
     let a2 = w.call(&format!("{hdr} T=11{{C={ctx}{{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=core}},L{{v=0\nc=IN IP4 $\nm=message $ TCP *\n}}}}}}}}}}}}"));
     let (t2, _p2) = local_port(&a2[0]);
     // Steps 12-17: UE-Y is the TCP server; T2 connects out.
@@ -247,14 +282,16 @@ fn establish(w: &mut World) -> Call {
             port: 2855,
         })
         .unwrap();
-    w.call(&format!("{hdr} T=12{{C={ctx}{{MF={t2}{{M{{ST=1{{O{{MO=SR}},L{{v=0\nm=message $ TCP *\na=setup:active\n}},R{{v=0\nc=IN IP4 {UE_Y}\nm=message 2855 TCP *\na=setup:passive\n}}}}}}}}}}}}"));
+    let r = w.call(&format!("{hdr} T=12{{C={ctx}{{MF={t2}{{M{{ST=1{{O{{MO=SR}},L{{v=0\nm=message $ TCP *\na=setup:active\n}},R{{v=0\nc=IN IP4 {UE_Y}\nm=message 2855 TCP *\na=setup:passive\n}}}}}}}}}}}}"));
+    assert!(r[0].error.is_none(), "{r:?}");
     let end = StdInstant::now() + StdDuration::from_secs(20);
     while w.host.tcp(y).state() != tcp::State::Established {
         assert!(StdInstant::now() < end, "T2 did not connect to UE-Y");
         w.step();
     }
     // Steps 18-22: T1 accepts UE-X.
-    w.call(&format!("{hdr} T=13{{C={ctx}{{MF={t1}{{M{{ST=1{{O{{MO=SR}},L{{v=0\nm=message $ TCP *\na=setup:passive\n}},R{{v=0\nc=IN IP4 {UE_X}\nm=message 9 TCP *\na=setup:active\n}}}}}}}}}}}}"));
+    let r = w.call(&format!("{hdr} T=13{{C={ctx}{{MF={t1}{{M{{ST=1{{O{{MO=SR}},L{{v=0\nm=message $ TCP *\na=setup:passive\n}},R{{v=0\nc=IN {family} {ue_x}\nm=message 9 TCP *\na=setup:active\n}}}}}}}}}}}}"));
+    assert!(r[0].error.is_none(), "{r:?}");
     for _ in 0..20 {
         w.step();
     }
@@ -265,9 +302,9 @@ fn establish(w: &mut World) -> Call {
         .get_mut::<tcp::Socket>(x)
         .connect(
             cx,
-            IpEndpoint::new(IpAddress::Ipv4(AGW_ACCESS), p1),
+            IpEndpoint::new(access.into(), p1),
             IpListenEndpoint {
-                addr: Some(IpAddress::Ipv4(UE_X)),
+                addr: Some(ue_x.into()),
                 port: 5000,
             },
         )
@@ -328,9 +365,18 @@ impl Streams {
 
 #[test]
 fn seed_flow_from_h248_text_to_bytes_through_the_worker() {
+    seed_flow(IpAddr::V4(UE_X));
+}
+
+#[test]
+fn seed_flow_with_ue_x_on_ipv6_and_ue_y_on_ipv4() {
+    seed_flow(IpAddr::V6(UE_X6));
+}
+
+fn seed_flow(ue_x: IpAddr) {
     let mut w = world(TransactionTimers::default());
     register(&mut w);
-    let c = establish(&mut w);
+    let c = establish_with(&mut w, ue_x);
     let (hdr, ctx, t1, t2) = (c.hdr.clone(), c.ctx, c.t1.clone(), c.t2.clone());
     // Steps 23-25: cut-through and data.
     let mut streams = Streams::new();

@@ -22,7 +22,7 @@ use dataplane::worker::{Worker, WorkerConfig};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
 use smoltcp::time::Duration;
-use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, Ipv4Cidr};
+use smoltcp::wire::{IpCidr, IpEndpoint, Ipv4Cidr};
 use testbed::memlink::{MemLink, MemLinkConfig, MemPort};
 use testbed::{DtlsPeer, Host};
 
@@ -43,7 +43,7 @@ struct Rig {
 }
 
 fn ep(a: SocketAddrV4) -> IpEndpoint {
-    IpEndpoint::new(IpAddress::Ipv4(*a.ip()), a.port())
+    IpEndpoint::from(a)
 }
 
 impl Rig {
@@ -57,7 +57,10 @@ impl Rig {
         let (pa, pb) = MemLink::pair(link, clock.clone());
         let (control, worker_end) = rings(4096);
         let cfg = WorkerConfig {
-            addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
+            addresses: vec![
+                (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
+                (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+            ],
             ..WorkerConfig::default()
         };
         let worker = Worker::new(pa, cfg, worker_end, clock.now());
@@ -160,12 +163,12 @@ fn worker_handshakes(ids: &Ids, batches: usize) -> f64 {
             let (k, p) = (rig.key(), rig.port());
             rig.send(Command::ReserveDatagram {
                 key: k,
-                local: SocketAddrV4::new(AGW_ACCESS, p),
+                local: (SocketAddrV4::new(AGW_ACCESS, p)).into(),
             });
             rig.send(Command::StartDatagram {
                 key: k,
-                remote: Some(SocketAddrV4::new(UE_X, p)),
-                accept: Accept::Gate(UE_X),
+                remote: Some((SocketAddrV4::new(UE_X, p)).into()),
+                accept: Accept::Gate(UE_X.into()),
                 relatch: false,
                 timers: timers(),
                 dtls: Some(ids.agw_server.clone()),
@@ -231,24 +234,24 @@ fn worker_relay(ids: &Ids, dtls: bool, n: usize) -> f64 {
     let (x, y) = (SocketAddrV4::new(UE_X, 5004), SocketAddrV4::new(UE_Y, 6004));
     rig.send(Command::ReserveDatagram {
         key: t1,
-        local: access,
+        local: access.into(),
     });
     rig.send(Command::ReserveDatagram {
         key: t2,
-        local: core,
+        local: core.into(),
     });
     rig.send(Command::StartDatagram {
         key: t2,
-        remote: Some(y),
-        accept: Accept::Gate(UE_Y),
+        remote: Some(y.into()),
+        accept: Accept::Gate(UE_Y.into()),
         relatch: false,
         timers: timers(),
         dtls: None,
     });
     rig.send(Command::StartDatagram {
         key: t1,
-        remote: Some(x),
-        accept: Accept::Gate(UE_X),
+        remote: Some(x.into()),
+        accept: Accept::Gate(UE_X.into()),
         relatch: false,
         timers: timers(),
         dtls: dtls.then(|| ids.agw_server.clone()),

@@ -44,7 +44,10 @@ fn relay(stream: &[u8], framing: Framing) -> u128 {
     limits.msrp.messages_per_second = 0;
     limits.bfcp.frames_per_second = 0;
     let cfg = WorkerConfig {
-        addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
+        addresses: vec![
+            (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
+            (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+        ],
         rx_buffer: BUF,
         tx_buffer: BUF,
         framing: limits,
@@ -73,18 +76,18 @@ fn relay(stream: &[u8], framing: Framing) -> u128 {
     for c in [
         Command::Reserve {
             key: t1,
-            local: SocketAddrV4::new(AGW_ACCESS, 2855),
+            local: (SocketAddrV4::new(AGW_ACCESS, 2855)).into(),
         },
         Command::Reserve {
             key: t2,
-            local: SocketAddrV4::new(AGW_CORE, 2855),
+            local: (SocketAddrV4::new(AGW_CORE, 2855)).into(),
         },
         Command::Start {
             key: t2,
             role: LegRole::Active {
-                remote: SocketAddrV4::new(UE_Y, 2855),
+                remote: (SocketAddrV4::new(UE_Y, 2855)).into(),
             },
-            accept: Accept::Gate(UE_Y),
+            accept: Accept::Gate(UE_Y.into()),
             timers: LegTimers::default(),
             tls: None,
             framing: Framing::Agnostic,
@@ -92,7 +95,7 @@ fn relay(stream: &[u8], framing: Framing) -> u128 {
         Command::Start {
             key: t1,
             role: LegRole::Passive,
-            accept: Accept::Gate(UE_X),
+            accept: Accept::Gate(UE_X.into()),
             timers: LegTimers::default(),
             tls: None,
             framing,

@@ -52,7 +52,10 @@ impl Rig {
         let (pa, pb) = MemLink::pair(link, clock.clone());
         let (control, worker_end) = rings(4096);
         let cfg = WorkerConfig {
-            addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
+            addresses: vec![
+                (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
+                (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+            ],
             rx_buffer: 256 * 1024,
             tx_buffer: 256 * 1024,
             ..WorkerConfig::default()
@@ -128,7 +131,7 @@ impl Rig {
             .get_mut::<tcp::Socket>(h)
             .connect(
                 cx,
-                IpEndpoint::new(IpAddress::Ipv4(*to.ip()), to.port()),
+                IpEndpoint::from(to),
                 IpListenEndpoint {
                     addr: Some(IpAddress::Ipv4(UE_X)),
                     port: from_port,
@@ -160,7 +163,7 @@ fn worker_handshakes(agw: &TlsConfig, ue: &TlsConfig, batches: usize) -> f64 {
             let (k, p) = (rig.key(), rig.port());
             rig.send(Command::Reserve {
                 key: k,
-                local: SocketAddrV4::new(AGW_ACCESS, p),
+                local: (SocketAddrV4::new(AGW_ACCESS, p)).into(),
             });
             rig.send(Command::Start {
                 key: k,
@@ -244,12 +247,10 @@ fn conns(agw: &TlsConfig, ue: &TlsConfig) -> (rustls::Connection, rustls::Connec
     let TlsConfig::Client(c, ip) = ue else {
         panic!()
     };
-    let client: rustls::Connection = rustls::ClientConnection::new(
-        Arc::clone(c),
-        ServerName::IpAddress(std::net::IpAddr::V4(*ip).into()),
-    )
-    .unwrap()
-    .into();
+    let client: rustls::Connection =
+        rustls::ClientConnection::new(Arc::clone(c), ServerName::IpAddress((*ip).into()))
+            .unwrap()
+            .into();
     let server: rustls::Connection = rustls::ServerConnection::new(Arc::clone(s)).unwrap().into();
     (client, server)
 }
@@ -335,11 +336,11 @@ fn worker_relay(
     let (t1, t2) = (rig.key(), rig.key());
     rig.send(Command::Reserve {
         key: t1,
-        local: SocketAddrV4::new(AGW_ACCESS, 41000),
+        local: (SocketAddrV4::new(AGW_ACCESS, 41000)).into(),
     });
     rig.send(Command::Reserve {
         key: t2,
-        local: SocketAddrV4::new(AGW_CORE, 42000),
+        local: (SocketAddrV4::new(AGW_CORE, 42000)).into(),
     });
     let yh = rig.host.add_tcp(256 * 1024, 256 * 1024);
     rig.host
@@ -352,7 +353,7 @@ fn worker_relay(
     rig.send(Command::Start {
         key: t2,
         role: LegRole::Active {
-            remote: SocketAddrV4::new(UE_Y, 2855),
+            remote: (SocketAddrV4::new(UE_Y, 2855)).into(),
         },
         accept: Accept::Latch,
         timers: LegTimers::default(),
@@ -444,13 +445,17 @@ fn main() {
     let agw = TlsConfig::new(&agw_id, None, vec![ue_id.fingerprint(HashAlg::Sha256)]).unwrap();
     let ue = TlsConfig::with_versions(
         &ue_id,
-        Some(AGW_ACCESS),
+        Some(AGW_ACCESS.into()),
         vec![agw_id.fingerprint(HashAlg::Sha256)],
         &[&rustls::version::TLS13],
     )
     .unwrap();
-    let agw_y =
-        TlsConfig::new(&agw_id, Some(UE_Y), vec![y_id.fingerprint(HashAlg::Sha256)]).unwrap();
+    let agw_y = TlsConfig::new(
+        &agw_id,
+        Some(UE_Y.into()),
+        vec![y_id.fingerprint(HashAlg::Sha256)],
+    )
+    .unwrap();
     let ue_y = TlsConfig::with_versions(
         &y_id,
         None,

@@ -170,7 +170,7 @@ impl Rig {
             } else {
                 LegPolicy {
                     filter: SourceFilter {
-                        address: Some((ue, 32)),
+                        address: Some((ue.into(), 32)),
                         ports: Some((5000, 5000 + pairs as u16)),
                     },
                     police: Some(Police {

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::demux::FrameClass;
 use crossbeam_queue::ArrayQueue;
 
 /// Octets kept of each captured frame, at most.
@@ -64,7 +65,7 @@ pub enum CaptureFilter {
     /// port).
     Port(u16),
     /// IPv4 frames from or to this address (one UE, one peer).
-    Host(std::net::Ipv4Addr),
+    Host(std::net::IpAddr),
 }
 
 /// A running capture in a worker.
@@ -128,34 +129,19 @@ impl CaptureTap {
     fn matches(&self, frame: &[u8]) -> bool {
         match self.filter {
             CaptureFilter::All => true,
-            CaptureFilter::Port(p) => ports(frame).is_some_and(|(s, d)| s == p || d == p),
-            CaptureFilter::Host(ip) => {
-                let o = ip.octets();
-                frame.len() >= 34
-                    && frame[12..14] == [0x08, 0x00]
-                    && (frame[26..30] == o || frame[30..34] == o)
-            }
+            CaptureFilter::Port(p) => ends(frame).is_some_and(|(s, d)| s.1 == p || d.1 == p),
+            CaptureFilter::Host(ip) => ends(frame).is_some_and(|(s, d)| s.0 == ip || d.0 == ip),
         }
     }
 }
 
-/// Source and destination port of an Ethernet/IPv4 TCP or UDP frame (first fragment).
-fn ports(f: &[u8]) -> Option<(u16, u16)> {
-    if f.len() < 14 + 20 || f[12..14] != [0x08, 0x00] {
-        return None;
+/// Source and destination (address, port) of an Ethernet TCP or UDP frame, IPv4 or IPv6
+/// (fragments have none).
+fn ends(f: &[u8]) -> Option<((std::net::IpAddr, u16), (std::net::IpAddr, u16))> {
+    match crate::demux::classify(f) {
+        FrameClass::Tcp { src, dst, .. } | FrameClass::Udp { src, dst, .. } => Some((src, dst)),
+        _ => None,
     }
-    let ip = &f[14..];
-    let ihl = (ip[0] & 0x0f) as usize * 4;
-    let proto = ip[9];
-    let frag_offset = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
-    if (proto != 6 && proto != 17) || frag_offset != 0 || ip.len() < ihl + 4 {
-        return None;
-    }
-    let l4 = &ip[ihl..];
-    Some((
-        u16::from_be_bytes([l4[0], l4[1]]),
-        u16::from_be_bytes([l4[2], l4[3]]),
-    ))
 }
 
 #[cfg(test)]
@@ -166,6 +152,8 @@ mod tests {
         let mut f = vec![0u8; len.max(54)];
         f[12] = 0x08;
         f[14] = 0x45;
+        let total = (f.len() - 14) as u16;
+        f[16..18].copy_from_slice(&total.to_be_bytes());
         f[23] = 6;
         f[34..36].copy_from_slice(&src.to_be_bytes());
         f[36..38].copy_from_slice(&dst.to_be_bytes());

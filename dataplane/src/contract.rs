@@ -2,7 +2,7 @@
 //! over a bounded lock-free ring. The worker knows nothing of H.248; the control thread maps
 //! Add/Modify/Subtract onto these and the events back onto replies and Notify.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
@@ -25,14 +25,14 @@ pub enum LegRole {
     /// Listen on the local address and accept exactly one connection.
     Passive,
     /// Connect from the local address to `remote`.
-    Active { remote: SocketAddrV4 },
+    Active { remote: SocketAddr },
 }
 
 /// Which sources a passive leg accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accept {
     /// The gate: only this source address (any port).
-    Gate(std::net::Ipv4Addr),
+    Gate(std::net::IpAddr),
     /// Latching (UE behind NAT): any source; the latched address is reported.
     Latch,
 }
@@ -82,7 +82,7 @@ pub enum Command {
     /// Reserve a local address for a termination (H.248 Add): nothing listens yet.
     Reserve {
         key: TerminationKey,
-        local: SocketAddrV4,
+        local: SocketAddr,
     },
     /// Give the leg its role and start it (H.248 Modify completing Local/Remote).
     Start {
@@ -100,14 +100,14 @@ pub enum Command {
     /// received until it is started.
     ReserveDatagram {
         key: TerminationKey,
-        local: SocketAddrV4,
+        local: SocketAddr,
     },
     /// Start a UDP leg, or change a started one (a Modify's new Remote, gate or DTLS
     /// association): where its datagrams go and which sources it takes.
     StartDatagram {
         key: TerminationKey,
         /// The peer's address from Remote; `None` until latched.
-        remote: Option<SocketAddrV4>,
+        remote: Option<SocketAddr>,
         accept: Accept,
         /// A latching leg follows a new source (NAT rebinding): any datagram's for plain UDP,
         /// only one that authenticates for DTLS. Without it the first source stays.
@@ -158,7 +158,7 @@ pub struct LegStats {
     /// Worker time (ms since the worker's clock origin) when the connection was established.
     pub established_at_ms: Option<i64>,
     /// The peer's address once connected (the latched address for a latching leg).
-    pub remote: Option<SocketAddrV4>,
+    pub remote: Option<SocketAddr>,
     /// MSRP or BFCP counters of an application-aware pair.
     pub app: AppStats,
     /// Frames from the peer's side dropped by the source filter.
@@ -208,12 +208,12 @@ pub enum Event {
     /// The leg's TCP connection is established.
     Established {
         key: TerminationKey,
-        remote: SocketAddrV4,
+        remote: SocketAddr,
     },
     /// A latching leg accepted a source other than the one in Remote (or none was given).
     Latched {
         key: TerminationKey,
-        remote: SocketAddrV4,
+        remote: SocketAddr,
     },
     /// Both legs are up and payload is cut through (seed step 23).
     CutThrough {

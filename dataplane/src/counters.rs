@@ -84,6 +84,11 @@ worker_counters! {
     fragments_dropped => "worker_drops" { "reason" = "fragment" };
     /// Frames too short or inconsistent to classify.
     malformed_dropped => "worker_drops" { "reason" = "malformed" };
+    /// TCP and UDP behind IPv6 extension headers (dropped: media peers do not send them).
+    extension_dropped => "worker_drops" { "reason" = "ipv6_extension" };
+    /// Another host claims one of our IPv6 addresses (duplicate address detection, or its
+    /// neighbour advertisement for it): the address is misconfigured on the network.
+    duplicate_addresses => "worker_duplicate_addresses";
     /// Commands taken from the control thread's ring.
     commands;
     /// Events that could not be queued (never expected: the queue is sized by the legs).
@@ -162,6 +167,10 @@ pub const FAMILY_HELP: &[(&str, &str)] = &[
     (
         "worker_relayed_datagrams",
         "UDP (T.38) datagrams relayed between the legs of a context",
+    ),
+    (
+        "worker_duplicate_addresses",
+        "Claims by another host of one of the worker's IPv6 addresses",
     ),
 ];
 

@@ -1,7 +1,7 @@
-//! Ingress classification: just enough of Ethernet, IPv4 and TCP to find the leg a frame
+//! Ingress classification: just enough of Ethernet, IPv4, IPv6 and TCP to find the leg a frame
 //! belongs to (by our local address), and the flat table that maps local (ip, port) to a leg.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// What the worker needs to know about a received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,29 +9,37 @@ pub enum FrameClass {
     /// A TCP segment to `dst`; `syn_only` is a connection request (SYN without ACK),
     /// `payload` whether it carries data, `ip_len` the IP packet's length.
     Tcp {
-        src: (Ipv4Addr, u16),
-        dst: (Ipv4Addr, u16),
+        src: (IpAddr, u16),
+        dst: (IpAddr, u16),
         syn_only: bool,
         payload: bool,
         ip_len: u16,
     },
     Udp {
-        src: (Ipv4Addr, u16),
-        dst: (Ipv4Addr, u16),
+        src: (IpAddr, u16),
+        dst: (IpAddr, u16),
         ip_len: u16,
     },
     /// ARP: handled by the interface, and may unblock legs waiting for a neighbour.
     Arp,
-    /// An IPv4 fragment: later fragments carry no ports, so fragments are dropped before the
-    /// demux rather than reassembled into the wrong place.
+    /// IPv6 neighbour discovery: handled by the interface, and may unblock legs like ARP.
+    Neighbour,
+    /// An IPv4 fragment or an IPv6 packet with a fragment header: later fragments carry no
+    /// ports, so fragments are dropped before the demux rather than reassembled into the
+    /// wrong place.
     Fragment,
-    /// Anything else the interface may answer (ICMP echo, IPv6 ND) or drop.
+    /// TCP or UDP behind IPv6 extension headers (hop-by-hop, routing, destination options):
+    /// media peers do not send them, and a routing header would make another host the
+    /// packet's real destination, so they are dropped and counted.
+    Extension,
+    /// Anything else the interface may answer (ICMP echo, ICMPv6) or drop.
     Other,
     /// Too short or inconsistent to classify.
     Malformed,
 }
 
 const ETH_HDR: usize = 14;
+const IPV6_HDR: usize = 40;
 
 /// Classifies an Ethernet frame without copying or validating checksums (smoltcp does that).
 pub fn classify(frame: &[u8]) -> FrameClass {
@@ -39,11 +47,15 @@ pub fn classify(frame: &[u8]) -> FrameClass {
         return FrameClass::Malformed;
     }
     match u16::from_be_bytes([frame[12], frame[13]]) {
-        0x0806 => return FrameClass::Arp,
-        0x0800 => {}
-        _ => return FrameClass::Other,
+        0x0806 => FrameClass::Arp,
+        0x0800 => classify_ipv4(&frame[ETH_HDR..]),
+        0x86dd => classify_ipv6(&frame[ETH_HDR..]),
+        _ => FrameClass::Other,
     }
-    let ip = &frame[ETH_HDR..];
+}
+
+#[inline]
+fn classify_ipv4(ip: &[u8]) -> FrameClass {
     if ip.len() < 20 || ip[0] >> 4 != 4 {
         return FrameClass::Malformed;
     }
@@ -57,10 +69,62 @@ pub fn classify(frame: &[u8]) -> FrameClass {
         // More-fragments set or a non-zero offset.
         return FrameClass::Fragment;
     }
-    let proto = ip[9];
-    let src_ip = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst_ip = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-    let l4 = &ip[ihl..total];
+    let src = IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));
+    let dst = IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
+    transport(ip[9], src, dst, &ip[ihl..total], total)
+}
+
+#[inline]
+fn classify_ipv6(ip: &[u8]) -> FrameClass {
+    if ip.len() < IPV6_HDR || ip[0] >> 4 != 6 {
+        return FrameClass::Malformed;
+    }
+    let total = IPV6_HDR + u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    if ip.len() < total || total > u16::MAX as usize {
+        return FrameClass::Malformed;
+    }
+    let mut next = ip[6];
+    let mut at = IPV6_HDR;
+    let mut extended = false;
+    // The extension headers are walked only to find a fragment header or the transport.
+    loop {
+        match next {
+            // Hop-by-hop, routing, destination options: next header, then length in 8
+            // octets beyond the first 8.
+            0 | 43 | 60 => {
+                if total < at + 8 {
+                    return FrameClass::Malformed;
+                }
+                next = ip[at];
+                at += (ip[at + 1] as usize + 1) * 8;
+                if at > total {
+                    return FrameClass::Malformed;
+                }
+                extended = true;
+            }
+            44 => return FrameClass::Fragment,
+            _ => break,
+        }
+    }
+    let src = IpAddr::V6(Ipv6Addr::from(octets16(&ip[8..24])));
+    let dst = IpAddr::V6(Ipv6Addr::from(octets16(&ip[24..40])));
+    match next {
+        6 | 17 if extended => FrameClass::Extension,
+        // Router and neighbour solicitations and advertisements, redirects.
+        58 if !extended && total > at && (133..=137).contains(&ip[at]) => FrameClass::Neighbour,
+        _ => transport(next, src, dst, &ip[at..total], total),
+    }
+}
+
+#[inline]
+fn octets16(b: &[u8]) -> [u8; 16] {
+    let mut o = [0u8; 16];
+    o.copy_from_slice(b);
+    o
+}
+
+#[inline]
+fn transport(proto: u8, src_ip: IpAddr, dst_ip: IpAddr, l4: &[u8], total: usize) -> FrameClass {
     match proto {
         6 if l4.len() >= 20 => {
             let flags = l4[13];
@@ -85,7 +149,7 @@ pub fn classify(frame: &[u8]) -> FrameClass {
 /// Local (ip, port) -> leg index, as one 64 Ki-entry array per local IP: a lookup is a short
 /// scan of the (few) local addresses and one indexed load.
 pub struct PortTable {
-    ips: Vec<(Ipv4Addr, Box<[u32]>)>,
+    ips: Vec<(IpAddr, Box<[u32]>)>,
 }
 
 const FREE: u32 = u32::MAX;
@@ -96,18 +160,18 @@ impl PortTable {
     }
 
     /// Adds a local address the worker answers for.
-    pub fn add_ip(&mut self, ip: Ipv4Addr) {
+    pub fn add_ip(&mut self, ip: IpAddr) {
         if !self.ips.iter().any(|(a, _)| *a == ip) {
             self.ips.push((ip, vec![FREE; 65536].into_boxed_slice()));
         }
     }
 
-    pub fn serves(&self, ip: Ipv4Addr) -> bool {
+    pub fn serves(&self, ip: IpAddr) -> bool {
         self.ips.iter().any(|(a, _)| *a == ip)
     }
 
     #[inline]
-    pub fn get(&self, ip: Ipv4Addr, port: u16) -> Option<u32> {
+    pub fn get(&self, ip: IpAddr, port: u16) -> Option<u32> {
         for (a, ports) in &self.ips {
             if *a == ip {
                 let v = ports[port as usize];
@@ -118,7 +182,7 @@ impl PortTable {
     }
 
     /// Binds a free (ip, port); false if the address is not local or the port is taken.
-    pub fn bind(&mut self, ip: Ipv4Addr, port: u16, leg: u32) -> bool {
+    pub fn bind(&mut self, ip: IpAddr, port: u16, leg: u32) -> bool {
         for (a, ports) in &mut self.ips {
             if *a == ip {
                 if ports[port as usize] != FREE {
@@ -131,7 +195,7 @@ impl PortTable {
         false
     }
 
-    pub fn unbind(&mut self, ip: Ipv4Addr, port: u16) {
+    pub fn unbind(&mut self, ip: IpAddr, port: u16) {
         for (a, ports) in &mut self.ips {
             if *a == ip {
                 ports[port as usize] = FREE;
@@ -172,8 +236,8 @@ mod tests {
         assert_eq!(
             c,
             FrameClass::Tcp {
-                src: (Ipv4Addr::new(203, 0, 113, 7), 5000),
-                dst: (Ipv4Addr::new(192, 0, 2, 10), 41000),
+                src: ((Ipv4Addr::new(203, 0, 113, 7)).into(), 5000),
+                dst: ((Ipv4Addr::new(192, 0, 2, 10)).into(), 41000),
                 syn_only: true,
                 payload: false,
                 ip_len: 40,
@@ -205,16 +269,88 @@ mod tests {
         assert_eq!(classify(&[0u8; 5]), FrameClass::Malformed);
     }
 
+    /// An Ethernet/IPv6 frame with `next` headers (extension headers of 8 octets each, the
+    /// last one's next header 6) and a 20-octet TCP header with `payload` octets after it.
+    fn tcp6_frame(exts: &[u8], payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 40];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60;
+        let len = exts.len() * 8 + 20 + payload;
+        f[18..20].copy_from_slice(&(len as u16).to_be_bytes());
+        f[20] = exts.first().copied().unwrap_or(6);
+        f[22..38].copy_from_slice(&"2001:db8::7".parse::<Ipv6Addr>().unwrap().octets());
+        f[38..54].copy_from_slice(&"2001:db8::10".parse::<Ipv6Addr>().unwrap().octets());
+        for i in 0..exts.len() {
+            f.extend_from_slice(&[exts.get(i + 1).copied().unwrap_or(6), 0, 0, 0, 0, 0, 0, 0]);
+        }
+        let mut tcp = [0u8; 20];
+        tcp[0..2].copy_from_slice(&5000u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&41000u16.to_be_bytes());
+        tcp[12] = 0x50;
+        tcp[13] = 0x02;
+        f.extend_from_slice(&tcp);
+        f.extend(std::iter::repeat_n(0xab, payload));
+        f
+    }
+
+    #[test]
+    fn classifies_ipv6_tcp_extension_headers_fragments_and_neighbour_discovery() {
+        let src: IpAddr = "2001:db8::7".parse().unwrap();
+        let dst: IpAddr = "2001:db8::10".parse().unwrap();
+        assert_eq!(
+            classify(&tcp6_frame(&[], 0)),
+            FrameClass::Tcp {
+                src: (src, 5000),
+                dst: (dst, 41000),
+                syn_only: true,
+                payload: false,
+                ip_len: 60,
+            }
+        );
+        assert!(matches!(
+            classify(&tcp6_frame(&[], 10)),
+            FrameClass::Tcp {
+                payload: true,
+                ip_len: 70,
+                ..
+            }
+        ));
+        assert_eq!(classify(&tcp6_frame(&[60], 0)), FrameClass::Extension);
+        assert_eq!(
+            classify(&tcp6_frame(&[0, 43, 60], 0)),
+            FrameClass::Extension
+        );
+        assert_eq!(classify(&tcp6_frame(&[44], 0)), FrameClass::Fragment);
+        assert_eq!(classify(&tcp6_frame(&[0, 44], 0)), FrameClass::Fragment);
+        // A payload length beyond the frame, a truncated extension header, another version.
+        let mut long = tcp6_frame(&[], 0);
+        long[18..20].copy_from_slice(&100u16.to_be_bytes());
+        assert_eq!(classify(&long), FrameClass::Malformed);
+        let mut cut = tcp6_frame(&[60], 0);
+        cut[18..20].copy_from_slice(&4u16.to_be_bytes());
+        assert_eq!(classify(&cut), FrameClass::Malformed);
+        let mut v5 = tcp6_frame(&[], 0);
+        v5[14] = 0x50;
+        assert_eq!(classify(&v5), FrameClass::Malformed);
+        // ICMPv6: neighbour discovery (type 135) apart from the rest (echo request, 128).
+        let mut icmp = tcp6_frame(&[], 0);
+        icmp[20] = 58;
+        icmp[54] = 135;
+        assert_eq!(classify(&icmp), FrameClass::Neighbour);
+        icmp[54] = 128;
+        assert_eq!(classify(&icmp), FrameClass::Other);
+    }
+
     #[test]
     fn port_table_binds_each_port_once() {
         let mut t = PortTable::new();
         let ip = Ipv4Addr::new(192, 0, 2, 10);
-        t.add_ip(ip);
-        assert!(t.bind(ip, 41000, 7));
-        assert!(!t.bind(ip, 41000, 8));
-        assert!(!t.bind(Ipv4Addr::new(192, 0, 2, 11), 41000, 8));
-        assert_eq!(t.get(ip, 41000), Some(7));
-        t.unbind(ip, 41000);
-        assert_eq!(t.get(ip, 41000), None);
+        t.add_ip(ip.into());
+        assert!(t.bind(ip.into(), 41000, 7));
+        assert!(!t.bind(ip.into(), 41000, 8));
+        assert!(!t.bind((Ipv4Addr::new(192, 0, 2, 11)).into(), 41000, 8));
+        assert_eq!(t.get(ip.into(), 41000), Some(7));
+        t.unbind(ip.into(), 41000);
+        assert_eq!(t.get(ip.into(), 41000), None);
     }
 }

@@ -10,14 +10,14 @@
 //! dropped by the policer, since dropping it would only stall the data the policer admitted;
 //! its bytes are still taken from the buckets as far as they go.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// Sources a leg takes frames from: an address or prefix, and a port or port range. `None`
 /// admits any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SourceFilter {
-    /// Address and prefix length (32: one address).
-    pub address: Option<(Ipv4Addr, u8)>,
+    /// Address and prefix length (32 for IPv4, 128 for IPv6: one address).
+    pub address: Option<(IpAddr, u8)>,
     /// First and last port, inclusive.
     pub ports: Option<(u16, u16)>,
 }
@@ -120,13 +120,15 @@ pub enum Verdict {
     Policed,
 }
 
-/// A leg's filter and policer as the worker runs them, kept within one cache line (56
-/// bytes): it sits in the leg record every frame to the leg reads.
+/// A leg's filter and policer as the worker runs them, kept within one cache line: it sits
+/// in the leg record every frame to the leg reads.
 #[derive(Debug, Clone)]
 pub struct Guard {
-    /// Network and mask, host order (mask 0: any address).
-    net: u32,
-    mask: u32,
+    /// Network as an IPv6 address (IPv4 as IPv4-mapped), high and low halves, and its prefix
+    /// length over those 128 bits (0: any address). Two u64 rather than a u128 keep the
+    /// record 8-aligned.
+    net: [u64; 2],
+    prefix: u8,
     /// Source ports admitted, inclusive (0-65535: any).
     ports: (u16, u16),
     /// Which buckets run.
@@ -138,18 +140,30 @@ pub struct Guard {
     peak: BucketState,
 }
 
-fn mask(prefix: u8) -> u32 {
+/// An address as 128 bits: IPv6 as it is, IPv4 as IPv4-mapped (::ffff:a.b.c.d), so one
+/// prefix match serves both families and never matches across them.
+#[inline]
+fn bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// The top `prefix` bits of 128 (prefix at most 128).
+#[inline]
+fn mask(prefix: u8) -> u128 {
     match prefix {
         0 => 0,
-        p => u32::MAX << (32 - p.min(32) as u32),
+        p => u128::MAX << (128 - p.min(128) as u32),
     }
 }
 
 impl Guard {
     pub fn new(policy: &LegPolicy, now_us: i64) -> Guard {
         let mut g = Guard {
-            net: 0,
-            mask: 0,
+            net: [0; 2],
+            prefix: 0,
             ports: (0, u16::MAX),
             sustained_on: false,
             peak_on: false,
@@ -163,10 +177,14 @@ impl Guard {
 
     /// Takes a new policy without losing the policer's state (a Modify mid-call).
     pub fn update(&mut self, policy: &LegPolicy, now_us: i64) {
-        (self.net, self.mask) = match policy.filter.address {
-            Some((a, p)) => (u32::from(a) & mask(p), mask(p)),
+        let (net, prefix) = match policy.filter.address {
+            Some((a @ IpAddr::V4(_), p)) => (bits(a), 96 + p.min(32)),
+            Some((a @ IpAddr::V6(_), p)) => (bits(a), p.min(128)),
             None => (0, 0),
         };
+        let net = net & mask(prefix);
+        self.net = [(net >> 64) as u64, net as u64];
+        self.prefix = prefix;
         self.ports = policy.filter.ports.unwrap_or((0, u16::MAX));
         self.refill(now_us);
         let (sustained, peak) = match policy.police {
@@ -202,8 +220,10 @@ impl Guard {
 
     /// Whether the filter admits `src`.
     #[inline]
-    pub fn admits(&self, src: (Ipv4Addr, u16)) -> bool {
-        u32::from(src.0) & self.mask == self.net && (self.ports.0..=self.ports.1).contains(&src.1)
+    pub fn admits(&self, src: (IpAddr, u16)) -> bool {
+        let net = ((self.net[0] as u128) << 64) | self.net[1] as u128;
+        (self.prefix == 0 || bits(src.0) & mask(self.prefix) == net)
+            && (self.ports.0..=self.ports.1).contains(&src.1)
     }
 
     /// Filters, then polices, a frame of `ip_len` IP bytes from `src` at `now_us`. A frame
@@ -211,7 +231,7 @@ impl Guard {
     #[inline]
     pub fn check(
         &mut self,
-        src: (Ipv4Addr, u16),
+        src: (IpAddr, u16),
         ip_len: u16,
         droppable: bool,
         now_us: i64,
@@ -236,12 +256,26 @@ impl Guard {
     }
 }
 
-/// Marks an Ethernet frame's IPv4 packet with `dscp`, keeping the ECN bits and fixing the
-/// header checksum incrementally (RFC 1624). Other frames are left alone.
+/// Marks an Ethernet frame's IP packet with `dscp`, keeping the ECN bits: in IPv4's TOS
+/// octet, fixing the header checksum incrementally (RFC 1624); in IPv6's traffic class
+/// (bits 4-11 of the header, no checksum). Other frames are left alone.
 #[inline]
 pub fn mark_dscp(frame: &mut [u8], dscp: u8) {
-    if frame.len() < 34 || frame[12] != 0x08 || frame[13] != 0x00 || frame[14] >> 4 != 4 {
+    if frame.len() < 34 {
         return;
+    }
+    match (frame[12], frame[13], frame[14] >> 4) {
+        (0x08, 0x00, 4) => {}
+        (0x86, 0xdd, 6) if frame.len() >= 54 => {
+            // Version (4 bits), traffic class (DSCP 6 bits, ECN 2 bits), flow label.
+            let ip = &mut frame[14..];
+            let ecn = (ip[1] >> 4) & 0x03;
+            let class = (dscp << 2) | ecn;
+            ip[0] = 0x60 | (class >> 4);
+            ip[1] = (class << 4) | (ip[1] & 0x0f);
+            return;
+        }
+        _ => return,
     }
     let ip = &mut frame[14..];
     let old = u16::from_be_bytes([ip[0], ip[1]]);
@@ -262,7 +296,7 @@ pub fn mark_dscp(frame: &mut [u8], dscp: u8) {
 mod tests {
     use super::*;
 
-    fn src(a: &str, p: u16) -> (Ipv4Addr, u16) {
+    fn src(a: &str, p: u16) -> (IpAddr, u16) {
         (a.parse().unwrap(), p)
     }
 
@@ -490,11 +524,61 @@ mod tests {
             assert_eq!(frame[15] & 3, 1);
             assert_eq!(checksum(&frame[14..34]), 0, "dscp {dscp}");
         }
-        // ARP and IPv6 are left alone.
+        // ARP is left alone.
         let mut arp = frame.clone();
         arp[13] = 0x06;
         let before = arp.clone();
         mark_dscp(&mut arp, 46);
         assert_eq!(arp, before);
+    }
+
+    #[test]
+    fn marking_an_ipv6_packet_sets_its_traffic_class_and_keeps_ecn_and_flow_label() {
+        let mut frame = vec![0u8; 74];
+        frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+        // Version 6, traffic class 0x01 (ECT(1)), flow label 0xabcde.
+        frame[14..18].copy_from_slice(&[0x60, 0x1a, 0xbc, 0xde]);
+        let rest = frame[18..].to_vec();
+        for dscp in [46u8, 0, 63, 10] {
+            mark_dscp(&mut frame, dscp);
+            let class = ((frame[14] & 0x0f) << 4) | (frame[15] >> 4);
+            assert_eq!(frame[14] >> 4, 6);
+            assert_eq!(class >> 2, dscp);
+            assert_eq!(class & 3, 1, "ECN kept");
+            assert_eq!(frame[15] & 0x0f, 0x0a, "flow label kept");
+            assert_eq!(&frame[16..18], &[0xbc, 0xde]);
+            assert_eq!(&frame[18..], &rest[..]);
+        }
+    }
+
+    #[test]
+    fn an_ipv6_filter_takes_its_prefix_and_never_an_ipv4_source() {
+        let g = Guard::new(
+            &LegPolicy {
+                filter: SourceFilter {
+                    address: Some(("2001:db8:100::".parse().unwrap(), 48)),
+                    ports: None,
+                },
+                ..Default::default()
+            },
+            0,
+        );
+        assert!(g.admits(src("2001:db8:100::7", 5000)));
+        assert!(g.admits(src("2001:db8:100:ffff::1", 1)));
+        assert!(!g.admits(src("2001:db8:101::7", 5000)));
+        assert!(!g.admits(src("198.18.100.7", 5000)));
+        // An IPv4 filter does not take IPv6 sources, not even IPv4-mapped ones' neighbours.
+        let v4 = Guard::new(
+            &LegPolicy {
+                filter: SourceFilter {
+                    address: Some(("0.0.0.0".parse().unwrap(), 0)),
+                    ports: None,
+                },
+                ..Default::default()
+            },
+            0,
+        );
+        assert!(v4.admits(src("198.18.100.7", 1)));
+        assert!(!v4.admits(src("2001:db8::1", 1)));
     }
 }

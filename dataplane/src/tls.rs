@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -399,7 +399,7 @@ impl rustls::client::ResolvesClientCert for FixedKey {
 #[derive(Clone)]
 pub enum TlsConfig {
     /// The AGW is the TLS client (its TCP side is active); it connects to `server`.
-    Client(Arc<ClientConfig>, Ipv4Addr),
+    Client(Arc<ClientConfig>, IpAddr),
     /// The AGW is the TLS server and requires the UE's certificate.
     Server(Arc<ServerConfig>),
 }
@@ -429,7 +429,7 @@ impl TlsConfig {
     /// TLS for one leg: our identity, the peer pinned by `fingerprints`; TLS 1.2 and 1.3.
     pub fn new(
         identity: &Identity,
-        client: Option<Ipv4Addr>,
+        client: Option<IpAddr>,
         fingerprints: Vec<Fingerprint>,
     ) -> Result<TlsConfig, TlsError> {
         Self::with_versions(
@@ -443,7 +443,7 @@ impl TlsConfig {
     /// As `new`, with the protocol versions given.
     pub fn with_versions(
         identity: &Identity,
-        client: Option<Ipv4Addr>,
+        client: Option<IpAddr>,
         fingerprints: Vec<Fingerprint>,
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> Result<TlsConfig, TlsError> {
@@ -556,11 +556,9 @@ pub struct TlsSession {
 impl TlsSession {
     pub fn new(cfg: &TlsConfig) -> Result<TlsSession, rustls::Error> {
         let mut conn: Connection = match cfg {
-            TlsConfig::Client(c, ip) => ClientConnection::new(
-                Arc::clone(c),
-                ServerName::IpAddress(std::net::IpAddr::V4(*ip).into()),
-            )?
-            .into(),
+            TlsConfig::Client(c, ip) => {
+                ClientConnection::new(Arc::clone(c), ServerName::IpAddress((*ip).into()))?.into()
+            }
             TlsConfig::Server(c) => ServerConnection::new(Arc::clone(c))?.into(),
         };
         conn.set_buffer_limit(Some(PLAINTEXT_LIMIT));
@@ -704,15 +702,19 @@ mod tests {
     fn every_termination_shares_the_process_crypto_provider() {
         let a = Identity::generate("agw").unwrap();
         let fp = vec![a.fingerprint(HashAlg::Sha256)];
-        let providers: Vec<_> = [None, None, Some(Ipv4Addr::LOCALHOST)]
-            .into_iter()
-            .map(
-                |client| match TlsConfig::new(&a, client, fp.clone()).unwrap() {
-                    TlsConfig::Server(c) => Arc::clone(c.crypto_provider()),
-                    TlsConfig::Client(c, _) => Arc::clone(c.crypto_provider()),
-                },
-            )
-            .collect();
+        let providers: Vec<_> = [
+            None,
+            None,
+            Some(IpAddr::from(std::net::Ipv4Addr::LOCALHOST)),
+        ]
+        .into_iter()
+        .map(
+            |client| match TlsConfig::new(&a, client, fp.clone()).unwrap() {
+                TlsConfig::Server(c) => Arc::clone(c.crypto_provider()),
+                TlsConfig::Client(c, _) => Arc::clone(c.crypto_provider()),
+            },
+        )
+        .collect();
         assert!(Arc::ptr_eq(&providers[0], &providers[1]));
         assert!(Arc::ptr_eq(&providers[0], &providers[2]));
     }
@@ -724,7 +726,7 @@ mod tests {
             Identity::generate("agw").unwrap(),
             Identity::generate("ue").unwrap(),
         );
-        let ip = Ipv4Addr::new(198, 18, 1, 10);
+        let ip = IpAddr::from([198, 18, 1, 10]);
         let (TlsConfig::Server(server), TlsConfig::Client(client, _)) = (
             TlsConfig::new(&agw, None, vec![ue.fingerprint(HashAlg::Sha256)]).unwrap(),
             TlsConfig::new(&ue, Some(ip), vec![agw.fingerprint(HashAlg::Sha256)]).unwrap(),
@@ -733,7 +735,7 @@ mod tests {
         };
         assert_eq!(server.send_tls13_tickets, 0);
         for _ in 0..2 {
-            let name = ServerName::IpAddress(std::net::IpAddr::V4(ip).into());
+            let name = ServerName::IpAddress(ip.into());
             let mut c: Connection = ClientConnection::new(Arc::clone(&client), name)
                 .unwrap()
                 .into();

@@ -113,7 +113,7 @@ fn an_active_open_to_a_closed_port_is_refused() {
         role: LegRole::Active {
             remote: sa(UE_Y, 9),
         },
-        accept: Accept::Gate(UE_Y),
+        accept: Accept::Gate(UE_Y.into()),
         timers: timers(),
         tls: None,
         framing: Framing::Agnostic,
@@ -141,7 +141,7 @@ fn an_active_open_nobody_answers_times_out() {
         role: LegRole::Active {
             remote: sa(nobody, 2855),
         },
-        accept: Accept::Gate(nobody),
+        accept: Accept::Gate(nobody.into()),
         timers: LegTimers {
             connect: Duration::from_secs(3),
             idle: None,
@@ -171,7 +171,7 @@ fn an_active_open_nobody_answers_times_out() {
         role: LegRole::Active {
             remote: sa(UE_Y, 2856),
         },
-        accept: Accept::Gate(UE_Y),
+        accept: Accept::Gate(UE_Y.into()),
         timers: timers(),
         tls: None,
         framing: Framing::Agnostic,
@@ -192,7 +192,7 @@ fn the_gate_refuses_a_wrong_source_and_accepts_the_right_one() {
     b.send(Command::Start {
         key: T1,
         role: LegRole::Passive,
-        accept: Accept::Gate(UE_X),
+        accept: Accept::Gate(UE_X.into()),
         timers: timers(),
         tls: None,
         framing: Framing::Agnostic,
@@ -380,7 +380,7 @@ fn an_idle_pair_is_released_after_its_idle_timer() {
         role: LegRole::Active {
             remote: sa(UE_Y, 43900),
         },
-        accept: Accept::Gate(UE_Y),
+        accept: Accept::Gate(UE_Y.into()),
         timers: idle,
         tls: None,
         framing: Framing::Agnostic,
@@ -526,7 +526,7 @@ fn commands_queued_before_a_packet_are_executed_before_it() {
     b.send(Command::Start {
         key: t3,
         role: LegRole::Passive,
-        accept: Accept::Gate(UE_X),
+        accept: Accept::Gate(UE_X.into()),
         timers: timers(),
         tls: None,
         framing: Framing::Agnostic,

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use common::*;
 use dataplane::contract::*;
@@ -23,11 +23,11 @@ use testbed::{udptl_packets, DtlsPeer};
 const UE_PORT: u16 = 5004;
 const CORE_PORT: u16 = 6004;
 
-fn ep(a: SocketAddrV4) -> IpEndpoint {
-    IpEndpoint::new(IpAddress::Ipv4(*a.ip()), a.port())
+fn ep(a: SocketAddr) -> IpEndpoint {
+    IpEndpoint::from(a)
 }
 
-fn udp_socket(b: &mut Bed, at: SocketAddrV4) -> SocketHandle {
+fn udp_socket(b: &mut Bed, at: SocketAddr) -> SocketHandle {
     let buf = || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 512], vec![0; 512 * 1024]);
     let mut s = udp::Socket::new(buf(), buf());
     s.bind(ep(at)).unwrap();
@@ -35,7 +35,7 @@ fn udp_socket(b: &mut Bed, at: SocketAddrV4) -> SocketHandle {
 }
 
 /// One datagram from a host socket.
-fn send_from(b: &mut Bed, from: SocketHandle, data: &[u8], to: SocketAddrV4) {
+fn send_from(b: &mut Bed, from: SocketHandle, data: &[u8], to: SocketAddr) {
     b.host
         .sockets
         .get_mut::<udp::Socket>(from)
@@ -43,11 +43,11 @@ fn send_from(b: &mut Bed, from: SocketHandle, data: &[u8], to: SocketAddrV4) {
         .unwrap();
 }
 
-fn recv_all(b: &mut Bed, h: SocketHandle, into: &mut Vec<(Vec<u8>, SocketAddrV4)>) {
+fn recv_all(b: &mut Bed, h: SocketHandle, into: &mut Vec<(Vec<u8>, SocketAddr)>) {
     let s = b.host.sockets.get_mut::<udp::Socket>(h);
     while let Ok((d, meta)) = s.recv() {
         if let IpAddress::Ipv4(ip) = meta.endpoint.addr {
-            into.push((d.to_vec(), SocketAddrV4::new(ip, meta.endpoint.port)));
+            into.push((d.to_vec(), SocketAddr::from((ip, meta.endpoint.port))));
         }
     }
 }
@@ -61,7 +61,7 @@ fn pump(ue: &mut DtlsPeer, b: &mut Bed) -> bool {
 fn start_leg(
     b: &mut Bed,
     key: TerminationKey,
-    remote: Option<SocketAddrV4>,
+    remote: Option<SocketAddr>,
     accept: Accept,
     relatch: bool,
     dtls: Option<DtlsConfig>,
@@ -89,10 +89,10 @@ fn no_idle() -> LegTimers {
 struct Call {
     t1: TerminationKey,
     t2: TerminationKey,
-    access: SocketAddrV4,
-    core: SocketAddrV4,
-    ue: SocketAddrV4,
-    far: SocketAddrV4,
+    access: SocketAddr,
+    core: SocketAddr,
+    ue: SocketAddr,
+    far: SocketAddr,
 }
 
 impl Call {
@@ -126,7 +126,7 @@ impl Call {
         b.send(Command::StartDatagram {
             key: self.t2,
             remote: Some(self.far),
-            accept: Accept::Gate(*self.far.ip()),
+            accept: Accept::Gate(self.far.ip()),
             relatch: false,
             timers,
             dtls: None,
@@ -276,7 +276,7 @@ fn fax_page_both_ways_through_dtls_with_loss_in_the_handshake() {
     };
     b.worker.port().set_egress_faults(lossy.clone());
     b.host.device.port().set_egress_faults(lossy);
-    call.start(&mut b, Some(cfg), Accept::Gate(UE_X), no_idle());
+    call.start(&mut b, Some(cfg), Accept::Gate(UE_X.into()), no_idle());
     run_until(&mut b, &mut ue, Duration::from_secs(30), |b, ue| {
         ue.connected
             && b.has(|e| matches!(e, Event::TlsEstablished { version, .. } if *version == DTLS_1_2))
@@ -333,7 +333,7 @@ fn agw_is_the_dtls_client_when_the_ue_is_passive() {
         None,
     )
     .unwrap();
-    call.start(&mut b, Some(cfg), Accept::Gate(UE_X), no_idle());
+    call.start(&mut b, Some(cfg), Accept::Gate(UE_X.into()), no_idle());
     run_until(&mut b, &mut ue, Duration::from_secs(10), |_, ue| {
         ue.connected
     });
@@ -348,7 +348,7 @@ fn wrong_fingerprint_fails_only_its_leg() {
     let bad = Call::new(4, 40030);
     let (mut ue_good, cfg_good) = ue_client(&mut b, &ids, &good);
     let far = udp_socket(&mut b, good.far);
-    good.start(&mut b, Some(cfg_good), Accept::Gate(UE_X), no_idle());
+    good.start(&mut b, Some(cfg_good), Accept::Gate(UE_X.into()), no_idle());
     run_until(&mut b, &mut ue_good, Duration::from_secs(10), |_, ue| {
         ue.connected
     });
@@ -370,7 +370,7 @@ fn wrong_fingerprint_fails_only_its_leg() {
         None,
     )
     .unwrap();
-    bad.start(&mut b, Some(cfg_bad), Accept::Gate(UE_X), no_idle());
+    bad.start(&mut b, Some(cfg_bad), Accept::Gate(UE_X.into()), no_idle());
     let key = bad.t1;
     let end = b.now() + Duration::from_secs(10);
     while !b.has(|e| matches!(e, Event::TlsFailed { key: k, .. } if *k == key)) {
@@ -412,7 +412,7 @@ fn handshake_timeout_is_reported() {
         handshake: Duration::from_secs(5),
         ..no_idle()
     };
-    call.start(&mut b, Some(cfg), Accept::Gate(UE_X), timers);
+    call.start(&mut b, Some(cfg), Accept::Gate(UE_X.into()), timers);
     let start = b.now();
     b.wait_for(Duration::from_secs(10), |b| {
         b.has(|e| matches!(e, Event::TlsFailed { .. }))
@@ -439,7 +439,7 @@ fn garbage_before_and_after_the_handshake_is_dropped() {
     let call = Call::new(6, 40050);
     let (mut ue, cfg) = ue_client(&mut b, &ids, &call);
     let far = udp_socket(&mut b, call.far);
-    call.start(&mut b, Some(cfg), Accept::Gate(UE_X), no_idle());
+    call.start(&mut b, Some(cfg), Accept::Gate(UE_X.into()), no_idle());
     b.run_for(Duration::from_millis(5));
     // From the UE's own address and port: not DTLS, a fake handshake record, a record of
     // an epoch that does not exist.
@@ -488,7 +488,7 @@ fn gate_drops_other_sources_and_latching_follows_the_first() {
         &mut b,
         call.t2,
         Some(call.far),
-        Accept::Gate(*call.far.ip()),
+        Accept::Gate(call.far.ip()),
         false,
         None,
     );
@@ -562,7 +562,7 @@ fn idle_legs_end_and_report() {
         idle: Some(Duration::from_secs(3)),
         ..no_idle()
     };
-    call.start(&mut b, None, Accept::Gate(UE_X), timers);
+    call.start(&mut b, None, Accept::Gate(UE_X.into()), timers);
     let ue = udp_socket(&mut b, call.ue);
     b.run_for(Duration::from_secs(2));
     send_from(&mut b, ue, b"page", call.access);
@@ -583,7 +583,12 @@ fn a_new_tls_id_is_a_new_association() {
     let call = Call::new(9, 40080);
     let (mut ue, cfg) = ue_client(&mut b, &ids, &call);
     let far = udp_socket(&mut b, call.far);
-    call.start(&mut b, Some(cfg.clone()), Accept::Gate(UE_X), no_idle());
+    call.start(
+        &mut b,
+        Some(cfg.clone()),
+        Accept::Gate(UE_X.into()),
+        no_idle(),
+    );
     run_until(&mut b, &mut ue, Duration::from_secs(10), |_, ue| {
         ue.connected
     });
@@ -593,7 +598,7 @@ fn a_new_tls_id_is_a_new_association() {
         &mut b,
         call.t1,
         Some(call.ue),
-        Accept::Gate(UE_X),
+        Accept::Gate(UE_X.into()),
         false,
         Some(cfg.clone()),
     );
@@ -618,7 +623,7 @@ fn a_new_tls_id_is_a_new_association() {
         &mut b,
         call.t1,
         Some(call.ue),
-        Accept::Gate(UE_X),
+        Accept::Gate(UE_X.into()),
         false,
         Some(next),
     );
@@ -711,7 +716,7 @@ fn random_and_dtls_shaped_datagrams_from_the_ues_address_do_not_hurt_the_associa
     let call = Call::new(12, 40090);
     let (mut ue, cfg) = ue_client(&mut b, &ids, &call);
     let far = udp_socket(&mut b, call.far);
-    call.start(&mut b, Some(cfg), Accept::Gate(UE_X), no_idle());
+    call.start(&mut b, Some(cfg), Accept::Gate(UE_X.into()), no_idle());
     run_until(&mut b, &mut ue, Duration::from_secs(10), |_, ue| {
         ue.connected
     });
@@ -797,7 +802,7 @@ fn random_and_dtls_shaped_datagrams_from_the_ues_address_do_not_hurt_the_associa
 fn a_gated_leg_keeps_sending_to_its_remote_port() {
     let mut b = bed(Faults::default(), 13);
     let call = Call::new(13, 40100);
-    call.start(&mut b, None, Accept::Gate(UE_X), no_idle());
+    call.start(&mut b, None, Accept::Gate(UE_X.into()), no_idle());
     let ue = udp_socket(&mut b, call.ue);
     let other_port = udp_socket(&mut b, sa(UE_X, 7070));
     let far = udp_socket(&mut b, call.far);

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use common::*;
 use dataplane::contract::*;
@@ -19,18 +19,18 @@ use dataplane::tls::{HashAlg, Identity};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
 use smoltcp::time::Duration;
-use smoltcp::wire::{IpAddress, IpEndpoint};
+use smoltcp::wire::IpEndpoint;
 use testbed::memlink::Faults;
 use testbed::DtlsPeer;
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn ep(a: SocketAddrV4) -> IpEndpoint {
-    IpEndpoint::new(IpAddress::Ipv4(*a.ip()), a.port())
+fn ep(a: SocketAddr) -> IpEndpoint {
+    IpEndpoint::from(a)
 }
 
-fn udp_socket(b: &mut Bed, at: SocketAddrV4) -> SocketHandle {
+fn udp_socket(b: &mut Bed, at: SocketAddr) -> SocketHandle {
     let buf = || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 256], vec![0; 256 * 1024]);
     let mut s = udp::Socket::new(buf(), buf());
     s.bind(ep(at)).unwrap();
@@ -68,7 +68,7 @@ fn relay(dtls: bool) -> (usize, usize) {
     b.send(Command::StartDatagram {
         key: t2,
         remote: Some(y),
-        accept: Accept::Gate(UE_Y),
+        accept: Accept::Gate(UE_Y.into()),
         relatch: false,
         timers,
         dtls: None,
@@ -77,7 +77,7 @@ fn relay(dtls: bool) -> (usize, usize) {
     b.send(Command::StartDatagram {
         key: t1,
         remote: Some(x),
-        accept: Accept::Gate(UE_X),
+        accept: Accept::Gate(UE_X.into()),
         relatch: false,
         timers,
         dtls: dtls.then_some(cfg),

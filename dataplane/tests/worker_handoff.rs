@@ -15,7 +15,7 @@ use port::{Burst, Port, PortCapabilities};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
 use smoltcp::time::Duration;
-use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, Ipv4Cidr};
+use smoltcp::wire::{IpCidr, IpEndpoint, Ipv4Cidr};
 use testbed::memlink::{MemBuf, MemLink, MemLinkConfig, MemPort};
 use testbed::{udptl_packets, Host};
 
@@ -63,7 +63,7 @@ fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
 }
 
 fn ep(a: SocketAddrV4) -> IpEndpoint {
-    IpEndpoint::new(IpAddress::Ipv4(*a.ip()), a.port())
+    IpEndpoint::from(a)
 }
 
 struct Rig {
@@ -81,7 +81,10 @@ impl Rig {
         let shared = Rc::new(RefCell::new(pa));
         let now = clock.now();
         let cfg = WorkerConfig {
-            addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
+            addresses: vec![
+                (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
+                (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+            ],
             ..WorkerConfig::default()
         };
         let mut controls = Vec::new();
@@ -179,14 +182,14 @@ impl Call {
             w,
             Command::ReserveDatagram {
                 key: self.t1,
-                local: self.access,
+                local: self.access.into(),
             },
         );
         r.send(
             w,
             Command::ReserveDatagram {
                 key: self.t2,
-                local: self.core,
+                local: self.core.into(),
             },
         );
         for (key, remote) in [(self.t1, self.ue), (self.t2, self.far)] {
@@ -194,8 +197,8 @@ impl Call {
                 w,
                 Command::StartDatagram {
                     key,
-                    remote: Some(remote),
-                    accept: Accept::Gate(*remote.ip()),
+                    remote: Some(remote.into()),
+                    accept: Accept::Gate((*remote.ip()).into()),
                     relatch: false,
                     timers: LegTimers {
                         idle: None,

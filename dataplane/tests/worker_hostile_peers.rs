@@ -89,7 +89,7 @@ fn syn_and_connection_floods_leave_no_state_and_the_good_pair_moves() {
     b.send(Command::Start {
         key: waiting,
         role: LegRole::Passive,
-        accept: Accept::Gate(UE_X),
+        accept: Accept::Gate(UE_X.into()),
         timers: timers(),
         tls: None,
         framing: Framing::Agnostic,

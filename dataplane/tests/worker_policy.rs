@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use common::*;
 use dataplane::capture::{CaptureFilter, CapturedFrame};
@@ -20,7 +20,7 @@ use testbed::{PatternChecker, PatternSender};
 
 fn only(ip: Ipv4Addr) -> SourceFilter {
     SourceFilter {
-        address: Some((ip, 32)),
+        address: Some((ip.into(), 32)),
         ports: None,
     }
 }
@@ -89,7 +89,7 @@ fn a_filtered_source_gets_no_answer_and_the_admitted_ue_latches_with_its_frames_
         role: LegRole::Active {
             remote: sa(UE_Y, 2855),
         },
-        accept: Accept::Gate(UE_Y),
+        accept: Accept::Gate(UE_Y.into()),
         timers: timers(),
         tls: None,
         framing: Framing::Agnostic,
@@ -178,12 +178,11 @@ fn a_filtered_source_gets_no_answer_and_the_admitted_ue_latches_with_its_frames_
     assert_eq!(stats.unwrap().filtered, dropped);
 }
 
-fn udp_socket(b: &mut Bed, at: SocketAddrV4) -> SocketHandle {
+fn udp_socket(b: &mut Bed, at: SocketAddr) -> SocketHandle {
     let buf =
         || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 1024], vec![0; 1024 * 1024]);
     let mut s = udp::Socket::new(buf(), buf());
-    s.bind(IpEndpoint::new(IpAddress::Ipv4(*at.ip()), at.port()))
-        .unwrap();
+    s.bind(IpEndpoint::from(at)).unwrap();
     b.host.sockets.add(s)
 }
 
@@ -208,7 +207,7 @@ fn udptl_at_four_times_the_policed_rate_is_held_to_it() {
         b.send(Command::StartDatagram {
             key,
             remote: Some(remote),
-            accept: Accept::Gate(*remote.ip()),
+            accept: Accept::Gate(remote.ip()),
             relatch: false,
             timers: timers(),
             dtls: None,

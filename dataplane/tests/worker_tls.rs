@@ -117,19 +117,24 @@ impl Keys {
         TlsConfig::new(&self.agw, None, vec![self.ue.fingerprint(HashAlg::Sha256)]).unwrap()
     }
 
-    fn agw_client(&self, ue: std::net::Ipv4Addr) -> TlsConfig {
+    fn agw_client(&self, ue: impl Into<std::net::IpAddr>) -> TlsConfig {
         TlsConfig::new(
             &self.agw,
-            Some(ue),
+            Some(ue.into()),
             vec![self.ue.fingerprint(HashAlg::Sha384)],
         )
         .unwrap()
     }
 
     fn ue_client(&self, v12: bool) -> TlsConfig {
+        self.ue_client_of(AGW_ACCESS.into(), v12)
+    }
+
+    /// The UE's client config towards the AGW's access address `agw`.
+    fn ue_client_of(&self, agw: std::net::IpAddr, v12: bool) -> TlsConfig {
         ue_config(
             &self.ue,
-            Some(AGW_ACCESS),
+            Some(agw),
             self.agw.fingerprint(HashAlg::Sha256),
             v12,
         )
@@ -143,7 +148,7 @@ impl Keys {
 /// A UE's TLS: pinned to the AGW's fingerprint; TLS 1.2 only when asked.
 fn ue_config(
     id: &Identity,
-    server: Option<std::net::Ipv4Addr>,
+    server: Option<std::net::IpAddr>,
     agw: Fingerprint,
     v12: bool,
 ) -> TlsConfig {
@@ -168,22 +173,37 @@ fn pair(
     t1_tls: Option<TlsConfig>,
     t2_tls: Option<TlsConfig>,
 ) -> (SocketHandle, SocketHandle) {
+    pair_at(b, V4_V4, port, t1, t2, x_connects, t1_tls, t2_tls)
+}
+
+/// [`pair`] on the addresses `at`.
+#[allow(clippy::too_many_arguments)]
+fn pair_at(
+    b: &mut Bed,
+    at: PairAddrs,
+    port: u16,
+    t1: TerminationKey,
+    t2: TerminationKey,
+    x_connects: bool,
+    t1_tls: Option<TlsConfig>,
+    t2_tls: Option<TlsConfig>,
+) -> (SocketHandle, SocketHandle) {
     let buf = 64 * 1024;
     b.send(Command::Reserve {
         key: t1,
-        local: sa(AGW_ACCESS, port),
+        local: sa(at.access, port),
     });
     b.send(Command::Reserve {
         key: t2,
-        local: sa(AGW_CORE, port),
+        local: sa(at.core, port),
     });
-    let y = b.ue_listen(UE_Y, port, buf);
+    let y = b.ue_listen(at.ue_y, port, buf);
     b.send(Command::Start {
         key: t2,
         role: LegRole::Active {
-            remote: sa(UE_Y, port),
+            remote: sa(at.ue_y, port),
         },
-        accept: Accept::Gate(UE_Y),
+        accept: Accept::Gate(at.ue_y),
         timers: timers(),
         tls: t2_tls,
         framing: Framing::Agnostic,
@@ -192,22 +212,22 @@ fn pair(
         b.send(Command::Start {
             key: t1,
             role: LegRole::Passive,
-            accept: Accept::Gate(UE_X),
+            accept: Accept::Gate(at.ue_x),
             timers: timers(),
             tls: t1_tls,
             framing: Framing::Agnostic,
         });
         b.send(Command::Join { a: t1, b: t2 });
         b.run_for(Duration::from_millis(5));
-        b.ue_connect(sa(UE_X, port), sa(AGW_ACCESS, port), buf)
+        b.ue_connect(sa(at.ue_x, port), sa(at.access, port), buf)
     } else {
-        let x = b.ue_listen(UE_X, port, buf);
+        let x = b.ue_listen(at.ue_x, port, buf);
         b.send(Command::Start {
             key: t1,
             role: LegRole::Active {
-                remote: sa(UE_X, port),
+                remote: sa(at.ue_x, port),
             },
-            accept: Accept::Gate(UE_X),
+            accept: Accept::Gate(at.ue_x),
             timers: timers(),
             tls: t1_tls,
             framing: Framing::Agnostic,
@@ -314,6 +334,39 @@ fn tls12_ue_server_to_plain_tcp_with_loss() {
 #[test]
 fn tls13_to_tls13_50_mb_each_way_with_loss() {
     run_case(true, false, true, BIG, 13);
+}
+
+/// Issue acceptance: UE-X on IPv6 in the access network with TLS towards it, UE-Y on IPv4
+/// in the core network, 100 MB each way through 1 % loss and reordering.
+#[test]
+fn tls13_ipv6_ue_to_ipv4_plain_tcp_100_mb_each_way_with_loss() {
+    let total = 100 * 1000 * 1000;
+    let keys = Keys::new();
+    let mut b = bed_dual(lossy(), 16, dataplane::worker::WorkerConfig::default());
+    let (x, y) = pair_at(
+        &mut b,
+        V6_V4,
+        PORT,
+        T1,
+        T2,
+        true,
+        Some(keys.agw_server()),
+        None,
+    );
+    let mut ex = (
+        x,
+        UeEnd::tls(&keys.ue_client_of(AGW_ACCESS6.into(), false), 1, total, 2),
+    );
+    let mut ey = (y, UeEnd::plain(2, total, 1));
+    exchange(&mut b, &mut ex, &mut ey, total);
+    assert_eq!(tls_version(&b, T1), 0x0304);
+    assert!(b.has(|e| matches!(e, Event::Established { key, remote } if *key == T1 && remote.ip() == std::net::IpAddr::from(UE_X6))));
+    assert!(b.has(|e| matches!(e, Event::Established { key, remote } if *key == T2 && remote.ip() == std::net::IpAddr::from(UE_Y))));
+    let st = b.worker.port().egress_stats();
+    assert!(
+        st.dropped > 100 && st.reordered > 100,
+        "faults were injected: {st:?}"
+    );
 }
 
 #[test]
@@ -528,7 +581,7 @@ fn a_certificate_that_does_not_match_the_fingerprint_is_refused() {
         drive,
         Some(ue_config(
             &ue_identity(),
-            Some(AGW_ACCESS),
+            Some(AGW_ACCESS.into()),
             agw2.fingerprint(HashAlg::Sha256),
             false,
         )),
@@ -552,7 +605,7 @@ fn a_ue_without_a_certificate_is_refused() {
             agw.fingerprint(HashAlg::Sha256)
         ])))
         .with_no_client_auth();
-        TlsConfig::Client(Arc::new(cfg), AGW_ACCESS)
+        TlsConfig::Client(Arc::new(cfg), AGW_ACCESS.into())
     };
     let agw2 = agw.clone();
     failing_case(
@@ -601,7 +654,12 @@ fn end_to_end_tls_passes_through_plain_legs_untouched() {
     // The ALG asked for plain TCP on both legs: the UEs' own TLS session crosses the AGW.
     let x_id = ue_identity();
     let y_id = ue_identity();
-    let x_cfg = ue_config(&x_id, Some(UE_Y), y_id.fingerprint(HashAlg::Sha256), false);
+    let x_cfg = ue_config(
+        &x_id,
+        Some(UE_Y.into()),
+        y_id.fingerprint(HashAlg::Sha256),
+        false,
+    );
     let y_cfg = ue_config(&y_id, None, x_id.fingerprint(HashAlg::Sha256), false);
     let mut b = bed(lossy(), 41);
     let (x, y) = pair(&mut b, PORT, T1, T2, true, None, None);

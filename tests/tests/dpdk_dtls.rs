@@ -113,7 +113,10 @@ fn openssl_dtls_ues_through_udptl_legs_over_net_tap() {
         thread::spawn(move || {
             let clock = MonotonicClock::new();
             let cfg = WorkerConfig {
-                addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
+                addresses: vec![
+                    (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
+                    (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+                ],
                 ..WorkerConfig::default()
             };
             let mut w = Worker::new(port, cfg, worker_end, clock.now());
@@ -185,25 +188,25 @@ fn openssl_dtls_ues_through_udptl_legs_over_net_tap() {
     for c in [
         Command::ReserveDatagram {
             key: t1,
-            local: SocketAddrV4::new(AGW_ACCESS, 41000),
+            local: (SocketAddrV4::new(AGW_ACCESS, 41000)).into(),
         },
         Command::ReserveDatagram {
             key: t2,
-            local: SocketAddrV4::new(AGW_CORE, 42000),
+            local: (SocketAddrV4::new(AGW_CORE, 42000)).into(),
         },
         Command::Join { a: t1, b: t2 },
         Command::StartDatagram {
             key: t2,
-            remote: Some(SocketAddrV4::new(UE_Y, 6004)),
-            accept: Accept::Gate(UE_Y),
+            remote: Some((SocketAddrV4::new(UE_Y, 6004)).into()),
+            accept: Accept::Gate(UE_Y.into()),
             relatch: false,
             timers,
             dtls: None,
         },
         Command::StartDatagram {
             key: t1,
-            remote: Some(SocketAddrV4::new(UE_X, 5004)),
-            accept: Accept::Gate(UE_X),
+            remote: Some((SocketAddrV4::new(UE_X, 5004)).into()),
+            accept: Accept::Gate(UE_X.into()),
             relatch: false,
             timers,
             dtls: Some(DtlsConfig::new(&agw, false, vec![ue_fp.clone()], Some("a")).unwrap()),
@@ -301,25 +304,25 @@ fn openssl_dtls_ues_through_udptl_legs_over_net_tap() {
     for c in [
         Command::ReserveDatagram {
             key: t3,
-            local: SocketAddrV4::new(AGW_ACCESS, 41002),
+            local: (SocketAddrV4::new(AGW_ACCESS, 41002)).into(),
         },
         Command::ReserveDatagram {
             key: t4,
-            local: SocketAddrV4::new(AGW_CORE, 42002),
+            local: (SocketAddrV4::new(AGW_CORE, 42002)).into(),
         },
         Command::Join { a: t3, b: t4 },
         Command::StartDatagram {
             key: t4,
-            remote: Some(SocketAddrV4::new(UE_Y, 6006)),
-            accept: Accept::Gate(UE_Y),
+            remote: Some((SocketAddrV4::new(UE_Y, 6006)).into()),
+            accept: Accept::Gate(UE_Y.into()),
             relatch: false,
             timers,
             dtls: None,
         },
         Command::StartDatagram {
             key: t3,
-            remote: Some(SocketAddrV4::new(UE_X, 4433)),
-            accept: Accept::Gate(UE_X),
+            remote: Some((SocketAddrV4::new(UE_X, 4433)).into()),
+            accept: Accept::Gate(UE_X.into()),
             relatch: false,
             timers,
             dtls: Some(DtlsConfig::new(&agw, true, vec![ue_fp], None).unwrap()),

@@ -84,7 +84,10 @@ fn openssl_ues_through_tls_legs_over_net_tap() {
         thread::spawn(move || {
             let clock = MonotonicClock::new();
             let cfg = WorkerConfig {
-                addresses: vec![Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
+                addresses: vec![
+                    (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
+                    (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+                ],
                 rx_buffer: 128 * 1024,
                 tx_buffer: 128 * 1024,
                 ..WorkerConfig::default()
@@ -168,19 +171,19 @@ fn openssl_ues_through_tls_legs_over_net_tap() {
     for c in [
         Command::Reserve {
             key: t1,
-            local: SocketAddrV4::new(AGW_ACCESS, 41000),
+            local: (SocketAddrV4::new(AGW_ACCESS, 41000)).into(),
         },
         Command::Reserve {
             key: t2,
-            local: SocketAddrV4::new(AGW_CORE, 42000),
+            local: (SocketAddrV4::new(AGW_CORE, 42000)).into(),
         },
         Command::Join { a: t1, b: t2 },
         Command::Start {
             key: t2,
             role: LegRole::Active {
-                remote: SocketAddrV4::new(UE_Y, 2855),
+                remote: (SocketAddrV4::new(UE_Y, 2855)).into(),
             },
-            accept: Accept::Gate(UE_Y),
+            accept: Accept::Gate(UE_Y.into()),
             timers: LegTimers::default(),
             tls: None,
             framing: Framing::Agnostic,
@@ -188,7 +191,7 @@ fn openssl_ues_through_tls_legs_over_net_tap() {
         Command::Start {
             key: t1,
             role: LegRole::Passive,
-            accept: Accept::Gate(UE_X),
+            accept: Accept::Gate(UE_X.into()),
             timers: LegTimers::default(),
             tls: Some(TlsConfig::new(&agw, None, vec![ue_fp.clone()]).unwrap()),
             framing: Framing::Agnostic,
@@ -264,27 +267,27 @@ fn openssl_ues_through_tls_legs_over_net_tap() {
     for c in [
         Command::Reserve {
             key: t3,
-            local: SocketAddrV4::new(AGW_ACCESS, 41001),
+            local: (SocketAddrV4::new(AGW_ACCESS, 41001)).into(),
         },
         Command::Reserve {
             key: t4,
-            local: SocketAddrV4::new(AGW_CORE, 42001),
+            local: (SocketAddrV4::new(AGW_CORE, 42001)).into(),
         },
         Command::Join { a: t3, b: t4 },
         Command::Start {
             key: t3,
             role: LegRole::Active {
-                remote: SocketAddrV4::new(UE_X, 4433),
+                remote: (SocketAddrV4::new(UE_X, 4433)).into(),
             },
-            accept: Accept::Gate(UE_X),
+            accept: Accept::Gate(UE_X.into()),
             timers: LegTimers::default(),
-            tls: Some(TlsConfig::new(&agw, Some(UE_X), vec![ue_fp]).unwrap()),
+            tls: Some(TlsConfig::new(&agw, Some(UE_X.into()), vec![ue_fp]).unwrap()),
             framing: Framing::Agnostic,
         },
         Command::Start {
             key: t4,
             role: LegRole::Passive,
-            accept: Accept::Gate(UE_Y),
+            accept: Accept::Gate(UE_Y.into()),
             timers: LegTimers::default(),
             tls: None,
             framing: Framing::Agnostic,

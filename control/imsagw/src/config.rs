@@ -3,12 +3,12 @@
 //! DPDK net_tap vdev named `imsagw0`, no hugepages, the MGC on loopback.
 
 use dataplane::framing::{BfcpLimits, FramingLimits, MsrpLimits};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use smoltcp::wire::Ipv4Cidr;
+use smoltcp::wire::IpCidr;
 
 use control::mg::{MgConfig, Realm};
 use control::registration::{Mgc, RegistrationConfig};
@@ -50,9 +50,10 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct RealmSettings {
     pub name: String,
-    /// `ADDRESS/PREFIX`, for example `198.18.1.10/15`; several addresses as a range
-    /// `FIRST-LAST/PREFIX` (`198.18.1.10-198.18.1.13/15`) or a list (`A/P,B/P`): each holds
-    /// the realm's ports again.
+    /// `ADDRESS/PREFIX`, for example `198.18.1.10/15` or `2001:db8:1::10/64`; several
+    /// addresses as a range `FIRST-LAST/PREFIX` (`198.18.1.10-198.18.1.13/15`) or a list
+    /// (`A/P,B/P`, IPv4 and IPv6 mixed for a dual-stack realm): each holds the realm's ports
+    /// again. A termination takes an address of the family its Local's `c=` names.
     pub address: String,
     /// `FIRST-LAST`.
     pub ports: String,
@@ -138,7 +139,9 @@ pub struct Settings {
     /// Run on this kernel interface through DPDK's AF_XDP driver (one queue per worker):
     /// sets `device` and, unless `eal` is given, the EAL arguments.
     pub af_xdp: Option<String>,
+    /// Default routers of the media addresses, IPv4 and IPv6.
     pub gateway: Option<Ipv4Addr>,
+    pub gateway6: Option<Ipv6Addr>,
     pub realm: Vec<RealmSettings>,
     pub mbufs: u32,
     /// Receive and send buffer per leg while it moves data, bytes.
@@ -241,6 +244,7 @@ impl Default for Settings {
             device: "net_tap0".into(),
             af_xdp: None,
             gateway: None,
+            gateway6: None,
             realm: vec![
                 RealmSettings {
                     name: "access".into(),
@@ -358,14 +362,16 @@ impl Settings {
                 return Err(bad("named twice".into()));
             }
             for o in &realms {
-                let shared = cidrs.iter().any(|c| o.addresses.contains(&c.address()));
+                let shared = cidrs
+                    .iter()
+                    .any(|c| o.addresses.contains(&IpAddr::from(c.address())));
                 if shared && first <= o.last_port && o.first_port <= last {
                     return Err(bad(format!("ports overlap realm {:?}", o.name)));
                 }
             }
             realms.push(Realm {
                 name: r.name.as_str().into(),
-                addresses: cidrs.iter().map(|c| c.address()).collect(),
+                addresses: cidrs.iter().map(|c| c.address().into()).collect(),
                 first_port: first,
                 last_port: last,
                 policy: r.policy().map_err(bad)?,
@@ -375,6 +381,13 @@ impl Settings {
                     addresses.push(cidr);
                 }
             }
+        }
+        if addresses.len() > dataplane::worker::MAX_LOCAL_ADDRESSES {
+            return Err(ConfigError::Invalid(format!(
+                "the realms have {} addresses; a worker answers for at most {} in all",
+                addresses.len(),
+                dataplane::worker::MAX_LOCAL_ADDRESSES
+            )));
         }
         if self.leg_buffer < 1024 || self.mbufs < 1024 {
             return Err(ConfigError::Invalid(
@@ -441,6 +454,7 @@ impl Settings {
             worker: dataplane::worker::WorkerConfig {
                 addresses,
                 gateway: self.gateway,
+                gateway_v6: self.gateway6,
                 rx_buffer: self.leg_buffer,
                 tx_buffer: self.leg_buffer,
                 guaranteed_rx: self.leg_buffer_idle,
@@ -499,25 +513,35 @@ pub fn parse_cores(s: &str) -> Result<Vec<usize>, ConfigError> {
     Ok(out)
 }
 
-fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
+fn parse_cidr(s: &str) -> Result<IpCidr, String> {
     let (ip, len) = s
         .split_once('/')
         .ok_or_else(|| format!("{s:?} is not ADDRESS/PREFIX"))?;
-    let ip: Ipv4Addr = ip.parse().map_err(|e| format!("{ip:?}: {e}"))?;
+    let ip: IpAddr = ip.parse().map_err(|e| format!("{ip:?}: {e}"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
     let len: u8 = len
         .parse()
         .ok()
-        .filter(|l| (1..=32).contains(l))
+        .filter(|l| (1..=max).contains(l))
         .ok_or_else(|| format!("{len:?} is not a prefix length"))?;
-    Ok(Ipv4Cidr::new(ip, len))
+    Ok(IpCidr::new(ip.into(), len))
 }
 
 /// Addresses a realm holds at most (each is a local address of every worker).
 const MAX_REALM_ADDRESSES: usize = 64;
 
-/// `A/P`, `FIRST-LAST/P` or a comma-separated list of either.
-fn parse_cidrs(s: &str) -> Result<Vec<Ipv4Cidr>, String> {
-    let mut out: Vec<Ipv4Cidr> = Vec::new();
+/// An address as a number (IPv4 and IPv6 in their own ranges, for address ranges).
+fn ordinal(a: IpAddr) -> (bool, u128) {
+    match a {
+        IpAddr::V4(a) => (false, u32::from(a) as u128),
+        IpAddr::V6(a) => (true, u128::from(a)),
+    }
+}
+
+/// `A/P`, `FIRST-LAST/P` or a comma-separated list of either; IPv4 or IPv6 (`2001:db8::10/64`,
+/// `2001:db8::10-2001:db8::13/64`), both families in one list.
+fn parse_cidrs(s: &str) -> Result<Vec<IpCidr>, String> {
+    let mut out: Vec<IpCidr> = Vec::new();
     for item in s.split(',').map(str::trim) {
         let (ips, len) = item
             .split_once('/')
@@ -525,19 +549,24 @@ fn parse_cidrs(s: &str) -> Result<Vec<Ipv4Cidr>, String> {
         let (first, last) = ips.split_once('-').unwrap_or((ips, ips));
         let first = parse_cidr(&format!("{}/{len}", first.trim()))?;
         let last = parse_cidr(&format!("{}/{len}", last.trim()))?;
-        let (a, b) = (u32::from(first.address()), u32::from(last.address()));
-        if a > b || (b - a) as usize >= MAX_REALM_ADDRESSES {
+        let ((fa, a), (fb, b)) = (
+            ordinal(first.address().into()),
+            ordinal(last.address().into()),
+        );
+        if fa != fb || a > b || (b - a) >= MAX_REALM_ADDRESSES as u128 {
             return Err(format!(
-                "{item:?}: an empty range or more than {MAX_REALM_ADDRESSES} addresses"
+                "{item:?}: an empty range, a range across address families, or more than \
+                 {MAX_REALM_ADDRESSES} addresses"
             ));
         }
-        for ip in a..=b {
-            let cidr = Ipv4Cidr::new(Ipv4Addr::from(ip), first.prefix_len());
+        for n in a..=b {
+            let ip = match fa {
+                false => IpAddr::V4(Ipv4Addr::from(n as u32)),
+                true => IpAddr::V6(Ipv6Addr::from(n)),
+            };
+            let cidr = IpCidr::new(ip.into(), first.prefix_len());
             if out.contains(&cidr) {
-                return Err(format!(
-                    "{item:?}: address {} given twice",
-                    Ipv4Addr::from(ip)
-                ));
+                return Err(format!("{item:?}: address {ip} given twice"));
             }
             out.push(cidr);
         }
@@ -712,8 +741,33 @@ mod tests {
             5,
             "every address is the workers' too"
         );
-        // Reversed, too long, repeated, or sharing ports with another realm's address.
+        // IPv6, alone or with IPv4 in one realm.
+        let mut s = Settings::default();
+        s.realm[0].address = "198.18.1.10/15,2001:db8:1::10-2001:db8:1::11/64".into();
+        s.realm[1].address = "2001:db8:2::20/64".into();
+        let r = s.resolve(&[0, 1]).unwrap();
+        let any = |t: &str| t.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(
+            r.mg.realms[0].addresses,
+            [
+                any("198.18.1.10"),
+                any("2001:db8:1::10"),
+                any("2001:db8:1::11")
+            ]
+        );
+        assert_eq!(r.mg.realms[1].addresses, [any("2001:db8:2::20")]);
+        assert_eq!(r.worker.addresses.len(), 4);
+        assert_eq!(r.worker.addresses[1].prefix_len(), 64);
+        // More addresses than a worker's interface holds.
+        let mut s = Settings::default();
+        s.realm[0].address = "198.18.1.10-198.18.1.14/15".into();
+        s.realm[1].address = "198.18.2.20-198.18.2.23/15".into();
+        assert!(matches!(s.resolve(&[0, 1]), Err(ConfigError::Invalid(_))));
+        // Reversed, too long, repeated, across families, or sharing ports with another
+        // realm's address.
         for bad in [
+            "198.18.1.10-2001:db8::1/64",
+            "2001:db8::1/129",
             "198.18.1.12-198.18.1.10/15",
             "198.18.1.10-198.18.2.10/15",
             "198.18.1.10/15,198.18.1.10/15",

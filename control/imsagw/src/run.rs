@@ -59,10 +59,15 @@ pub struct RunArgs {
     /// the device and, without EAL arguments, the EAL's vdev).
     #[arg(long)]
     af_xdp: Option<String>,
-    /// Default gateway of the media addresses.
+    /// Default gateway (IPv4 router) of the media addresses.
     #[arg(long)]
     gateway: Option<std::net::Ipv4Addr>,
-    /// A realm as `NAME=ADDRESS/PREFIX:FIRST-LAST` (repeat; replaces the configured realms).
+    /// Default IPv6 router of the media addresses.
+    #[arg(long)]
+    gateway6: Option<std::net::Ipv6Addr>,
+    /// A realm as `NAME=ADDRESS/PREFIX:FIRST-LAST` (repeat; replaces the configured realms);
+    /// IPv6 addresses as they are (`core=2001:db8:2::20/64:40000-44999`), several as a
+    /// comma-separated list or a `FIRST-LAST` range.
     #[arg(long = "realm", value_parser = parse_realm)]
     realms: Vec<RealmSettings>,
     /// mbufs in the pool.
@@ -223,6 +228,9 @@ impl RunArgs {
         }
         if self.gateway.is_some() {
             s.gateway = self.gateway;
+        }
+        if self.gateway6.is_some() {
+            s.gateway6 = self.gateway6;
         }
         if self.af_xdp.is_some() {
             s.af_xdp = self.af_xdp.clone();

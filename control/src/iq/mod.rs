@@ -82,6 +82,39 @@ impl Transport {
     }
 }
 
+/// The address family of a media line's `c=` (`IP4`, `IP6`): the Local the ALG sends decides
+/// which of the realm's addresses the MG takes, and the Remote must be of the same family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(a: std::net::IpAddr) -> Family {
+        match a {
+            std::net::IpAddr::V4(_) => Family::V4,
+            std::net::IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// The SDP `addrtype` token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Family::V4 => "IP4",
+            Family::V6 => "IP6",
+        }
+    }
+
+    fn parse(t: &str) -> Option<Family> {
+        match t.trim().to_ascii_uppercase().as_str() {
+            "IP4" => Some(Family::V4),
+            "IP6" => Some(Family::V6),
+            _ => None,
+        }
+    }
+}
+
 /// RFC 4145 `a=setup`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Setup {
@@ -111,6 +144,9 @@ pub struct TcpMedia {
     pub transport: Transport,
     pub formats: Vec<Text>,
     pub address: Option<SdpValue>,
+    /// From `c=`'s address type; `None` without a `c=` (an Add then takes IPv4, a Modify
+    /// keeps the termination's family).
+    pub family: Option<Family>,
     pub setup: Option<Setup>,
     /// `a=connection:existing` (RFC 4145): keep the connection that is there.
     pub existing: bool,
@@ -154,6 +190,28 @@ pub fn tcp_media(g: &SdpGroups) -> Result<Option<TcpMedia>, Refusal> {
             reason: "unknown a=setup value",
         })?),
     };
+    let family = match s.connection() {
+        None => None,
+        Some((t, a)) => {
+            let f = Family::parse(t).ok_or(Refusal {
+                code: 449,
+                reason: "c= address type is neither IP4 nor IP6",
+            })?;
+            if let SdpValue::Value(v) = a {
+                // A concrete address must be of the family c= names.
+                match v.parse::<std::net::IpAddr>() {
+                    Ok(ip) if Family::of(ip) != f => {
+                        return Err(Refusal {
+                            code: 449,
+                            reason: "c= address is not of its address type",
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            Some(f)
+        }
+    };
     let existing = matches!(s.attribute("connection"), Some(Some(v)) if v.trim().eq_ignore_ascii_case("existing"));
     let fingerprints = s
         .attributes("fingerprint")
@@ -170,6 +228,7 @@ pub fn tcp_media(g: &SdpGroups) -> Result<Option<TcpMedia>, Refusal> {
         transport,
         formats: formats.to_vec(),
         address: s.connection().map(|(_, a)| a.clone()),
+        family,
         setup,
         existing,
         fingerprints,

@@ -15,7 +15,7 @@
 //! - `tman/sdr`, `tman/pdr` in bytes per second and `tman/mbs` in bytes, counting IP packet
 //!   bytes (confirmed for the rates by vendor documentation of H.248.53).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use dataplane::contract::{Bucket, LegPolicy, Police, SourceFilter};
 use h248::ast::{LocalParm, ParmValue, PkgdName, PropertyParm, Value};
@@ -32,7 +32,7 @@ pub const MIN_PEAK_DEPTH: u64 = 1500;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IqPolicy {
     pub saf: Option<bool>,
-    pub sam: Option<(Ipv4Addr, u8)>,
+    pub sam: Option<(IpAddr, u8)>,
     pub spf: Option<bool>,
     pub spr: Option<(u16, u16)>,
     pub pol: Option<bool>,
@@ -103,14 +103,17 @@ fn integer(pp: &PropertyParm, min: u64) -> Result<u64, Fail> {
         .ok_or_else(|| bad(pp, &format!("is an integer from {min} to 4294967295")))
 }
 
-/// `ADDRESS` or `ADDRESS/PREFIX`.
-pub fn parse_mask(s: &str) -> Option<(Ipv4Addr, u8)> {
+/// `ADDRESS` or `ADDRESS/PREFIX`, IPv4 or IPv6.
+pub fn parse_mask(s: &str) -> Option<(IpAddr, u8)> {
     let s = s.trim().trim_matches('"');
-    match s.split_once('/') {
-        None => Some((s.parse().ok()?, 32)),
-        Some((a, p)) => {
+    let (a, p) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+    let a: IpAddr = a.parse().ok()?;
+    let max = if a.is_ipv4() { 32 } else { 128 };
+    match p {
+        None => Some((a, max)),
+        Some(p) => {
             let p: u8 = p.parse().ok()?;
-            (p <= 32).then_some((a.parse().ok()?, p))
+            (p <= max).then_some((a, p))
         }
     }
 }
@@ -231,19 +234,19 @@ impl IqPolicy {
     pub fn resolve(
         &self,
         realm: &RealmPolicy,
-        remote: Option<SocketAddrV4>,
+        remote: Option<SocketAddr>,
         peer_connects: bool,
         tokens: &Tokens,
     ) -> Result<LegPolicy, Fail> {
         // A filter with nothing to admit yet (no `sam` and no Remote address) admits nothing:
         // the leg is not started before its Remote is known anyway.
-        const NOTHING: (Ipv4Addr, u8) = (Ipv4Addr::UNSPECIFIED, 32);
+        const NOTHING: (IpAddr, u8) = (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 32);
         let address = match self.saf {
             Some(true) => Some(
                 self.sam
                     .or_else(|| {
                         remote
-                            .map(|r| (*r.ip(), 32))
+                            .map(|r| (r.ip(), if r.is_ipv4() { 32 } else { 128 }))
                             .filter(|r| !r.0.is_unspecified())
                     })
                     .unwrap_or(NOTHING),
@@ -471,7 +474,7 @@ mod tests {
             sdr_range: (1000, 1_000_000),
             mbs_range: (1500, 100_000),
         };
-        let remote: SocketAddrV4 = "198.18.100.7:5004".parse().unwrap();
+        let remote: SocketAddr = "198.18.100.7:5004".parse().unwrap();
         // Nothing set: the realm's DSCP and policing.
         let lp = IqPolicy::default()
             .resolve(&realm, Some(remote), false, &t)
@@ -482,7 +485,7 @@ mod tests {
         // saf and spf without sam and spr take the Remote's address and port.
         let p = take(&[("gm/saf", "ON"), ("gm/spf", "ON"), ("tman/pol", "OFF")]).unwrap();
         let lp = p.resolve(&realm, Some(remote), false, &t).unwrap();
-        assert_eq!(lp.filter.address, Some((*remote.ip(), 32)));
+        assert_eq!(lp.filter.address, Some((remote.ip(), 32)));
         assert_eq!(lp.filter.ports, Some((5004, 5004)));
         assert_eq!(lp.police, None);
         // ... but a TCP peer that connects picks its own port.
@@ -492,7 +495,7 @@ mod tests {
         );
         // No Remote yet: the filter admits nothing.
         let lp = p.resolve(&realm, None, false, &t).unwrap();
-        assert_eq!(lp.filter.address, Some((Ipv4Addr::UNSPECIFIED, 32)));
+        assert_eq!(lp.filter.address, Some((Ipv4Addr::UNSPECIFIED.into(), 32)));
         // Bounds, and pdr below sdr.
         let e = take(&[("tman/sdr", "5000000")])
             .unwrap()

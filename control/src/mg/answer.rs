@@ -2,15 +2,15 @@
 //! RFC 4145 role once decided, and for (D)TLS its certificate's fingerprint and the
 //! association's `a=tls-id`.
 
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use h248::sdp::{SdpGroups, SdpLine, SdpSession, SdpValue};
 
-use crate::iq::TcpMedia;
+use crate::iq::{Family, TcpMedia};
 
 pub fn answer_sdp(
     m: &TcpMedia,
-    local: SocketAddrV4,
+    local: SocketAddr,
     setup: Option<&str>,
     fingerprint: Option<&str>,
 ) -> SdpGroups {
@@ -19,7 +19,7 @@ pub fn answer_sdp(
         SdpLine::Version("0".into()),
         SdpLine::Connection {
             net_type: "IN".into(),
-            addr_type: "IP4".into(),
+            addr_type: Family::of(local.ip()).token().into(),
             address: SdpValue::Value(local.ip().to_string().as_str().into()),
         },
         SdpLine::Media {
@@ -51,15 +51,27 @@ pub fn answer_sdp(
     SdpGroups(vec![SdpSession { lines }])
 }
 
-/// The address and port an SDP names, when both are concrete.
-pub fn remote_addr(m: &TcpMedia) -> Option<SocketAddrV4> {
-    let ip = match &m.address {
+/// The address and port an SDP names, when both are concrete (the address of the family
+/// its `c=` names).
+pub fn remote_addr(m: &TcpMedia) -> Option<SocketAddr> {
+    let ip: IpAddr = match &m.address {
         Some(SdpValue::Value(a)) => a.parse().ok()?,
         _ => return None,
     };
+    if m.family.is_some_and(|f| f != Family::of(ip)) {
+        return None;
+    }
     let port = match &m.port {
         SdpValue::Value(p) => p.parse().ok()?,
         _ => return None,
     };
-    Some(SocketAddrV4::new(ip, port))
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The unspecified address of a family, port 0 (an SDP that names no concrete address).
+pub fn unspecified(f: Family) -> SocketAddr {
+    match f {
+        Family::V4 => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
+        Family::V6 => SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0),
+    }
 }

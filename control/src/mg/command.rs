@@ -17,12 +17,11 @@
 //! - a command whose context cannot be found (411) fails its action before any command.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddrV4;
 
 use dataplane::contract::{Command as Dp, TerminationKey};
 use h248::ast::*;
 
-use super::answer::{answer_sdp, remote_addr};
+use super::answer::{answer_sdp, remote_addr, unspecified};
 use super::deferred::Released;
 use super::descriptors::{
     is_datagram, local_control, local_reply, media_of, policy_echo, stream1, LocalControl,
@@ -32,6 +31,7 @@ use super::leg::{self, check_tls, LegPlan, LegSent, Media};
 use super::registry::{Term, CONTEXT_SIZE};
 use super::stats::{statistics, Drops};
 use super::{fail, DataPlane, Fail, Mg};
+use crate::iq::Family;
 
 /// Subtracted terminations whose statistics one reply may carry: more would not fit an H.248
 /// message over UDP (H.248.1 D.1; each termination's statistics take 100 to 600 bytes).
@@ -398,11 +398,18 @@ impl<D: DataPlane> Mg<D> {
                 format!("the leg table of worker {worker} is full"),
             ));
         }
+        let r = &self.cfg.realms[realm];
+        let family = local_media.family.unwrap_or(Family::V4);
+        if !r.addresses.iter().any(|a| Family::of(*a) == family) {
+            return Err(fail(
+                449,
+                format!("realm {} has no {} address", r.name, family.token()),
+            ));
+        }
         let local = self
             .ports
-            .peek(realm, worker)
+            .peek(realm, family, worker)
             .ok_or_else(|| fail(510, "no local port left in the realm"))?;
-        let r = &self.cfg.realms[realm];
         let (name, chosen) = if tid.is_choose() {
             let kind = if datagram { "udptl" } else { "tcp" };
             let mut n = self.registry.free_name_number();
@@ -454,7 +461,7 @@ impl<D: DataPlane> Mg<D> {
         self.fits(&[(worker, &commands)])?;
 
         // Commit: nothing below can fail.
-        let taken = self.ports.take(realm, worker);
+        let taken = self.ports.take(realm, family, worker);
         debug_assert_eq!(taken, Some(local));
         self.send(worker, commands);
         let local_sdp = plan.local_sdp.unwrap_or_else(|| {
@@ -850,7 +857,7 @@ impl<D: DataPlane> Mg<D> {
         if let Some(r) = &t.media.remote {
             parms.push(StreamParm::Remote(answer_sdp(
                 r,
-                remote_addr(r).unwrap_or(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0)),
+                remote_addr(r).unwrap_or(unspecified(r.family.unwrap_or(Family::V4))),
                 None,
                 None,
             )));

@@ -8,7 +8,7 @@
 //! (T.38) leg is started as soon as it has a peer or latches, and started again when its
 //! Remote, gate or DTLS association changes.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use dataplane::contract::{
     Accept, Command as Dp, Gate, LegPolicy, LegRole, LegTimers, TerminationKey,
@@ -20,7 +20,7 @@ use h248::sdp::{SdpGroups, SdpValue};
 
 use super::answer::{answer_sdp, remote_addr};
 use super::{fail, Fail, MgConfig};
-use crate::iq::{self, we_are_dtls_client, we_connect, IqPolicy, RealmPolicy, TcpMedia};
+use crate::iq::{self, we_are_dtls_client, we_connect, Family, IqPolicy, RealmPolicy, TcpMedia};
 
 /// What the ALG's descriptors set on a termination's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,10 +79,28 @@ pub fn plan(
     realm: &RealmPolicy,
     fingerprint: Option<&str>,
     key: TerminationKey,
-    local: SocketAddrV4,
+    local: SocketAddr,
     media: &Media,
     sent: &LegSent,
 ) -> Result<LegPlan, Fail> {
+    // The leg's address family is fixed by the address it was given: a Local or a Remote of
+    // the other family cannot be served (IP version interworking is between the legs).
+    let family = Family::of(local.ip());
+    for (what, m) in [
+        ("Local", media.local.as_ref()),
+        ("Remote", media.remote.as_ref()),
+    ] {
+        if let Some(other) = m.and_then(|m| m.family).filter(|f| *f != family) {
+            return Err(fail(
+                449,
+                format!(
+                    "{what} is {} but the termination's address is {}",
+                    other.token(),
+                    family.token()
+                ),
+            ));
+        }
+    }
     let mut p = LegPlan {
         commands: Vec::new(),
         sent: sent.clone(),
@@ -124,7 +142,7 @@ fn plan_stream(
     cfg: &MgConfig,
     fingerprint: Option<&str>,
     key: TerminationKey,
-    local: SocketAddrV4,
+    local: SocketAddr,
     media: &Media,
     p: &mut LegPlan,
 ) -> Result<(), Fail> {
@@ -138,7 +156,7 @@ fn plan_stream(
         return Ok(());
     };
     let remote_ip = match &remote.address {
-        Some(SdpValue::Value(a)) => a.parse::<Ipv4Addr>().ok(),
+        Some(SdpValue::Value(a)) => a.parse::<IpAddr>().ok(),
         _ => None,
     };
     let role = if connect {
@@ -158,7 +176,7 @@ fn plan_stream(
         Some(id) if reserved.transport.is_tls() => {
             // TLS role follows the TCP role: the side that connects is the client.
             let server = match role {
-                LegRole::Active { remote } => Some(*remote.ip()),
+                LegRole::Active { remote } => Some(remote.ip()),
                 LegRole::Passive => None,
             };
             Some(
@@ -193,7 +211,7 @@ fn plan_datagram(
     cfg: &MgConfig,
     fingerprint: Option<&str>,
     key: TerminationKey,
-    local: SocketAddrV4,
+    local: SocketAddr,
     media: &Media,
     p: &mut LegPlan,
 ) -> Result<(), Fail> {
@@ -203,7 +221,7 @@ fn plan_datagram(
     let remote = media.remote.as_ref();
     let peer = remote.and_then(remote_addr).filter(|r| r.port() != 0);
     let accept = match (media.latch, peer) {
-        (false, Some(r)) => Accept::Gate(*r.ip()),
+        (false, Some(r)) => Accept::Gate(r.ip()),
         (true, _) => Accept::Latch,
         // Not latching and no peer yet: nothing to send to, nothing to take.
         (false, None) => return Ok(()),

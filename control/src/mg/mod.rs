@@ -28,7 +28,7 @@ pub mod ports;
 pub mod registry;
 mod stats;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use dataplane::contract::{Command as Dp, Event, LegStats, LegTimers, TerminationKey};
@@ -70,7 +70,7 @@ pub struct Realm {
     pub name: Text,
     /// The realm's local addresses: each gives the realm its port range again, so a realm
     /// can hold more legs than one address has ports.
-    pub addresses: Vec<Ipv4Addr>,
+    pub addresses: Vec<IpAddr>,
     pub first_port: u16,
     pub last_port: u16,
     /// DSCP and policing defaults, and the rates the ALG may ask for.
@@ -226,7 +226,7 @@ impl<D: DataPlane> Mg<D> {
     /// Every live termination's name, context, data-plane key, worker and local address.
     pub fn termination_list(
         &self,
-    ) -> impl Iterator<Item = (&str, u32, TerminationKey, usize, std::net::SocketAddrV4)> + '_ {
+    ) -> impl Iterator<Item = (&str, u32, TerminationKey, usize, SocketAddr)> + '_ {
         self.registry
             .iter()
             .map(|t| (t.name.as_str(), t.context, t.key, t.worker, t.local))

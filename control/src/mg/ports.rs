@@ -1,7 +1,8 @@
 //! The local addresses and ports of each realm, split among the workers: worker `w` owns the
 //! ports with `port % workers == w` (the key of the software hand-off between workers), on
 //! every address of the realm. A realm of several addresses holds its port range once per
-//! address.
+//! address; its IPv4 and IPv6 addresses are separate pools, and a termination takes from the
+//! family its Local names.
 //!
 //! Ports are handed out in an order nobody outside can predict (RFC 6056's concern): whoever
 //! could guess the next port could connect to a latching termination before its UE and be
@@ -12,12 +13,13 @@
 //! longest-rested port is used rather than refusing the call.
 
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::Realm;
+use crate::iq::Family;
 use crate::transaction::Millis;
 
 /// How long a released port rests before it can be handed out again.
@@ -44,10 +46,18 @@ struct WorkerPool {
 
 #[derive(Debug)]
 struct RealmPool {
-    addresses: Vec<Ipv4Addr>,
+    addresses: Vec<IpAddr>,
     ports: usize,
-    workers: Vec<WorkerPool>,
+    /// Per worker, the IPv4 pool and the IPv6 pool.
+    workers: Vec<[WorkerPool; 2]>,
     in_use: usize,
+}
+
+fn family_index(f: Family) -> usize {
+    match f {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
 }
 
 impl RealmPool {
@@ -55,13 +65,17 @@ impl RealmPool {
         self.ports * self.addresses.len()
     }
 
-    fn local(&self, slot: Slot) -> SocketAddrV4 {
-        SocketAddrV4::new(self.addresses[(slot >> 16) as usize], slot as u16)
+    fn local(&self, slot: Slot) -> SocketAddr {
+        SocketAddr::new(self.addresses[(slot >> 16) as usize], slot as u16)
     }
 
-    fn slot(&self, local: SocketAddrV4) -> Option<Slot> {
-        let i = self.addresses.iter().position(|a| a == local.ip())?;
+    fn slot(&self, local: SocketAddr) -> Option<Slot> {
+        let i = self.addresses.iter().position(|a| *a == local.ip())?;
         Some((i as u32) << 16 | local.port() as u32)
+    }
+
+    fn family_of(&self, slot: Slot) -> usize {
+        family_index(Family::of(self.addresses[(slot >> 16) as usize]))
     }
 }
 
@@ -99,11 +113,12 @@ impl PortPools {
         let realms = realms
             .iter()
             .map(|r| {
-                let mut pools: Vec<WorkerPool> = (0..n).map(|_| WorkerPool::default()).collect();
-                for a in 0..r.addresses.len() as u32 {
+                let mut pools: Vec<[WorkerPool; 2]> = (0..n).map(|_| Default::default()).collect();
+                for (a, ip) in r.addresses.iter().enumerate() {
+                    let f = family_index(Family::of(*ip));
                     for port in r.first_port..=r.last_port {
-                        let slot = a << 16 | port as u32;
-                        insert(&mut rng, &mut pools[port as usize % n].free, slot);
+                        let slot = (a as u32) << 16 | port as u32;
+                        insert(&mut rng, &mut pools[port as usize % n][f].free, slot);
                     }
                 }
                 RealmPool {
@@ -120,7 +135,7 @@ impl PortPools {
     /// Returns the ports that have rested long enough to the free ports.
     pub fn rest(&mut self, now: Millis) {
         for r in &mut self.realms {
-            for w in &mut r.workers {
+            for w in r.workers.iter_mut().flatten() {
                 while let Some(&(slot, at)) = w.resting.front() {
                     if now.saturating_sub(at) < QUARANTINE_MS {
                         break;
@@ -132,10 +147,11 @@ impl PortPools {
         }
     }
 
-    /// The local address and port `take` would hand out now, without taking it.
-    pub fn peek(&self, realm: usize, worker: usize) -> Option<SocketAddrV4> {
+    /// The local address (of `family`) and port `take` would hand out now, without taking
+    /// it.
+    pub fn peek(&self, realm: usize, family: Family, worker: usize) -> Option<SocketAddr> {
         let r = &self.realms[realm];
-        let pool = &r.workers[worker];
+        let pool = &r.workers[worker][family_index(family)];
         pool.free
             .last()
             .copied()
@@ -144,9 +160,9 @@ impl PortPools {
     }
 
     /// Takes the address and port `peek` shows.
-    pub fn take(&mut self, realm: usize, worker: usize) -> Option<SocketAddrV4> {
+    pub fn take(&mut self, realm: usize, family: Family, worker: usize) -> Option<SocketAddr> {
         let r = &mut self.realms[realm];
-        let pool = &mut r.workers[worker];
+        let pool = &mut r.workers[worker][family_index(family)];
         let slot = pool
             .free
             .pop()
@@ -155,7 +171,7 @@ impl PortPools {
         Some(r.local(slot))
     }
 
-    pub fn give_back(&mut self, realm: usize, local: SocketAddrV4, now: Millis) {
+    pub fn give_back(&mut self, realm: usize, local: SocketAddr, now: Millis) {
         let Some(r) = self.realms.get_mut(realm) else {
             return;
         };
@@ -163,7 +179,8 @@ impl PortPools {
             return;
         };
         let w = local.port() as usize % r.workers.len();
-        r.workers[w].resting.push_back((slot, now));
+        let f = r.family_of(slot);
+        r.workers[w][f].resting.push_back((slot, now));
         r.in_use = r.in_use.saturating_sub(1);
     }
 
@@ -187,6 +204,7 @@ impl PortPools {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Family::V4;
 
     fn realm(first: u16, last: u16) -> Realm {
         Realm {
@@ -201,12 +219,12 @@ mod tests {
     #[test]
     fn each_worker_gets_its_residue_class() {
         let mut p = PortPools::new(&[realm(40000, 40005)], 2, PortOrder::Seeded(7));
-        let mut odd: Vec<u16> = (0..3).map(|_| p.take(0, 1).unwrap().port()).collect();
+        let mut odd: Vec<u16> = (0..3).map(|_| p.take(0, V4, 1).unwrap().port()).collect();
         odd.sort();
         assert_eq!(odd, [40001, 40003, 40005]);
-        assert_eq!(p.peek(0, 1), None);
-        assert_eq!(p.take(0, 1), None);
-        assert_eq!(p.take(0, 0).map(|p| p.port() % 2), Some(0));
+        assert_eq!(p.peek(0, V4, 1), None);
+        assert_eq!(p.take(0, V4, 1), None);
+        assert_eq!(p.take(0, V4, 0).map(|p| p.port() % 2), Some(0));
         assert_eq!(p.in_use(0), 4);
         assert_eq!(p.status(&[realm(40000, 40005)])[0].capacity, 6);
     }
@@ -214,27 +232,29 @@ mod tests {
     #[test]
     fn a_released_port_rests_while_others_are_free() {
         let mut p = PortPools::new(&[realm(40000, 40009)], 1, PortOrder::Seeded(1));
-        let first = p.take(0, 0).unwrap();
+        let first = p.take(0, V4, 0).unwrap();
         p.give_back(0, first, 0);
         p.rest(QUARANTINE_MS - 1);
         for _ in 0..9 {
-            assert_ne!(p.take(0, 0), Some(first));
+            assert_ne!(p.take(0, V4, 0), Some(first));
         }
         // Nothing else free: the longest-rested port rather than a refusal.
-        assert_eq!(p.peek(0, 0), Some(first));
-        assert_eq!(p.take(0, 0), Some(first));
-        assert_eq!(p.take(0, 0), None);
+        assert_eq!(p.peek(0, V4, 0), Some(first));
+        assert_eq!(p.take(0, V4, 0), Some(first));
+        assert_eq!(p.take(0, V4, 0), None);
         assert_eq!(p.in_use(0), 10);
         // After its quarantine a port is free like any other.
         p.give_back(0, first, 100);
         p.rest(100 + QUARANTINE_MS);
-        assert_eq!(p.take(0, 0), Some(first));
+        assert_eq!(p.take(0, V4, 0), Some(first));
     }
 
     #[test]
     fn the_order_is_a_permutation_and_not_the_natural_one() {
         let mut p = PortPools::new(&[realm(40000, 40999)], 1, PortOrder::Random);
-        let taken: Vec<u16> = (0..1000).map(|_| p.take(0, 0).unwrap().port()).collect();
+        let taken: Vec<u16> = (0..1000)
+            .map(|_| p.take(0, V4, 0).unwrap().port())
+            .collect();
         let mut sorted = taken.clone();
         sorted.sort();
         assert_eq!(sorted, (40000..=40999).collect::<Vec<u16>>());
@@ -244,34 +264,58 @@ mod tests {
 
     #[test]
     fn a_realm_of_several_addresses_holds_its_ports_once_per_address() {
-        let a: Ipv4Addr = "192.0.2.1".parse().unwrap();
-        let b: Ipv4Addr = "192.0.2.2".parse().unwrap();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
         let r = Realm {
             addresses: vec![a, b],
             ..realm(40000, 40003)
         };
         let mut p = PortPools::new(std::slice::from_ref(&r), 2, PortOrder::Seeded(3));
         assert_eq!(p.status(std::slice::from_ref(&r))[0].capacity, 8);
-        let mut mine: Vec<SocketAddrV4> = (0..4).map(|_| p.take(0, 1).unwrap()).collect();
+        let mut mine: Vec<SocketAddr> = (0..4).map(|_| p.take(0, V4, 1).unwrap()).collect();
         assert_eq!(
-            p.take(0, 1),
+            p.take(0, V4, 1),
             None,
             "worker 1 has the odd ports of both addresses"
         );
         mine.sort();
         let want = [(a, 40001), (a, 40003), (b, 40001), (b, 40003)]
-            .map(|(ip, port)| SocketAddrV4::new(ip, port));
+            .map(|(ip, port)| SocketAddr::new(ip, port));
         assert_eq!(mine, want);
         // Given back, a slot rests, then comes back on its own address.
         p.give_back(0, want[2], 0);
         p.rest(QUARANTINE_MS);
-        assert_eq!(p.take(0, 1), Some(want[2]));
+        assert_eq!(p.take(0, V4, 1), Some(want[2]));
         // A foreign address is not taken in.
         p.give_back(
             0,
-            SocketAddrV4::new("198.51.100.1".parse().unwrap(), 40001),
+            SocketAddr::new("198.51.100.1".parse().unwrap(), 40001),
             0,
         );
         assert_eq!(p.in_use(0), 4);
+    }
+
+    #[test]
+    fn a_dual_stack_realm_hands_out_each_family_from_its_own_addresses() {
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let r = Realm {
+            addresses: vec![v4, v6],
+            ..realm(40000, 40001)
+        };
+        let mut p = PortPools::new(std::slice::from_ref(&r), 1, PortOrder::Seeded(5));
+        let six: Vec<SocketAddr> = (0..2).map(|_| p.take(0, Family::V6, 0).unwrap()).collect();
+        assert!(six.iter().all(|a| a.ip() == v6), "{six:?}");
+        assert_eq!(p.take(0, Family::V6, 0), None, "IPv6 ports used up");
+        // The IPv4 pool is untouched by the IPv6 takes.
+        assert_eq!(p.peek(0, V4, 0).map(|a| a.ip()), Some(v4));
+        assert_eq!(p.in_use(0), 2);
+        // A given-back IPv6 slot comes back to the IPv6 pool.
+        p.give_back(0, six[0], 0);
+        p.rest(QUARANTINE_MS);
+        assert_eq!(p.take(0, Family::V6, 0), Some(six[0]));
+        // A realm with no IPv6 address has nothing to give.
+        let only4 = PortPools::new(&[realm(40000, 40001)], 1, PortOrder::Seeded(5));
+        assert_eq!(only4.peek(0, Family::V6, 0), None);
     }
 }

@@ -3,7 +3,7 @@
 //! context exists exactly while it has a termination.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use dataplane::contract::{LegStats, TerminationKey, Violation};
 use h248::ast::{TerminationId, Text};
@@ -26,7 +26,7 @@ pub struct Term {
     /// The leg's handle in the worker.
     pub key: TerminationKey,
     pub realm: usize,
-    pub local: SocketAddrV4,
+    pub local: SocketAddr,
     pub worker: usize,
     /// What the ALG's descriptors set.
     pub media: Media,

@@ -1,12 +1,10 @@
 //! Frames in: the demux from a frame's destination (ip, port) to its leg (a whole burst at a
-//! time, with prefetch hints, once the legs outgrow the cache), the software hand-off of
-//! frames that belong to another worker, and ARP (our announcements, and our own requests
-//! for a leg's next hop).
+//! time, with prefetch hints, once the legs outgrow the cache), and the software hand-off of
+//! frames that belong to another worker.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, Ipv4Address};
 
 use super::leg::{Kind, Leg, TcpState, UdpState};
 use super::Worker;
@@ -30,7 +28,8 @@ pub(super) const RECENT_LEGS: usize = 512;
 const BUFFER_HINT: usize = 128;
 
 impl<P: Port> Worker<P> {
-    /// Frames of another worker go to it (`None`); ARP is also copied to the others.
+    /// Frames of another worker go to it (`None`); ARP and neighbour discovery are also
+    /// copied to the others.
     pub(super) fn hand_off(&mut self, frame: P::Buf, class: FrameClass) -> Option<P::Buf> {
         let Some(h) = &self.handoff else {
             return Some(frame);
@@ -50,7 +49,7 @@ impl<P: Port> Worker<P> {
                 }
                 None
             }
-            FrameClass::Arp => {
+            FrameClass::Arp | FrameClass::Neighbour => {
                 for (i, q) in h.peers.iter().enumerate() {
                     if i == h.index {
                         continue;
@@ -249,6 +248,14 @@ impl<P: Port> Worker<P> {
                 self.counters.malformed_dropped += 1;
                 return;
             }
+            FrameClass::Extension => {
+                self.counters.extension_dropped += 1;
+                return;
+            }
+            FrameClass::Neighbour => {
+                self.check_claim(frame.data());
+                None
+            }
             FrameClass::Arp | FrameClass::Other => None,
         };
         match leg_idx {
@@ -276,7 +283,7 @@ impl<P: Port> Worker<P> {
                 // Interface-level replies (ARP, ICMP, RST) go out now.
                 self.iface
                     .poll_egress(now, &mut self.device, &mut self.empty);
-                if class == FrameClass::Arp {
+                if matches!(class, FrameClass::Arp | FrameClass::Neighbour) {
                     // Keep the list's capacity: no allocation on the steady path.
                     let mut blocked = std::mem::take(&mut self.arp_blocked);
                     for idx in blocked.drain(..) {
@@ -294,7 +301,7 @@ impl<P: Port> Worker<P> {
     fn guard(
         &mut self,
         idx: u32,
-        src: (Ipv4Addr, u16),
+        src: (IpAddr, u16),
         ip_len: u16,
         droppable: bool,
         now: Instant,
@@ -318,57 +325,5 @@ impl<P: Port> Worker<P> {
                 false
             }
         }
-    }
-
-    /// A gratuitous ARP request for each of our addresses.
-    pub(super) fn announce(&mut self) {
-        for i in 0..self.cfg.addresses.len() {
-            let ip = self.cfg.addresses[i].address();
-            if !self.arp_request(ip, ip) {
-                return;
-            }
-        }
-    }
-
-    /// Broadcasts an ARP request from `source` for `target`; false if the port had no room.
-    fn arp_request(&mut self, source: Ipv4Address, target: Ipv4Address) -> bool {
-        use smoltcp::phy::{Device, TxToken};
-        use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol};
-        let mac = EthernetAddress(self.device.port().mac());
-        let Some(tx) = self.device.transmit(Instant::ZERO) else {
-            return false;
-        };
-        let arp = ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Request,
-            source_hardware_addr: mac,
-            source_protocol_addr: source,
-            target_hardware_addr: EthernetAddress([0; 6]),
-            target_protocol_addr: target,
-        };
-        tx.consume(14 + arp.buffer_len(), |buf| {
-            let mut frame = EthernetFrame::new_unchecked(buf);
-            frame.set_src_addr(mac);
-            frame.set_dst_addr(EthernetAddress::BROADCAST);
-            frame.set_ethertype(EthernetProtocol::Arp);
-            arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
-        });
-        true
-    }
-
-    /// Asks for the MAC of the next hop towards `remote` now, with our own ARP request:
-    /// smoltcp sends one request per second per interface and only once something waits, so
-    /// a leg's first datagrams could wait a second (and a burst overflow its queue) behind
-    /// another leg's resolution. The reply fills smoltcp's cache like any ARP for us.
-    pub(super) fn resolve(&mut self, remote: Ipv4Addr) {
-        let on_link = self.cfg.addresses.iter().find(|c| c.contains_addr(&remote));
-        let (source, target) = match (on_link, self.cfg.gateway) {
-            (Some(c), _) => (c.address(), remote),
-            (None, Some(gw)) => match self.cfg.addresses.iter().find(|c| c.contains_addr(&gw)) {
-                Some(c) => (c.address(), gw),
-                None => return,
-            },
-            (None, None) => return,
-        };
-        self.arp_request(source, target);
     }
 }

@@ -4,11 +4,11 @@
 //! session, a connect timer on a listening leg or a DTLS session on a plain leg cannot be
 //! written down.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 
 use crate::contract::{Accept, Gate, LegStats, LegTimers, TerminationKey};
 use crate::dtls::{DtlsConfig, DtlsSession};
@@ -44,22 +44,51 @@ pub(super) struct Leg {
     pub guard: Option<Guard>,
     pub kind: Kind,
     pub key: TerminationKey,
-    pub local: (Ipv4Addr, u16),
+    pub local: (IpAddr, u16),
     pub cut_through_reported: bool,
-    pub timers: LegTimers,
+    /// The idle timer (ZERO: none) and the TLS/DTLS handshake time, from the leg's
+    /// `LegTimers` (kept as two words: the record stays within five cache lines).
+    pub idle_after: Duration,
+    pub handshake: Duration,
     pub stats: Tally,
 }
 
+/// An IP address and port in 20 bytes (a `SocketAddr` takes 32 for IPv6's flow label and
+/// scope, which a leg never uses): the peer of a leg, kept in its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Addr {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl From<SocketAddr> for Addr {
+    fn from(a: SocketAddr) -> Addr {
+        Addr {
+            ip: a.ip(),
+            port: a.port(),
+        }
+    }
+}
+
+impl From<Addr> for SocketAddr {
+    fn from(a: Addr) -> SocketAddr {
+        SocketAddr::new(a.ip, a.port)
+    }
+}
+
+pub(super) const NOT_ESTABLISHED: i64 = i64::MIN;
+
 /// What a leg counts as frames and bytes pass; `Leg::stats` adds an aware pair's MSRP or
 /// BFCP counters for a report.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Tally {
     pub octets_in: u64,
     pub octets_out: u64,
     pub packets_in: u64,
     pub packets_out: u64,
-    pub established_at_ms: Option<i64>,
-    pub remote: Option<SocketAddrV4>,
+    /// When the connection was established (ms), [`NOT_ESTABLISHED`] before.
+    pub established_ms: i64,
+    pub remote: Option<Addr>,
     pub filtered: u64,
     pub policed: u64,
 }
@@ -69,10 +98,25 @@ pub(super) enum Kind {
     Udp(UdpLeg),
 }
 
+impl Tally {
+    pub fn new() -> Tally {
+        Tally {
+            octets_in: 0,
+            octets_out: 0,
+            packets_in: 0,
+            packets_out: 0,
+            established_ms: NOT_ESTABLISHED,
+            remote: None,
+            filtered: 0,
+            policed: 0,
+        }
+    }
+}
+
 impl Leg {
     pub fn new(
         key: TerminationKey,
-        local: SocketAddrV4,
+        local: SocketAddr,
         set: SocketSet<'static>,
         handle: SocketHandle,
         now: Instant,
@@ -80,21 +124,33 @@ impl Leg {
     ) -> Leg {
         Leg {
             key,
-            local: (*local.ip(), local.port()),
+            local: (local.ip(), local.port()),
             set,
             handle,
             partner: None,
             gate: Gate::OPEN,
             guard: None,
             dscp: 0,
-            timers: LegTimers::default(),
+            idle_after: Duration::ZERO,
+            handshake: LegTimers::default().handshake,
             last_payload: now,
-            stats: Tally::default(),
+            stats: Tally::new(),
             cut_through_reported: false,
             dirty: false,
             armed_ms: NO_DEADLINE,
             kind,
         }
+    }
+
+    /// Takes the leg's timers from its start command.
+    pub fn set_timers(&mut self, t: &LegTimers) {
+        self.idle_after = t.idle.unwrap_or(Duration::ZERO);
+        self.handshake = t.handshake;
+    }
+
+    /// The idle timer, if the leg has one.
+    pub fn idle(&self) -> Option<Duration> {
+        (self.idle_after != Duration::ZERO).then_some(self.idle_after)
     }
 
     /// The leg's statistics as reported to the control plane.
@@ -109,8 +165,8 @@ impl Leg {
             octets_out: t.octets_out,
             packets_in: t.packets_in,
             packets_out: t.packets_out,
-            established_at_ms: t.established_at_ms,
-            remote: t.remote,
+            established_at_ms: (t.established_ms != NOT_ESTABLISHED).then_some(t.established_ms),
+            remote: t.remote.map(SocketAddr::from),
             app,
             filtered: t.filtered,
             policed: t.policed,
@@ -201,12 +257,12 @@ pub(super) enum TcpState {
     /// Passive: accepts exactly one connection from the sources `accept` takes.
     Listening {
         accept: Accept,
-        tls: Option<TlsConfig>,
+        tls: Option<Box<TlsConfig>>,
     },
     /// Active: connecting, given up at `deadline`.
     Connecting {
         deadline: Instant,
-        tls: Option<TlsConfig>,
+        tls: Option<Box<TlsConfig>>,
     },
     Established {
         tls: Option<Tls>,
@@ -281,7 +337,7 @@ pub(super) struct UdpLeg {
     pub accept: Accept,
     pub relatch: bool,
     /// Where datagrams to the peer go: the Remote address, then the latched source.
-    pub peer: Option<SocketAddrV4>,
+    pub peer: Option<Addr>,
     pub latched: bool,
     pub dtls: Option<Box<Dtls>>,
     /// The partner stopped reading because this leg's send queue was full: serve it once
@@ -320,9 +376,9 @@ impl UdpLeg {
                 .is_none_or(|d| d.session.as_ref().is_some_and(|s| s.is_connected()))
     }
 
-    pub fn takes_from(&self, src: SocketAddrV4) -> bool {
+    pub fn takes_from(&self, src: Addr) -> bool {
         match self.accept {
-            Accept::Gate(ip) => *src.ip() == ip,
+            Accept::Gate(ip) => src.ip == ip,
             Accept::Latch => !self.latched || self.peer == Some(src) || self.relatch,
         }
     }

@@ -18,6 +18,7 @@
 mod ingress;
 mod leg;
 mod lending;
+mod neighbour;
 mod relay;
 mod tcp;
 mod udp;
@@ -26,7 +27,7 @@ use std::collections::{HashMap, VecDeque};
 
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv6Address};
 
 use crate::capture::CaptureTap;
 use crate::contract::*;
@@ -44,9 +45,12 @@ pub use udp::DTLS_1_2;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Local addresses the worker's legs use (the realms' address pools), with prefix.
-    pub addresses: Vec<Ipv4Cidr>,
+    /// Local addresses the worker's legs use (the realms' address pools, IPv4 and IPv6),
+    /// with prefix.
+    pub addresses: Vec<IpCidr>,
+    /// Default routers: IPv4 and IPv6.
     pub gateway: Option<Ipv4Address>,
+    pub gateway_v6: Option<Ipv6Address>,
     /// Receive and send buffer of each leg's socket while it moves data: the window towards
     /// a fast sender and the data held for a slow receiver.
     pub rx_buffer: usize,
@@ -76,6 +80,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             addresses: Vec::new(),
             gateway: None,
+            gateway_v6: None,
             rx_buffer: 64 * 1024,
             tx_buffer: 64 * 1024,
             guaranteed_rx: GUARANTEED_RX,
@@ -112,6 +117,10 @@ pub fn handoff_mesh<B>(workers: usize, capacity: usize) -> Vec<HandoffEnd<B>> {
         })
         .collect()
 }
+
+/// Local addresses (both families, every realm) one worker answers for: smoltcp's interface
+/// holds at most this many (its `iface-max-addr-count` feature).
+pub const MAX_LOCAL_ADDRESSES: usize = smoltcp::config::IFACE_MAX_ADDR_COUNT;
 
 /// The default guaranteed buffers: a receive window of one full Ethernet segment, which a
 /// chat message (an MSRP SEND of a line or two, a BFCP message) fits in, and a send buffer of
@@ -167,6 +176,9 @@ pub struct Worker<P: Port> {
     /// Gratuitous ARPs sent so far and when the next is due.
     announcements: u32,
     next_announcement: Instant,
+    /// Our IPv6 addresses (by index, mod 64) another host was seen claiming and that were
+    /// logged.
+    claims_reported: u64,
 }
 
 impl<P: Port> Worker<P> {
@@ -184,16 +196,19 @@ impl<P: Port> Worker<P> {
         let mut table = PortTable::new();
         iface.update_ip_addrs(|a| {
             for c in &cfg.addresses {
-                if a.push(IpCidr::Ipv4(*c)).is_err() {
+                if a.push(*c).is_err() {
                     tracing::error!(address = %c, "too many local addresses for one interface");
                 }
             }
         });
         for c in &cfg.addresses {
-            table.add_ip(c.address());
+            table.add_ip(c.address().into());
         }
         if let Some(gw) = cfg.gateway {
             let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        }
+        if let Some(gw) = cfg.gateway_v6 {
+            let _ = iface.routes_mut().add_default_ipv6_route(gw);
         }
         Worker {
             device,
@@ -218,6 +233,7 @@ impl<P: Port> Worker<P> {
             handoff: None,
             announcements: 0,
             next_announcement: now,
+            claims_reported: 0,
         }
     }
 
@@ -261,13 +277,13 @@ impl<P: Port> Worker<P> {
     /// The legs the control thread can still name (released ones are gone from here at
     /// once, though they may take a while to close), with their local address: for checks
     /// that the worker holds exactly what the MG thinks it does.
-    pub fn leg_keys(&self) -> Vec<(TerminationKey, std::net::SocketAddrV4)> {
+    pub fn leg_keys(&self) -> Vec<(TerminationKey, std::net::SocketAddr)> {
         let mut v: Vec<_> = self
             .keys
             .iter()
             .filter_map(|(k, &i)| {
                 let l = self.legs.get(i as usize)?.as_ref()?;
-                Some((*k, std::net::SocketAddrV4::new(l.local.0, l.local.1)))
+                Some((*k, std::net::SocketAddr::from(l.local)))
             })
             .collect();
         v.sort();
@@ -375,7 +391,7 @@ impl<P: Port> Worker<P> {
         }
 
         if self.announcements < ANNOUNCEMENTS && now >= self.next_announcement {
-            self.announce();
+            self.announce(self.announcements);
             self.next_announcement = now + Duration::from_secs(1 << self.announcements.min(8));
             self.announcements += 1;
         }
@@ -590,10 +606,10 @@ impl<P: Port> Worker<P> {
     }
 
     /// Whether a new leg for `key` may take `local`; the refusal is reported.
-    fn admit(&mut self, key: TerminationKey, local: std::net::SocketAddrV4) -> bool {
+    fn admit(&mut self, key: TerminationKey, local: std::net::SocketAddr) -> bool {
         let reason = if self.keys.contains_key(&key) {
             Rejection::AlreadyStarted
-        } else if !self.table.serves(*local.ip()) {
+        } else if !self.table.serves(local.ip()) {
             Rejection::NotLocal
         } else if self.live_legs >= self.cfg.max_legs {
             Rejection::LegTableFull
@@ -609,7 +625,7 @@ impl<P: Port> Worker<P> {
     fn reserve<S: smoltcp::socket::AnySocket<'static>>(
         &mut self,
         key: TerminationKey,
-        local: std::net::SocketAddrV4,
+        local: std::net::SocketAddr,
         now: Instant,
         make: impl FnOnce(&WorkerConfig) -> (S, Kind),
     ) {
@@ -726,7 +742,7 @@ fn arm(wheel: &mut TimerWheel, armed_ms: &mut i64, idx: u32, mut next: i64, now:
 
 /// The idle deadline of a leg that carries payload.
 fn idle_deadline(leg: &Leg) -> Option<Instant> {
-    leg.timers.idle.map(|idle| leg.last_payload + idle)
+    leg.idle().map(|idle| leg.last_payload + idle)
 }
 
 impl<P: Port> Worker<P> {

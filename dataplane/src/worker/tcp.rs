@@ -2,7 +2,7 @@
 //! gate or latching) or active (connect, with a timer), TLS set up once TCP is established,
 //! and ended by a release, by their peer, by their partner or by a timer.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddr;
 
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
@@ -25,7 +25,7 @@ pub(super) struct StartSpec {
 }
 
 impl<P: Port> Worker<P> {
-    pub(super) fn reserve_tcp(&mut self, key: TerminationKey, local: SocketAddrV4, now: Instant) {
+    pub(super) fn reserve_tcp(&mut self, key: TerminationKey, local: SocketAddr, now: Instant) {
         let (rx, tx, max_rx) = self.pool.initial();
         self.reserve(key, local, now, move |_| {
             let rx = tcp::SocketBuffer::new(rx);
@@ -52,11 +52,11 @@ impl<P: Port> Worker<P> {
             }
             Kind::Tcp(_) => {}
         }
-        leg.timers = spec.timers;
+        leg.set_timers(&spec.timers);
         leg.last_payload = now;
         let (ip, port) = leg.local;
         let local = IpListenEndpoint {
-            addr: Some(IpAddress::Ipv4(ip)),
+            addr: Some(IpAddress::from(ip)),
             port,
         };
         let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
@@ -65,18 +65,14 @@ impl<P: Port> Worker<P> {
                 .listen(local)
                 .map(|()| TcpState::Listening {
                     accept: spec.accept,
-                    tls: spec.tls,
+                    tls: spec.tls.map(Box::new),
                 })
                 .map_err(|_| ()),
             LegRole::Active { remote } => sock
-                .connect(
-                    self.iface.context(),
-                    IpEndpoint::new(IpAddress::Ipv4(*remote.ip()), remote.port()),
-                    local,
-                )
+                .connect(self.iface.context(), IpEndpoint::from(remote), local)
                 .map(|()| TcpState::Connecting {
                     deadline: now + spec.timers.connect,
-                    tls: spec.tls,
+                    tls: spec.tls.map(Box::new),
                 })
                 .map_err(|_| ()),
         };
@@ -197,8 +193,9 @@ impl<P: Port> Worker<P> {
                 let Some(leg) = self.legs.get_mut(idx as usize).and_then(|l| l.as_mut()) else {
                     return;
                 };
+                let idle = leg.idle();
                 let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
-                if let Some(idle) = leg.timers.idle {
+                if let Some(idle) = idle {
                     if now >= leg.last_payload + idle {
                         sock.abort();
                         self.end_leg(idx, ReleaseCause::IdleTimeout, now);
@@ -248,16 +245,13 @@ impl<P: Port> Worker<P> {
         };
         let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
         let remote = match sock.remote_endpoint() {
-            Some(IpEndpoint {
-                addr: IpAddress::Ipv4(a),
-                port,
-            }) => SocketAddrV4::new(a, port),
-            _ => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            Some(e) => SocketAddr::from(e),
+            None => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
         };
         leg.last_payload = now;
-        leg.stats.remote = Some(remote);
-        leg.stats.established_at_ms = Some(now.total_millis());
-        let (key, partner, handshake) = (leg.key, leg.partner, leg.timers.handshake);
+        leg.stats.remote = Some(remote.into());
+        leg.stats.established_ms = now.total_millis();
+        let (key, partner, handshake) = (leg.key, leg.partner, leg.handshake);
         let Kind::Tcp(t) = &mut leg.kind else {
             return;
         };
@@ -270,7 +264,7 @@ impl<P: Port> Worker<P> {
             }
         };
         // The session's buffers are allocated here, once per connection.
-        let session = config.as_ref().map(TlsSession::new).transpose();
+        let session = config.as_deref().map(TlsSession::new).transpose();
         let tls = match session {
             Ok(s) => s.map(|s| Tls {
                 session: Box::new(s),

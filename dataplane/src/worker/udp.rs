@@ -4,13 +4,13 @@
 //! hears from; the gate drops every other source. DTLS legs decrypt what the UE sends and
 //! encrypt what goes to it, the handshake's retransmissions on the worker's timer wheel.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use smoltcp::socket::udp;
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
-use super::leg::{Dtls, Kind, Leg, UdpLeg, UdpState};
+use super::leg::{Addr, Dtls, Kind, Leg, UdpLeg, UdpState};
 use super::{Worker, DG_BUF};
 use crate::contract::*;
 use crate::dtls::{DtlsConfig, DtlsOutput, DtlsSession, DtlsStatus, DTLS_MTU};
@@ -22,7 +22,7 @@ pub const DTLS_1_2: u16 = 0xfefd;
 
 /// What `Command::StartDatagram` gives a leg.
 pub(super) struct StartSpec {
-    pub remote: Option<SocketAddrV4>,
+    pub remote: Option<SocketAddr>,
     pub accept: Accept,
     pub relatch: bool,
     pub timers: LegTimers,
@@ -32,7 +32,7 @@ pub(super) struct StartSpec {
 /// What serving a leg has to report once the borrows end.
 #[derive(Default)]
 struct Outcome {
-    latched: Option<SocketAddrV4>,
+    latched: Option<Addr>,
     connected: bool,
     failed: Option<TlsFailure>,
     peer_closed: bool,
@@ -46,16 +46,8 @@ struct Outcome {
     blocked: bool,
 }
 
-fn endpoint_v4(e: IpEndpoint) -> Option<SocketAddrV4> {
-    match e.addr {
-        IpAddress::Ipv4(a) => Some(SocketAddrV4::new(a, e.port)),
-        #[allow(unreachable_patterns)]
-        _ => None,
-    }
-}
-
-fn endpoint(a: SocketAddrV4) -> IpEndpoint {
-    IpEndpoint::new(IpAddress::Ipv4(*a.ip()), a.port())
+fn endpoint(a: Addr) -> IpEndpoint {
+    IpEndpoint::from(SocketAddr::from(a))
 }
 
 /// Room for one more datagram (or its DTLS record) in a leg's send queue. The ring may waste
@@ -117,7 +109,7 @@ fn forward(a: &mut Leg, b: Option<&mut Leg>, data: &[u8], out_buf: &mut [u8], o:
 }
 
 impl<P: Port> Worker<P> {
-    pub(super) fn reserve_udp(&mut self, key: TerminationKey, local: SocketAddrV4, now: Instant) {
+    pub(super) fn reserve_udp(&mut self, key: TerminationKey, local: SocketAddr, now: Instant) {
         self.reserve(key, local, now, |cfg| {
             let (slots, bytes) = (cfg.datagram_slots, cfg.datagram_bytes);
             let buffer =
@@ -143,7 +135,7 @@ impl<P: Port> Worker<P> {
         let sock = leg.set.get_mut::<udp::Socket>(leg.handle);
         if u.state == UdpState::Reserved {
             let local = IpListenEndpoint {
-                addr: Some(IpAddress::Ipv4(ip)),
+                addr: Some(IpAddress::from(ip)),
                 port,
             };
             if sock.bind(local).is_err() {
@@ -154,14 +146,15 @@ impl<P: Port> Worker<P> {
         }
         u.accept = spec.accept;
         u.relatch = spec.relatch;
-        leg.timers = spec.timers;
+        leg.idle_after = spec.timers.idle.unwrap_or(Duration::ZERO);
+        leg.handshake = spec.timers.handshake;
         let mut resolve = None;
         if let Some(r) = spec.remote {
             // A new Remote is where we send from now on, latched or not.
-            if u.peer != Some(r) {
-                resolve = Some(*r.ip());
+            if u.peer != Some(r.into()) {
+                resolve = Some(r.ip());
             }
-            u.peer = Some(r);
+            u.peer = Some(r.into());
             u.latched = matches!(spec.accept, Accept::Gate(_));
         }
         let restart = match (&u.dtls, &spec.dtls) {
@@ -252,7 +245,7 @@ impl<P: Port> Worker<P> {
             return;
         };
         leg.dirty = false;
-        let idle = leg.timers.idle.is_some_and(|i| now >= leg.last_payload + i);
+        let idle = leg.idle().is_some_and(|i| now >= leg.last_payload + i);
         let carries = leg.carries();
         let Kind::Udp(u) = &leg.kind else {
             return;
@@ -279,7 +272,10 @@ impl<P: Port> Worker<P> {
         };
         let (key, partner) = (leg.key, leg.partner);
         if let Some(remote) = outcome.latched {
-            self.emit(Event::Latched { key, remote });
+            self.emit(Event::Latched {
+                key,
+                remote: remote.into(),
+            });
             // A DTLS client waiting for a peer has one now.
             self.open_dtls(idx, now);
             self.mark(idx);
@@ -289,7 +285,7 @@ impl<P: Port> Worker<P> {
         }
         if outcome.connected {
             if let Some(leg) = self.leg(idx) {
-                leg.stats.established_at_ms = Some(now.total_millis());
+                leg.stats.established_ms = now.total_millis();
                 if let Some(d) = leg.udp().and_then(|u| u.dtls.as_mut()) {
                     d.handshake_deadline = None;
                 }
@@ -399,10 +395,7 @@ impl<P: Port> Worker<P> {
             let Kind::Udp(u) = &mut a.kind else {
                 return o;
             };
-            let Some(src) = endpoint_v4(meta.endpoint) else {
-                o.gate_dropped += 1;
-                continue;
-            };
+            let src = Addr::from(SocketAddr::from(meta.endpoint));
             if !u.takes_from(src) {
                 o.gate_dropped += 1;
                 continue;

@@ -2,7 +2,7 @@
 //! by fingerprint as the AGW's SDP gives it): one blocking stream per connection thread.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -39,18 +39,15 @@ impl FarmStream {
         let Some(t) = tls else {
             return Ok(FarmStream::Plain(s));
         };
-        let server = match (connecting, s.peer_addr()?) {
-            (true, SocketAddr::V4(v)) => Some(*v.ip()),
-            _ => None,
-        };
+        let server = connecting
+            .then(|| s.peer_addr())
+            .transpose()?
+            .map(|a| a.ip());
         Ok(
             match TlsConfig::new(&t.identity, server, vec![t.pin.clone()])? {
                 TlsConfig::Client(cfg, ip) => FarmStream::Client(Box::new(StreamOwned::new(
-                    ClientConnection::new(
-                        cfg,
-                        ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
-                    )
-                    .context("TLS client")?,
+                    ClientConnection::new(cfg, ServerName::IpAddress(ip.into()))
+                        .context("TLS client")?,
                     s,
                 ))),
                 TlsConfig::Server(cfg) => FarmStream::Server(Box::new(StreamOwned::new(

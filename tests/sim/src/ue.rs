@@ -79,13 +79,13 @@ pub fn run(a: UeArgs) -> Result<()> {
             let id = Identity::from_pem_files(c.as_ref(), k.as_ref())?;
             let pin = Fingerprint::parse(f)?;
             let server = match stream.peer_addr()? {
-                SocketAddr::V4(v) if a.connect.is_some() => Some(*v.ip()),
+                p if a.connect.is_some() => Some(p.ip()),
                 _ => None,
             };
             let conn: rustls::Connection = match TlsConfig::new(&id, server, vec![pin])? {
                 TlsConfig::Client(cfg, ip) => rustls::ClientConnection::new(
                     Arc::clone(&cfg),
-                    ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
+                    ServerName::IpAddress(ip.into()),
                 )?
                 .into(),
                 TlsConfig::Server(cfg) => rustls::ServerConnection::new(Arc::clone(&cfg))?.into(),

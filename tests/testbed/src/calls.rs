@@ -1,7 +1,7 @@
 //! The commands the control thread sends a worker for the calls the tests and benchmarks
 //! make, written once.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use dataplane::contract::{Accept, Command, Framing, LegRole, LegTimers, TerminationKey};
 
@@ -10,11 +10,12 @@ use dataplane::contract::{Accept, Command, Framing, LegRole, LegTimers, Terminat
 /// TLS, agnostic.
 pub fn plain_call(
     context: u32,
-    access: SocketAddrV4,
-    core: SocketAddrV4,
-    ue_x: Ipv4Addr,
-    ue_y: SocketAddrV4,
+    access: impl Into<SocketAddr>,
+    core: impl Into<SocketAddr>,
+    ue_x: impl Into<IpAddr>,
+    ue_y: impl Into<SocketAddr>,
 ) -> [Command; 5] {
+    let (access, core, ue_x, ue_y) = (access.into(), core.into(), ue_x.into(), ue_y.into());
     let key = |termination| TerminationKey {
         context,
         termination,
@@ -39,7 +40,7 @@ pub fn plain_call(
         Command::Start {
             key: key(2),
             role: LegRole::Active { remote: ue_y },
-            accept: Accept::Gate(*ue_y.ip()),
+            accept: Accept::Gate(ue_y.ip()),
             timers: LegTimers::default(),
             tls: None,
             framing: Framing::Agnostic,

@@ -2,12 +2,12 @@
 //! (a UE or a core-side peer), and a reproducible byte pattern whose receiver checks every
 //! byte's value and position.
 
+use std::net::IpAddr;
+
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-use smoltcp::wire::{
-    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, Ipv4Address, Ipv4Cidr,
-};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpListenEndpoint};
 
 use dataplane::device::SmolDevice;
 use port::Port;
@@ -20,7 +20,7 @@ pub struct Host<P: Port> {
 }
 
 impl<P: Port> Host<P> {
-    pub fn new(port: P, address: Ipv4Cidr, now: Instant) -> Self {
+    pub fn new(port: P, address: impl Into<IpCidr>, now: Instant) -> Self {
         let mut device = SmolDevice::new(port);
         let mac = EthernetAddress(device.port().mac());
         let mut cfg = Config::new(HardwareAddress::Ethernet(mac));
@@ -29,7 +29,7 @@ impl<P: Port> Host<P> {
         ]);
         let mut iface = Interface::new(cfg, &mut device, now);
         iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::Ipv4(address));
+            let _ = a.push(address.into());
         });
         Host {
             device,
@@ -211,7 +211,7 @@ impl<P: Port> Farm<P> {
         self.device.port_mut()
     }
 
-    pub fn new(port: P, addresses: &[Ipv4Cidr], now: Instant) -> Self {
+    pub fn new<C: Into<IpCidr> + Copy>(port: P, addresses: &[C], now: Instant) -> Self {
         let mut device = SmolDevice::new(port);
         device.set_auto_rx(false);
         let mac = EthernetAddress(device.port().mac());
@@ -223,11 +223,11 @@ impl<P: Port> Farm<P> {
         let mut table = dataplane::demux::PortTable::new();
         iface.update_ip_addrs(|a| {
             for c in addresses {
-                let _ = a.push(IpCidr::Ipv4(*c));
+                let _ = a.push((*c).into());
             }
         });
         for c in addresses {
-            table.add_ip(c.address());
+            table.add_ip((*c).into().address().into());
         }
         Farm {
             device,
@@ -252,7 +252,7 @@ impl<P: Port> Farm<P> {
 
     fn add(
         &mut self,
-        local: (Ipv4Address, u16),
+        local: (IpAddr, u16),
         buf: usize,
         tx: PatternSender,
         rx: PatternChecker,
@@ -294,8 +294,8 @@ impl<P: Port> Farm<P> {
 
     /// Drops connection `id` (whatever its state: nothing more is sent for it) and frees its
     /// port; its id goes to the next connection.
-    pub fn remove(&mut self, id: u32, local: (Ipv4Address, u16)) {
-        self.table.unbind(local.0, local.1);
+    pub fn remove<A: Into<IpAddr>>(&mut self, id: u32, local: (A, u16)) {
+        self.table.unbind(local.0.into(), local.1);
         let c = &mut self.conns[id as usize];
         let mut set = SocketSet::new(Vec::with_capacity(1));
         let handle = set.add(tcp::Socket::new(
@@ -313,16 +313,16 @@ impl<P: Port> Farm<P> {
 
     /// A connection listening on `local`; sends `send` bytes of stream `out`, expects
     /// `expect` bytes of stream `inp`.
-    pub fn listen(
+    pub fn listen<A: Into<IpAddr>>(
         &mut self,
-        local: (Ipv4Address, u16),
+        local: (A, u16),
         buf: usize,
         out: u64,
         send: u64,
         inp: u64,
         expect: u64,
     ) -> u32 {
-        let (id, ep) = self.with_streams(local, buf, out, send, inp, expect);
+        let (id, ep) = self.with_streams((local.0.into(), local.1), buf, out, send, inp, expect);
         let c = &mut self.conns[id as usize];
         c.set
             .get_mut::<tcp::Socket>(c.handle)
@@ -333,19 +333,19 @@ impl<P: Port> Farm<P> {
 
     /// A connection from `local` to `remote`.
     #[allow(clippy::too_many_arguments)]
-    pub fn connect(
+    pub fn connect<A: Into<IpAddr>, R: Into<IpAddr>>(
         &mut self,
-        local: (Ipv4Address, u16),
-        remote: (Ipv4Address, u16),
+        local: (A, u16),
+        remote: (R, u16),
         buf: usize,
         out: u64,
         send: u64,
         inp: u64,
         expect: u64,
     ) -> u32 {
-        let (id, ep) = self.with_streams(local, buf, out, send, inp, expect);
+        let (id, ep) = self.with_streams((local.0.into(), local.1), buf, out, send, inp, expect);
         let c = &mut self.conns[id as usize];
-        let remote = (IpAddress::Ipv4(remote.0), remote.1);
+        let remote = (IpAddress::from(remote.0.into()), remote.1);
         c.set
             .get_mut::<tcp::Socket>(c.handle)
             .connect(self.iface.context(), remote, ep)
@@ -356,7 +356,7 @@ impl<P: Port> Farm<P> {
     /// A new connection sending stream `out` and checking stream `inp`, and its local endpoint.
     fn with_streams(
         &mut self,
-        local: (Ipv4Address, u16),
+        local: (IpAddr, u16),
         buf: usize,
         out: u64,
         send: u64,
@@ -371,7 +371,7 @@ impl<P: Port> Farm<P> {
             expect,
         );
         let ep = IpListenEndpoint {
-            addr: Some(IpAddress::Ipv4(local.0)),
+            addr: Some(IpAddress::from(local.0)),
             port: local.1,
         };
         (id, ep)

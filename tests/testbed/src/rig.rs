@@ -4,7 +4,7 @@
 use dataplane::clock::{Clock, VirtualClock};
 use dataplane::contract::{rings, ControlEnd};
 use dataplane::worker::{Worker, WorkerConfig};
-use smoltcp::wire::Ipv4Cidr;
+use smoltcp::wire::IpCidr;
 
 use crate::memlink::{MemLink, MemLinkConfig, MemPool, MemPort};
 use crate::Farm;
@@ -26,15 +26,15 @@ impl WorkerRig {
         link: MemLinkConfig,
         ring: usize,
         cfg: WorkerConfig,
-        agw: &[Ipv4Cidr],
-        ues: &[Ipv4Cidr],
+        agw: &[impl Into<IpCidr> + Copy],
+        ues: &[impl Into<IpCidr> + Copy],
     ) -> WorkerRig {
         let clock = VirtualClock::new();
         let (pa, pb) = MemLink::pair(link, clock.clone());
         let pool = pa.pool().clone();
         let (control, worker_end) = rings(ring);
         let cfg = WorkerConfig {
-            addresses: agw.to_vec(),
+            addresses: agw.iter().map(|c| (*c).into()).collect(),
             ..cfg
         };
         let worker = Worker::new(pa, cfg, worker_end, clock.now());
