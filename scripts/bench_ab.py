@@ -38,6 +38,9 @@ BENCHES = [("dataplane", "worker"), ("dataplane", "tls"), ("control", "calls")]
 # Suffix of the rows measured with a filter, a policer and DSCP marking on every leg; the row
 # without it, from the same run, is their baseline.
 ON = ", gm/tman/ds on"
+# The worker bench's IPv6 table: UE-X and the access legs on IPv6, and the all-IPv4 legs beside.
+V6 = ", access on IPv6"
+V4 = ", all IPv4 beside IPv6"
 
 
 def build(tree):
@@ -120,6 +123,11 @@ def parse(bench, text, policy=False):
             out[f"worker ns per frame, spread, {c[0]} legs"] = (number(c[3]), "lower")
         for c in table_rows(text, "# relayed throughput"):
             out[f"TCP relay in process, {c[0]} pairs, Gbit/s"] = (number(c[1]), "higher")
+        # Builds with IPv6 legs: UE-X on IPv6, from the same process as the IPv4 rows.
+        for c in table_rows(text, "# worker cost per received frame, IPv6 access legs"):
+            for kind, v4, v6 in (("hot set", c[1], c[2]), ("spread", c[4], c[5])):
+                out[f"worker ns per frame, {kind}, {c[0]} legs{V4}"] = (number(v4), "lower")
+                out[f"worker ns per frame, {kind}, {c[0]} legs{V6}"] = (number(v6), "lower")
     elif bench == "tls":
         for c in table_rows(text, "# TLS at the access edge"):
             if c[0].startswith("full handshakes"):
@@ -185,8 +193,9 @@ def table(rev, reps, dropped, samples):
 
 def solo_table(solo):
     lines = ["# the new build alone: with the Iq policy (gm filter, tman policer, ds marking) on "
-             "every leg, against the same legs without it in the same run",
-             "| row | median ns | on / off, median of the per-run ratio | min - max |",
+             "every leg, against the same legs without it in the same run; and with the access "
+             "legs on IPv6, against all-IPv4 legs measured in turns with them",
+             "| row | median ns | against the same build, median of the per-run ratio | min - max |",
              "|---|---|---|---|"]
     for row, s in sorted(solo.items()):
         lines.append(f"| {row} | {statistics.median(s['values']):.0f} | "
@@ -241,6 +250,12 @@ def main():
                 s["old"].append(o)
                 s["new"].append(n)
                 s["worse"].append((n / o - 1) if better == "lower" else (o / n - 1))
+            # The new build's IPv6 rows, against its IPv4 rows measured in turns with them.
+            for row, (v, _) in got["new"].items():
+                if row.endswith(V6) and row[:-len(V6)] + V4 in got["new"]:
+                    s = solo.setdefault(row, {"values": [], "ratios": []})
+                    s["values"].append(v)
+                    s["ratios"].append(v / got["new"][row[:-len(V6)] + V4][0])
             if bench == "worker" and not args.no_policy:
                 # The new build alone, with and without the Iq policy, in one process.
                 pol = run(new[bench], bench, args.quick, policy=True)

@@ -76,6 +76,13 @@ def worker(path):
                 row("cost per packet with the Iq policy", metric, "ns", "imsagw", on)
                 row("cost per packet with the Iq policy", metric, "ns", "same legs, policy off",
                     off)
+        elif "IPv6 access legs" in (section or ""):
+            legs = c[0]
+            for kind, v4, v6 in (("hot", c[1], c[2]), ("spread", c[4], c[5])):
+                metric = f"ns per frame, {kind} set, {legs} legs, access legs on IPv6"
+                row("cost per packet, IPv6 against IPv4", metric, "ns", "imsagw", v6)
+                row("cost per packet, IPv6 against IPv4", metric, "ns", "same run, all IPv4",
+                    v4)
         elif "cost per received frame" in (section or ""):
             legs = c[0]
             # The baseline of this sweep: the same worker with 10 legs, hot set, same run.

@@ -9,13 +9,17 @@
 //!
 //! `IMSAGW_BENCH_LEGS=10,1000,10000,100000` (the default) picks the leg counts.
 //!
+//! IPv6: at 10 and 100 000 legs (those of them the leg counts include), the same traffic with
+//! UE-X on IPv6 (each access leg IPv6, each core leg IPv4) against all-IPv4 legs, two rigs
+//! measured in turns.
+//!
 //! Last, relay under flood: one pair relays 32 MB while SYNs from random sources to random
 //! ports, or the fuzzer's hostile frames, are injected beside it each round; reported: the
 //! pair's Gbit/s per worker core against the same run without flood, and the worker's ns
 //! per flood frame (what a flood of R frames/s costs the core: R x that).
 
 use std::hint::black_box;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant as Wall;
 
 use dataplane::clock::{Clock, VirtualClock};
@@ -23,7 +27,7 @@ use dataplane::contract::*;
 use dataplane::worker::{Worker, WorkerConfig};
 use port::{Burst, PacketBuf, Port};
 use smoltcp::time::Duration;
-use smoltcp::wire::Ipv4Cidr;
+use smoltcp::wire::{IpCidr, Ipv4Cidr, Ipv6Cidr};
 use testbed::calls::plain_call;
 use testbed::hostile::{Aim, HostileFrames};
 use testbed::memlink::{MemLinkConfig, MemPort};
@@ -35,6 +39,8 @@ const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
 const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);
 const UE_X: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 7);
 const UE_Y: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 50);
+const AGW_ACCESS6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x1, 0, 0, 0, 0, 0x10);
+const UE_X6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x1, 0x100, 0, 0, 0, 0x7);
 
 struct Rig {
     clock: VirtualClock,
@@ -49,6 +55,20 @@ struct Rig {
 
 impl Rig {
     fn new(pairs: u32, buf: usize) -> Rig {
+        Self::with_access(pairs, buf, false)
+    }
+
+    /// A rig whose access legs and UE-X are on IPv6 (`v6`) or IPv4.
+    fn with_access(pairs: u32, buf: usize, v6: bool) -> Rig {
+        let (access, ue_x, prefix): (IpAddr, IpAddr, u8) = if v6 {
+            (AGW_ACCESS6.into(), UE_X6.into(), 32)
+        } else {
+            (AGW_ACCESS.into(), UE_X.into(), 15)
+        };
+        let cidr = |a: IpAddr, p: u8| match a {
+            IpAddr::V4(a) => IpCidr::Ipv4(Ipv4Cidr::new(a, p)),
+            IpAddr::V6(a) => IpCidr::Ipv6(Ipv6Cidr::new(a, p)),
+        };
         let link = MemLinkConfig {
             pool_buffers: 1 << 18,
             queue_frames: 1 << 15,
@@ -80,8 +100,8 @@ impl Rig {
             link,
             1 << 18,
             cfg,
-            &[Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
-            &[Ipv4Cidr::new(UE_X, 15), Ipv4Cidr::new(UE_Y, 15)],
+            &[cidr(access, prefix), cidr(AGW_CORE.into(), 15)],
+            &[cidr(ue_x, prefix), cidr(UE_Y.into(), 15)],
         );
         farm.auto_close = false;
         let mut rig = Rig {
@@ -106,10 +126,10 @@ impl Rig {
             ));
             for c in plain_call(
                 i,
-                SocketAddrV4::new(AGW_ACCESS, port(i)),
-                SocketAddrV4::new(AGW_CORE, port(i)),
-                UE_X,
-                SocketAddrV4::new(UE_Y, port(i)),
+                SocketAddr::new(access, port(i)),
+                SocketAddr::from((AGW_CORE, port(i))),
+                ue_x,
+                SocketAddr::from((UE_Y, port(i))),
             ) {
                 while rig.control.commands.push(c.clone()).is_err() {
                     rig.settle(1);
@@ -121,8 +141,8 @@ impl Rig {
         }
         for i in 0..pairs {
             rig.xs.push(rig.farm.connect(
-                (UE_X, port(i)),
-                (AGW_ACCESS, port(i)),
+                (ue_x, port(i)),
+                (access, port(i)),
                 buf,
                 2 * i as u64,
                 0,
@@ -357,6 +377,44 @@ fn main() {
     }
 
     println!();
+    // IPv6 access legs against IPv4 ones, at 10 and 100 000 legs, in turns.
+    let v6_legs: Vec<u32> = legs_from_env()
+        .into_iter()
+        .filter(|l| [10, 100_000].contains(l))
+        .collect();
+    if !v6_legs.is_empty() {
+        println!("# worker cost per received frame, IPv6 access legs (UE-X on IPv6, core legs IPv4) against all-IPv4 legs, in turns (ns)");
+        println!("| legs | hot set, IPv4 | hot set, IPv6 | v6 / v4 | spread, IPv4 | spread, IPv6 | v6 / v4 |");
+        println!("|---|---|---|---|---|---|---|");
+    }
+    for legs in v6_legs {
+        let pairs = (legs / 2).max(1);
+        let active = 64.min(pairs as usize);
+        let mut rigs = [
+            Rig::with_access(pairs, 4096, false),
+            Rig::with_access(pairs, 4096, true),
+        ];
+        let mut best = [[f64::MAX; 2]; 2];
+        for _ in 0..reps {
+            for (r, rig) in rigs.iter_mut().enumerate() {
+                let mut rng = SplitMix64::new(legs as u64);
+                best[r][0] = best[r][0].min(rig.per_frame(rounds, active, |k| k));
+                best[r][1] = best[r][1]
+                    .min(rig.per_frame(rounds, active, |_| rng.below(pairs as u64) as usize));
+            }
+        }
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} |",
+            2 * pairs,
+            best[0][0],
+            best[1][0],
+            best[1][0] / best[0][0],
+            best[0][1],
+            best[1][1],
+            best[1][1] / best[0][1]
+        );
+        black_box(&rigs);
+    }
     println!("# worker cost per received frame with a source filter, a policer and DSCP marking on every leg (Iq gm, tman, ds), against none, in turns on the same legs (ns)");
     println!("| legs | hot set | hot set, policy on | on / off | spread | spread, policy on | on / off |");
     println!("|---|---|---|---|---|---|---|");
