@@ -44,7 +44,7 @@ expect("MSRP chunks (both ways)", value("imsagw_msrp_chunks"), chunks)
 expect("contexts left", value("imsagw_contexts"), 0)
 if variant == "fax":
     expect("relayed datagrams (both pages)", value("imsagw_worker_relayed_datagrams"), 2 * int(os.environ.get("FAX_PACKETS", "300")))
-if variant in ("tls", "fax"):
+if variant in ("tls", "fax", "ipv6"):
     expect("TLS handshakes established", value("imsagw_tls_handshakes", outcome="established"), 1)
 dashboard = os.path.join(os.path.dirname(__file__), "..", "docs", "grafana-dashboard.json")
 queried = set()

@@ -14,7 +14,10 @@
 # Then a T.38 fax call (TS 23.334 e2ae, RFC 7345): UDPTL between UE-Y and T2, UDPTL over
 # DTLS 1.2 between UE-X and T1 (fingerprints and a=tls-id in the H.248 descriptors), a fax
 # page of UDPTL packets with redundancy each way, every packet checked.
-# `demo.sh --tcp`, `--tls`, `--restart` or `--fax` runs one.
+# Last, the flow with UE-X on IPv6 in the access network and UE-Y on IPv4 in the core, TLS
+# towards UE-X: the access realm is dual-stack, T1's Local asks for `c=IN IP6 $`, and imsagw
+# interworks the two IP versions between T1 and T2.
+# `demo.sh --tcp`, `--tls`, `--restart`, `--fax` or `--ipv6` runs one.
 # It cleans up after itself (also on Ctrl-C) and exits 0 only if everything matched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,9 +77,17 @@ ue_hosts_create
 # One run of the flow: start imsagw, bridge its tap, play the ALG, check, stop imsagw.
 # $1: tcp, tls or restart.
 flow() {
-  local variant=$1 sim_flags="" agw_flags=""
+  local variant=$1 sim_flags="" agw_flags="" ue_x=$UEX_IP
+  local access=198.18.1.10/15:40000-44999
   [ "$variant" = tls ] && sim_flags="--tls"
   [ "$variant" = fax ] && sim_flags="--fax"
+  if [ "$variant" = ipv6 ]; then
+    # UE-X on IPv6 (its namespace is dual-stack), TLS towards it; the access realm has an
+    # IPv6 address beside its IPv4 one.
+    sim_flags="--tls"
+    ue_x=$UE_HOSTS_UEX_IP6
+    access=198.18.1.10/15,2001:db8:1::10/$UE_HOSTS_PREFIX6:40000-44999
+  fi
   if [ "$variant" = restart ]; then
     # The IMS-ALG goes away mid-call and comes back; short H.248 timers so imsagw notices
     # within seconds.
@@ -87,7 +98,7 @@ flow() {
   section "[$variant] Start imsagw: control thread on core 0, one worker on core 1, DPDK net_tap0 (iface $IFACE)"
   # shellcheck disable=SC2086
   agw_start --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" --metrics "$METRICS" $agw_flags ${IMSAGW_ARGS:-} \
-    --realm access=198.18.1.10/15:40000-44999 --realm core=198.18.2.20/15:45000-49999
+    --realm "access=$access" --realm core=198.18.2.20/15:45000-49999
   grep -E "imsagw running|TLS identity" "$WORK/imsagw.log"
   ue_hosts_bridge_tap "$IFACE"
 
@@ -104,7 +115,7 @@ flow() {
     grep -q capturing "$WORK/capture.out" || fail "capture did not start: $(cat "$WORK/capture.out")"
   fi
   # shellcheck disable=SC2086
-  "$SIM" alg --listen 127.0.0.1:2945 --ue-x "$UEX_IP" --ue-y "$UEY_IP:2855" \
+  "$SIM" alg --listen 127.0.0.1:2945 --ue-x "$ue_x" --ue-y "$UEY_IP:2855" \
     --ue-x-netns "$UEX" --ue-y-netns "$UEY" --messages "$MESSAGES" $sim_flags \
     | tee "$WORK/alg-$variant.out" || fail "call flow ($variant)"
   [ "${PIPESTATUS[0]}" -eq 0 ] || fail "call flow ($variant)"
@@ -169,8 +180,9 @@ case "${1:-all}" in
   --tls|tls) flow tls ;;
   --restart|restart) flow restart ;;
   --fax|fax) flow fax ;;
-  all) flow tcp; flow tls; flow restart; flow fax ;;
-  *) echo "usage: demo.sh [--tcp|--tls|--restart|--fax]  (default: all four)"; exit 2 ;;
+  --ipv6|ipv6) flow ipv6 ;;
+  all) flow tcp; flow tls; flow restart; flow fax; flow ipv6 ;;
+  *) echo "usage: demo.sh [--tcp|--tls|--restart|--fax|--ipv6]  (default: all five)"; exit 2 ;;
 esac
 
 echo

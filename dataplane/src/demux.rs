@@ -170,6 +170,19 @@ impl PortTable {
         self.ips.iter().any(|(a, _)| *a == ip)
     }
 
+    /// The index of local address `ip` (what a leg keeps instead of the address).
+    pub fn index_of(&self, ip: IpAddr) -> Option<u8> {
+        self.ips
+            .iter()
+            .position(|(a, _)| *a == ip)
+            .and_then(|i| u8::try_from(i).ok())
+    }
+
+    /// The local address at `index`.
+    pub fn ip(&self, index: u8) -> IpAddr {
+        self.ips[index as usize].0
+    }
+
     #[inline]
     pub fn get(&self, ip: IpAddr, port: u16) -> Option<u32> {
         for (a, ports) in &self.ips {

@@ -16,7 +16,7 @@ use dataplane::worker::DTLS_1_2;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
 use smoltcp::time::Duration;
-use smoltcp::wire::{IpAddress, IpEndpoint};
+use smoltcp::wire::IpEndpoint;
 use testbed::memlink::Faults;
 use testbed::{udptl_packets, DtlsPeer};
 
@@ -46,9 +46,7 @@ fn send_from(b: &mut Bed, from: SocketHandle, data: &[u8], to: SocketAddr) {
 fn recv_all(b: &mut Bed, h: SocketHandle, into: &mut Vec<(Vec<u8>, SocketAddr)>) {
     let s = b.host.sockets.get_mut::<udp::Socket>(h);
     while let Ok((d, meta)) = s.recv() {
-        if let IpAddress::Ipv4(ip) = meta.endpoint.addr {
-            into.push((d.to_vec(), SocketAddr::from((ip, meta.endpoint.port))));
-        }
+        into.push((d.to_vec(), SocketAddr::from(meta.endpoint)));
     }
 }
 
@@ -110,6 +108,15 @@ impl Call {
             core: sa(AGW_CORE, port + 2),
             ue: sa(UE_X, UE_PORT + ctx as u16 * 10),
             far: sa(UE_Y, CORE_PORT + ctx as u16 * 10),
+        }
+    }
+
+    /// A call with UE-X (and T1) on IPv6, the core side on IPv4 (a bed from `bed_dual`).
+    fn v6_to_v4(ctx: u32, port: u16) -> Call {
+        Call {
+            access: sa(AGW_ACCESS6, port),
+            ue: sa(UE_X6, UE_PORT + ctx as u16 * 10),
+            ..Call::new(ctx, port)
         }
     }
 
@@ -263,10 +270,21 @@ fn fax_both_ways(b: &mut Bed, ue: &mut DtlsPeer, call: &Call, far: SocketHandle,
 
 #[test]
 fn fax_page_both_ways_through_dtls_with_loss_in_the_handshake() {
-    let mut b = bed(Faults::default(), 9);
+    fax_page(bed(Faults::default(), 9), Call::new(1, 40000));
+}
+
+/// The same page with DTLS over IPv6 towards UE-X, the core leg on IPv4.
+#[test]
+fn fax_page_through_dtls_over_ipv6_to_an_ipv4_core_leg() {
+    fax_page(
+        bed_dual(Faults::default(), 10, Default::default()),
+        Call::v6_to_v4(1, 40000),
+    );
+}
+
+fn fax_page(mut b: Bed, call: Call) {
     let baseline = b.pool.in_use();
     let ids = identities();
-    let call = Call::new(1, 40000);
     let (mut ue, cfg) = ue_client(&mut b, &ids, &call);
     let far = udp_socket(&mut b, call.far);
     // 5 % of the frames each way are lost while the handshake runs.
@@ -276,7 +294,7 @@ fn fax_page_both_ways_through_dtls_with_loss_in_the_handshake() {
     };
     b.worker.port().set_egress_faults(lossy.clone());
     b.host.device.port().set_egress_faults(lossy);
-    call.start(&mut b, Some(cfg), Accept::Gate(UE_X.into()), no_idle());
+    call.start(&mut b, Some(cfg), Accept::Gate(call.ue.ip()), no_idle());
     run_until(&mut b, &mut ue, Duration::from_secs(30), |b, ue| {
         ue.connected
             && b.has(|e| matches!(e, Event::TlsEstablished { version, .. } if *version == DTLS_1_2))

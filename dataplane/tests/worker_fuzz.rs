@@ -1,7 +1,8 @@
 //! The data-plane fuzzer: hostile frames (truncated and inconsistent headers, bad checksums,
 //! fragments, odd and malformed TCP options, zero windows, random flags and sequence numbers,
-//! overlapping payloads, garbage) driven into a worker on MemLink while two good pairs move
-//! checked byte streams both ways and two sacrificial pairs take everything. No panic; the
+//! overlapping payloads, garbage, IPv6 extension headers) driven into a worker on MemLink
+//! while two good pairs (one on IPv4, one on IPv6) move checked byte streams both ways and two
+//! sacrificial pairs (likewise) take everything. No panic; the
 //! good pairs never see a wrong byte or an end and keep moving; every leg and buffer is
 //! returned at the end.
 //!
@@ -33,7 +34,9 @@ fn hostile_frames_hurt_no_good_pair() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let mut b = bed(Faults::default(), 77);
+    let mut b = bed_dual(Faults::default(), 77, Default::default());
+    // The second pair of each kind is on IPv6.
+    let family = [V4_V4, V6_V6];
     let good = [
         (key(1, 1), key(1, 2), 2855u16),
         (key(2, 3), key(2, 4), 2856),
@@ -44,7 +47,7 @@ fn hostile_frames_hurt_no_good_pair() {
     ];
     let mut streams = Vec::new();
     for (i, &(a, c, port)) in good.iter().enumerate() {
-        let (x, y) = b.pair_of(a, c, port, 64 * 1024, Framing::Agnostic);
+        let (x, y) = b.pair_at(family[i], a, c, port, 64 * 1024, Framing::Agnostic);
         let s = 10 * i as u64;
         streams.push((
             x,
@@ -56,18 +59,19 @@ fn hostile_frames_hurt_no_good_pair() {
         ));
     }
     let mut victim_socks = Vec::new();
-    for &(a, c, port) in &victims {
-        victim_socks.push(b.pair_of(a, c, port, 16 * 1024, Framing::Agnostic));
+    for (i, &(a, c, port)) in victims.iter().enumerate() {
+        victim_socks.push(b.pair_at(family[i], a, c, port, 16 * 1024, Framing::Agnostic));
     }
-    let flows = |port: u16| {
+    let flows = |i: usize, port: u16| {
+        let at = family[i];
         [
             Flow {
-                src: (UE_X, port),
-                dst: (AGW_ACCESS, port),
+                src: (at.ue_x, port),
+                dst: (at.access, port),
             },
             Flow {
-                src: (UE_Y, port),
-                dst: (AGW_CORE, port),
+                src: (at.ue_y, port),
+                dst: (at.core, port),
             },
         ]
     };
@@ -84,22 +88,23 @@ fn hostile_frames_hurt_no_good_pair() {
             let f = match r {
                 // Good flows: only what must be dropped before it touches them.
                 0 | 1 => {
-                    let port = good[rng.below(2) as usize].2;
-                    let fl = flows(port)[rng.below(2) as usize];
+                    let i = rng.below(2) as usize;
+                    let fl = flows(i, good[i].2)[rng.below(2) as usize];
                     hostile.frame(Some(fl), fl.dst.0, Aim::Droppable)
                 }
                 // Sacrificial flows: anything.
                 2 | 3 => {
-                    let port = victims[rng.below(2) as usize].2;
-                    let fl = flows(port)[rng.below(2) as usize];
+                    let i = rng.below(2) as usize;
+                    let fl = flows(i, victims[i].2)[rng.below(2) as usize];
                     hostile.frame(Some(fl), fl.dst.0, Aim::Anything)
                 }
                 // Random flows at the AGW's addresses (open and unused ports).
                 _ => {
-                    let ip = if rng.chance(0.5) {
-                        AGW_ACCESS
-                    } else {
-                        AGW_CORE
+                    let ip: std::net::IpAddr = match rng.below(4) {
+                        0 => AGW_ACCESS.into(),
+                        1 => AGW_CORE.into(),
+                        2 => AGW_ACCESS6.into(),
+                        _ => AGW_CORE6.into(),
                     };
                     hostile.frame(None, ip, Aim::Anything)
                 }
@@ -125,9 +130,10 @@ fn hostile_frames_hurt_no_good_pair() {
     }
     let after = b.worker.counters();
     eprintln!(
-        "{injected} hostile frames; worker: malformed {} fragments {} no leg {} gate {}; good streams {:?}",
+        "{injected} hostile frames; worker: malformed {} fragments {} IPv6 extensions {} no leg {} gate {}; good streams {:?}",
         after.malformed_dropped - before.malformed_dropped,
         after.fragments_dropped - before.fragments_dropped,
+        after.extension_dropped - before.extension_dropped,
         after.tcp_no_leg - before.tcp_no_leg,
         after.gate_rejected - before.gate_rejected,
         streams.iter().map(|s| (s.4.received, s.5.received)).collect::<Vec<_>>()
@@ -173,6 +179,7 @@ fn hostile_frames_hurt_no_good_pair() {
         );
     }
     assert!(after.malformed_dropped > before.malformed_dropped);
+    assert!(after.extension_dropped > before.extension_dropped);
     assert!(after.tcp_no_leg > before.tcp_no_leg);
     // Release everything: every leg is freed and every buffer is back.
     for &(a, c, _) in good.iter().chain(&victims) {

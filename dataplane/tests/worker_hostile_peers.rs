@@ -121,13 +121,13 @@ fn syn_and_connection_floods_leave_no_state_and_the_good_pair_moves() {
                 2 => {
                     let port = [3000u16, 2855][rng.below(2) as usize];
                     let src = (
-                        std::net::Ipv4Addr::from(rng.next_u64() as u32 | 0x0100_0000),
+                        std::net::Ipv4Addr::from(rng.next_u64() as u32 | 0x0100_0000).into(),
                         1024 + rng.below(60000) as u16,
                     );
                     h.syn(
                         Some(Flow {
                             src,
-                            dst: (AGW_ACCESS, port),
+                            dst: (AGW_ACCESS.into(), port),
                         }),
                         AGW_ACCESS,
                     )
@@ -135,11 +135,11 @@ fn syn_and_connection_floods_leave_no_state_and_the_good_pair_moves() {
                 // A connection flood from the gate's own address: the first one the leg
                 // accepts is a real UE's; the others are refused.
                 _ => {
-                    let src = (UE_X, 20000 + rng.below(20000) as u16);
+                    let src = (UE_X.into(), 20000 + rng.below(20000) as u16);
                     h.syn(
                         Some(Flow {
                             src,
-                            dst: (AGW_ACCESS, 3001),
+                            dst: (AGW_ACCESS.into(), 3001),
                         }),
                         AGW_ACCESS,
                     )

@@ -3,7 +3,8 @@
 # joined to that bridge. Shell scripts source it (demo, soak, flood, bench); the Rust
 # integration tests run it as a program (tests/src/lib.rs `UeLan`):
 #
-#   bash scripts/lib/ue_hosts.sh create LAN UEX UEY    prints `uex=ADDR/15 uey=ADDR/15`
+#   bash scripts/lib/ue_hosts.sh create LAN UEX UEY    prints `uex=ADDR/15 uey=ADDR/15
+#                                                      uex6=ADDR/32 uey6=ADDR/32`
 #   bash scripts/lib/ue_hosts.sh bridge-tap LAN IFACE
 #   bash scripts/lib/ue_hosts.sh bridge-veth LAN IFACE   a veth IFACE for imsagw's AF_XDP port
 #   bash scripts/lib/ue_hosts.sh add LAN NS ADDRESS VETH   one more host on the LAN
@@ -17,12 +18,24 @@
 UE_HOSTS_UEX_IP=198.18.100.7
 UE_HOSTS_UEY_IP=198.18.200.50
 UE_HOSTS_PREFIX=15
+# Their IPv6 addresses (documentation prefix 2001:db8::/32, one link as the /15 is): UE-X in
+# the access network beside the access realm's 2001:db8:1::10, UE-Y in the core beside
+# 2001:db8:2::20. Every UE is dual-stack; the call decides which family it uses.
+UE_HOSTS_UEX_IP6=2001:db8:1:100::7
+UE_HOSTS_UEY_IP6=2001:db8:2:200::50
+UE_HOSTS_PREFIX6=32
 # net_tap gives the kernel side of the tap the DPDK port's MAC; on a bridge it needs one of
 # its own, or the bridge keeps every frame for that MAC to itself.
 UE_HOSTS_TAP_MAC=02:00:00:00:00:fe
 
 : "${UEX_IP:=$UE_HOSTS_UEX_IP}"
 : "${UEY_IP:=$UE_HOSTS_UEY_IP}"
+
+# $1 host namespace, $2 its IPv6 address: added without duplicate address detection (the
+# address is usable at once; nothing else on the LAN has it).
+ue_hosts_attach6() {
+  ip netns exec "$1" ip -6 addr add "$2/$UE_HOSTS_PREFIX6" dev eth0 nodad
+}
 
 # $1 LAN namespace, $2 host namespace, $3 its address, $4 the name of its veth on the bridge.
 ue_hosts_attach() {
@@ -46,9 +59,13 @@ ue_hosts_create() {
   for ns in "$UEX" "$UEY" "$LAN"; do
     ue_hosts_new_ns "$ns"
   done
-  ip netns exec "$LAN" ip link add br0 type bridge
+  # No MLD snooping: imsagw does not report its solicited-node groups, so a snooping bridge
+  # could keep neighbour solicitations for its IPv6 addresses from it.
+  ip netns exec "$LAN" ip link add br0 type bridge mcast_snooping 0
   ue_hosts_attach "$LAN" "$UEX" "$UEX_IP" vx
   ue_hosts_attach "$LAN" "$UEY" "$UEY_IP" vy
+  ue_hosts_attach6 "$UEX" "$UE_HOSTS_UEX_IP6"
+  ue_hosts_attach6 "$UEY" "$UE_HOSTS_UEY_IP6"
   ip netns exec "$LAN" ip link set br0 up
 }
 
@@ -116,7 +133,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     create)
       LAN=$1 UEX=$2 UEY=$3
       ue_hosts_create
-      echo "uex=$UEX_IP/$UE_HOSTS_PREFIX uey=$UEY_IP/$UE_HOSTS_PREFIX"
+      echo "uex=$UEX_IP/$UE_HOSTS_PREFIX uey=$UEY_IP/$UE_HOSTS_PREFIX uex6=$UE_HOSTS_UEX_IP6/$UE_HOSTS_PREFIX6 uey6=$UE_HOSTS_UEY_IP6/$UE_HOSTS_PREFIX6"
       ;;
     bridge-tap)
       LAN=$1

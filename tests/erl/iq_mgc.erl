@@ -12,6 +12,9 @@
 %%             of step 24 ("OK notify tcpc/est"), then for a line "subtract" on standard
 %%             input, and prints "STATS <term> os=<n> or=<n> chkr=.. chks=.. r2xxr=.. r2xxs=.."
 %%             (octets and MSRP counts) for both from the Subtract.
+%%   annexy6:  annexy with UE-X on IPv6: T1's Local asks for `c=IN IP6 $` (the access realm
+%%             is dual-stack), Modify T1 accepts UE-X from 2001:db8:1:100::7; UE-Y stays on
+%%             IPv4 in the core. Prints "T1 <ip> <port>" with T1's IPv6 address.
 %%   restarted: for a restarted MGC: prints the ServiceChange's method (an MG that had
 %%             registered before comes back with Disconnected), then runs `bulk`.
 %%   bulk:     sets up N calls (Add T1, Add T2 into its context, each TCP/MSRP), checks the
@@ -175,12 +178,20 @@ scenario("packages", CH, _Parm) ->
     end,
     {ok} = subtract(CH, Ctx, T1),
     halt(0);
-scenario("annexy", CH, _Parm) ->
+scenario("annexy", CH, Parm) ->
+    annexy(CH, Parm, "IP4", "198.18.100.7");
+scenario("annexy6", CH, Parm) ->
+    annexy(CH, Parm, "IP6", "2001:db8:1:100::7");
+scenario(Other, _CH, _Parm) ->
+    io:format("FAIL unknown scenario ~s~n", [Other]), halt(1).
+
+%% The seed's flow with UE-X at UeX, of address type Family (T1's Local asks for it).
+annexy(CH, _Parm, Family, UeX) ->
     timer:sleep(200),
-    {ok, Ctx, T1, {Ip1, Port1}} = add_realm(CH, ?megaco_choose_context_id, "access"),
+    {ok, Ctx, T1, {Ip1, Port1}} = add_realm(CH, ?megaco_choose_context_id, "access", loud, Family),
     {ok, Ctx, T2, _} = add_realm(CH, Ctx, "core"),
-    ok = modify_remote(CH, Ctx, T2, "198.18.200.50", "2855", "passive", 103, "tcpc/estfail"),
-    ok = modify_remote(CH, Ctx, T1, "198.18.100.7", "9", "active", 104, "tcpc/est"),
+    ok = modify_remote(CH, Ctx, T2, "IP4", "198.18.200.50", "2855", "passive", 103, "tcpc/estfail"),
+    ok = modify_remote(CH, Ctx, T1, Family, UeX, "9", "active", 104, "tcpc/est"),
     io:format("T1 ~s ~s~n", [Ip1, Port1]),
     receive
         {notify, 104, Events} ->
@@ -218,10 +229,13 @@ add_realm(CH, Ctx0, Realm) ->
     add_realm(CH, Ctx0, Realm, loud).
 
 add_realm(CH, Ctx0, Realm, Say) ->
+    add_realm(CH, Ctx0, Realm, Say, "IP4").
+
+add_realm(CH, Ctx0, Realm, Say, Family) ->
     Cmd = #'CommandRequest'{command = {addReq, #'AmmRequest'{
               terminationID = [#megaco_term_id{contains_wildcards = true, id = [[$$]]}],
               descriptors = [{mediaDescriptor,
-                              media(sdp([{"v", "0"}, {"c", "IN IP4 $"},
+                              media(sdp([{"v", "0"}, {"c", "IN " ++ Family ++ " $"},
                                          {"m", "message $ TCP/MSRP *"}]), Realm)}]}}},
     {3, {ok, [#'ActionReply'{contextId = Ctx,
                              commandReply = [{addReply, #'AmmsReply'{terminationID = [Tid],
@@ -240,8 +254,8 @@ add_realm(CH, Ctx0, Realm, Say) ->
     end,
     {ok, Ctx, Tid, {Ip, Port}}.
 
-modify_remote(CH, Ctx, Tid, Ip, Port, Setup, Rid, Event) ->
-    Remote = sdp([{"v", "0"}, {"c", "IN IP4 " ++ Ip}, {"m", "message " ++ Port ++ " TCP/MSRP *"},
+modify_remote(CH, Ctx, Tid, Family, Ip, Port, Setup, Rid, Event) ->
+    Remote = sdp([{"v", "0"}, {"c", "IN " ++ Family ++ " " ++ Ip}, {"m", "message " ++ Port ++ " TCP/MSRP *"},
                   {"a", "setup:" ++ Setup}]),
     LC = #'LocalControlDescriptor'{streamMode = sendRecv, propertyParms = []},
     SP = #'StreamParms'{localControlDescriptor = LC,

@@ -115,9 +115,12 @@ pub struct UeLan {
     pub lan: NetNs,
     pub uex: NetNs,
     pub uey: NetNs,
-    /// UE-X's and UE-Y's addresses with their prefix, as the script gave them.
+    /// UE-X's and UE-Y's addresses with their prefix, as the script gave them; and their
+    /// IPv6 addresses (every UE is dual-stack).
     pub uex_cidr: String,
     pub uey_cidr: String,
+    pub uex6_cidr: String,
+    pub uey6_cidr: String,
 }
 
 fn ue_hosts_script() -> PathBuf {
@@ -158,6 +161,7 @@ impl UeLan {
                 .with_context(|| format!("{k}= in {text:?}"))
         };
         let (uex_cidr, uey_cidr) = (field("uex")?, field("uey")?);
+        let (uex6_cidr, uey6_cidr) = (field("uex6")?, field("uey6")?);
         let ns = |name: &String| NetNs { name: name.clone() };
         Ok(UeLan {
             lan: ns(&names[0]),
@@ -165,6 +169,8 @@ impl UeLan {
             uey: ns(&names[2]),
             uex_cidr,
             uey_cidr,
+            uex6_cidr,
+            uey6_cidr,
         })
     }
 
@@ -228,5 +234,10 @@ impl UeLan {
 
     pub fn uey_ip(&self) -> &str {
         self.uey_cidr.split('/').next().unwrap_or_default()
+    }
+
+    /// UE-X's IPv6 address without its prefix.
+    pub fn uex6_ip(&self) -> &str {
+        self.uex6_cidr.split('/').next().unwrap_or_default()
     }
 }

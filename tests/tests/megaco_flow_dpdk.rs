@@ -6,7 +6,8 @@
 //! Over UDP, and over TCP (TPKT, H.248.1 D.2: imsagw opens the connection to the MGC and
 //! sends everything on it), where the MGC then goes away and a new one comes up on the same
 //! port: imsagw reconnects, registers again with Disconnected, and the new MGC sets up a call
-//! and clears everything with `Context = * { Subtract = * }`. Needs root.
+//! and clears everything with `Context = * { Subtract = * }`. Once more over UDP with UE-X on
+//! IPv6 (scenario `annexy6`: a dual-stack access realm, T1 on IPv6, T2 on IPv4). Needs root.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -18,12 +19,17 @@ use imsagw_tests::hosts::*;
 
 #[test]
 fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
-    flow("udp");
+    flow("udp", false);
 }
 
 #[test]
 fn a_megaco_mgc_over_tcp_drives_the_flow_and_imsagw_survives_its_restart() {
-    flow("tcp");
+    flow("tcp", false);
+}
+
+#[test]
+fn a_megaco_mgc_drives_the_flow_with_ue_x_on_ipv6_and_ue_y_on_ipv4() {
+    flow("udp", true);
 }
 
 fn mgc_process(dir: &Path, port: u16, scenario: &str, transport: &str) -> Reap {
@@ -47,13 +53,19 @@ fn mgc_process(dir: &Path, port: u16, scenario: &str, transport: &str) -> Reap {
     )
 }
 
-fn flow(transport: &str) {
-    let id = std::process::id() % 100_000 + if transport == "tcp" { 1 } else { 0 };
-    let hosts = imsagw_tests::UeLan::hosts(&format!("mf{transport}")).unwrap();
+fn flow(transport: &str, ue_x_v6: bool) {
+    let id = std::process::id() % 100_000
+        + match (transport, ue_x_v6) {
+            ("tcp", _) => 1,
+            (_, true) => 2,
+            _ => 0,
+        };
+    let six = if ue_x_v6 { "6" } else { "" };
+    let hosts = imsagw_tests::UeLan::hosts(&format!("mf{transport}{six}")).unwrap();
     let (uex, uey) = (hosts.uex.name.clone(), hosts.uey.name.clone());
 
     // The MGC.
-    let dir = std::env::temp_dir().join(format!("imsagw-mflow-{transport}-{id}"));
+    let dir = std::env::temp_dir().join(format!("imsagw-mflow-{transport}{six}-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("erl/iq_mgc.erl");
     assert!(Command::new("erlc")
@@ -68,7 +80,8 @@ fn flow(transport: &str) {
         .local_addr()
         .unwrap()
         .port();
-    let mut mgc = mgc_process(&dir, port, "annexy", transport);
+    let scenario = if ue_x_v6 { "annexy6" } else { "annexy" };
+    let mut mgc = mgc_process(&dir, port, scenario, transport);
     let mgc_lines = lines_of(&mut mgc.0, false);
     let mut seen = Vec::new();
     expect(&mgc_lines, "READY", &mut seen);
@@ -113,13 +126,28 @@ fn flow(transport: &str) {
         "tcp" => format!("tcp://127.0.0.1:{port}"),
         _ => format!("127.0.0.1:{port}"),
     };
-    let (agw, agw_lines, agw_seen) = start_imsagw(&tap, &mgc_addr, &dir.join("status.sock"), &[]);
+    // With UE-X on IPv6 the access realm is dual-stack (T1 takes its IPv6 address).
+    let realms: &[&str] = if ue_x_v6 {
+        &[
+            "--realm",
+            "access=198.18.1.10/15,2001:db8:1::10/32:40000-44999",
+            "--realm",
+            "core=198.18.2.20/15:45000-49999",
+        ]
+    } else {
+        &[]
+    };
+    let (agw, agw_lines, agw_seen) =
+        start_imsagw(&tap, &mgc_addr, &dir.join("status.sock"), realms);
     hosts.bridge_tap(&tap).unwrap();
 
     // The MGC adds and modifies; UE-X connects to T1 once it is told where.
     let t1 = expect(&mgc_lines, "T1 ", &mut seen);
     let mut parts = t1.split(' ').skip(1);
-    let t1_addr = format!("{}:{}", parts.next().unwrap(), parts.next().unwrap());
+    let t1_ip: std::net::IpAddr = parts.next().unwrap().parse().unwrap();
+    let t1_port: u16 = parts.next().unwrap().trim().parse().unwrap();
+    assert_eq!(t1_ip.is_ipv6(), ue_x_v6, "{t1}");
+    let t1_addr = std::net::SocketAddr::new(t1_ip, t1_port).to_string();
     let (mut ue_x, x_lines) = ue(
         &uex,
         &[

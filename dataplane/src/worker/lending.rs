@@ -19,6 +19,7 @@
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 
+use super::leg::sole;
 use super::{Worker, WorkerConfig};
 use port::Port;
 
@@ -254,7 +255,7 @@ impl<P: Port> Worker<P> {
         if leg.is_udp() {
             return;
         }
-        let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
+        let sock = leg.set.get_mut::<tcp::Socket>(sole());
         let Some(receive) = which(sock) else {
             return;
         };
@@ -304,7 +305,7 @@ impl<P: Port> Worker<P> {
                 pool.cursor += 1;
                 continue;
             }
-            let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
+            let sock = leg.set.get_mut::<tcp::Socket>(sole());
             let (rx_large, tx_large) = pool.holds(sock);
             let mut holds = false;
             if rx_large {

@@ -40,7 +40,7 @@ use crate::policy::Guard;
 use crate::wheel::TimerWheel;
 use port::{Burst, PacketBuf, Port};
 
-use leg::{Kind, Leg, NO_DEADLINE};
+use leg::{sole, Kind, Leg, NO_DEADLINE};
 pub use udp::DTLS_1_2;
 
 #[derive(Debug, Clone)]
@@ -283,7 +283,7 @@ impl<P: Port> Worker<P> {
             .iter()
             .filter_map(|(k, &i)| {
                 let l = self.legs.get(i as usize)?.as_ref()?;
-                Some((*k, std::net::SocketAddr::from(l.local)))
+                Some((*k, (self.table.ip(l.local.0), l.local.1).into()))
             })
             .collect();
         v.sort();
@@ -632,10 +632,14 @@ impl<P: Port> Worker<P> {
         if !self.admit(key, local) {
             return;
         }
+        let Some(ip) = self.table.index_of(local.ip()) else {
+            return self.reject(key, Rejection::NotLocal);
+        };
         let (socket, kind) = make(&self.cfg);
         let mut set = SocketSet::new(Vec::with_capacity(1));
         let handle = set.add(socket);
-        self.insert_leg(Leg::new(key, local, set, handle, now, kind));
+        debug_assert_eq!(handle, sole());
+        self.insert_leg(Leg::new(key, (ip, local.port()), set, now, kind));
     }
 
     /// Puts a new leg in the table at its local address; false (reported) if the address is
@@ -649,7 +653,10 @@ impl<P: Port> Worker<P> {
                 (self.legs.len() - 1) as u32
             }
         };
-        if !self.table.bind(leg.local.0, leg.local.1, idx) {
+        if !self
+            .table
+            .bind(self.table.ip(leg.local.0), leg.local.1, idx)
+        {
             self.free.push(idx);
             self.reject(key, Rejection::AddressInUse);
             return false;
@@ -666,11 +673,11 @@ impl<P: Port> Worker<P> {
             return;
         };
         if !leg.is_udp() {
-            if let smoltcp::socket::Socket::Tcp(s) = leg.set.remove(leg.handle) {
+            if let smoltcp::socket::Socket::Tcp(s) = leg.set.remove(sole()) {
                 self.return_buffers(idx, s);
             }
         }
-        self.table.unbind(leg.local.0, leg.local.1);
+        self.table.unbind(self.table.ip(leg.local.0), leg.local.1);
         if leg.armed_ms != NO_DEADLINE {
             self.wheel.remove(idx, leg.armed_ms);
         }

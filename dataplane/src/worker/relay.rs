@@ -8,7 +8,7 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 
-use super::leg::{Aware, Kind, Leg, TcpLeg, TcpState};
+use super::leg::{sole, Aware, Kind, Leg, TcpLeg, TcpState};
 use super::tcp::close_leg;
 use super::Worker;
 use crate::contract::*;
@@ -156,7 +156,7 @@ fn pass_fin(from: &mut Leg, to: &mut Leg) -> usize {
             ..
         }) => tls.session.peer_done(),
         Kind::Tcp(_) => {
-            let sock = from.set.get_mut::<tcp::Socket>(from.handle);
+            let sock = from.set.get_mut::<tcp::Socket>(sole());
             !sock.may_recv() && sock.recv_queue() == 0
         }
         Kind::Udp(_) => return 0,
@@ -204,15 +204,9 @@ fn pump(
         _ => None,
     };
     let (total, blocked) = match (from_tls, to_tls) {
-        (None, None) => pump_plain(
-            &mut from.set,
-            from.handle,
-            &mut to.set,
-            to.handle,
-            &mut observe,
-        ),
+        (None, None) => pump_plain(&mut from.set, sole(), &mut to.set, sole(), &mut observe),
         (Some(tf), None) => {
-            let tx = to.set.get_mut::<tcp::Socket>(to.handle);
+            let tx = to.set.get_mut::<tcp::Socket>(sole());
             let mut total = 0;
             while tx.may_send() && tx.send_queue() < tx.send_capacity() {
                 let n = tx
@@ -233,8 +227,8 @@ fn pump(
             (total, total > 0 && tx.send_queue() >= tx.send_capacity())
         }
         (None, Some(tt)) => {
-            let rx = from.set.get_mut::<tcp::Socket>(from.handle);
-            let tx = to.set.get_mut::<tcp::Socket>(to.handle);
+            let rx = from.set.get_mut::<tcp::Socket>(sole());
+            let tx = to.set.get_mut::<tcp::Socket>(sole());
             let mut total = 0;
             for _ in 0..4 {
                 tt.transmit(tx);
@@ -262,7 +256,7 @@ fn pump(
             (total, tt.wants_write())
         }
         (Some(tf), Some(tt)) => {
-            let tx = to.set.get_mut::<tcp::Socket>(to.handle);
+            let tx = to.set.get_mut::<tcp::Socket>(sole());
             let mut total = 0;
             for _ in 0..8 {
                 // Only with nothing pending: then a scratch-full of plaintext always fits

@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 
 use smoltcp::socket::tcp;
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
-use super::leg::{Kind, Leg, TcpLeg, TcpState, Tls};
+use super::leg::{sole, Kind, Leg, PendingTls, TcpLeg, TcpState, Tls};
 use super::Worker;
 use crate::contract::*;
 use crate::framing::Framing;
@@ -22,6 +22,16 @@ pub(super) struct StartSpec {
     pub timers: LegTimers,
     pub tls: Option<TlsConfig>,
     pub framing: Framing,
+}
+
+/// The TLS a starting leg will run, with its handshake time.
+fn pending(tls: Option<TlsConfig>, timers: &LegTimers) -> Option<Box<PendingTls>> {
+    tls.map(|config| {
+        Box::new(PendingTls {
+            config,
+            handshake: timers.handshake,
+        })
+    })
 }
 
 impl<P: Port> Worker<P> {
@@ -54,25 +64,25 @@ impl<P: Port> Worker<P> {
         }
         leg.set_timers(&spec.timers);
         leg.last_payload = now;
-        let (ip, port) = leg.local;
+        let (ip, port) = (self.table.ip(leg.local.0), leg.local.1);
         let local = IpListenEndpoint {
             addr: Some(IpAddress::from(ip)),
             port,
         };
-        let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
+        let sock = leg.set.get_mut::<tcp::Socket>(sole());
         let started = match spec.role {
             LegRole::Passive => sock
                 .listen(local)
                 .map(|()| TcpState::Listening {
                     accept: spec.accept,
-                    tls: spec.tls.map(Box::new),
+                    tls: pending(spec.tls, &spec.timers),
                 })
                 .map_err(|_| ()),
             LegRole::Active { remote } => sock
                 .connect(self.iface.context(), IpEndpoint::from(remote), local)
                 .map(|()| TcpState::Connecting {
                     deadline: now + spec.timers.connect,
-                    tls: spec.tls.map(Box::new),
+                    tls: pending(spec.tls, &spec.timers),
                 })
                 .map_err(|_| ()),
         };
@@ -99,7 +109,7 @@ impl<P: Port> Worker<P> {
             return;
         };
         let partner = leg.partner.take();
-        let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
+        let sock = leg.set.get_mut::<tcp::Socket>(sole());
         let was_reported = std::mem::replace(&mut t.reported, true);
         match t.state {
             TcpState::Reserved | TcpState::Listening { .. } | TcpState::Connecting { .. } => {
@@ -152,7 +162,7 @@ impl<P: Port> Worker<P> {
         if leg.is_udp() {
             return;
         }
-        let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
+        let sock = leg.set.get_mut::<tcp::Socket>(sole());
         let sock_state = sock.state();
         let phase = match &leg.kind {
             Kind::Tcp(t) => match &t.state {
@@ -194,7 +204,7 @@ impl<P: Port> Worker<P> {
                     return;
                 };
                 let idle = leg.idle();
-                let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
+                let sock = leg.set.get_mut::<tcp::Socket>(sole());
                 if let Some(idle) = idle {
                     if now >= leg.last_payload + idle {
                         sock.abort();
@@ -243,7 +253,7 @@ impl<P: Port> Worker<P> {
         let Some(leg) = self.legs.get_mut(idx as usize).and_then(|l| l.as_mut()) else {
             return;
         };
-        let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
+        let sock = leg.set.get_mut::<tcp::Socket>(sole());
         let remote = match sock.remote_endpoint() {
             Some(e) => SocketAddr::from(e),
             None => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
@@ -251,7 +261,7 @@ impl<P: Port> Worker<P> {
         leg.last_payload = now;
         leg.stats.remote = Some(remote.into());
         leg.stats.established_ms = now.total_millis();
-        let (key, partner, handshake) = (leg.key, leg.partner, leg.handshake);
+        let (key, partner) = (leg.key, leg.partner);
         let Kind::Tcp(t) = &mut leg.kind else {
             return;
         };
@@ -264,7 +274,11 @@ impl<P: Port> Worker<P> {
             }
         };
         // The session's buffers are allocated here, once per connection.
-        let session = config.as_deref().map(TlsSession::new).transpose();
+        let handshake = config.as_ref().map_or(Duration::ZERO, |p| p.handshake);
+        let session = config
+            .as_deref()
+            .map(|p| TlsSession::new(&p.config))
+            .transpose();
         let tls = match session {
             Ok(s) => s.map(|s| Tls {
                 session: Box::new(s),
@@ -299,7 +313,7 @@ impl<P: Port> Worker<P> {
             return false;
         };
         let (key, partner) = (leg.key, leg.partner);
-        let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
+        let sock = leg.set.get_mut::<tcp::Socket>(sole());
         let Kind::Tcp(TcpLeg {
             state: TcpState::Established { tls: Some(tls) },
             ..
@@ -425,7 +439,7 @@ pub(super) fn close_leg(leg: &mut Leg) {
     let Kind::Tcp(t) = &mut leg.kind else {
         return;
     };
-    let sock = leg.set.get_mut::<tcp::Socket>(leg.handle);
+    let sock = leg.set.get_mut::<tcp::Socket>(sole());
     t.fin_forwarded = true;
     match &mut t.state {
         TcpState::Established { tls: Some(tls) } => {

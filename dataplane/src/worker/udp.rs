@@ -10,7 +10,7 @@ use smoltcp::socket::udp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
-use super::leg::{Addr, Dtls, Kind, Leg, UdpLeg, UdpState};
+use super::leg::{sole, Addr, Dtls, Kind, Leg, UdpLeg, UdpState};
 use super::{Worker, DG_BUF};
 use crate::contract::*;
 use crate::dtls::{DtlsConfig, DtlsOutput, DtlsSession, DtlsStatus, DTLS_MTU};
@@ -65,7 +65,7 @@ fn deliver(to: &mut Leg, data: &[u8], out_buf: &mut [u8]) -> bool {
     let Some(peer) = u.peer else {
         return false;
     };
-    let sock = to.set.get_mut::<udp::Socket>(to.handle);
+    let sock = to.set.get_mut::<udp::Socket>(sole());
     let sent = match u.dtls.as_mut().and_then(|d| d.session.as_mut()) {
         None => sock.send_slice(data, endpoint(peer)).is_ok(),
         Some(d) => {
@@ -128,11 +128,11 @@ impl<P: Port> Worker<P> {
         let Some(leg) = self.legs.get_mut(idx as usize).and_then(|l| l.as_mut()) else {
             return;
         };
-        let (ip, port) = leg.local;
+        let (ip, port) = (self.table.ip(leg.local.0), leg.local.1);
         let Kind::Udp(u) = &mut leg.kind else {
             return self.reject(key, Rejection::NotStarted);
         };
-        let sock = leg.set.get_mut::<udp::Socket>(leg.handle);
+        let sock = leg.set.get_mut::<udp::Socket>(sole());
         if u.state == UdpState::Reserved {
             let local = IpListenEndpoint {
                 addr: Some(IpAddress::from(ip)),
@@ -147,7 +147,6 @@ impl<P: Port> Worker<P> {
         u.accept = spec.accept;
         u.relatch = spec.relatch;
         leg.idle_after = spec.timers.idle.unwrap_or(Duration::ZERO);
-        leg.handshake = spec.timers.handshake;
         let mut resolve = None;
         if let Some(r) = spec.remote {
             // A new Remote is where we send from now on, latched or not.
@@ -208,7 +207,7 @@ impl<P: Port> Worker<P> {
         };
         let (key, stats) = (leg.key, leg.stats());
         if let Kind::Udp(u) = &mut leg.kind {
-            let sock = leg.set.get_mut::<udp::Socket>(leg.handle);
+            let sock = leg.set.get_mut::<udp::Socket>(sole());
             if let (Some(d), Some(peer)) =
                 (u.dtls.as_mut().and_then(|d| d.session.as_mut()), u.peer)
             {
@@ -382,7 +381,7 @@ impl<P: Port> Worker<P> {
                     break;
                 }
             }
-            let sock = a.set.get_mut::<udp::Socket>(a.handle);
+            let sock = a.set.get_mut::<udp::Socket>(sole());
             let (n, meta) = match sock.recv_slice(in_buf) {
                 Ok(x) => x,
                 Err(udp::RecvError::Truncated) => {
@@ -419,7 +418,7 @@ impl<P: Port> Worker<P> {
                 // A DTLS client still waiting for its peer: this datagram made it known.
                 continue;
             };
-            let sock = a.set.get_mut::<udp::Socket>(a.handle);
+            let sock = a.set.get_mut::<udp::Socket>(sole());
             // Records go back to the source they answer.
             let to_source = endpoint(src);
             let gate_in = a.gate.receive;
@@ -471,7 +470,7 @@ impl<P: Port> Worker<P> {
             }
         }
         // Timers of a handshake (retransmissions) when due.
-        let sock = a.set.get_mut::<udp::Socket>(a.handle);
+        let sock = a.set.get_mut::<udp::Socket>(sole());
         if let Kind::Udp(u) = &mut a.kind {
             let peer = u.peer;
             if let Some(session) = u.dtls.as_mut().and_then(|d| d.session.as_mut()) {

@@ -5,7 +5,7 @@
 //! Each numbered step is printed with the H.248 message that carries it.
 
 use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Child, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
@@ -21,12 +21,13 @@ pub struct AlgArgs {
     /// Where this ALG listens for the MG (the MG's `--mgc`).
     #[arg(long, default_value = "127.0.0.1:2945")]
     listen: SocketAddr,
-    /// UE-X's address (the TCP client, on the access side).
+    /// UE-X's address (the TCP client, on the access side); an IPv6 address makes T1 an
+    /// IPv6 termination (`c=IN IP6`).
     #[arg(long, default_value = "198.18.100.7")]
-    ue_x: Ipv4Addr,
-    /// UE-Y's address and MSRP port (the TCP server, on the core side).
+    ue_x: IpAddr,
+    /// UE-Y's address and MSRP port (the TCP server, on the core side), IPv4 or IPv6.
     #[arg(long, default_value = "198.18.200.50:2855")]
-    ue_y: SocketAddrV4,
+    ue_y: SocketAddr,
     /// Run UE-X in this network namespace.
     #[arg(long)]
     ue_x_netns: Option<String>,
@@ -261,7 +262,16 @@ fn ctx_text(c: ContextId) -> String {
 }
 
 /// Context, termination, local address and (for TLS) fingerprint of an Add reply.
-fn added(r: &TransactionReply) -> Result<(u32, String, SocketAddrV4, Option<String>)> {
+/// The SDP address type of `a`.
+fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() {
+        "IP4"
+    } else {
+        "IP6"
+    }
+}
+
+fn added(r: &TransactionReply) -> Result<(u32, String, SocketAddr, Option<String>)> {
     let ReplyResult::Actions(actions) = &r.result else {
         bail!("Add refused: {:?}", r.result);
     };
@@ -295,7 +305,7 @@ fn added(r: &TransactionReply) -> Result<(u32, String, SocketAddrV4, Option<Stri
                         SdpLine::Connection {
                             address: SdpValue::Value(a),
                             ..
-                        } => ip = a.parse::<Ipv4Addr>().ok(),
+                        } => ip = a.parse::<IpAddr>().ok(),
                         SdpLine::Media {
                             port: SdpValue::Value(p),
                             ..
@@ -316,7 +326,7 @@ fn added(r: &TransactionReply) -> Result<(u32, String, SocketAddrV4, Option<Stri
         (Some(ip), Some(port)) => Ok((
             ctx,
             terminations[0].0.to_string(),
-            SocketAddrV4::new(ip, port),
+            SocketAddr::new(ip, port),
             fingerprint,
         )),
         _ => bail!("no address in the Add reply's Local"),
@@ -575,7 +585,8 @@ pub fn run(a: AlgArgs) -> Result<()> {
     step("1", &format!("The IMS-ALG receives an SDP offer ({x_proto}) from UE-X; the TCP direction is not decided yet"));
     step("2", "Add T1 (access realm, setup role still open)");
     let r = alg.transact(&format!(
-        "  Context = $ {{\n    Add = $ {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = Inactive, ipdc/realm = \"access\" }},\n        Local {{\nv=0\nc=IN IP4 $\nm=message $ {x_proto} *\n}}\n      }} }}\n    }}\n  }}",
+        "  Context = $ {{\n    Add = $ {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = Inactive, ipdc/realm = \"access\" }},\n        Local {{\nv=0\nc=IN {xfam} $\nm=message $ {x_proto} *\n}}\n      }} }}\n    }}\n  }}",
+        xfam = family(a.ue_x),
     ))?;
     let (ctx, t1, t1_addr, agw_fp) = added(&r)?;
     if a.tls && agw_fp.is_none() {
@@ -595,7 +606,8 @@ pub fn run(a: AlgArgs) -> Result<()> {
 
     step("5", "Add T2 (core realm) into the same context");
     let r = alg.transact(&format!(
-        "  Context = {ctx} {{\n    Add = $ {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = Inactive, ipdc/realm = \"core\" }},\n        Local {{\nv=0\nc=IN IP4 $\nm=message $ TCP/MSRP *\n}}\n      }} }}\n    }}\n  }}"
+        "  Context = {ctx} {{\n    Add = $ {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = Inactive, ipdc/realm = \"core\" }},\n        Local {{\nv=0\nc=IN {yfam} $\nm=message $ TCP/MSRP *\n}}\n      }} }}\n    }}\n  }}",
+        yfam = family(a.ue_y.ip())
     ))?;
     let (ctx2, t2, t2_addr, _) = added(&r)?;
     if ctx2 != ctx {
@@ -628,10 +640,12 @@ pub fn run(a: AlgArgs) -> Result<()> {
         "Modify T2: connect out to UE-Y; arm establishment failure and release events",
     );
     let r = alg.transact(&format!(
-        "  Context = {ctx} {{\n    Modify = {t2} {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive }},\n        Local {{\nv=0\nc=IN IP4 {ip}\nm=message {port} TCP/MSRP *\na=setup:active\na=connection:new\n}},\n        Remote {{\nv=0\nc=IN IP4 {yip}\nm=message {yport} TCP/MSRP *\na=setup:passive\na=connection:new\na=path:msrp://{yip}:{yport}/s;tcp\n}}\n      }} }},\n      Events = 103 {{ tcpc/estfail, tcpc/rel }}\n    }}\n  }}",
+        "  Context = {ctx} {{\n    Modify = {t2} {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive }},\n        Local {{\nv=0\nc=IN {yfam} {ip}\nm=message {port} TCP/MSRP *\na=setup:active\na=connection:new\n}},\n        Remote {{\nv=0\nc=IN {yfam} {yip}\nm=message {yport} TCP/MSRP *\na=setup:passive\na=connection:new\na=path:msrp://{ysock}/s;tcp\n}}\n      }} }},\n      Events = 103 {{ tcpc/estfail, tcpc/rel }}\n    }}\n  }}",
         ip = t2_addr.ip(),
         port = t2_addr.port(),
+        yfam = family(a.ue_y.ip()),
         yip = a.ue_y.ip(),
+        ysock = a.ue_y,
         yport = a.ue_y.port(),
     ))?;
     check_ok(&r, "Modify T2")?;
@@ -666,9 +680,10 @@ pub fn run(a: AlgArgs) -> Result<()> {
         println!("   y.3: UE-X's certificate fingerprint, from its SDP, in Remote: {fp}");
     }
     let r = alg.transact(&format!(
-        "  Context = {ctx} {{\n    Modify = {t1} {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive }},\n        Local {{\nv=0\nc=IN IP4 {ip}\nm=message {port} {x_proto} *\na=setup:passive\na=connection:new\n}},\n        Remote {{\nv=0\nc=IN IP4 {xip}\nm=message 9 {x_proto} *\na=setup:active\na=connection:new\n{x_fp_line}}}\n      }} }},\n      Events = 104 {{ {x_events} }}\n    }}\n  }}",
+        "  Context = {ctx} {{\n    Modify = {t1} {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive }},\n        Local {{\nv=0\nc=IN {xfam} {ip}\nm=message {port} {x_proto} *\na=setup:passive\na=connection:new\n}},\n        Remote {{\nv=0\nc=IN {xfam} {xip}\nm=message 9 {x_proto} *\na=setup:active\na=connection:new\n{x_fp_line}}}\n      }} }},\n      Events = 104 {{ {x_events} }}\n    }}\n  }}",
         ip = t1_addr.ip(),
         port = t1_addr.port(),
+        xfam = family(a.ue_x),
         xip = a.ue_x,
     ))?;
     check_ok(&r, "Modify T1")?;
@@ -844,8 +859,9 @@ fn subtract_checked(alg: &mut Alg, ctx: u32, want: [(&String, u64, u64); 2]) -> 
 /// The T.38 call of TS 23.334's e2ae procedure for fax (RFC 7345), offer from the core.
 fn fax(alg: &mut Alg, a: &AlgArgs) -> Result<()> {
     let t = alg.timeout;
-    let (yip, yport) = (*a.ue_y.ip(), 6004u16);
-    let x_at = SocketAddrV4::new(a.ue_x, 5004);
+    let (yip, yport) = (a.ue_y.ip(), 6004u16);
+    let x_at = SocketAddr::new(a.ue_x, 5004);
+    let (xfam, yfam) = (family(a.ue_x), family(yip));
     let (cert, key) = dataplane::tls::Identity::generate_pem("ue-x.example")?;
     let dir = std::env::temp_dir().join(format!("imsagw-sim-fax-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -860,7 +876,7 @@ fn fax(alg: &mut Alg, a: &AlgArgs) -> Result<()> {
     step("F1", &format!("The IMS-ALG receives a T.38 offer from the core (UE-Y): m=image {yport} udptl t38 at {yip}"));
     step("F2", "Add T2 (core realm, udptl) with UE-Y's offer in Remote; arm media inactivity (adid/ipstop)");
     let r = alg.transact(&format!(
-        "  Context = $ {{\n    Add = $ {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive, ipdc/realm = \"core\" }},\n        Local {{\nv=0\nc=IN IP4 $\nm=image $ udptl t38\n}},\n        Remote {{\nv=0\nc=IN IP4 {yip}\nm=image {yport} udptl t38\na=T38FaxVersion:0\na=T38FaxUdpEC:t38UDPRedundancy\n}}\n      }} }},\n      Events = 201 {{ adid/ipstop }}\n    }}\n  }}"
+        "  Context = $ {{\n    Add = $ {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive, ipdc/realm = \"core\" }},\n        Local {{\nv=0\nc=IN {yfam} $\nm=image $ udptl t38\n}},\n        Remote {{\nv=0\nc=IN {yfam} {yip}\nm=image {yport} udptl t38\na=T38FaxVersion:0\na=T38FaxUdpEC:t38UDPRedundancy\n}}\n      }} }},\n      Events = 201 {{ adid/ipstop }}\n    }}\n  }}"
     ))?;
     let (ctx, t2, t2_addr, _) = added(&r)?;
     println!("   T2 = {t2} at {t2_addr}, sending to UE-Y at {yip}:{yport}");
@@ -868,7 +884,7 @@ fn fax(alg: &mut Alg, a: &AlgArgs) -> Result<()> {
     let tls_id = format!("agw{:016x}", std::process::id() as u64 * 0x9E37_79B9);
     step("F3", "Add T1 (access realm, UDP/TLS/UDPTL, a=setup:actpass, a new a=tls-id); arm DTLS established and failure");
     let r = alg.transact(&format!(
-        "  Context = {ctx} {{\n    Add = $ {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive, ipdc/realm = \"access\" }},\n        Local {{\nv=0\nc=IN IP4 $\nm=image $ UDP/TLS/UDPTL t38\na=setup:actpass\na=tls-id:{tls_id}\n}}\n      }} }},\n      Events = 202 {{ tlsc/est, tlsc/estfail, adid/ipstop }}\n    }}\n  }}"
+        "  Context = {ctx} {{\n    Add = $ {{\n      Media {{ Stream = 1 {{\n        LocalControl {{ Mode = SendReceive, ipdc/realm = \"access\" }},\n        Local {{\nv=0\nc=IN {xfam} $\nm=image $ UDP/TLS/UDPTL t38\na=setup:actpass\na=tls-id:{tls_id}\n}}\n      }} }},\n      Events = 202 {{ tlsc/est, tlsc/estfail, adid/ipstop }}\n    }}\n  }}"
     ))?;
     let (ctx1, t1, t1_addr, agw_fp) = added(&r)?;
     if ctx1 != ctx {
@@ -881,7 +897,7 @@ fn fax(alg: &mut Alg, a: &AlgArgs) -> Result<()> {
     println!("   UE-X's fingerprint: {x_fp}");
     step("F6", "Modify T1 with UE-X's answer in Remote: the IMS-AGW is the DTLS server and pins UE-X's certificate");
     let r = alg.transact(&format!(
-        "  Context = {ctx} {{\n    Modify = {t1} {{\n      Media {{ Stream = 1 {{\n        Remote {{\nv=0\nc=IN IP4 {xip}\nm=image {xport} UDP/TLS/UDPTL t38\na=setup:active\na=tls-id:ue{tls_id}\na=fingerprint:{x_fp}\n}}\n      }} }}\n    }}\n  }}",
+        "  Context = {ctx} {{\n    Modify = {t1} {{\n      Media {{ Stream = 1 {{\n        Remote {{\nv=0\nc=IN {xfam} {xip}\nm=image {xport} UDP/TLS/UDPTL t38\na=setup:active\na=tls-id:ue{tls_id}\na=fingerprint:{x_fp}\n}}\n      }} }}\n    }}\n  }}",
         xip = x_at.ip(),
         xport = x_at.port(),
     ))?;

@@ -105,8 +105,8 @@ pub fn run(a: FloodArgs) -> Result<()> {
                     }
                 };
                 let flow = Flow {
-                    src: (src, 1024 + (rng.next_u64() % 60000) as u16),
-                    dst: (a.target, port),
+                    src: (src.into(), 1024 + (rng.next_u64() % 60000) as u16),
+                    dst: (a.target.into(), port),
                 };
                 let frame = match a.kind {
                     Kind::Syn => frames.syn(Some(flow), a.target),
