@@ -84,7 +84,7 @@ def build(tree):
 def run(exe, legs, which, rounds):
     """Counts of Worker::poll (callgrind events) and the frames the worker received."""
     out_file = tempfile.mkstemp(prefix="callgrind-")[1]
-    env = dict(os.environ, IMSAGW_BENCH_LEGS=str(legs), IMSAGW_BENCH_POLICY="0",
+    env = dict(os.environ, IMSAGW_BENCH_LEGS=str(legs), IMSAGW_BENCH_POLICY="0", IMSAGW_BENCH_V6="0",
                IMSAGW_BENCH_QUICK="1", IMSAGW_MODEL_REPS="1", IMSAGW_MODEL_ROUNDS=str(rounds),
                IMSAGW_MODEL_SET=which)
     p = subprocess.run(

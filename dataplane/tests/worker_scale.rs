@@ -1,13 +1,14 @@
 //! Ten thousand concurrent proxied pairs on one worker, each moving its own checked pattern
-//! both ways, over a MemLink to a farm of UE connections.
+//! both ways, over a MemLink to a farm of UE connections; the pairs' legs take every
+//! combination of IPv4 and IPv6 in turn (v4-v4, v6-v4, v4-v6, v6-v6).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use dataplane::clock::Clock;
 use dataplane::contract::*;
 use dataplane::worker::{Worker, WorkerConfig};
 use smoltcp::time::Duration;
-use smoltcp::wire::Ipv4Cidr;
+use smoltcp::wire::{IpCidr, Ipv4Cidr, Ipv6Cidr};
 use testbed::calls::plain_call;
 use testbed::memlink::MemLinkConfig;
 use testbed::rig::WorkerRig;
@@ -17,6 +18,24 @@ const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
 const AGW_CORE: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 20);
 const UE_X: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 7);
 const UE_Y: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 50);
+const AGW_ACCESS6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x1, 0, 0, 0, 0, 0x10);
+const AGW_CORE6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x2, 0, 0, 0, 0, 0x20);
+const UE_X6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x1, 0x100, 0, 0, 0, 0x7);
+const UE_Y6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x2, 0x200, 0, 0, 0, 0x50);
+
+/// Pair `i`'s (AGW access, AGW core, UE-X, UE-Y) addresses: the access side on IPv6 for odd
+/// pairs, the core side for pairs 2 and 3 of every 4.
+fn addresses(i: u32) -> (IpAddr, IpAddr, IpAddr, IpAddr) {
+    let (access, ue_x): (IpAddr, IpAddr) = match i % 2 {
+        0 => (AGW_ACCESS.into(), UE_X.into()),
+        _ => (AGW_ACCESS6.into(), UE_X6.into()),
+    };
+    let (core, ue_y): (IpAddr, IpAddr) = match i % 4 {
+        0 | 1 => (AGW_CORE.into(), UE_Y.into()),
+        _ => (AGW_CORE6.into(), UE_Y6.into()),
+    };
+    (access, core, ue_x, ue_y)
+}
 
 #[test]
 fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
@@ -44,15 +63,26 @@ fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
         link,
         1 << 17,
         cfg,
-        &[Ipv4Cidr::new(AGW_ACCESS, 15), Ipv4Cidr::new(AGW_CORE, 15)],
-        &[Ipv4Cidr::new(UE_X, 15), Ipv4Cidr::new(UE_Y, 15)],
+        &[
+            IpCidr::Ipv4(Ipv4Cidr::new(AGW_ACCESS, 15)),
+            IpCidr::Ipv4(Ipv4Cidr::new(AGW_CORE, 15)),
+            IpCidr::Ipv6(Ipv6Cidr::new(AGW_ACCESS6, 32)),
+            IpCidr::Ipv6(Ipv6Cidr::new(AGW_CORE6, 32)),
+        ],
+        &[
+            IpCidr::Ipv4(Ipv4Cidr::new(UE_X, 15)),
+            IpCidr::Ipv4(Ipv4Cidr::new(UE_Y, 15)),
+            IpCidr::Ipv6(Ipv6Cidr::new(UE_X6, 32)),
+            IpCidr::Ipv6(Ipv6Cidr::new(UE_Y6, 32)),
+        ],
     );
 
     let mut ys = Vec::new();
     for i in 0..PAIRS {
         let port = 10_000 + i as u16;
+        let (access, core, ue_x, ue_y) = addresses(i);
         ys.push(farm.listen(
-            (UE_Y, port),
+            (ue_y, port),
             4096,
             2 * i as u64 + 1,
             bytes(i),
@@ -61,10 +91,10 @@ fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
         ));
         for c in plain_call(
             i,
-            std::net::SocketAddrV4::new(AGW_ACCESS, port),
-            std::net::SocketAddrV4::new(AGW_CORE, port),
-            UE_X,
-            std::net::SocketAddrV4::new(UE_Y, port),
+            SocketAddr::new(access, port),
+            SocketAddr::new(core, port),
+            ue_x,
+            SocketAddr::new(ue_y, port),
         ) {
             control.commands.push(c).unwrap();
         }
@@ -87,9 +117,10 @@ fn ten_thousand_pairs_each_move_their_own_checked_bytes() {
     let mut xs = Vec::new();
     for i in 0..PAIRS {
         let port = 10_000 + i as u16;
+        let (access, _, ue_x, _) = addresses(i);
         xs.push(farm.connect(
-            (UE_X, port),
-            (AGW_ACCESS, port),
+            (ue_x, port),
+            (access, port),
             4096,
             2 * i as u64,
             bytes(i),
