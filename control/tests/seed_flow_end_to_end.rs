@@ -188,8 +188,8 @@ fn world(timers: TransactionTimers) -> World {
     let (pa, pb) = MemLink::pair(MemLinkConfig::default(), clock.clone());
     let cfg = WorkerConfig {
         addresses: vec![
-            (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
-            (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+            Ipv4Cidr::new(AGW_ACCESS, 15).into(),
+            Ipv4Cidr::new(AGW_CORE, 15).into(),
             IpCidr::Ipv6(Ipv6Cidr::new(AGW_ACCESS6, 48)),
         ],
         ..WorkerConfig::default()

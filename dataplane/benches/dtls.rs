@@ -58,8 +58,8 @@ impl Rig {
         let (control, worker_end) = rings(4096);
         let cfg = WorkerConfig {
             addresses: vec![
-                (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
-                (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+                Ipv4Cidr::new(AGW_ACCESS, 15).into(),
+                Ipv4Cidr::new(AGW_CORE, 15).into(),
             ],
             ..WorkerConfig::default()
         };
@@ -163,11 +163,11 @@ fn worker_handshakes(ids: &Ids, batches: usize) -> f64 {
             let (k, p) = (rig.key(), rig.port());
             rig.send(Command::ReserveDatagram {
                 key: k,
-                local: (SocketAddrV4::new(AGW_ACCESS, p)).into(),
+                local: SocketAddrV4::new(AGW_ACCESS, p).into(),
             });
             rig.send(Command::StartDatagram {
                 key: k,
-                remote: Some((SocketAddrV4::new(UE_X, p)).into()),
+                remote: Some(SocketAddrV4::new(UE_X, p).into()),
                 accept: Accept::Gate(UE_X.into()),
                 relatch: false,
                 timers: timers(),

@@ -45,8 +45,8 @@ fn relay(stream: &[u8], framing: Framing) -> u128 {
     limits.bfcp.frames_per_second = 0;
     let cfg = WorkerConfig {
         addresses: vec![
-            (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
-            (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+            Ipv4Cidr::new(AGW_ACCESS, 15).into(),
+            Ipv4Cidr::new(AGW_CORE, 15).into(),
         ],
         rx_buffer: BUF,
         tx_buffer: BUF,
@@ -76,16 +76,16 @@ fn relay(stream: &[u8], framing: Framing) -> u128 {
     for c in [
         Command::Reserve {
             key: t1,
-            local: (SocketAddrV4::new(AGW_ACCESS, 2855)).into(),
+            local: SocketAddrV4::new(AGW_ACCESS, 2855).into(),
         },
         Command::Reserve {
             key: t2,
-            local: (SocketAddrV4::new(AGW_CORE, 2855)).into(),
+            local: SocketAddrV4::new(AGW_CORE, 2855).into(),
         },
         Command::Start {
             key: t2,
             role: LegRole::Active {
-                remote: (SocketAddrV4::new(UE_Y, 2855)).into(),
+                remote: SocketAddrV4::new(UE_Y, 2855).into(),
             },
             accept: Accept::Gate(UE_Y.into()),
             timers: LegTimers::default(),

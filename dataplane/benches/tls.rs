@@ -53,8 +53,8 @@ impl Rig {
         let (control, worker_end) = rings(4096);
         let cfg = WorkerConfig {
             addresses: vec![
-                (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
-                (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+                Ipv4Cidr::new(AGW_ACCESS, 15).into(),
+                Ipv4Cidr::new(AGW_CORE, 15).into(),
             ],
             rx_buffer: 256 * 1024,
             tx_buffer: 256 * 1024,
@@ -163,7 +163,7 @@ fn worker_handshakes(agw: &TlsConfig, ue: &TlsConfig, batches: usize) -> f64 {
             let (k, p) = (rig.key(), rig.port());
             rig.send(Command::Reserve {
                 key: k,
-                local: (SocketAddrV4::new(AGW_ACCESS, p)).into(),
+                local: SocketAddrV4::new(AGW_ACCESS, p).into(),
             });
             rig.send(Command::Start {
                 key: k,
@@ -336,11 +336,11 @@ fn worker_relay(
     let (t1, t2) = (rig.key(), rig.key());
     rig.send(Command::Reserve {
         key: t1,
-        local: (SocketAddrV4::new(AGW_ACCESS, 41000)).into(),
+        local: SocketAddrV4::new(AGW_ACCESS, 41000).into(),
     });
     rig.send(Command::Reserve {
         key: t2,
-        local: (SocketAddrV4::new(AGW_CORE, 42000)).into(),
+        local: SocketAddrV4::new(AGW_CORE, 42000).into(),
     });
     let yh = rig.host.add_tcp(256 * 1024, 256 * 1024);
     rig.host
@@ -353,7 +353,7 @@ fn worker_relay(
     rig.send(Command::Start {
         key: t2,
         role: LegRole::Active {
-            remote: (SocketAddrV4::new(UE_Y, 2855)).into(),
+            remote: SocketAddrV4::new(UE_Y, 2855).into(),
         },
         accept: Accept::Latch,
         timers: LegTimers::default(),

@@ -249,8 +249,8 @@ mod tests {
         assert_eq!(
             c,
             FrameClass::Tcp {
-                src: ((Ipv4Addr::new(203, 0, 113, 7)).into(), 5000),
-                dst: ((Ipv4Addr::new(192, 0, 2, 10)).into(), 41000),
+                src: (Ipv4Addr::new(203, 0, 113, 7).into(), 5000),
+                dst: (Ipv4Addr::new(192, 0, 2, 10).into(), 41000),
                 syn_only: true,
                 payload: false,
                 ip_len: 40,
@@ -361,7 +361,7 @@ mod tests {
         t.add_ip(ip.into());
         assert!(t.bind(ip.into(), 41000, 7));
         assert!(!t.bind(ip.into(), 41000, 8));
-        assert!(!t.bind((Ipv4Addr::new(192, 0, 2, 11)).into(), 41000, 8));
+        assert!(!t.bind(Ipv4Addr::new(192, 0, 2, 11).into(), 41000, 8));
         assert_eq!(t.get(ip.into(), 41000), Some(7));
         t.unbind(ip.into(), 41000);
         assert_eq!(t.get(ip.into(), 41000), None);

@@ -82,8 +82,8 @@ impl Rig {
         let now = clock.now();
         let cfg = WorkerConfig {
             addresses: vec![
-                (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
-                (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+                Ipv4Cidr::new(AGW_ACCESS, 15).into(),
+                Ipv4Cidr::new(AGW_CORE, 15).into(),
             ],
             ..WorkerConfig::default()
         };

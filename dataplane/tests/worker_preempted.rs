@@ -68,7 +68,7 @@ fn a_start_pushed_while_the_worker_was_stalled_is_executed_before_the_syn() {
         due: Arc::clone(&due),
     };
     let cfg = WorkerConfig {
-        addresses: vec![(Ipv4Cidr::new(AGW, 15)).into()],
+        addresses: vec![Ipv4Cidr::new(AGW, 15).into()],
         ..WorkerConfig::default()
     };
     let mut worker = Worker::new(port, cfg, worker_end, clock.now());
@@ -81,7 +81,7 @@ fn a_start_pushed_while_the_worker_was_stalled_is_executed_before_the_syn() {
         .commands
         .push(Command::Reserve {
             key,
-            local: (SocketAddrV4::new(AGW, 7001)).into(),
+            local: SocketAddrV4::new(AGW, 7001).into(),
         })
         .unwrap();
     let run = |worker: &mut Worker<PreemptedPort>, ue: &mut Host<MemPort>, ms: u64| {

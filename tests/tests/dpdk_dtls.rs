@@ -114,8 +114,8 @@ fn openssl_dtls_ues_through_udptl_legs_over_net_tap() {
             let clock = MonotonicClock::new();
             let cfg = WorkerConfig {
                 addresses: vec![
-                    (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
-                    (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+                    Ipv4Cidr::new(AGW_ACCESS, 15).into(),
+                    Ipv4Cidr::new(AGW_CORE, 15).into(),
                 ],
                 ..WorkerConfig::default()
             };
@@ -188,16 +188,16 @@ fn openssl_dtls_ues_through_udptl_legs_over_net_tap() {
     for c in [
         Command::ReserveDatagram {
             key: t1,
-            local: (SocketAddrV4::new(AGW_ACCESS, 41000)).into(),
+            local: SocketAddrV4::new(AGW_ACCESS, 41000).into(),
         },
         Command::ReserveDatagram {
             key: t2,
-            local: (SocketAddrV4::new(AGW_CORE, 42000)).into(),
+            local: SocketAddrV4::new(AGW_CORE, 42000).into(),
         },
         Command::Join { a: t1, b: t2 },
         Command::StartDatagram {
             key: t2,
-            remote: Some((SocketAddrV4::new(UE_Y, 6004)).into()),
+            remote: Some(SocketAddrV4::new(UE_Y, 6004).into()),
             accept: Accept::Gate(UE_Y.into()),
             relatch: false,
             timers,
@@ -205,7 +205,7 @@ fn openssl_dtls_ues_through_udptl_legs_over_net_tap() {
         },
         Command::StartDatagram {
             key: t1,
-            remote: Some((SocketAddrV4::new(UE_X, 5004)).into()),
+            remote: Some(SocketAddrV4::new(UE_X, 5004).into()),
             accept: Accept::Gate(UE_X.into()),
             relatch: false,
             timers,
@@ -304,16 +304,16 @@ fn openssl_dtls_ues_through_udptl_legs_over_net_tap() {
     for c in [
         Command::ReserveDatagram {
             key: t3,
-            local: (SocketAddrV4::new(AGW_ACCESS, 41002)).into(),
+            local: SocketAddrV4::new(AGW_ACCESS, 41002).into(),
         },
         Command::ReserveDatagram {
             key: t4,
-            local: (SocketAddrV4::new(AGW_CORE, 42002)).into(),
+            local: SocketAddrV4::new(AGW_CORE, 42002).into(),
         },
         Command::Join { a: t3, b: t4 },
         Command::StartDatagram {
             key: t4,
-            remote: Some((SocketAddrV4::new(UE_Y, 6006)).into()),
+            remote: Some(SocketAddrV4::new(UE_Y, 6006).into()),
             accept: Accept::Gate(UE_Y.into()),
             relatch: false,
             timers,
@@ -321,7 +321,7 @@ fn openssl_dtls_ues_through_udptl_legs_over_net_tap() {
         },
         Command::StartDatagram {
             key: t3,
-            remote: Some((SocketAddrV4::new(UE_X, 4433)).into()),
+            remote: Some(SocketAddrV4::new(UE_X, 4433).into()),
             accept: Accept::Gate(UE_X.into()),
             relatch: false,
             timers,

@@ -85,8 +85,8 @@ fn openssl_ues_through_tls_legs_over_net_tap() {
             let clock = MonotonicClock::new();
             let cfg = WorkerConfig {
                 addresses: vec![
-                    (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
-                    (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+                    Ipv4Cidr::new(AGW_ACCESS, 15).into(),
+                    Ipv4Cidr::new(AGW_CORE, 15).into(),
                 ],
                 rx_buffer: 128 * 1024,
                 tx_buffer: 128 * 1024,
@@ -171,17 +171,17 @@ fn openssl_ues_through_tls_legs_over_net_tap() {
     for c in [
         Command::Reserve {
             key: t1,
-            local: (SocketAddrV4::new(AGW_ACCESS, 41000)).into(),
+            local: SocketAddrV4::new(AGW_ACCESS, 41000).into(),
         },
         Command::Reserve {
             key: t2,
-            local: (SocketAddrV4::new(AGW_CORE, 42000)).into(),
+            local: SocketAddrV4::new(AGW_CORE, 42000).into(),
         },
         Command::Join { a: t1, b: t2 },
         Command::Start {
             key: t2,
             role: LegRole::Active {
-                remote: (SocketAddrV4::new(UE_Y, 2855)).into(),
+                remote: SocketAddrV4::new(UE_Y, 2855).into(),
             },
             accept: Accept::Gate(UE_Y.into()),
             timers: LegTimers::default(),
@@ -267,17 +267,17 @@ fn openssl_ues_through_tls_legs_over_net_tap() {
     for c in [
         Command::Reserve {
             key: t3,
-            local: (SocketAddrV4::new(AGW_ACCESS, 41001)).into(),
+            local: SocketAddrV4::new(AGW_ACCESS, 41001).into(),
         },
         Command::Reserve {
             key: t4,
-            local: (SocketAddrV4::new(AGW_CORE, 42001)).into(),
+            local: SocketAddrV4::new(AGW_CORE, 42001).into(),
         },
         Command::Join { a: t3, b: t4 },
         Command::Start {
             key: t3,
             role: LegRole::Active {
-                remote: (SocketAddrV4::new(UE_X, 4433)).into(),
+                remote: SocketAddrV4::new(UE_X, 4433).into(),
             },
             accept: Accept::Gate(UE_X.into()),
             timers: LegTimers::default(),

@@ -53,8 +53,8 @@ fn twenty_megabytes_through_a_proxied_pair_between_kernel_peers() {
             let clock = MonotonicClock::new();
             let cfg = WorkerConfig {
                 addresses: vec![
-                    (Ipv4Cidr::new(AGW_ACCESS, 15)).into(),
-                    (Ipv4Cidr::new(AGW_CORE, 15)).into(),
+                    Ipv4Cidr::new(AGW_ACCESS, 15).into(),
+                    Ipv4Cidr::new(AGW_CORE, 15).into(),
                 ],
                 rx_buffer: 256 * 1024,
                 tx_buffer: 256 * 1024,
@@ -114,11 +114,11 @@ fn twenty_megabytes_through_a_proxied_pair_between_kernel_peers() {
     for c in [
         Command::Reserve {
             key: t1,
-            local: (SocketAddrV4::new(AGW_ACCESS, 41000)).into(),
+            local: SocketAddrV4::new(AGW_ACCESS, 41000).into(),
         },
         Command::Reserve {
             key: t2,
-            local: (SocketAddrV4::new(AGW_CORE, 42000)).into(),
+            local: SocketAddrV4::new(AGW_CORE, 42000).into(),
         },
         Command::Join { a: t1, b: t2 },
         Command::Start {
@@ -126,7 +126,7 @@ fn twenty_megabytes_through_a_proxied_pair_between_kernel_peers() {
             role: LegRole::Active {
                 remote: "198.18.200.50:2855".parse().unwrap(),
             },
-            accept: Accept::Gate((Ipv4Addr::new(198, 18, 200, 50)).into()),
+            accept: Accept::Gate(Ipv4Addr::new(198, 18, 200, 50).into()),
             timers: LegTimers::default(),
             tls: None,
             framing: Framing::Agnostic,
@@ -144,7 +144,7 @@ fn twenty_megabytes_through_a_proxied_pair_between_kernel_peers() {
         .push(Command::Start {
             key: t1,
             role: LegRole::Passive,
-            accept: Accept::Gate((Ipv4Addr::new(198, 18, 100, 7)).into()),
+            accept: Accept::Gate(Ipv4Addr::new(198, 18, 100, 7).into()),
             timers: LegTimers::default(),
             tls: None,
             framing: Framing::Agnostic,
