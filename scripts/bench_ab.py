@@ -73,6 +73,9 @@ def bench_executable(cargo_json, bench):
 
 
 def worktree(rev):
+    # The commit `rev` names in this repository (in a worktree, `HEAD` is its own).
+    rev = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout.strip()
     path = os.path.join(ROOT, "target", "ab", rev.replace("/", "_"))
     if not os.path.exists(path):
         subprocess.run(["git", "worktree", "add", "--detach", path, rev], cwd=ROOT, check=True,

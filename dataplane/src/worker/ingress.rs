@@ -15,9 +15,11 @@ use crate::policy::Verdict;
 use arrayvec::ArrayVec;
 use port::{Burst, PacketBuf, Port, BURST};
 
-/// Frames of a burst between demux and processing: the frame, its class, and its leg when
-/// that was cold (hinted).
-type Staged<B> = ArrayVec<(B, FrameClass, Option<u32>), BURST>;
+/// Frames of a burst between demux and processing: the frame, its leg when that was cold
+/// (hinted), and whether it carries TCP payload. The class is taken again when the frame is
+/// processed (its headers are in cache by then) rather than kept: a class with IPv6
+/// addresses is 46 bytes, and a burst's staging stays small.
+type Staged<B> = ArrayVec<(B, Option<u32>, bool), BURST>;
 
 /// How many recently met legs `Worker::stage` remembers (direct-mapped by leg index): about
 /// what a core's L2 holds of leg records and sockets.
@@ -26,6 +28,11 @@ pub(super) const RECENT_LEGS: usize = 512;
 /// Bytes of a socket buffer asked for from its write position: a chat-size message's lines
 /// (the hardware prefetcher follows a longer one).
 const BUFFER_HINT: usize = 128;
+
+#[inline]
+fn carries_payload(class: FrameClass) -> bool {
+    matches!(class, FrameClass::Tcp { payload: true, .. })
+}
 
 impl<P: Port> Worker<P> {
     /// Frames of another worker go to it (`None`); ARP and neighbour discovery are also
@@ -115,7 +122,7 @@ impl<P: Port> Worker<P> {
             let class = classify(frame.data());
             if let Some(frame) = self.hand_off(frame, class) {
                 let cold = self.stage(class);
-                inbound.push((frame, class, cold));
+                inbound.push((frame, cold, carries_payload(class)));
             }
         }
         self.ingress_staged(&mut inbound, now);
@@ -123,7 +130,7 @@ impl<P: Port> Worker<P> {
             self.counters.handed_in += 1;
             let class = classify(frame.data());
             let cold = self.stage(class);
-            inbound.push((frame, class, cold));
+            inbound.push((frame, cold, carries_payload(class)));
         }
         self.ingress_staged(&mut inbound, now);
     }
@@ -133,7 +140,7 @@ impl<P: Port> Worker<P> {
             i.and_then(|i| legs.get(i as usize))
                 .and_then(|l| l.as_ref())
         }
-        for &(_, _, cold) in inbound.iter() {
+        for &(_, cold, _) in inbound.iter() {
             if let Some(l) = leg(&self.legs, cold) {
                 let (addr, len) = l.set.storage_addr();
                 prefetch::bytes(addr, len);
@@ -142,7 +149,7 @@ impl<P: Port> Worker<P> {
                 }
             }
         }
-        for &(_, _, cold) in inbound.iter() {
+        for &(_, cold, _) in inbound.iter() {
             let partner = leg(&self.legs, cold).and_then(|l| l.partner);
             if let Some(p) = leg(&self.legs, partner) {
                 let (addr, len) = p.set.storage_addr();
@@ -151,8 +158,8 @@ impl<P: Port> Worker<P> {
         }
         // Last, the buffer lines a data frame writes: the leg's receive buffer where its
         // payload lands, and the partner's send buffer, where the relay copies it next.
-        for &(_, class, cold) in inbound.iter() {
-            if !matches!(class, FrameClass::Tcp { payload: true, .. }) {
+        for &(_, cold, payload) in inbound.iter() {
+            if !payload {
                 continue;
             }
             let Some(l) = leg(&self.legs, cold) else {
@@ -165,7 +172,8 @@ impl<P: Port> Worker<P> {
                 prefetch::bytes(tx, BUFFER_HINT);
             }
         }
-        for (frame, class, _) in inbound.drain(..) {
+        for (frame, _, _) in inbound.drain(..) {
+            let class = classify(frame.data());
             self.ingress(frame, class, now);
         }
     }
