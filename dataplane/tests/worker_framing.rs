@@ -27,18 +27,6 @@ const T4: TerminationKey = TerminationKey {
     termination: 4,
 };
 
-fn lossy() -> Faults {
-    Faults {
-        drop: 0.01,
-        reorder: 0.01,
-        reorder_delay: Duration::from_micros(400),
-        delay: Duration::from_micros(50),
-        jitter: Duration::from_micros(5),
-        rate_bytes_per_sec: Some(1_250_000_000),
-        ..Faults::default()
-    }
-}
-
 /// One UE's side of a stream: writes `out` in random-sized pieces, keeps what arrives.
 struct Ue {
     h: SocketHandle,

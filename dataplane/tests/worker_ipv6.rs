@@ -11,7 +11,6 @@ mod common;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use common::*;
-use dataplane::capture::{CaptureFilter, CapturedFrame};
 use dataplane::contract::*;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::{tcp, udp};
@@ -211,21 +210,6 @@ fn udptl_crosses_from_an_ipv6_access_leg_to_an_ipv4_core_leg_and_back() {
     assert_eq!(b.worker.counters().datagrams_relayed, 40);
 }
 
-/// Starts a capture of every frame the worker sends and receives.
-fn capture(b: &mut Bed) {
-    let r = &b.control.capture;
-    while r.free.len() < dataplane::contract::CAPTURE_BUFFERS {
-        if r.free.push(CapturedFrame::empty()).is_err() {
-            break;
-        }
-    }
-    b.send(Command::Capture {
-        filter: Some(CaptureFilter::All),
-        snaplen: 256,
-        packets: u64::MAX,
-    });
-}
-
 /// The frames captured so far, as (outbound, bytes).
 fn drain(b: &mut Bed) -> Vec<(bool, Vec<u8>)> {
     let r = b.control.capture.clone();
@@ -310,7 +294,7 @@ fn solicited_node(a: Ipv6Addr) -> Ipv6Addr {
 fn the_worker_probes_advertises_answers_and_notices_a_claim_on_its_ipv6_addresses() {
     let mut b = bed_dual(Faults::default(), 0x6D, Default::default());
     // The capture is queued before the worker's first poll, which sends the probes.
-    capture(&mut b);
+    capture(&mut b, 256);
     b.run_for(Duration::from_millis(1500));
     let frames = drain(&mut b);
     let sent: Vec<_> = frames

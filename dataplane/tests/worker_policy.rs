@@ -9,7 +9,6 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use common::*;
-use dataplane::capture::{CaptureFilter, CapturedFrame};
 use dataplane::contract::*;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{tcp, udp};
@@ -30,21 +29,6 @@ fn police(rate: u64, depth: u64) -> Option<Police> {
         sustained: Bucket { rate, depth },
         peak: None,
     })
-}
-
-/// Starts a capture of every frame; [`drain`] collects them.
-fn capture(b: &mut Bed) {
-    let r = &b.control.capture;
-    while r.free.len() < dataplane::contract::CAPTURE_BUFFERS {
-        if r.free.push(CapturedFrame::empty()).is_err() {
-            break;
-        }
-    }
-    b.send(Command::Capture {
-        filter: Some(CaptureFilter::All),
-        snaplen: 64,
-        packets: u64::MAX,
-    });
 }
 
 /// (outbound, source IP, DSCP) of the IPv4 frames captured so far.
@@ -104,7 +88,7 @@ fn a_filtered_source_gets_no_answer_and_the_admitted_ue_latches_with_its_frames_
     });
     b.send(Command::Join { a: T1, b: T2 });
     b.run_for(Duration::from_millis(5));
-    capture(&mut b);
+    capture(&mut b, 64);
     let mut frames = Vec::new();
 
     // Another host on the UE side: its SYNs (and retransmissions) are dropped unanswered.

@@ -381,6 +381,23 @@ pub fn inject(b: &mut Bed, frames: &[Vec<u8>]) -> usize {
 #[allow(unused_imports)]
 pub use alloc_count::{allocations, Counting};
 
+/// Starts a capture of every frame the worker sends and receives, `snaplen` bytes of each,
+/// into the capture rings (filled with free buffers first).
+pub fn capture(b: &mut Bed, snaplen: u16) {
+    use dataplane::capture::{CaptureFilter, CapturedFrame};
+    let r = &b.control.capture;
+    while r.free.len() < dataplane::contract::CAPTURE_BUFFERS {
+        if r.free.push(CapturedFrame::empty()).is_err() {
+            break;
+        }
+    }
+    b.send(Command::Capture {
+        filter: Some(CaptureFilter::All),
+        snaplen,
+        packets: u64::MAX,
+    });
+}
+
 pub const MB: u64 = 1_000_000;
 
 pub fn lossy() -> Faults {
