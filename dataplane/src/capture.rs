@@ -59,21 +59,21 @@ impl CaptureRings {
 /// Which frames a capture takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaptureFilter {
-    /// Every frame of the worker's port.
+    /// Every frame of the worker's ports.
     All,
     /// TCP or UDP frames with this port as source or destination (a termination's local
     /// port).
     Port(u16),
-    /// IPv4 frames from or to this address (one UE, one peer).
+    /// IPv4 or IPv6 frames from or to this address (one UE, one peer).
     Host(std::net::IpAddr),
 }
 
-/// A running capture in a worker.
+/// A running capture in a worker, on one of its ports.
 pub struct CaptureTap {
     filter: CaptureFilter,
     snaplen: usize,
-    /// Frames still to take.
-    remaining: u64,
+    /// Frames still to take, shared by the taps of one capture on a worker's ports.
+    remaining: std::sync::Arc<std::sync::atomic::AtomicU64>,
     rings: CaptureRings,
     pub captured: u64,
     /// Matching frames not captured for want of a free buffer.
@@ -85,21 +85,38 @@ impl CaptureTap {
         CaptureTap {
             filter,
             snaplen: snaplen.clamp(64, SNAP_MAX),
-            remaining: packets,
+            remaining: std::sync::Arc::new(packets.into()),
             rings,
             captured: 0,
             missed: 0,
         }
     }
 
+    /// The same capture on another port: it takes from the same count of frames and counts
+    /// its own.
+    pub fn sibling(&self) -> CaptureTap {
+        CaptureTap {
+            filter: self.filter,
+            snaplen: self.snaplen,
+            remaining: std::sync::Arc::clone(&self.remaining),
+            rings: self.rings.clone(),
+            captured: 0,
+            missed: 0,
+        }
+    }
+
+    fn remaining(&self) -> u64 {
+        self.remaining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn done(&self) -> bool {
-        self.remaining == 0
+        self.remaining() == 0
     }
 
     /// Takes a copy of `frame` if it matches and a buffer is free.
     #[inline]
     pub fn offer(&mut self, frame: &[u8], outbound: bool, now_us: i64) {
-        if self.remaining == 0 || !self.matches(frame) {
+        if self.remaining() == 0 || !self.matches(frame) {
             return;
         }
         let Some(mut buf) = self.rings.free.pop() else {
@@ -115,7 +132,8 @@ impl CaptureTap {
         match self.rings.full.push(buf) {
             Ok(()) => {
                 self.captured += 1;
-                self.remaining -= 1;
+                self.remaining
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             }
             // Cannot happen while every buffer is on one of the two rings of equal size;
             // the buffer goes back to the free ring.
@@ -137,8 +155,9 @@ impl CaptureTap {
 
 /// Source and destination (address, port) of an Ethernet TCP or UDP frame, IPv4 or IPv6
 /// (fragments have none).
+/// A frame's ends, through a VLAN tag (frames are captured as they are on the wire).
 fn ends(f: &[u8]) -> Option<((std::net::IpAddr, u16), (std::net::IpAddr, u16))> {
-    match crate::demux::classify(f) {
+    match crate::demux::classify_at(f, crate::vlan::ethertype_offset(f)) {
         FrameClass::Tcp { src, dst, .. } | FrameClass::Udp { src, dst, .. } => Some((src, dst)),
         _ => None,
     }

@@ -86,6 +86,11 @@ worker_counters! {
     malformed_dropped => "worker_drops" { "reason" = "malformed" };
     /// TCP and UDP behind IPv6 extension headers (dropped: media peers do not send them).
     extension_dropped => "worker_drops" { "reason" = "ipv6_extension" };
+    /// Frames with a VLAN tag (or none) that names no network on the port they came in on,
+    /// and stacked or service tags.
+    vlan_dropped => "worker_drops" { "reason" = "vlan" };
+    /// Frames for a leg's address that came in on another network than the leg's.
+    wrong_network_dropped => "worker_drops" { "reason" = "wrong_network" };
     /// Another host claims one of our IPv6 addresses (duplicate address detection, or its
     /// neighbour advertisement for it): the address is misconfigured on the network.
     duplicate_addresses => "worker_duplicate_addresses";

@@ -38,18 +38,25 @@ pub enum FrameClass {
     Malformed,
 }
 
-const ETH_HDR: usize = 14;
 const IPV6_HDR: usize = 40;
 
 /// Classifies an Ethernet frame without copying or validating checksums (smoltcp does that).
+#[inline]
 pub fn classify(frame: &[u8]) -> FrameClass {
-    if frame.len() < ETH_HDR {
+    classify_at(frame, 12)
+}
+
+/// Classifies a frame whose EtherType is at `ethertype` (12, or 16 behind a VLAN tag).
+#[inline]
+pub fn classify_at(frame: &[u8], ethertype: usize) -> FrameClass {
+    if frame.len() < ethertype + 2 {
         return FrameClass::Malformed;
     }
-    match u16::from_be_bytes([frame[12], frame[13]]) {
+    let l3 = &frame[ethertype + 2..];
+    match u16::from_be_bytes([frame[ethertype], frame[ethertype + 1]]) {
         0x0806 => FrameClass::Arp,
-        0x0800 => classify_ipv4(&frame[ETH_HDR..]),
-        0x86dd => classify_ipv6(&frame[ETH_HDR..]),
+        0x0800 => classify_ipv4(l3),
+        0x86dd => classify_ipv6(l3),
         _ => FrameClass::Other,
     }
 }

@@ -6,6 +6,7 @@ use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
 use crate::capture::CaptureTap;
+use crate::vlan::TAG_LEN;
 use port::{Burst, PacketBuf, Port};
 
 /// Counters of the adapter's own decisions.
@@ -21,6 +22,16 @@ pub struct DeviceStats {
     pub tx_refused: u64,
 }
 
+impl std::ops::AddAssign for DeviceStats {
+    fn add_assign(&mut self, o: DeviceStats) {
+        self.rx_frames += o.rx_frames;
+        self.tx_frames += o.tx_frames;
+        self.tx_no_buffer += o.tx_no_buffer;
+        self.tx_oversize += o.tx_oversize;
+        self.tx_refused += o.tx_refused;
+    }
+}
+
 struct TxSide<P: Port> {
     port: P,
     staged: Burst<P::Buf>,
@@ -32,6 +43,8 @@ struct TxSide<P: Port> {
     now_us: i64,
     /// DiffServ code point marked on the IPv4 packets sent now (0: none).
     dscp: u8,
+    /// The 802.1Q VLAN of the network sent on now (a port may carry several).
+    vlan: Option<u16>,
 }
 
 impl<P: Port> TxSide<P> {
@@ -69,6 +82,7 @@ impl<P: Port> SmolDevice<P> {
                 tap: None,
                 now_us: 0,
                 dscp: 0,
+                vlan: None,
             },
             auto_rx: true,
             caps,
@@ -98,6 +112,13 @@ impl<P: Port> SmolDevice<P> {
     #[inline]
     pub fn set_dscp(&mut self, dscp: u8) {
         self.tx.dscp = dscp;
+    }
+
+    /// The VLAN tag of the frames sent from now on (the worker sets it before it serves a
+    /// network on this port).
+    #[inline]
+    pub fn set_vlan(&mut self, vlan: Option<u16>) {
+        self.tx.vlan = vlan;
     }
 
     pub fn tap_mut(&mut self) -> Option<&mut CaptureTap> {
@@ -198,13 +219,17 @@ impl<P: Port> phy::TxToken for TxToken<'_, P> {
             side.stats.tx_no_buffer += 1;
             return scratch(side, len, f);
         };
-        let Some(dst) = buf.append(len) else {
+        let tag = if side.vlan.is_some() { TAG_LEN } else { 0 };
+        let Some(dst) = buf.append(len + tag) else {
             side.stats.tx_oversize += 1;
             return scratch(side, len, f);
         };
-        let r = f(dst);
+        let r = f(&mut dst[tag..]);
         if side.dscp != 0 {
-            crate::policy::mark_dscp(dst, side.dscp);
+            crate::policy::mark_dscp(&mut dst[tag..], side.dscp);
+        }
+        if let Some(vid) = side.vlan {
+            crate::vlan::tag_in_place(dst, vid);
         }
         if let Some(tap) = side.tap.as_mut() {
             tap.offer(buf.data(), true, side.now_us);

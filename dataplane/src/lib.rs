@@ -25,5 +25,6 @@ pub mod framing;
 pub mod legpoll;
 pub mod policy;
 pub mod tls;
+pub mod vlan;
 pub mod wheel;
 pub mod worker;

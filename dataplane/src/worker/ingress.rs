@@ -1,25 +1,28 @@
-//! Frames in: the demux from a frame's destination (ip, port) to its leg (a whole burst at a
-//! time, with prefetch hints, once the legs outgrow the cache), and the software hand-off of
-//! frames that belong to another worker.
+//! Frames in: the network a frame is for (its port and VLAN tag), the demux from its
+//! destination (ip, port) to its leg (a whole burst at a time, with prefetch hints, once the
+//! legs outgrow the cache), and the software hand-off of frames that belong to another
+//! worker.
 
 use std::net::IpAddr;
 
 use smoltcp::time::Instant;
 
 use super::leg::{Kind, Leg, TcpState, UdpState};
+use super::network::on_net;
 use super::Worker;
 use crate::contract::Accept;
 use crate::demux::{classify, FrameClass};
 use crate::legpoll;
 use crate::policy::Verdict;
+use crate::vlan;
 use arrayvec::ArrayVec;
 use port::{Burst, PacketBuf, Port, BURST};
 
-/// Frames of a burst between demux and processing: the frame, its leg when that was cold
-/// (hinted), and whether it carries TCP payload. The class is taken again when the frame is
-/// processed (its headers are in cache by then) rather than kept: a class with IPv6
+/// Frames of a burst between demux and processing: the frame, its network, its leg when that
+/// was cold (hinted), and whether it carries TCP payload. The class is taken again when the
+/// frame is processed (its headers are in cache by then) rather than kept: a class with IPv6
 /// addresses is 46 bytes, and a burst's staging stays small.
-type Staged<B> = ArrayVec<(B, Option<u32>, bool), BURST>;
+type Staged<B> = ArrayVec<(B, u8, Option<u32>, bool), BURST>;
 
 /// How many recently met legs `Worker::stage` remembers (direct-mapped by leg index): about
 /// what a core's L2 holds of leg records and sockets.
@@ -35,9 +38,33 @@ fn carries_payload(class: FrameClass) -> bool {
 }
 
 impl<P: Port> Worker<P> {
+    /// The network a frame received on `port` is for, by its VLAN tag (taken off here, and
+    /// the frame offered to a running capture first, as it was on the wire); `None` (dropped,
+    /// counted) when the port carries no such network.
+    #[inline]
+    pub(super) fn network_of(
+        &mut self,
+        port: usize,
+        mut frame: P::Buf,
+        now: Instant,
+    ) -> Option<(u8, P::Buf)> {
+        if let Some(tap) = self.devices[port].tap_mut() {
+            tap.offer(frame.data(), false, now.total_micros());
+        }
+        let tagging = vlan::untag(&mut frame);
+        match self.port_nets[port].of(tagging) {
+            Some(net) => Some((net, frame)),
+            None => {
+                self.counters.rx_frames += 1;
+                self.counters.vlan_dropped += 1;
+                None
+            }
+        }
+    }
+
     /// Frames of another worker go to it (`None`); ARP and neighbour discovery are also
     /// copied to the others.
-    pub(super) fn hand_off(&mut self, frame: P::Buf, class: FrameClass) -> Option<P::Buf> {
+    pub(super) fn hand_off(&mut self, net: u8, frame: P::Buf, class: FrameClass) -> Option<P::Buf> {
         let Some(h) = &self.handoff else {
             return Some(frame);
         };
@@ -49,7 +76,7 @@ impl<P: Port> Worker<P> {
                 if owner == h.index {
                     return Some(frame);
                 }
-                if h.peers[owner].push(frame).is_err() {
+                if h.peers[owner].push((net, frame)).is_err() {
                     self.counters.handoff_dropped += 1;
                 } else {
                     self.counters.handed_off += 1;
@@ -61,12 +88,13 @@ impl<P: Port> Worker<P> {
                     if i == h.index {
                         continue;
                     }
-                    let copied = self.device.port_mut().alloc().and_then(|mut b| {
+                    let port = self.nets[net as usize].port;
+                    let copied = self.devices[port].port_mut().alloc().and_then(|mut b| {
                         let data = frame.data();
                         b.append(data.len())?.copy_from_slice(data);
                         Some(b)
                     });
-                    match copied.map(|b| q.push(b)) {
+                    match copied.map(|b| q.push((net, b))) {
                         Some(Ok(())) => self.counters.handed_off += 1,
                         _ => self.counters.handoff_dropped += 1,
                     }
@@ -113,24 +141,33 @@ impl<P: Port> Worker<P> {
     #[inline(never)]
     pub(super) fn ingress_prefetched(
         &mut self,
+        port: usize,
         burst: &mut Burst<P::Buf>,
-        handed: &mut Burst<P::Buf>,
         now: Instant,
     ) {
         let mut inbound: Staged<P::Buf> = ArrayVec::new();
         for frame in burst.drain(..) {
+            let Some((net, frame)) = self.network_of(port, frame, now) else {
+                continue;
+            };
             let class = classify(frame.data());
-            if let Some(frame) = self.hand_off(frame, class) {
+            if let Some(frame) = self.hand_off(net, frame, class) {
                 let cold = self.stage(class);
-                inbound.push((frame, cold, carries_payload(class)));
+                inbound.push((frame, net, cold, carries_payload(class)));
             }
         }
         self.ingress_staged(&mut inbound, now);
-        for frame in handed.drain(..) {
+    }
+
+    /// The frames other workers handed over, as [`Self::ingress_prefetched`].
+    #[inline(never)]
+    pub(super) fn handed_prefetched(&mut self, handed: &mut Burst<(u8, P::Buf)>, now: Instant) {
+        let mut inbound: Staged<P::Buf> = ArrayVec::new();
+        for (net, frame) in handed.drain(..) {
             self.counters.handed_in += 1;
             let class = classify(frame.data());
             let cold = self.stage(class);
-            inbound.push((frame, cold, carries_payload(class)));
+            inbound.push((frame, net, cold, carries_payload(class)));
         }
         self.ingress_staged(&mut inbound, now);
     }
@@ -140,7 +177,7 @@ impl<P: Port> Worker<P> {
             i.and_then(|i| legs.get(i as usize))
                 .and_then(|l| l.as_ref())
         }
-        for &(_, cold, _) in inbound.iter() {
+        for &(_, _, cold, _) in inbound.iter() {
             if let Some(l) = leg(&self.legs, cold) {
                 let (addr, len) = l.set.storage_addr();
                 prefetch::bytes(addr, len);
@@ -149,7 +186,7 @@ impl<P: Port> Worker<P> {
                 }
             }
         }
-        for &(_, cold, _) in inbound.iter() {
+        for &(_, _, cold, _) in inbound.iter() {
             let partner = leg(&self.legs, cold).and_then(|l| l.partner);
             if let Some(p) = leg(&self.legs, partner) {
                 let (addr, len) = p.set.storage_addr();
@@ -158,7 +195,7 @@ impl<P: Port> Worker<P> {
         }
         // Last, the buffer lines a data frame writes: the leg's receive buffer where its
         // payload lands, and the partner's send buffer, where the relay copies it next.
-        for &(_, cold, payload) in inbound.iter() {
+        for &(_, _, cold, payload) in inbound.iter() {
             if !payload {
                 continue;
             }
@@ -172,18 +209,16 @@ impl<P: Port> Worker<P> {
                 prefetch::bytes(tx, BUFFER_HINT);
             }
         }
-        for (frame, _, _) in inbound.drain(..) {
+        for (frame, net, _, _) in inbound.drain(..) {
             let class = classify(frame.data());
-            self.ingress(frame, class, now);
+            self.ingress(net, frame, class, now);
         }
     }
 
-    /// One frame to its leg, or to the interface (ARP, ICMP, RSTs to unknown ports).
-    pub(super) fn ingress(&mut self, frame: P::Buf, class: FrameClass, now: Instant) {
+    /// One frame of network `net` to its leg, or to the network's interface (ARP, ICMP, RSTs
+    /// to unknown ports).
+    pub(super) fn ingress(&mut self, net: u8, frame: P::Buf, class: FrameClass, now: Instant) {
         self.counters.rx_frames += 1;
-        if let Some(tap) = self.device.tap_mut() {
-            tap.offer(frame.data(), false, now.total_micros());
-        }
         let leg_idx = match class {
             FrameClass::Tcp {
                 src,
@@ -192,6 +227,7 @@ impl<P: Port> Worker<P> {
                 payload,
                 ip_len,
             } => match self.table.get(dst.0, dst.1) {
+                Some(idx) if !self.on_network(idx, net) => return self.foreign(),
                 Some(idx) if self.legs[idx as usize].is_some() => {
                     if !self.guard(idx, src, ip_len, payload, now) {
                         return;
@@ -227,6 +263,7 @@ impl<P: Port> Worker<P> {
                 }
             },
             FrameClass::Udp { src, dst, ip_len } => match self.table.get(dst.0, dst.1) {
+                Some(idx) if !self.on_network(idx, net) => return self.foreign(),
                 Some(idx) => match self.legs[idx as usize].as_ref().map(|l| &l.kind) {
                     Some(Kind::Udp(u)) if u.state == UdpState::Open => {
                         if !self.guard(idx, src, ip_len, true, now) {
@@ -261,7 +298,7 @@ impl<P: Port> Worker<P> {
                 return;
             }
             FrameClass::Neighbour => {
-                self.check_claim(frame.data());
+                self.check_claim(net, frame.data());
                 None
             }
             FrameClass::Arp | FrameClass::Other => None,
@@ -272,25 +309,20 @@ impl<P: Port> Worker<P> {
                     return;
                 };
                 // What smoltcp answers at once (an ACK, a RST) is the leg's traffic too.
-                self.device.set_dscp(leg.dscp);
-                legpoll::ingress(&mut self.iface, &mut self.device, &mut leg.set, frame, now);
+                let (net, device) = on_net(&mut self.nets, &mut self.devices, net);
+                device.set_dscp(leg.dscp);
+                legpoll::ingress(&mut net.iface, device, &mut leg.set, frame, now);
                 if !leg.is_udp() {
                     leg.stats.packets_in += 1;
                 }
                 self.mark(idx);
             }
             None => {
-                self.device.set_dscp(0);
-                legpoll::ingress(
-                    &mut self.iface,
-                    &mut self.device,
-                    &mut self.empty,
-                    frame,
-                    now,
-                );
+                let (net, device) = on_net(&mut self.nets, &mut self.devices, net);
+                device.set_dscp(0);
+                legpoll::ingress(&mut net.iface, device, &mut net.empty, frame, now);
                 // Interface-level replies (ARP, ICMP, RST) go out now.
-                self.iface
-                    .poll_egress(now, &mut self.device, &mut self.empty);
+                net.iface.poll_egress(now, device, &mut net.empty);
                 if matches!(class, FrameClass::Arp | FrameClass::Neighbour) {
                     // Keep the list's capacity: no allocation on the steady path.
                     let mut blocked = std::mem::take(&mut self.arp_blocked);
@@ -301,6 +333,25 @@ impl<P: Port> Worker<P> {
                 }
             }
         }
+    }
+
+    /// Whether leg `idx`'s local address is on network `net`: a frame that arrives on another
+    /// network (a core address reached from the access side) is not for it.
+    #[inline]
+    fn on_network(&self, idx: u32, net: u8) -> bool {
+        if self.nets.len() == 1 {
+            return true;
+        }
+        match &self.legs[idx as usize] {
+            Some(l) => self.ip_net[l.local.0 as usize] == net,
+            None => true,
+        }
+    }
+
+    /// A frame for a leg that arrived on another network than the leg's: dropped, unanswered.
+    #[cold]
+    fn foreign(&mut self) {
+        self.counters.wrong_network_dropped += 1;
     }
 
     /// Runs leg `idx`'s filter and policer (if it has them) on a frame from `src`; false when

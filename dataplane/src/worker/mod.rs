@@ -1,5 +1,6 @@
-//! The poll-mode worker: it owns one port queue, one smoltcp `Interface` and every leg given
-//! to it, and cuts payload through between the two legs of each context.
+//! The poll-mode worker: it owns one queue of each of its ports, a smoltcp `Interface` per
+//! network (a port, or a VLAN on one: `network`) and every leg given to it, and cuts payload
+//! through between the two legs of each context.
 //!
 //! Each leg has its own `SocketSet` holding one socket (TCP or UDP), found by our local
 //! (ip, port) in a flat port table, so the cost of a frame does not grow with the number of
@@ -19,15 +20,16 @@ mod ingress;
 mod leg;
 mod lending;
 mod neighbour;
+mod network;
 mod relay;
 mod tcp;
 mod udp;
 
 use std::collections::{HashMap, VecDeque};
 
-use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::iface::SocketSet;
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv6Address};
+use smoltcp::wire::{IpCidr, Ipv4Address, Ipv6Address};
 
 use crate::capture::CaptureTap;
 use crate::contract::*;
@@ -38,19 +40,24 @@ use crate::framing::FramingLimits;
 use crate::legpoll::{self, ceil_ms};
 use crate::policy::Guard;
 use crate::wheel::TimerWheel;
+use arrayvec::ArrayVec;
 use port::{Burst, PacketBuf, Port};
 
 use leg::{sole, Kind, Leg, NO_DEADLINE};
+use network::{on_net, Net, PortNets};
+pub use network::{NetworkConfig, MAX_NETWORKS, MAX_PORTS};
 pub use udp::DTLS_1_2;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Local addresses the worker's legs use (the realms' address pools, IPv4 and IPv6),
-    /// with prefix.
+    /// Local addresses the worker's legs use on its first port, untagged (the realms'
+    /// address pools, IPv4 and IPv6), with prefix.
     pub addresses: Vec<IpCidr>,
-    /// Default routers: IPv4 and IPv6.
+    /// Default routers of that network: IPv4 and IPv6.
     pub gateway: Option<Ipv4Address>,
     pub gateway_v6: Option<Ipv6Address>,
+    /// Further networks: other ports, VLANs (the realms of an access and a core network).
+    pub networks: Vec<NetworkConfig>,
     /// Receive and send buffer of each leg's socket while it moves data: the window towards
     /// a fast sender and the data held for a slow receiver.
     pub rx_buffer: usize,
@@ -81,6 +88,7 @@ impl Default for WorkerConfig {
             addresses: Vec::new(),
             gateway: None,
             gateway_v6: None,
+            networks: Vec::new(),
             rx_buffer: 64 * 1024,
             tx_buffer: 64 * 1024,
             guaranteed_rx: GUARANTEED_RX,
@@ -97,7 +105,8 @@ impl Default for WorkerConfig {
 }
 
 /// One worker's end of the software hand-off between the workers of a port: bounded inboxes,
-/// one per worker, indexed by worker.
+/// one per worker, indexed by worker. The worker's frames travel with the index of their
+/// network.
 pub struct HandoffEnd<B> {
     pub index: usize,
     pub inbox: std::sync::Arc<crossbeam_queue::ArrayQueue<B>>,
@@ -118,7 +127,7 @@ pub fn handoff_mesh<B>(workers: usize, capacity: usize) -> Vec<HandoffEnd<B>> {
         .collect()
 }
 
-/// Local addresses (both families, every realm) one worker answers for: smoltcp's interface
+/// Local addresses (both families, every realm) one network answers for: smoltcp's interface
 /// holds at most this many (its `iface-max-addr-count` feature).
 pub const MAX_LOCAL_ADDRESSES: usize = smoltcp::config::IFACE_MAX_ADDR_COUNT;
 
@@ -144,10 +153,13 @@ const ANNOUNCEMENTS: u32 = 5;
 const PREFETCH_FROM_LEGS: usize = 1024;
 
 pub struct Worker<P: Port> {
-    device: SmolDevice<P>,
-    iface: Interface,
-    /// For frames that belong to no leg: ARP, ICMP, and RSTs to unknown ports.
-    empty: SocketSet<'static>,
+    /// One per port.
+    devices: Vec<SmolDevice<P>>,
+    nets: Vec<Net>,
+    /// By port: which network a received frame's tag names.
+    port_nets: Vec<PortNets>,
+    /// By local address (its index in the port table): its network.
+    ip_net: Vec<u8>,
     table: PortTable,
     /// Every leg, TCP and UDP, by index; the port table, the key map, the dirty list and the
     /// wheel hold these indices.
@@ -171,49 +183,76 @@ pub struct Worker<P: Port> {
     scratch: Box<[u8]>,
     /// A received datagram, a DTLS record and a relayed datagram.
     dg_scratch: Box<[u8]>,
-    /// The software hand-off between the workers of one port.
-    handoff: Option<HandoffEnd<P::Buf>>,
+    /// The software hand-off between the workers of one port: frames with their network.
+    handoff: Option<HandoffEnd<(u8, P::Buf)>>,
     /// Gratuitous ARPs sent so far and when the next is due.
     announcements: u32,
     next_announcement: Instant,
-    /// Our IPv6 addresses (by index, mod 64) another host was seen claiming and that were
-    /// logged.
-    claims_reported: u64,
 }
 
 impl<P: Port> Worker<P> {
     pub fn new(port: P, cfg: WorkerConfig, rings: WorkerEnd, now: Instant) -> Self {
+        Self::on_ports(vec![port], cfg, rings, now, None)
+    }
+
+    /// A worker of several on one port: TCP frames for local ports another worker owns
+    /// (`port % workers`) are handed to it, ARP frames are copied to every other worker
+    /// (each keeps its own neighbour cache), and frames handed to this one are taken in.
+    pub fn with_handoff(
+        port: P,
+        cfg: WorkerConfig,
+        rings: WorkerEnd,
+        now: Instant,
+        handoff: HandoffEnd<(u8, P::Buf)>,
+    ) -> Self {
+        Self::on_ports(vec![port], cfg, rings, now, Some(handoff))
+    }
+
+    /// A worker on a queue of each of `ports` (the networks of `cfg` name them by their place
+    /// here), with a hand-off between the workers that share them. A network the ports cannot
+    /// carry (`WorkerConfig::check_networks`, which callers run first) is left out and logged.
+    pub fn on_ports(
+        ports: Vec<P>,
+        cfg: WorkerConfig,
+        rings: WorkerEnd,
+        now: Instant,
+        handoff: Option<HandoffEnd<(u8, P::Buf)>>,
+    ) -> Self {
         let pool = lending::Pool::new(&cfg);
-        let mut device = SmolDevice::new(port);
-        device.set_auto_rx(false);
-        let mac = EthernetAddress(device.port().mac());
-        let mut icfg = Config::new(HardwareAddress::Ethernet(mac));
-        icfg.random_seed = now.total_micros() as u64
-            ^ u64::from_be_bytes([
-                0, 0, mac.0[0], mac.0[1], mac.0[2], mac.0[3], mac.0[4], mac.0[5],
-            ]);
-        let mut iface = Interface::new(icfg, &mut device, now);
+        let mut devices: Vec<SmolDevice<P>> = ports
+            .into_iter()
+            .take(MAX_PORTS)
+            .map(|p| {
+                let mut d = SmolDevice::new(p);
+                d.set_auto_rx(false);
+                d
+            })
+            .collect();
         let mut table = PortTable::new();
-        iface.update_ip_addrs(|a| {
-            for c in &cfg.addresses {
-                if a.push(*c).is_err() {
-                    tracing::error!(address = %c, "too many local addresses for one interface");
+        let mut nets: Vec<Net> = Vec::new();
+        let mut ip_net = Vec::new();
+        for n in cfg.all_networks() {
+            let taken = nets.iter().any(|o| o.port == n.port && o.vlan == n.vlan);
+            let shared = n.addresses.iter().any(|a| table.serves(a.address().into()));
+            if n.port >= devices.len() || taken || shared || nets.len() >= MAX_NETWORKS {
+                tracing::error!(port = n.port, vlan = ?n.vlan, "network left out: its port or VLAN or an address is missing or taken");
+                continue;
+            }
+            let net = Net::new(&n, &mut devices[n.port], &mut table, now);
+            for a in &n.addresses {
+                if let Some(i) = table.index_of(a.address().into()) {
+                    ip_net.resize(ip_net.len().max(i as usize + 1), 0);
+                    ip_net[i as usize] = nets.len() as u8;
                 }
             }
-        });
-        for c in &cfg.addresses {
-            table.add_ip(c.address().into());
+            nets.push(net);
         }
-        if let Some(gw) = cfg.gateway {
-            let _ = iface.routes_mut().add_default_ipv4_route(gw);
-        }
-        if let Some(gw) = cfg.gateway_v6 {
-            let _ = iface.routes_mut().add_default_ipv6_route(gw);
-        }
+        let port_nets = PortNets::map(&nets, devices.len());
         Worker {
-            device,
-            iface,
-            empty: SocketSet::new(Vec::new()),
+            devices,
+            nets,
+            port_nets,
+            ip_net,
             table,
             legs: Vec::new(),
             free: Vec::new(),
@@ -230,26 +269,10 @@ impl<P: Port> Worker<P> {
             pool,
             scratch: vec![0; TLS_SCRATCH].into_boxed_slice(),
             dg_scratch: vec![0; 3 * DG_BUF].into_boxed_slice(),
-            handoff: None,
+            handoff,
             announcements: 0,
             next_announcement: now,
-            claims_reported: 0,
         }
-    }
-
-    /// A worker of several on one port: TCP frames for local ports another worker owns
-    /// (`port % workers`) are handed to it, ARP frames are copied to every other worker
-    /// (each keeps its own neighbour cache), and frames handed to this one are taken in.
-    pub fn with_handoff(
-        port: P,
-        cfg: WorkerConfig,
-        rings: WorkerEnd,
-        now: Instant,
-        handoff: HandoffEnd<P::Buf>,
-    ) -> Self {
-        let mut w = Self::new(port, cfg, rings, now);
-        w.handoff = Some(handoff);
-        w
     }
 
     /// The worker's counters, with the leg count taken now.
@@ -265,9 +288,14 @@ impl<P: Port> Worker<P> {
         }
     }
 
-    /// The smoltcp adapter's counters (frames, and frames lost for want of a buffer).
+    /// The smoltcp adapters' counters over every port (frames, and frames lost for want of
+    /// a buffer).
     pub fn device_stats(&self) -> crate::device::DeviceStats {
-        self.device.stats()
+        let mut s = crate::device::DeviceStats::default();
+        for d in &self.devices {
+            s += d.stats();
+        }
+        s
     }
 
     pub fn legs(&self) -> usize {
@@ -290,8 +318,14 @@ impl<P: Port> Worker<P> {
         v
     }
 
+    /// The first port.
     pub fn port(&self) -> &P {
-        self.device.port()
+        self.devices[0].port()
+    }
+
+    /// Port `i` (its place among the ports the worker was given).
+    pub fn port_at(&self, i: usize) -> Option<&P> {
+        self.devices.get(i).map(|d| d.port())
     }
 
     /// Bytes of socket buffer an idle established pair holds (both legs, both directions:
@@ -325,9 +359,14 @@ impl<P: Port> Worker<P> {
         // a frame arrived (the UE connects after the ALG's Modify was answered) is in the
         // ring once the frame is in hand, however long this thread was descheduled in
         // between: a SYN never meets a leg whose Start is still in the ring.
-        let mut burst: Burst<P::Buf> = Burst::new();
-        self.device.port_mut().rx_burst(&mut burst);
-        let mut handed: Burst<P::Buf> = Burst::new();
+        let mut bursts: ArrayVec<Burst<P::Buf>, MAX_PORTS> = ArrayVec::new();
+        for d in &mut self.devices {
+            let mut burst = Burst::new();
+            d.port_mut().rx_burst(&mut burst);
+            busy |= !burst.is_empty();
+            bursts.push(burst);
+        }
+        let mut handed: Burst<(u8, P::Buf)> = Burst::new();
         if let Some(h) = &self.handoff {
             while !handed.is_full() {
                 let Some(frame) = h.inbox.pop() else { break };
@@ -335,21 +374,35 @@ impl<P: Port> Worker<P> {
             }
         }
         busy |= self.take_commands(now);
-        busy |= !burst.is_empty() || !handed.is_empty();
-        if self.live_legs >= PREFETCH_FROM_LEGS {
-            self.ingress_prefetched(&mut burst, &mut handed, now);
-        } else {
-            for frame in burst.drain(..) {
-                // Classified once, for the hand-off and for the demux.
-                let class = classify(frame.data());
-                if let Some(frame) = self.hand_off(frame, class) {
-                    self.ingress(frame, class, now);
+        busy |= !handed.is_empty();
+        for (port, burst) in bursts.iter_mut().enumerate() {
+            if burst.is_empty() {
+                continue;
+            }
+            if self.live_legs >= PREFETCH_FROM_LEGS {
+                self.ingress_prefetched(port, burst, now);
+            } else {
+                for frame in burst.drain(..) {
+                    let Some((net, frame)) = self.network_of(port, frame, now) else {
+                        continue;
+                    };
+                    // Classified once, for the hand-off and for the demux.
+                    let class = classify(frame.data());
+                    if let Some(frame) = self.hand_off(net, frame, class) {
+                        self.ingress(net, frame, class, now);
+                    }
                 }
             }
-            for frame in handed.drain(..) {
-                self.counters.handed_in += 1;
-                let class = classify(frame.data());
-                self.ingress(frame, class, now);
+        }
+        if !handed.is_empty() {
+            if self.live_legs >= PREFETCH_FROM_LEGS {
+                self.handed_prefetched(&mut handed, now);
+            } else {
+                for (net, frame) in handed.drain(..) {
+                    self.counters.handed_in += 1;
+                    let class = classify(frame.data());
+                    self.ingress(net, frame, class, now);
+                }
             }
         }
 
@@ -391,19 +444,18 @@ impl<P: Port> Worker<P> {
         }
 
         if self.announcements < ANNOUNCEMENTS && now >= self.next_announcement {
-            self.announce(self.announcements);
+            for n in 0..self.nets.len() {
+                self.announce(n as u8, self.announcements);
+            }
             self.next_announcement = now + Duration::from_secs(1 << self.announcements.min(8));
             self.announcements += 1;
         }
 
-        self.device.flush();
-        if self.device.tap_mut().is_some_and(|t| t.done()) {
-            if let Some(t) = self.device.set_tap(None) {
-                self.emit(Event::Captured {
-                    captured: t.captured,
-                    missed: t.missed,
-                });
-            }
+        for d in &mut self.devices {
+            d.flush();
+        }
+        if self.devices[0].tap_mut().is_some_and(|t| t.done()) {
+            self.end_capture(None);
         }
         while let Some(ev) = self.pending.pop_front() {
             if let Err(ev) = self.rings.events.push(ev) {
@@ -555,12 +607,7 @@ impl<P: Port> Worker<P> {
                 let tap = filter.map(|f| {
                     CaptureTap::new(f, snaplen as usize, packets, self.rings.capture.clone())
                 });
-                if let Some(old) = self.device.set_tap(tap) {
-                    self.emit(Event::Captured {
-                        captured: old.captured,
-                        missed: old.missed,
-                    });
-                }
+                self.end_capture(tap);
             }
             Command::Audit { key } => match self.keys.get(&key).copied() {
                 Some(idx) => {
@@ -569,6 +616,22 @@ impl<P: Port> Worker<P> {
                 }
                 None => self.reject(key, Rejection::UnknownTermination),
             },
+        }
+    }
+
+    /// Ends the running capture (reported, over every port) and starts `tap` (if any) on
+    /// every port.
+    fn end_capture(&mut self, tap: Option<CaptureTap>) {
+        let (mut captured, mut missed, mut ran) = (0, 0, false);
+        for d in &mut self.devices {
+            if let Some(old) = d.set_tap(tap.as_ref().map(CaptureTap::sibling)) {
+                captured += old.captured;
+                missed += old.missed;
+                ran = true;
+            }
+        }
+        if ran {
+            self.emit(Event::Captured { captured, missed });
         }
     }
 
@@ -711,8 +774,10 @@ impl<P: Port> Worker<P> {
                 poll_at: None,
             };
         };
-        self.device.set_dscp(leg.dscp);
-        let out = legpoll::egress(&mut self.iface, &mut self.device, &mut leg.set, now);
+        let net = self.ip_net[leg.local.0 as usize];
+        let (net, device) = on_net(&mut self.nets, &mut self.devices, net);
+        device.set_dscp(leg.dscp);
+        let out = legpoll::egress(&mut net.iface, device, &mut leg.set, now);
         if !leg.is_udp() {
             // UDP legs count the datagrams they relay, not their DTLS handshake records.
             leg.stats.packets_out += out.sent;

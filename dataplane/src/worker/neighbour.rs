@@ -14,6 +14,7 @@ use smoltcp::wire::{
     Ipv6Repr, NdiscNeighborFlags, NdiscRepr, RawHardwareAddress,
 };
 
+use super::network::on_net;
 use super::Worker;
 use port::Port;
 
@@ -44,12 +45,12 @@ impl<P: Port> Worker<P> {
     /// Round `round` of the announcements after start: IPv4 addresses get a gratuitous ARP
     /// every round; IPv6 addresses a duplicate address detection probe first (RFC 4862 5.4),
     /// then an unsolicited neighbour advertisement (override) in every later round.
-    pub(super) fn announce(&mut self, round: u32) {
-        for i in 0..self.cfg.addresses.len() {
-            let sent = match self.cfg.addresses[i] {
-                IpCidr::Ipv4(c) => self.arp_request(c.address(), c.address()),
-                IpCidr::Ipv6(c) if round == 0 => self.solicit(None, c.address()),
-                IpCidr::Ipv6(c) => self.advertise(c.address()),
+    pub(super) fn announce(&mut self, net: u8, round: u32) {
+        for i in 0..self.nets[net as usize].addresses.len() {
+            let sent = match self.nets[net as usize].addresses[i] {
+                IpCidr::Ipv4(c) => self.arp_request(net, c.address(), c.address()),
+                IpCidr::Ipv6(c) if round == 0 => self.solicit(net, None, c.address()),
+                IpCidr::Ipv6(c) => self.advertise(net, c.address()),
             };
             if !sent {
                 return;
@@ -58,9 +59,10 @@ impl<P: Port> Worker<P> {
     }
 
     /// Broadcasts an ARP request from `source` for `target`; false if the port had no room.
-    fn arp_request(&mut self, source: Ipv4Address, target: Ipv4Address) -> bool {
-        let mac = EthernetAddress(self.device.port().mac());
-        let Some(tx) = self.device.transmit(Instant::ZERO) else {
+    fn arp_request(&mut self, net: u8, source: Ipv4Address, target: Ipv4Address) -> bool {
+        let (_, device) = on_net(&mut self.nets, &mut self.devices, net);
+        let mac = EthernetAddress(device.port().mac());
+        let Some(tx) = device.transmit(Instant::ZERO) else {
             return false;
         };
         let arp = ArpRepr::EthernetIpv4 {
@@ -84,13 +86,15 @@ impl<P: Port> Worker<P> {
     /// limit 255 as RFC 4861 requires; false if the port had no room.
     fn send_ndisc(
         &mut self,
+        net: u8,
         src: Ipv6Address,
         dst: Ipv6Address,
         to: EthernetAddress,
         ndisc: NdiscRepr,
     ) -> bool {
-        let mac = EthernetAddress(self.device.port().mac());
-        let Some(tx) = self.device.transmit(Instant::ZERO) else {
+        let (_, device) = on_net(&mut self.nets, &mut self.devices, net);
+        let mac = EthernetAddress(device.port().mac());
+        let Some(tx) = device.transmit(Instant::ZERO) else {
             return false;
         };
         let icmp = Icmpv6Repr::Ndisc(ndisc);
@@ -121,27 +125,32 @@ impl<P: Port> Worker<P> {
     /// A neighbour solicitation for `target` to its solicited-node group, from `source`
     /// with our link-layer address, or from the unspecified address without it (a duplicate
     /// address detection probe).
-    fn solicit(&mut self, source: Option<Ipv6Address>, target: Ipv6Address) -> bool {
-        let mac = EthernetAddress(self.device.port().mac());
+    fn solicit(&mut self, net: u8, source: Option<Ipv6Address>, target: Ipv6Address) -> bool {
+        let mac = self.mac_of(net);
         let group = solicited_node(target);
         let ndisc = NdiscRepr::NeighborSolicit {
             target_addr: target,
             lladdr: source.map(|_| RawHardwareAddress::from(mac)),
         };
         let src = source.unwrap_or(Ipv6Address::UNSPECIFIED);
-        self.send_ndisc(src, group, multicast_mac(group), ndisc)
+        self.send_ndisc(net, src, group, multicast_mac(group), ndisc)
     }
 
     /// An unsolicited neighbour advertisement of `addr` to all nodes, overriding what their
     /// caches hold (a restart, a new NIC, a fail-over).
-    fn advertise(&mut self, addr: Ipv6Address) -> bool {
-        let mac = EthernetAddress(self.device.port().mac());
+    fn advertise(&mut self, net: u8, addr: Ipv6Address) -> bool {
+        let mac = self.mac_of(net);
         let ndisc = NdiscRepr::NeighborAdvert {
             flags: NdiscNeighborFlags::OVERRIDE,
             target_addr: addr,
             lladdr: Some(RawHardwareAddress::from(mac)),
         };
-        self.send_ndisc(addr, ALL_NODES, multicast_mac(ALL_NODES), ndisc)
+        self.send_ndisc(net, addr, ALL_NODES, multicast_mac(ALL_NODES), ndisc)
+    }
+
+    /// The MAC address of network `net`'s port.
+    fn mac_of(&self, net: u8) -> EthernetAddress {
+        EthernetAddress(self.devices[self.nets[net as usize].port].port().mac())
     }
 
     /// Asks for the link-layer address of the next hop towards `remote` now, with our own
@@ -149,13 +158,14 @@ impl<P: Port> Worker<P> {
     /// only once something waits, so a leg's first datagrams could wait a second (and a
     /// burst overflow its queue) behind another leg's resolution. The answer fills smoltcp's
     /// cache like any answer to us.
-    pub(super) fn resolve(&mut self, remote: IpAddr) {
+    pub(super) fn resolve(&mut self, net: u8, remote: IpAddr) {
         let remote = IpAddress::from(remote);
+        let n = &self.nets[net as usize];
         let gateway = match remote {
-            IpAddress::Ipv4(_) => self.cfg.gateway.map(IpAddress::Ipv4),
-            IpAddress::Ipv6(_) => self.cfg.gateway_v6.map(IpAddress::Ipv6),
+            IpAddress::Ipv4(_) => n.gateway.map(IpAddress::Ipv4),
+            IpAddress::Ipv6(_) => n.gateway_v6.map(IpAddress::Ipv6),
         };
-        let on_link = |a: &IpAddress| self.cfg.addresses.iter().find(|c| c.contains_addr(a));
+        let on_link = |a: &IpAddress| n.addresses.iter().find(|c| c.contains_addr(a));
         let (source, target) = match (on_link(&remote), gateway) {
             (Some(c), _) => (c.address(), remote),
             (None, Some(gw)) => match on_link(&gw) {
@@ -166,10 +176,10 @@ impl<P: Port> Worker<P> {
         };
         match (source, target) {
             (IpAddress::Ipv4(s), IpAddress::Ipv4(t)) => {
-                self.arp_request(s, t);
+                self.arp_request(net, s, t);
             }
             (IpAddress::Ipv6(s), IpAddress::Ipv6(t)) => {
-                self.solicit(Some(s), t);
+                self.solicit(net, Some(s), t);
             }
             _ => {}
         }
@@ -178,12 +188,12 @@ impl<P: Port> Worker<P> {
     /// Looks at a neighbour-discovery frame for another host claiming one of our IPv6
     /// addresses: its advertisement of it, or its own duplicate address detection probe for
     /// it (from the unspecified address). Counted, and logged once per address.
-    pub(super) fn check_claim(&mut self, frame: &[u8]) {
-        let Some(target) = claimed(frame, self.device.port().mac()) else {
+    pub(super) fn check_claim(&mut self, net: u8, frame: &[u8]) {
+        let Some(target) = claimed(frame, self.mac_of(net).0) else {
             return;
         };
-        let Some(i) = self
-            .cfg
+        let n = &mut self.nets[net as usize];
+        let Some(i) = n
             .addresses
             .iter()
             .position(|c| c.address() == IpAddress::Ipv6(target))
@@ -192,8 +202,8 @@ impl<P: Port> Worker<P> {
         };
         self.counters.duplicate_addresses += 1;
         let bit = 1u64 << (i % 64);
-        if self.claims_reported & bit == 0 {
-            self.claims_reported |= bit;
+        if n.claims_reported & bit == 0 {
+            n.claims_reported |= bit;
             let from = EthernetAddress::from_bytes(&frame[6..12]);
             tracing::error!(
                 address = %target,

@@ -79,7 +79,13 @@ impl<P: Port> Worker<P> {
                 })
                 .map_err(|_| ()),
             LegRole::Active { remote } => sock
-                .connect(self.iface.context(), IpEndpoint::from(remote), local)
+                .connect(
+                    self.nets[self.ip_net[leg.local.0 as usize] as usize]
+                        .iface
+                        .context(),
+                    IpEndpoint::from(remote),
+                    local,
+                )
                 .map(|()| TcpState::Connecting {
                     deadline: now + spec.timers.connect,
                     tls: pending(spec.tls, &spec.timers),

@@ -151,7 +151,7 @@ impl<P: Port> Worker<P> {
         if let Some(r) = spec.remote {
             // A new Remote is where we send from now on, latched or not.
             if u.peer != Some(r.into()) {
-                resolve = Some(r.ip());
+                resolve = Some((self.ip_net[leg.local.0 as usize], r.ip()));
             }
             u.peer = Some(r.into());
             u.latched = matches!(spec.accept, Accept::Gate(_));
@@ -173,8 +173,8 @@ impl<P: Port> Worker<P> {
             }
             Some(_) => {}
         }
-        if let Some(ip) = resolve {
-            self.resolve(ip);
+        if let Some((net, ip)) = resolve {
+            self.resolve(net, ip);
         }
         if restart {
             self.open_dtls(idx, now);
