@@ -15,8 +15,9 @@
 # DTLS 1.2 between UE-X and T1 (fingerprints and a=tls-id in the H.248 descriptors), a fax
 # page of UDPTL packets with redundancy each way, every packet checked.
 # Last, the flow with UE-X on IPv6 in the access network and UE-Y on IPv4 in the core, TLS
-# towards UE-X: the access realm is dual-stack, T1's Local asks for `c=IN IP6 $`, and imsagw
-# interworks the two IP versions between T1 and T2.
+# towards UE-X: the LAN is split into an access and a core network, imsagw's port carries both
+# as 802.1Q VLANs (a realm on each network), the access realm is dual-stack, T1's Local asks for
+# `c=IN IP6 $`, and imsagw interworks the two IP versions between T1 and T2.
 # `demo.sh --tcp`, `--tls`, `--restart`, `--fax` or `--ipv6` runs one.
 # It cleans up after itself (also on Ctrl-C) and exits 0 only if everything matched.
 set -euo pipefail
@@ -78,15 +79,18 @@ ue_hosts_create
 # $1: tcp, tls or restart.
 flow() {
   local variant=$1 sim_flags="" agw_flags="" ue_x=$UEX_IP
-  local access=198.18.1.10/15:40000-44999
+  local access=198.18.1.10/15:40000-44999 core=198.18.2.20/15:45000-49999
   [ "$variant" = tls ] && sim_flags="--tls"
   [ "$variant" = fax ] && sim_flags="--fax"
   if [ "$variant" = ipv6 ]; then
-    # UE-X on IPv6 (its namespace is dual-stack), TLS towards it; the access realm has an
-    # IPv6 address beside its IPv4 one.
+    # UE-X on IPv6 in the access network, UE-Y on IPv4 in the core network, TLS towards
+    # UE-X: the LAN is split into two networks, which imsagw's one port carries as two
+    # 802.1Q VLANs, each realm on its network. (The last run: the LAN stays split.)
     sim_flags="--tls"
     ue_x=$UE_HOSTS_UEX_IP6
-    access=198.18.1.10/15,2001:db8:1::10/$UE_HOSTS_PREFIX6:40000-44999
+    access=198.18.1.10/15,2001:db8:1::10/$UE_HOSTS_PREFIX6:40000-44999@access
+    core=$core@core
+    agw_flags="--network access=,vlan=$UE_HOSTS_ACCESS_VLAN --network core=,vlan=$UE_HOSTS_CORE_VLAN"
   fi
   if [ "$variant" = restart ]; then
     # The IMS-ALG goes away mid-call and comes back; short H.248 timers so imsagw notices
@@ -98,9 +102,14 @@ flow() {
   section "[$variant] Start imsagw: control thread on core 0, one worker on core 1, DPDK net_tap0 (iface $IFACE)"
   # shellcheck disable=SC2086
   agw_start --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" --metrics "$METRICS" $agw_flags ${IMSAGW_ARGS:-} \
-    --realm "access=$access" --realm core=198.18.2.20/15:45000-49999
+    --realm "access=$access" --realm "core=$core"
   grep -E "imsagw running|TLS identity" "$WORK/imsagw.log"
-  ue_hosts_bridge_tap "$IFACE"
+  if [ "$variant" = ipv6 ]; then
+    ue_hosts_split
+    ue_hosts_trunk "$IFACE"
+  else
+    ue_hosts_bridge_tap "$IFACE"
+  fi
 
   section "[$variant] The IMS-ALG (imsagw-sim alg) drives the Annex y flow (H.248 on loopback captured by tshark)"
   dumpcap -q -i lo -f "udp port 2944 or udp port 2945" -w "$WORK/h248-$variant.pcapng" >/dev/null 2>&1 &

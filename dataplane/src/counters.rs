@@ -91,6 +91,9 @@ worker_counters! {
     vlan_dropped => "worker_drops" { "reason" = "vlan" };
     /// Frames for a leg's address that came in on another network than the leg's.
     wrong_network_dropped => "worker_drops" { "reason" = "wrong_network" };
+    /// TCP legs whose segments were made smaller by an ICMP Packet Too Big (or Fragmentation
+    /// Needed) quoting their connection.
+    path_mtu_lowered => "worker_path_mtu_lowered";
     /// Another host claims one of our IPv6 addresses (duplicate address detection, or its
     /// neighbour advertisement for it): the address is misconfigured on the network.
     duplicate_addresses => "worker_duplicate_addresses";
@@ -176,6 +179,10 @@ pub const FAMILY_HELP: &[(&str, &str)] = &[
     (
         "worker_duplicate_addresses",
         "Claims by another host of one of the worker's IPv6 addresses",
+    ),
+    (
+        "worker_path_mtu_lowered",
+        "TCP legs whose segments an ICMP Packet Too Big made smaller",
     ),
 ];
 

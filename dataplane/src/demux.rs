@@ -20,6 +20,13 @@ pub enum FrameClass {
         dst: (IpAddr, u16),
         ip_len: u16,
     },
+    /// ICMPv6 Packet Too Big or ICMP Fragmentation Needed quoting a TCP segment we sent from
+    /// `local` to `remote`: the path to `remote` takes at most `mtu` octets.
+    TooBig {
+        local: (IpAddr, u16),
+        remote: (IpAddr, u16),
+        mtu: u32,
+    },
     /// ARP: handled by the interface, and may unblock legs waiting for a neighbour.
     Arp,
     /// IPv6 neighbour discovery: handled by the interface, and may unblock legs like ARP.
@@ -78,7 +85,66 @@ fn classify_ipv4(ip: &[u8]) -> FrameClass {
     }
     let src = IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));
     let dst = IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
-    transport(ip[9], src, dst, &ip[ihl..total], total)
+    let l4 = &ip[ihl..total];
+    // Destination unreachable, fragmentation needed (type 3, code 4, RFC 1191).
+    if ip[9] == 1 && l4.len() >= 8 && l4[0] == 3 && l4[1] == 4 {
+        return too_big_v4(l4);
+    }
+    transport(ip[9], src, dst, l4, total)
+}
+
+/// The TCP segment an ICMP error quotes: its IP header (`quoted`, from its first octet) and at
+/// least the ports of its TCP header; None for anything else.
+#[inline]
+fn quoted_tcp(quoted: &[u8]) -> Option<((IpAddr, u16), (IpAddr, u16))> {
+    let (src, dst, l4) = match quoted.first()? >> 4 {
+        4 => {
+            let ihl = ((quoted[0] & 0x0f) as usize) * 4;
+            if ihl < 20 || quoted.len() < ihl + 4 || quoted[9] != 6 {
+                return None;
+            }
+            let a = |o: usize| {
+                IpAddr::V4(Ipv4Addr::new(
+                    quoted[o],
+                    quoted[o + 1],
+                    quoted[o + 2],
+                    quoted[o + 3],
+                ))
+            };
+            (a(12), a(16), &quoted[ihl..])
+        }
+        6 => {
+            if quoted.len() < IPV6_HDR + 4 || quoted[6] != 6 {
+                return None;
+            }
+            (
+                IpAddr::V6(Ipv6Addr::from(octets16(&quoted[8..24]))),
+                IpAddr::V6(Ipv6Addr::from(octets16(&quoted[24..40]))),
+                &quoted[IPV6_HDR..],
+            )
+        }
+        _ => return None,
+    };
+    let port = |o: usize| u16::from_be_bytes([l4[o], l4[o + 1]]);
+    Some(((src, port(0)), (dst, port(2))))
+}
+
+#[cold]
+fn too_big_v6(icmp: &[u8]) -> FrameClass {
+    let mtu = u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]);
+    match quoted_tcp(&icmp[8..]) {
+        Some((local, remote)) if local.0.is_ipv6() => FrameClass::TooBig { local, remote, mtu },
+        _ => FrameClass::Other,
+    }
+}
+
+#[cold]
+fn too_big_v4(icmp: &[u8]) -> FrameClass {
+    let mtu = u16::from_be_bytes([icmp[6], icmp[7]]) as u32;
+    match quoted_tcp(&icmp[8..]) {
+        Some((local, remote)) if local.0.is_ipv4() => FrameClass::TooBig { local, remote, mtu },
+        _ => FrameClass::Other,
+    }
 }
 
 #[inline]
@@ -119,6 +185,8 @@ fn classify_ipv6(ip: &[u8]) -> FrameClass {
         6 | 17 if extended => FrameClass::Extension,
         // Router and neighbour solicitations and advertisements, redirects.
         58 if !extended && total > at && (133..=137).contains(&ip[at]) => FrameClass::Neighbour,
+        // Packet Too Big: type 2, code 0, the MTU, then as much of our packet as fits.
+        58 if !extended && total >= at + 8 && ip[at] == 2 => too_big_v6(&ip[at..total]),
         _ => transport(next, src, dst, &ip[at..total], total),
     }
 }

@@ -1,6 +1,7 @@
 //! The data-plane fuzzer: hostile frames (truncated and inconsistent headers, bad checksums,
 //! fragments, odd and malformed TCP options, zero windows, random flags and sequence numbers,
-//! overlapping payloads, garbage, IPv6 extension headers) driven into a worker on MemLink
+//! overlapping payloads, garbage, IPv6 extension headers, 802.1Q tags of VLANs the port does
+//! not carry, stacked and cut short) driven into a worker on MemLink
 //! while two good pairs (one on IPv4, one on IPv6) move checked byte streams both ways and two
 //! sacrificial pairs (likewise) take everything. No panic; the
 //! good pairs never see a wrong byte or an end and keep moving; every leg and buffer is
@@ -130,10 +131,11 @@ fn hostile_frames_hurt_no_good_pair() {
     }
     let after = b.worker.counters();
     eprintln!(
-        "{injected} hostile frames; worker: malformed {} fragments {} IPv6 extensions {} no leg {} gate {}; good streams {:?}",
+        "{injected} hostile frames; worker: malformed {} fragments {} IPv6 extensions {} VLAN tags {} no leg {} gate {}; good streams {:?}",
         after.malformed_dropped - before.malformed_dropped,
         after.fragments_dropped - before.fragments_dropped,
         after.extension_dropped - before.extension_dropped,
+        after.vlan_dropped - before.vlan_dropped,
         after.tcp_no_leg - before.tcp_no_leg,
         after.gate_rejected - before.gate_rejected,
         streams.iter().map(|s| (s.4.received, s.5.received)).collect::<Vec<_>>()
@@ -180,6 +182,7 @@ fn hostile_frames_hurt_no_good_pair() {
     }
     assert!(after.malformed_dropped > before.malformed_dropped);
     assert!(after.extension_dropped > before.extension_dropped);
+    assert!(after.vlan_dropped > before.vlan_dropped);
     assert!(after.tcp_no_leg > before.tcp_no_leg);
     // Release everything: every leg is freed and every buffer is back.
     for &(a, c, _) in good.iter().chain(&victims) {

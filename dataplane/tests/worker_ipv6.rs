@@ -457,3 +457,132 @@ fn ipv6_extension_headers_and_fragments_are_dropped_and_counted() {
         b.worker.counters().extension_dropped
     );
 }
+
+/// An ICMP error from a router on the path quoting a TCP segment we sent from `ours` to
+/// `theirs`: ICMPv6 Packet Too Big for IPv6, ICMP Fragmentation Needed for IPv4, with `mtu`.
+fn too_big(ours: SocketAddr, theirs: SocketAddr, mtu: u32) -> Vec<u8> {
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&ours.port().to_be_bytes());
+    tcp[2..4].copy_from_slice(&theirs.port().to_be_bytes());
+    tcp[12] = 0x50;
+    tcp[13] = 0x10;
+    let mut f = vec![0u8; 14];
+    match (ours.ip(), theirs.ip()) {
+        (IpAddr::V6(o), IpAddr::V6(t)) => {
+            f[12..14].copy_from_slice(&[0x86, 0xdd]);
+            let mut quoted = vec![0u8; 40];
+            quoted[0] = 0x60;
+            quoted[4..6].copy_from_slice(&1460u16.to_be_bytes());
+            quoted[6] = 6;
+            quoted[7] = 64;
+            quoted[8..24].copy_from_slice(&o.octets());
+            quoted[24..40].copy_from_slice(&t.octets());
+            quoted.extend_from_slice(&tcp);
+            let mut icmp = vec![2, 0, 0, 0];
+            icmp.extend_from_slice(&mtu.to_be_bytes());
+            icmp.extend_from_slice(&quoted);
+            let mut ip = vec![0u8; 40];
+            ip[0] = 0x60;
+            ip[4..6].copy_from_slice(&(icmp.len() as u16).to_be_bytes());
+            ip[6] = 58;
+            ip[7] = 64;
+            // From a router on UE-X's side.
+            ip[8..24].copy_from_slice(&Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1).octets());
+            ip[24..40].copy_from_slice(&o.octets());
+            f.extend_from_slice(&ip);
+            f.extend_from_slice(&icmp);
+        }
+        (IpAddr::V4(o), IpAddr::V4(t)) => {
+            f[12..14].copy_from_slice(&[0x08, 0x00]);
+            let mut quoted = vec![0u8; 20];
+            quoted[0] = 0x45;
+            quoted[2..4].copy_from_slice(&1500u16.to_be_bytes());
+            quoted[8] = 64;
+            quoted[9] = 6;
+            quoted[12..16].copy_from_slice(&o.octets());
+            quoted[16..20].copy_from_slice(&t.octets());
+            quoted.extend_from_slice(&tcp[..8]);
+            let mut icmp = vec![3, 4, 0, 0, 0, 0];
+            icmp.extend_from_slice(&(mtu as u16).to_be_bytes());
+            icmp.extend_from_slice(&quoted);
+            let mut ip = vec![0u8; 20];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+            ip[8] = 64;
+            ip[9] = 1;
+            ip[12..16].copy_from_slice(&[198, 18, 0, 1]);
+            ip[16..20].copy_from_slice(&o.octets());
+            f.extend_from_slice(&ip);
+            f.extend_from_slice(&icmp);
+        }
+        _ => unreachable!("one family"),
+    }
+    f
+}
+
+/// The largest IP packet the worker sent to `to` among the captured frames.
+fn largest_packet_to(frames: &[(bool, Vec<u8>)], to: IpAddr) -> usize {
+    frames
+        .iter()
+        .filter(|(out, _)| *out)
+        .filter_map(|(_, f)| match (f.get(12..14)?, to) {
+            ([0x86, 0xdd], IpAddr::V6(a)) if f.get(38..54)? == a.octets() => {
+                Some(40 + u16::from_be_bytes([f[18], f[19]]) as usize)
+            }
+            ([0x08, 0x00], IpAddr::V4(a)) if f.get(30..34)? == a.octets() => {
+                Some(u16::from_be_bytes([f[16], f[17]]) as usize)
+            }
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn packet_too_big_makes_a_legs_segments_smaller_and_only_that_legs() {
+    let mut b = bed_dual(Faults::default(), 0x6F, Default::default());
+    let (x, y) = b.pair_at(V6_V4, T1, T2, 41000, 64 * 1024, Framing::Agnostic);
+    capture(&mut b, 64);
+    exchange(&mut b, x, y, 200_000);
+    let ue_x = SocketAddr::from(b.ue(x).local_endpoint().unwrap());
+    let ue_y = SocketAddr::from(b.ue(y).local_endpoint().unwrap());
+    let (t1, t2) = (sa(AGW_ACCESS6, 41000), sa(AGW_CORE, 41000));
+    let before = drain(&mut b);
+    assert_eq!(largest_packet_to(&before, ue_x.ip()), 1500);
+    assert_eq!(largest_packet_to(&before, ue_y.ip()), 1500);
+    // Errors that quote no leg's connection change nothing: another peer port, another
+    // local port, a UDP-less family mix-up.
+    let wrong_port = SocketAddr::new(ue_x.ip(), ue_x.port().wrapping_add(1));
+    assert_eq!(
+        inject(
+            &mut b,
+            &[
+                too_big(t1, wrong_port, 1280),
+                too_big(sa(AGW_ACCESS6, 41001), ue_x, 1280),
+            ]
+        ),
+        2
+    );
+    b.run_for(Duration::from_millis(5));
+    assert_eq!(b.worker.counters().path_mtu_lowered, 0);
+    // UE-X's path takes 1280 octets (an MTU of 1000 is below IPv6's minimum: 1280); UE-Y's
+    // 1000 (IPv4's floor is 576).
+    assert_eq!(
+        inject(&mut b, &[too_big(t1, ue_x, 1000), too_big(t2, ue_y, 1000)]),
+        2
+    );
+    b.run_for(Duration::from_millis(5));
+    assert_eq!(b.worker.counters().path_mtu_lowered, 2);
+    exchange(&mut b, x, y, 200_000);
+    let after = drain(&mut b);
+    let (to_x, to_y) = (
+        largest_packet_to(&after, ue_x.ip()),
+        largest_packet_to(&after, ue_y.ip()),
+    );
+    assert!((1200..=1280).contains(&to_x), "{to_x}");
+    assert!((900..=1000).contains(&to_y), "{to_y}");
+    // A larger MTU later does not raise it again.
+    assert_eq!(inject(&mut b, &[too_big(t1, ue_x, 1500)]), 1);
+    b.run_for(Duration::from_millis(5));
+    assert_eq!(b.worker.counters().path_mtu_lowered, 2);
+}

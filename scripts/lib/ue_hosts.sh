@@ -5,7 +5,9 @@
 #
 #   bash scripts/lib/ue_hosts.sh create LAN UEX UEY    prints `uex=ADDR/15 uey=ADDR/15
 #                                                      uex6=ADDR/32 uey6=ADDR/32`
-#   bash scripts/lib/ue_hosts.sh bridge-tap LAN IFACE
+#   bash scripts/lib/ue_hosts.sh bridge-tap LAN IFACE [BRIDGE [MAC]]
+#   bash scripts/lib/ue_hosts.sh split LAN           UE-X on the access bridge, UE-Y on the core's
+#   bash scripts/lib/ue_hosts.sh trunk LAN IFACE [MAC [UEX UEY]]   IFACE carries both as VLANs
 #   bash scripts/lib/ue_hosts.sh bridge-veth LAN IFACE   a veth IFACE for imsagw's AF_XDP port
 #   bash scripts/lib/ue_hosts.sh add LAN NS ADDRESS VETH   one more host on the LAN
 #   bash scripts/lib/ue_hosts.sh delete NS...
@@ -27,6 +29,14 @@ UE_HOSTS_PREFIX6=32
 # net_tap gives the kernel side of the tap the DPDK port's MAC; on a bridge it needs one of
 # its own, or the bridge keeps every frame for that MAC to itself.
 UE_HOSTS_TAP_MAC=02:00:00:00:00:fe
+# Split LAN: UE-X in the access network (bridge br0), UE-Y in the core network (br1). imsagw's
+# ports join one network each (two ports), or one port carries both as a trunk: VLAN 10 the
+# access network, VLAN 20 the core. This machine's kernel has no 802.1Q (no VLAN interfaces,
+# no VLAN filtering on bridges), so a small user-space switch (vlan_switch.py) tags and
+# untags between the trunk and the two bridges.
+UE_HOSTS_ACCESS_VLAN=10
+UE_HOSTS_CORE_VLAN=20
+UE_HOSTS_SWITCH=$(dirname "${BASH_SOURCE[0]}")/vlan_switch.py
 
 : "${UEX_IP:=$UE_HOSTS_UEX_IP}"
 : "${UEY_IP:=$UE_HOSTS_UEY_IP}"
@@ -69,12 +79,47 @@ ue_hosts_create() {
   ip netns exec "$LAN" ip link set br0 up
 }
 
-# $1: imsagw's tap interface (in the root namespace once imsagw has started).
+# $1: imsagw's tap interface (in the root namespace once imsagw has started); $2 the bridge
+# (br0, or br1 on a split LAN); $3 the kernel side's MAC when several taps share a LAN.
 ue_hosts_bridge_tap() {
   ip link set "$1" netns "$LAN"
-  ip netns exec "$LAN" ip link set dev "$1" address "$UE_HOSTS_TAP_MAC"
-  ip netns exec "$LAN" ip link set "$1" master br0
+  ip netns exec "$LAN" ip link set dev "$1" address "${3:-$UE_HOSTS_TAP_MAC}"
+  ip netns exec "$LAN" ip link set "$1" master "${2:-br0}"
   ip netns exec "$LAN" ip link set "$1" up
+}
+
+# Splits the LAN into the access network (br0, UE-X) and the core network (br1, UE-Y).
+ue_hosts_split() {
+  ip netns exec "$LAN" ip link add br1 type bridge mcast_snooping 0
+  ip netns exec "$LAN" ip link set vy nomaster
+  ip netns exec "$LAN" ip link set vy master br1
+  ip netns exec "$LAN" ip link set br1 up
+}
+
+# $1: imsagw's tap, as a trunk of both networks of a split LAN ($2: the kernel side's MAC):
+# the switch joins each bridge through a veth and relays between them and the tap. A packet
+# socket reads frames as their sender wrote them, so the UEs send complete checksums (no
+# transmit checksum offload on their veths), as on the AF_XDP path.
+ue_hosts_trunk() {
+  local tap=$1 vid br ns
+  for ns in "$UEX" "$UEY" "${UE_HOSTS_EXTRA[@]}"; do
+    [ -n "$ns" ] && ue_hosts_no_offloads "$ns" eth0
+  done
+  ip link set "$tap" netns "$LAN"
+  ip netns exec "$LAN" ip link set dev "$tap" address "${2:-$UE_HOSTS_TAP_MAC}"
+  ip netns exec "$LAN" ip link set "$tap" up
+  for vid in $UE_HOSTS_ACCESS_VLAN:br0 $UE_HOSTS_CORE_VLAN:br1; do
+    br=${vid#*:}
+    vid=${vid%%:*}
+    ip netns exec "$LAN" ip link add "t$vid" type veth peer name "t${vid}s"
+    ip netns exec "$LAN" ip link set "t$vid" master "$br"
+    ip netns exec "$LAN" ip link set "t$vid" up
+    ip netns exec "$LAN" ip link set "t${vid}s" up
+  done
+  ip netns exec "$LAN" /usr/bin/python3 "$UE_HOSTS_SWITCH" "$tap" \
+    "$UE_HOSTS_ACCESS_VLAN=t${UE_HOSTS_ACCESS_VLAN}s" "$UE_HOSTS_CORE_VLAN=t${UE_HOSTS_CORE_VLAN}s" \
+    --netns-file "/run/netns/$LAN" </dev/null >/dev/null 2>&1 &
+  disown
 }
 
 # The frames an AF_XDP socket gets from a veth are what the peer wrote: with transmit
@@ -137,7 +182,15 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
       ;;
     bridge-tap)
       LAN=$1
-      ue_hosts_bridge_tap "$2"
+      ue_hosts_bridge_tap "$2" "${3:-}" "${4:-}"
+      ;;
+    trunk)
+      LAN=$1 UEX=${4:-} UEY=${5:-}
+      ue_hosts_trunk "$2" "${3:-}"
+      ;;
+    split)
+      LAN=$1
+      ue_hosts_split
       ;;
     bridge-veth)
       LAN=$1 UEX=${3:-} UEY=${4:-}
@@ -154,7 +207,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
       done
       ;;
     *)
-      echo "usage: ue_hosts.sh create LAN UEX UEY | bridge-tap LAN IFACE | bridge-veth LAN IFACE [UEX UEY] | add LAN NS ADDRESS VETH | delete NS..." >&2
+      echo "usage: ue_hosts.sh create LAN UEX UEY | bridge-tap LAN IFACE [BRIDGE [MAC]] | split LAN | trunk LAN IFACE [MAC [UEX UEY]] | bridge-veth LAN IFACE [UEX UEY] | add LAN NS ADDRESS VETH | delete NS..." >&2
       exit 2
       ;;
   esac

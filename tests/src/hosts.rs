@@ -79,6 +79,24 @@ pub fn start_imsagw(
     spawn_imsagw(mgc, status, extra, &eal)
 }
 
+/// [`start_imsagw`] on several taps: `net_tap0` on the first, `net_tap1` on the second...
+pub fn start_imsagw_on(
+    taps: &[&str],
+    mgc: &str,
+    status: &Path,
+    extra: &[&str],
+) -> (Reap, Receiver<String>, Vec<String>) {
+    let vdevs: Vec<String> = taps
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("net_tap{i},iface={t}"))
+        .collect();
+    let vdevs: Vec<&str> = vdevs.iter().map(String::as_str).collect();
+    let mut eal = vec!["--".to_string()];
+    eal.extend(crate::eal_args(&vdevs));
+    spawn_imsagw(mgc, status, extra, &eal)
+}
+
 /// `imsagw run --af-xdp IFACE` (the EAL arguments imsagw makes for it), otherwise as
 /// [`start_imsagw`].
 pub fn start_imsagw_af_xdp(

@@ -108,6 +108,11 @@ pub fn iface_name(prefix: &str) -> String {
     n
 }
 
+/// The VLANs of the access and the core network on a trunk into a split UE LAN
+/// (`ue_hosts.sh split`, `trunk`).
+pub const ACCESS_VLAN: u16 = 10;
+pub const CORE_VLAN: u16 = 20;
+
 /// The UE LAN of `scripts/lib/ue_hosts.sh` (the one fixture the shell scripts use too):
 /// namespaces `{prefix}-uex` (UE-X) and `{prefix}-uey` (UE-Y) on veths into a bridge in
 /// `{prefix}-lan`, which takes imsagw's DPDK tap. The namespaces go when it is dropped.
@@ -186,6 +191,41 @@ impl UeLan {
                 tap,
             ],
         )?;
+        Ok(())
+    }
+
+    /// Splits the LAN into an access network (UE-X, bridge `br0`) and a core network (UE-Y,
+    /// bridge `br1`): from then on each tap joins one of them ([`UeLan::bridge_tap_to`]) or
+    /// both as an 802.1Q trunk ([`UeLan::trunk`]).
+    pub fn split(&self) -> Result<()> {
+        self.script(&["split", &self.lan.name])
+    }
+
+    /// Moves imsagw's tap into the LAN onto `bridge` (`br0` access, `br1` core on a split
+    /// LAN); `mac` the kernel side's own MAC (distinct per tap).
+    pub fn bridge_tap_to(&self, tap: &str, bridge: &str, mac: &str) -> Result<()> {
+        self.script(&["bridge-tap", &self.lan.name, tap, bridge, mac])
+    }
+
+    /// Moves imsagw's tap into the split LAN as a trunk: the access network's frames tagged
+    /// [`ACCESS_VLAN`], the core's [`CORE_VLAN`] (through the script's user-space switch,
+    /// which ends when the LAN's namespace is deleted).
+    pub fn trunk(&self, tap: &str, mac: &str) -> Result<()> {
+        self.script(&[
+            "trunk",
+            &self.lan.name,
+            tap,
+            mac,
+            &self.uex.name,
+            &self.uey.name,
+        ])
+    }
+
+    fn script(&self, args: &[&str]) -> Result<()> {
+        let script = ue_hosts_script();
+        let mut all = vec![script.to_str().context("script path")?];
+        all.extend_from_slice(args);
+        run("bash", &all)?;
         Ok(())
     }
 

@@ -7,7 +7,10 @@
 //! sends everything on it), where the MGC then goes away and a new one comes up on the same
 //! port: imsagw reconnects, registers again with Disconnected, and the new MGC sets up a call
 //! and clears everything with `Context = * { Subtract = * }`. Once more over UDP with UE-X on
-//! IPv6 (scenario `annexy6`: a dual-stack access realm, T1 on IPv6, T2 on IPv4). Needs root.
+//! IPv6 (scenario `annexy6`: a dual-stack access realm, T1 on IPv6, T2 on IPv4); and so again
+//! with the access and the core network apart (the UE LAN split into two VLANs): on two taps,
+//! one per network (`--network core=net_tap1`), and on one tap carrying both as 802.1Q VLANs
+//! (`--network access=,vlan=10 --network core=,vlan=20`). Needs root.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -17,19 +20,38 @@ use std::time::{Duration, Instant};
 
 use imsagw_tests::hosts::*;
 
+/// Where the realms are: one LAN on one tap (every realm on it), or the access and the core
+/// network apart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Networks {
+    OneLan,
+    TwoPorts,
+    TwoVlans,
+}
+
 #[test]
 fn a_megaco_mgc_drives_the_reference_flow_over_dpdk() {
-    flow("udp", false);
+    flow("udp", false, Networks::OneLan);
 }
 
 #[test]
 fn a_megaco_mgc_over_tcp_drives_the_flow_and_imsagw_survives_its_restart() {
-    flow("tcp", false);
+    flow("tcp", false, Networks::OneLan);
 }
 
 #[test]
 fn a_megaco_mgc_drives_the_flow_with_ue_x_on_ipv6_and_ue_y_on_ipv4() {
-    flow("udp", true);
+    flow("udp", true, Networks::OneLan);
+}
+
+#[test]
+fn access_and_core_networks_on_two_ports_carry_the_flow_v6_to_v4() {
+    flow("udp", true, Networks::TwoPorts);
+}
+
+#[test]
+fn access_and_core_networks_as_two_vlans_on_one_port_carry_the_flow_v6_to_v4() {
+    flow("udp", true, Networks::TwoVlans);
 }
 
 fn mgc_process(dir: &Path, port: u16, scenario: &str, transport: &str) -> Reap {
@@ -53,15 +75,25 @@ fn mgc_process(dir: &Path, port: u16, scenario: &str, transport: &str) -> Reap {
     )
 }
 
-fn flow(transport: &str, ue_x_v6: bool) {
+fn flow(transport: &str, ue_x_v6: bool, networks: Networks) {
     let id = std::process::id() % 100_000
-        + match (transport, ue_x_v6) {
-            ("tcp", _) => 1,
-            (_, true) => 2,
+        + match (transport, ue_x_v6, networks) {
+            ("tcp", _, _) => 1,
+            (_, true, Networks::OneLan) => 2,
+            (_, _, Networks::TwoPorts) => 3,
+            (_, _, Networks::TwoVlans) => 4,
             _ => 0,
         };
-    let six = if ue_x_v6 { "6" } else { "" };
+    let six = match networks {
+        Networks::OneLan if ue_x_v6 => "6",
+        Networks::OneLan => "",
+        Networks::TwoPorts => "6p",
+        Networks::TwoVlans => "6v",
+    };
     let hosts = imsagw_tests::UeLan::hosts(&format!("mf{transport}{six}")).unwrap();
+    if networks != Networks::OneLan {
+        hosts.split().unwrap();
+    }
     let (uex, uey) = (hosts.uex.name.clone(), hosts.uey.name.clone());
 
     // The MGC.
@@ -127,19 +159,53 @@ fn flow(transport: &str, ue_x_v6: bool) {
         _ => format!("127.0.0.1:{port}"),
     };
     // With UE-X on IPv6 the access realm is dual-stack (T1 takes its IPv6 address).
-    let realms: &[&str] = if ue_x_v6 {
-        &[
+    let realms: &[&str] = match networks {
+        Networks::OneLan if ue_x_v6 => &[
             "--realm",
             "access=198.18.1.10/15,2001:db8:1::10/32:40000-44999",
             "--realm",
             "core=198.18.2.20/15:45000-49999",
-        ]
-    } else {
-        &[]
+        ],
+        Networks::OneLan => &[],
+        // The access realm on the first tap's own network, the core on the second tap.
+        Networks::TwoPorts => &[
+            "--network",
+            "core=net_tap1",
+            "--realm",
+            "access=198.18.1.10/15,2001:db8:1::10/32:40000-44999",
+            "--realm",
+            "core=198.18.2.20/15:45000-49999@core",
+        ],
+        Networks::TwoVlans => &[
+            "--network",
+            "access=,vlan=10",
+            "--network",
+            "core=,vlan=20",
+            "--realm",
+            "access=198.18.1.10/15,2001:db8:1::10/32:40000-44999@access",
+            "--realm",
+            "core=198.18.2.20/15:45000-49999@core",
+        ],
+    };
+    let core_tap = format!("immc{id}");
+    let taps: Vec<&str> = match networks {
+        Networks::TwoPorts => vec![&tap, &core_tap],
+        _ => vec![&tap],
     };
     let (agw, agw_lines, agw_seen) =
-        start_imsagw(&tap, &mgc_addr, &dir.join("status.sock"), realms);
-    hosts.bridge_tap(&tap).unwrap();
+        start_imsagw_on(&taps, &mgc_addr, &dir.join("status.sock"), realms);
+    match networks {
+        Networks::OneLan => hosts.bridge_tap(&tap).unwrap(),
+        Networks::TwoPorts => {
+            hosts
+                .bridge_tap_to(&tap, "br0", "02:00:00:00:00:fe")
+                .unwrap();
+            hosts
+                .bridge_tap_to(&core_tap, "br1", "02:00:00:00:00:fd")
+                .unwrap();
+        }
+        Networks::TwoVlans => hosts.trunk(&tap, "02:00:00:00:00:fe").unwrap(),
+    }
 
     // The MGC adds and modifies; UE-X connects to T1 once it is told where.
     let t1 = expect(&mgc_lines, "T1 ", &mut seen);

@@ -9,9 +9,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-/// The DPDK device name the EAL arguments below create.
-pub const DEVICE: &str = "net_af_xdp0";
-
 /// Largest MTU imsagw's frames take (its TCP/IP stack sends 1500-byte IP packets; a larger
 /// frame from the peer would not fit an mbuf's data room).
 const MAX_MTU: u32 = 1500;
@@ -33,9 +30,10 @@ const CAPABILITIES: [(u32, &str, &str); 4] = [
 ];
 const CAP_SYS_ADMIN: u32 = 21;
 
-/// The EAL's `--vdev` for `iface` with one queue per worker, starting at queue 0.
-pub fn vdev(iface: &str, workers: usize) -> String {
-    format!("{DEVICE},iface={iface},start_queue=0,queue_count={workers}")
+/// The EAL's `--vdev` of AF_XDP port `device` (`net_af_xdpK`) on `iface`, with one queue
+/// per worker, starting at queue 0.
+pub fn vdev(device: &str, iface: &str, workers: usize) -> String {
+    format!("{device},iface={iface},start_queue=0,queue_count={workers}")
 }
 
 /// Checks what the kernel would refuse: the interface, one receive queue per worker, the
@@ -115,7 +113,7 @@ mod tests {
     #[test]
     fn the_vdev_names_one_queue_per_worker() {
         assert_eq!(
-            vdev("veth0", 2),
+            vdev("net_af_xdp0", "veth0", 2),
             "net_af_xdp0,iface=veth0,start_queue=0,queue_count=2"
         );
     }

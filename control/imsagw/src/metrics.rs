@@ -229,30 +229,30 @@ pub fn render(s: &ProcessStatus) -> String {
         "Entries waiting in the worker's rings",
         &as_i64(rings),
     );
-    if let Some(p) = &s.port {
-        b.counter(
-            "port_packets",
-            "Packets of the DPDK port",
-            &[
-                (labels(&[("direction", "rx")]), p.rx_packets),
-                (labels(&[("direction", "tx")]), p.tx_packets),
-            ],
-        );
-        b.counter(
-            "port_errors",
-            "Errors and drops of the DPDK port",
-            &[
-                (labels(&[("kind", "rx_error")]), p.rx_errors),
-                (labels(&[("kind", "tx_error")]), p.tx_errors),
-                (labels(&[("kind", "rx_missed")]), p.rx_missed),
-                (labels(&[("kind", "rx_no_mbuf")]), p.rx_no_mbuf),
-            ],
-        );
-        b.gauge(
-            "port_link_up",
-            "1 when the link is up",
-            &[(none(), p.link_up as i64)],
-        );
+    if !s.ports.is_empty() {
+        let per = |f: &dyn Fn(&crate::run::PortStatus) -> (&'static str, &'static str, u64)| {
+            s.ports
+                .iter()
+                .map(|p| {
+                    let (k, v, x) = f(p);
+                    (labels(&[("port", p.device.as_str()), (k, v)]), x)
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut packets = per(&|p| ("direction", "rx", p.rx_packets));
+        packets.extend(per(&|p| ("direction", "tx", p.tx_packets)));
+        b.counter("port_packets", "Packets of each DPDK port", &packets);
+        let mut errors = per(&|p| ("kind", "rx_error", p.rx_errors));
+        errors.extend(per(&|p| ("kind", "tx_error", p.tx_errors)));
+        errors.extend(per(&|p| ("kind", "rx_missed", p.rx_missed)));
+        errors.extend(per(&|p| ("kind", "rx_no_mbuf", p.rx_no_mbuf)));
+        b.counter("port_errors", "Errors and drops of each DPDK port", &errors);
+        let up: Vec<_> = s
+            .ports
+            .iter()
+            .map(|p| (labels(&[("port", p.device.as_str())]), p.link_up as i64))
+            .collect();
+        b.gauge("port_link_up", "1 when the port's link is up", &up);
     }
     b.gauge(
         "mbufs_in_use",

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::config::{RealmSettings, Settings};
+use crate::config::{NetworkSettings, RealmSettings, Settings};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use control::capture::CaptureRequest;
@@ -65,11 +65,17 @@ pub struct RunArgs {
     /// Default IPv6 router of the media addresses.
     #[arg(long)]
     gateway6: Option<std::net::Ipv6Addr>,
-    /// A realm as `NAME=ADDRESS/PREFIX:FIRST-LAST` (repeat; replaces the configured realms);
-    /// IPv6 addresses as they are (`core=2001:db8:2::20/64:40000-44999`), several as a
-    /// comma-separated list or a `FIRST-LAST` range.
+    /// A realm as `NAME=ADDRESS/PREFIX:FIRST-LAST[@NETWORK]` (repeat; replaces the configured
+    /// realms); IPv6 addresses as they are (`core=2001:db8:2::20/64:40000-44999`), several as
+    /// a comma-separated list or a `FIRST-LAST` range; `@NETWORK` puts it on a `--network`.
     #[arg(long = "realm", value_parser = parse_realm)]
     realms: Vec<RealmSettings>,
+    /// A network as `NAME=DEVICE[,vlan=ID][,gateway=ADDR][,gateway6=ADDR]` (repeat; replaces
+    /// the configured networks): a DPDK port (`af_xdp:IFACE` for a kernel interface through
+    /// AF_XDP; empty for the top-level device), optionally an 802.1Q VLAN on it, and its
+    /// default routers.
+    #[arg(long = "network", value_parser = parse_network)]
+    networks: Vec<NetworkSettings>,
     /// mbufs in the pool.
     #[arg(long)]
     mbufs: Option<u32>,
@@ -158,18 +164,47 @@ pub struct RunArgs {
 }
 
 fn parse_realm(s: &str) -> Result<RealmSettings, String> {
-    let (name, rest) = s
-        .split_once('=')
-        .ok_or("expected NAME=ADDRESS/PREFIX:FIRST-LAST")?;
-    let (address, ports) = rest
-        .rsplit_once(':')
-        .ok_or("expected NAME=ADDRESS/PREFIX:FIRST-LAST")?;
+    const FORM: &str = "expected NAME=ADDRESS/PREFIX:FIRST-LAST[@NETWORK]";
+    let (name, rest) = s.split_once('=').ok_or(FORM)?;
+    let (rest, network) = match rest.rsplit_once('@') {
+        Some((r, n)) => (r, Some(n.to_string())),
+        None => (rest, None),
+    };
+    let (address, ports) = rest.rsplit_once(':').ok_or(FORM)?;
     Ok(RealmSettings {
         name: name.into(),
         address: address.into(),
         ports: ports.into(),
+        network,
         ..Default::default()
     })
+}
+
+fn parse_network(s: &str) -> Result<NetworkSettings, String> {
+    const FORM: &str = "expected NAME=DEVICE[,vlan=ID][,gateway=ADDR][,gateway6=ADDR]";
+    let (name, rest) = s.split_once('=').ok_or(FORM)?;
+    let mut parts = rest.split(',');
+    let device = parts.next().unwrap_or("").trim();
+    let mut n = NetworkSettings {
+        name: name.trim().into(),
+        ..Default::default()
+    };
+    match device.strip_prefix("af_xdp:") {
+        Some(iface) => n.af_xdp = Some(iface.into()),
+        None if device.is_empty() => {}
+        None => n.device = Some(device.into()),
+    }
+    for kv in parts {
+        let (k, v) = kv.split_once('=').ok_or(FORM)?;
+        let bad = |e: &dyn std::fmt::Display| format!("{k}={v}: {e}");
+        match k.trim() {
+            "vlan" => n.vlan = Some(v.trim().parse().map_err(|e| bad(&e))?),
+            "gateway" => n.gateway = Some(v.trim().parse().map_err(|e| bad(&e))?),
+            "gateway6" => n.gateway6 = Some(v.trim().parse().map_err(|e| bad(&e))?),
+            _ => return Err(format!("{k}: {FORM}")),
+        }
+    }
+    Ok(n)
 }
 
 fn parse_token(s: &str) -> Result<(String, String), String> {
@@ -253,6 +288,9 @@ impl RunArgs {
         if !self.realms.is_empty() {
             s.realm = self.realms.clone();
         }
+        if !self.networks.is_empty() {
+            s.network = self.networks.clone();
+        }
         for (k, v) in &self.tokens {
             s.h248
                 .tokens
@@ -292,6 +330,7 @@ impl Serialize for WorkerStatus {
 
 #[derive(Serialize)]
 pub(crate) struct PortStatus {
+    pub(crate) device: String,
     pub(crate) rx_packets: u64,
     pub(crate) tx_packets: u64,
     pub(crate) rx_errors: u64,
@@ -306,7 +345,7 @@ pub(crate) struct ProcessStatus {
     #[serde(flatten)]
     pub(crate) control: control::plane::Status,
     pub(crate) workers: Vec<WorkerStatus>,
-    pub(crate) port: Option<PortStatus>,
+    pub(crate) ports: Vec<PortStatus>,
     pub(crate) mbufs_in_use: u32,
     pub(crate) mbufs: u32,
 }
@@ -337,17 +376,25 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
     if std::env::var_os("RUST_LOG").is_none() {
         reload.set(&settings.log_level)?;
     }
-    let mut settings = settings;
-    if let Some(iface) = settings.af_xdp.clone() {
-        crate::afxdp::preflight(&iface, cfg.worker_cores.len())?;
-        settings.device = crate::afxdp::DEVICE.into();
+    for p in &cfg.ports {
+        if let Some(iface) = &p.af_xdp {
+            crate::afxdp::preflight(iface, cfg.worker_cores.len())?;
+        }
     }
     let eal_args = if settings.eal.is_empty() {
-        let vdev = match &settings.af_xdp {
-            Some(iface) => crate::afxdp::vdev(iface, cfg.worker_cores.len()),
-            None => "net_tap0,iface=imsagw0".into(),
-        };
-        let mut a = Eal::no_nic_args(&[vdev.as_str()]);
+        let mut vdevs = Vec::new();
+        for p in &cfg.ports {
+            vdevs.push(match (&p.af_xdp, p.device.strip_prefix("net_tap")) {
+                (Some(iface), _) => crate::afxdp::vdev(&p.device, iface, cfg.worker_cores.len()),
+                (None, Some(k)) => format!("{},iface=imsagw{k}", p.device),
+                (None, None) => bail!(
+                    "device {:?} needs EAL arguments (after --) to be found",
+                    p.device
+                ),
+            });
+        }
+        let vdevs: Vec<&str> = vdevs.iter().map(String::as_str).collect();
+        let mut a = Eal::no_nic_args(&vdevs);
         // EAL's main lcore is the control thread's core.
         a[1] = settings.control_core.to_string();
         a
@@ -356,23 +403,35 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
     };
     pin("control", settings.control_core);
     let eal = Eal::init(&eal_args).context("initialising DPDK")?;
-    let pool = Mempool::create(
-        eal,
-        &MempoolConfig::for_device("imsagw_pool", settings.mbufs, &settings.device),
-    )
-    .context("creating the mbuf pool")?;
-    let port_id = EthDev::port_by_name(eal, &settings.device)
-        .with_context(|| format!("finding DPDK device {:?}", settings.device))?;
-    let dev = EthDev::start(
-        eal,
-        port_id,
-        &EthDevConfig {
-            queues: cfg.worker_cores.len() as u16,
-            ..EthDevConfig::default()
-        },
-        Arc::clone(&pool),
-    )
-    .context("starting the port")?;
+    // A pool per port: an AF_XDP port takes its pool as the UMEM of its sockets.
+    let mut pools = Vec::new();
+    let mut devs = Vec::new();
+    for (i, p) in cfg.ports.iter().enumerate() {
+        let name = if i == 0 {
+            "imsagw_pool".to_string()
+        } else {
+            format!("imsagw_pool{i}")
+        };
+        let pool = Mempool::create(
+            eal,
+            &MempoolConfig::for_device(name, settings.mbufs, &p.device),
+        )
+        .with_context(|| format!("creating the mbuf pool of {}", p.device))?;
+        let port_id = EthDev::port_by_name(eal, &p.device)
+            .with_context(|| format!("finding DPDK device {:?}", p.device))?;
+        let dev = EthDev::start(
+            eal,
+            port_id,
+            &EthDevConfig {
+                queues: cfg.worker_cores.len() as u16,
+                ..EthDevConfig::default()
+            },
+            Arc::clone(&pool),
+        )
+        .with_context(|| format!("starting the port {}", p.device))?;
+        pools.push(pool);
+        devs.push(dev);
+    }
     let (stop, hup) = stop_flags()?;
 
     let n = cfg.worker_cores.len();
@@ -409,7 +468,10 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
     let mut workers = Vec::new();
     for (i, worker_end) in worker_ends.into_iter().enumerate() {
         let core = cfg.worker_cores[i];
-        let port = dev.queue(i as u16)?;
+        let ports = devs
+            .iter()
+            .map(|d| d.queue(i as u16))
+            .collect::<Result<Vec<_>, _>>()?;
         let handoff = handoffs.next().expect("one hand-off end per worker");
         let (stop, shared, wcfg) = (
             Arc::clone(&workers_stop),
@@ -420,11 +482,8 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
             .name(format!("worker-{core}"))
             .spawn(move || {
                 pin("worker", core);
-                let mut w = if n > 1 {
-                    Worker::with_handoff(port, wcfg, worker_end, clock.now(), handoff)
-                } else {
-                    Worker::new(port, wcfg, worker_end, clock.now())
-                };
+                let handoff = (n > 1).then_some(handoff);
+                let mut w = Worker::on_ports(ports, wcfg, worker_end, clock.now(), handoff);
                 let mut polls = 0u32;
                 let publish = |w: &Worker<_>| shared.publish(&w.counters());
                 while !stop.load(Ordering::Relaxed) {
@@ -455,8 +514,8 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
     let now = || start.elapsed().as_millis() as u64;
     tracing::info!(
         bind = %cp.local_addr()?,
-        device = %settings.device,
-        mac = ?dev.mac(),
+        devices = ?cfg.ports.iter().map(|p| p.device.as_str()).collect::<Vec<_>>(),
+        macs = ?devs.iter().map(|d| d.mac()).collect::<Vec<_>>(),
         control_core = settings.control_core,
         worker_cores = ?cfg.worker_cores,
         realms = ?cfg.mg.realms.iter().map(|r| format!("{}={:?}:{}-{}", r.name, r.addresses, r.first_port, r.last_port)).collect::<Vec<_>>(),
@@ -478,17 +537,29 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
                     event_ring: rings[i].1,
                 })
                 .collect(),
-            port: dev.stats().ok().map(|p| PortStatus {
-                rx_packets: p.rx_packets,
-                tx_packets: p.tx_packets,
-                rx_errors: p.rx_errors,
-                tx_errors: p.tx_errors,
-                rx_missed: p.rx_missed,
-                rx_no_mbuf: p.rx_no_mbuf,
-                link_up: dev.link().is_ok_and(|l| l.up),
-            }),
-            mbufs_in_use: pool.in_use().saturating_sub(dev.held_by_driver()),
-            mbufs: pool.size(),
+            ports: devs
+                .iter()
+                .zip(&cfg.ports)
+                .filter_map(|(dev, spec)| {
+                    let p = dev.stats().ok()?;
+                    Some(PortStatus {
+                        device: spec.device.clone(),
+                        rx_packets: p.rx_packets,
+                        tx_packets: p.tx_packets,
+                        rx_errors: p.rx_errors,
+                        tx_errors: p.tx_errors,
+                        rx_missed: p.rx_missed,
+                        rx_no_mbuf: p.rx_no_mbuf,
+                        link_up: dev.link().is_ok_and(|l| l.up),
+                    })
+                })
+                .collect(),
+            mbufs_in_use: pools
+                .iter()
+                .zip(&devs)
+                .map(|(pool, dev)| pool.in_use().saturating_sub(dev.held_by_driver()))
+                .sum(),
+            mbufs: pools.iter().map(|p| p.size()).sum(),
         }
     };
     let mut metrics = match settings.metrics {
@@ -503,18 +574,23 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
     let mut status_clients = StatusClients::default();
     // The connection of the `imsagw capture` waiting for its capture to end.
     let mut capture_client: Option<UnixStream> = None;
-    // Every realm is on the one port: its link is their availability (`ipra`).
-    let mut link_up = true;
+    // A realm's port's link is its availability (`ipra`).
+    let mut links_up = vec![true; devs.len()];
     let mut link_checked = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         cp.poll(now(), Duration::from_millis(5))?;
         if link_checked.elapsed() >= Duration::from_millis(250) {
             link_checked = Instant::now();
-            let up = dev.link().is_ok_and(|l| l.up);
-            if up != link_up {
-                link_up = up;
-                let all: Vec<(usize, bool)> = (0..cfg.mg.realms.len()).map(|r| (r, up)).collect();
-                cp.set_realms_available(&all);
+            for (p, dev) in devs.iter().enumerate() {
+                let up = dev.link().is_ok_and(|l| l.up);
+                if up != links_up[p] {
+                    links_up[p] = up;
+                    let on: Vec<(usize, bool)> = (0..cfg.mg.realms.len())
+                        .filter(|&r| cfg.realm_ports[r] == p)
+                        .map(|r| (r, up))
+                        .collect();
+                    cp.set_realms_available(&on);
+                }
             }
         }
         for (mut conn, request) in status_clients.poll(&status) {
@@ -577,20 +653,22 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
     }
     let _ = std::fs::remove_file(&socket_path);
     // An AF_XDP port keeps the mbufs of its fill ring: the pool's baseline.
-    let held = dev.held_by_driver();
-    drop(dev);
+    let held: Vec<u32> = devs.iter().map(|d| d.held_by_driver()).collect();
+    drop(devs);
+    let in_use: u32 = pools
+        .iter()
+        .zip(&held)
+        .map(|(p, &h)| p.in_use().saturating_sub(h))
+        .sum();
     tracing::info!(
         released,
         legs_left,
-        mbufs_in_use = pool.in_use().saturating_sub(held),
-        mbufs_held_by_port = held,
+        mbufs_in_use = in_use,
+        mbufs_held_by_port = held.iter().sum::<u32>(),
         "imsagw stopped"
     );
-    if pool.in_use() != held {
-        bail!(
-            "{} mbufs not returned to the pool",
-            pool.in_use().saturating_sub(held)
-        );
+    if in_use != 0 {
+        bail!("{in_use} mbufs not returned to the pools");
     }
     Ok(())
 }

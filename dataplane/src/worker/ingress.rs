@@ -69,7 +69,9 @@ impl<P: Port> Worker<P> {
             return Some(frame);
         };
         match class {
-            FrameClass::Tcp { dst, .. } | FrameClass::Udp { dst, .. }
+            FrameClass::Tcp { dst, .. }
+            | FrameClass::Udp { dst, .. }
+            | FrameClass::TooBig { local: dst, .. }
                 if self.table.serves(dst.0) =>
             {
                 let owner = dst.1 as usize % h.peers.len();
@@ -301,6 +303,10 @@ impl<P: Port> Worker<P> {
                 self.check_claim(net, frame.data());
                 None
             }
+            FrameClass::TooBig { local, remote, mtu } => {
+                self.path_mtu(net, local, remote, mtu);
+                return;
+            }
             FrameClass::Arp | FrameClass::Other => None,
         };
         match leg_idx {
@@ -332,6 +338,44 @@ impl<P: Port> Worker<P> {
                     self.arp_blocked = blocked;
                 }
             }
+        }
+    }
+
+    /// An ICMP error says the path from `local` to `remote` takes at most `mtu` octets: the
+    /// TCP leg at `local` connected to `remote` (only that one: the error must quote the
+    /// leg's own connection) sends smaller segments from now on. An MTU below the minimum of
+    /// its IP version (1280 for IPv6, 576 for IPv4) is taken as that minimum.
+    #[cold]
+    fn path_mtu(&mut self, net: u8, local: (IpAddr, u16), remote: (IpAddr, u16), mtu: u32) {
+        let Some(idx) = self.table.get(local.0, local.1) else {
+            return;
+        };
+        if !self.on_network(idx, net) {
+            return;
+        }
+        let Some(leg) = self.legs[idx as usize].as_mut() else {
+            return;
+        };
+        if leg.is_udp() {
+            return;
+        }
+        let sock = leg
+            .set
+            .get_mut::<smoltcp::socket::tcp::Socket>(super::leg::sole());
+        if sock.remote_endpoint()
+            != Some(smoltcp::wire::IpEndpoint::from(std::net::SocketAddr::from(
+                remote,
+            )))
+        {
+            return;
+        }
+        let (header, floor) = if local.0.is_ipv6() {
+            (40, 1280)
+        } else {
+            (20, 576)
+        };
+        if sock.limit_path_mtu(header, (mtu as usize).max(floor)) {
+            self.counters.path_mtu_lowered += 1;
         }
     }
 

@@ -19,7 +19,7 @@ use port::Port;
 pub const MAX_PORTS: usize = 8;
 /// Networks one worker serves at most (the port table's address index is a byte, and the
 /// rings of frames handed between workers carry the network's index).
-pub const MAX_NETWORKS: usize = 32;
+pub const MAX_NETWORKS: usize = 16;
 
 /// One network beyond the worker's first (`WorkerConfig::addresses` and its gateways are the
 /// network of port 0 without a VLAN tag, the one-port set-up).

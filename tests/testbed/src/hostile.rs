@@ -203,6 +203,28 @@ impl HostileFrames {
             self.rng.fill(&mut f);
             return f;
         }
+        // Now and then a good frame behind 802.1Q tags: one of a VLAN the port may not
+        // carry, stacked ones (QinQ), a service tag, VLAN 4095, or a tag cut short.
+        if aim == Aim::Anything && self.rng.chance(0.03) {
+            let mut f = self.frame(Some(flow), dst_ip, Aim::Anything);
+            if f.len() >= 14 {
+                let tags = 1 + self.rng.below(2) as usize;
+                for _ in 0..tags {
+                    let tpid: [u8; 2] = if self.rng.chance(0.2) {
+                        [0x88, 0xa8]
+                    } else {
+                        [0x81, 0x00]
+                    };
+                    let tci = self.pick(&[1u16, 10, 20, 4094, 4095, 0]) | 0x2000;
+                    let t = tci.to_be_bytes();
+                    f.splice(12..12, [tpid[0], tpid[1], t[0], t[1]]);
+                }
+                if self.rng.chance(0.1) {
+                    f.truncate(12 + 4 * tags);
+                }
+            }
+            return f;
+        }
         let options = if self.rng.chance(0.5) {
             self.options()
         } else {

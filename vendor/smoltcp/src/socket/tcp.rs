@@ -596,6 +596,28 @@ impl<'a> Socket<'a> {
         (self.rx_buffer.write_addr(), self.tx_buffer.write_addr())
     }
 
+    /// Lowers the largest segment sent to the peer to what a path MTU of `path_mtu` octets
+    /// allows with an IP header of `ip_header_len` octets (imsagw patch 10: ICMPv6 Packet Too
+    /// Big, ICMP Fragmentation Needed). Never raises it, nor lowers it below the minimum a
+    /// SYN may ask for. Segments already sent keep their size; a lost one is sent again in
+    /// pieces of the new size. Returns whether the size went down.
+    pub fn limit_path_mtu(&mut self, ip_header_len: usize, path_mtu: usize) -> bool {
+        let mss = path_mtu
+            .saturating_sub(ip_header_len + TCP_HEADER_LEN)
+            .max(MIN_REMOTE_MSS);
+        if mss >= self.remote_mss {
+            return false;
+        }
+        self.remote_mss = mss;
+        self.congestion_controller.inner_mut().set_mss(mss);
+        true
+    }
+
+    /// The largest segment the peer is sent (its MSS option, or what a path MTU allows).
+    pub fn remote_mss(&self) -> usize {
+        self.remote_mss
+    }
+
     /// Chooses the window scale for receive buffers up to `capacity` (at least the current
     /// buffer's), for buffers swapped in later by `replace_rx_buffer` (imsagw patch 8). Takes
     /// effect at the next `listen` or `connect`: the scale is fixed by the SYN.
@@ -5393,6 +5415,40 @@ mod test {
                 ..RECV_TEMPL
             }]
         );
+    }
+
+    #[test]
+    fn test_a_path_mtu_lowers_the_segment_size_and_never_raises_it() {
+        let mut s = socket_established_with_buffer_sizes(4096, 4096);
+        s.remote_mss = 1460;
+        s.remote_win_len = 4096;
+        s.set_nagle_enabled(false);
+        assert!(!s.limit_path_mtu(40, 1520), "1520 less 60 is 1460: not below");
+        assert!(s.limit_path_mtu(40, 1280));
+        assert_eq!(s.remote_mss(), 1220);
+        assert!(!s.limit_path_mtu(40, 1400), "never raised");
+        s.send_slice(&[7; 2000]).unwrap();
+        recv!(
+            s,
+            [
+                TcpRepr {
+                    seq_number: LOCAL_SEQ + 1,
+                    ack_number: Some(REMOTE_SEQ + 1),
+                    payload: &[7; 1220],
+                    window_len: 4096,
+                    ..RECV_TEMPL
+                },
+                TcpRepr {
+                    seq_number: LOCAL_SEQ + 1 + 1220,
+                    ack_number: Some(REMOTE_SEQ + 1),
+                    payload: &[7; 780],
+                    window_len: 4096,
+                    ..RECV_TEMPL
+                }
+            ]
+        );
+        assert!(s.limit_path_mtu(20, 30));
+        assert_eq!(s.remote_mss(), MIN_REMOTE_MSS);
     }
 
     #[test]
