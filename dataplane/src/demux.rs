@@ -48,13 +48,12 @@ pub enum FrameClass {
 const IPV6_HDR: usize = 40;
 
 /// Classifies an Ethernet frame without copying or validating checksums (smoltcp does that).
-#[inline]
 pub fn classify(frame: &[u8]) -> FrameClass {
     classify_at(frame, 12)
 }
 
 /// Classifies a frame whose EtherType is at `ethertype` (12, or 16 behind a VLAN tag).
-#[inline]
+#[inline(always)]
 pub fn classify_at(frame: &[u8], ethertype: usize) -> FrameClass {
     if frame.len() < ethertype + 2 {
         return FrameClass::Malformed;

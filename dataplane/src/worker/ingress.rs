@@ -45,21 +45,18 @@ impl<P: Port> Worker<P> {
     pub(super) fn network_of(
         &mut self,
         port: usize,
-        mut frame: P::Buf,
+        frame: &mut P::Buf,
         now: Instant,
-    ) -> Option<(u8, P::Buf)> {
+    ) -> Option<u8> {
         if let Some(tap) = self.devices[port].tap_mut() {
             tap.offer(frame.data(), false, now.total_micros());
         }
-        let tagging = vlan::untag(&mut frame);
-        match self.port_nets[port].of(tagging) {
-            Some(net) => Some((net, frame)),
-            None => {
-                self.counters.rx_frames += 1;
-                self.counters.vlan_dropped += 1;
-                None
-            }
+        let net = self.port_nets[port].of(vlan::untag(frame));
+        if net.is_none() {
+            self.counters.rx_frames += 1;
+            self.counters.vlan_dropped += 1;
         }
+        net
     }
 
     /// Frames of another worker go to it (`None`); ARP and neighbour discovery are also
@@ -148,8 +145,8 @@ impl<P: Port> Worker<P> {
         now: Instant,
     ) {
         let mut inbound: Staged<P::Buf> = ArrayVec::new();
-        for frame in burst.drain(..) {
-            let Some((net, frame)) = self.network_of(port, frame, now) else {
+        for mut frame in burst.drain(..) {
+            let Some(net) = self.network_of(port, &mut frame, now) else {
                 continue;
             };
             let class = classify(frame.data());
@@ -346,6 +343,7 @@ impl<P: Port> Worker<P> {
     /// leg's own connection) sends smaller segments from now on. An MTU below the minimum of
     /// its IP version (1280 for IPv6, 576 for IPv4) is taken as that minimum.
     #[cold]
+    #[inline(never)]
     fn path_mtu(&mut self, net: u8, local: (IpAddr, u16), remote: (IpAddr, u16), mtu: u32) {
         let Some(idx) = self.table.get(local.0, local.1) else {
             return;
@@ -387,13 +385,14 @@ impl<P: Port> Worker<P> {
             return true;
         }
         match &self.legs[idx as usize] {
-            Some(l) => self.ip_net[l.local.0 as usize] == net,
+            Some(l) => l.net == net,
             None => true,
         }
     }
 
     /// A frame for a leg that arrived on another network than the leg's: dropped, unanswered.
     #[cold]
+    #[inline(never)]
     fn foreign(&mut self) {
         self.counters.wrong_network_dropped += 1;
     }

@@ -37,6 +37,8 @@ pub(super) struct Leg {
     pub partner: Option<u32>,
     /// Index of the local address in the worker's port table, and the local port.
     pub local: (u8, u16),
+    /// The network of the local address (the worker's index).
+    pub net: u8,
     pub gate: Gate,
     /// DiffServ code point of what the leg sends.
     pub dscp: u8,
@@ -134,6 +136,7 @@ impl Leg {
         Leg {
             key,
             local,
+            net: 0,
             set,
             partner: None,
             gate: Gate::OPEN,

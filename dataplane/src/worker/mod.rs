@@ -40,7 +40,6 @@ use crate::framing::FramingLimits;
 use crate::legpoll::{self, ceil_ms};
 use crate::policy::Guard;
 use crate::wheel::TimerWheel;
-use arrayvec::ArrayVec;
 use port::{Burst, PacketBuf, Port};
 
 use leg::{sole, Kind, Leg, NO_DEADLINE};
@@ -183,6 +182,8 @@ pub struct Worker<P: Port> {
     scratch: Box<[u8]>,
     /// A received datagram, a DTLS record and a relayed datagram.
     dg_scratch: Box<[u8]>,
+    /// Receive bursts, one per port (kept, so that a poll neither builds nor drops them).
+    rx_bursts: Vec<Burst<P::Buf>>,
     /// The software hand-off between the workers of one port: frames with their network.
     handoff: Option<HandoffEnd<(u8, P::Buf)>>,
     /// Gratuitous ARPs sent so far and when the next is due.
@@ -248,6 +249,7 @@ impl<P: Port> Worker<P> {
             nets.push(net);
         }
         let port_nets = PortNets::map(&nets, devices.len());
+        let rx_bursts = devices.iter().map(|_| Burst::new()).collect();
         Worker {
             devices,
             nets,
@@ -269,6 +271,7 @@ impl<P: Port> Worker<P> {
             pool,
             scratch: vec![0; TLS_SCRATCH].into_boxed_slice(),
             dg_scratch: vec![0; 3 * DG_BUF].into_boxed_slice(),
+            rx_bursts,
             handoff,
             announcements: 0,
             next_announcement: now,
@@ -359,12 +362,11 @@ impl<P: Port> Worker<P> {
         // a frame arrived (the UE connects after the ALG's Modify was answered) is in the
         // ring once the frame is in hand, however long this thread was descheduled in
         // between: a SYN never meets a leg whose Start is still in the ring.
-        let mut bursts: ArrayVec<Burst<P::Buf>, MAX_PORTS> = ArrayVec::new();
-        for d in &mut self.devices {
-            let mut burst = Burst::new();
-            d.port_mut().rx_burst(&mut burst);
+        // The worker's own bursts, one per port, filled in place and drained below.
+        let mut bursts = std::mem::take(&mut self.rx_bursts);
+        for (d, burst) in self.devices.iter_mut().zip(bursts.iter_mut()) {
+            d.port_mut().rx_burst(burst);
             busy |= !burst.is_empty();
-            bursts.push(burst);
         }
         let mut handed: Burst<(u8, P::Buf)> = Burst::new();
         if let Some(h) = &self.handoff {
@@ -382,8 +384,8 @@ impl<P: Port> Worker<P> {
             if self.live_legs >= PREFETCH_FROM_LEGS {
                 self.ingress_prefetched(port, burst, now);
             } else {
-                for frame in burst.drain(..) {
-                    let Some((net, frame)) = self.network_of(port, frame, now) else {
+                for mut frame in burst.drain(..) {
+                    let Some(net) = self.network_of(port, &mut frame, now) else {
                         continue;
                     };
                     // Classified once, for the hand-off and for the demux.
@@ -394,6 +396,9 @@ impl<P: Port> Worker<P> {
                 }
             }
         }
+        // What `take` left is an empty Vec that owns no memory: forgotten, not dropped (its
+        // drop would be code on every poll).
+        std::mem::forget(std::mem::replace(&mut self.rx_bursts, bursts));
         if !handed.is_empty() {
             if self.live_legs >= PREFETCH_FROM_LEGS {
                 self.handed_prefetched(&mut handed, now);
@@ -702,7 +707,9 @@ impl<P: Port> Worker<P> {
         let mut set = SocketSet::new(Vec::with_capacity(1));
         let handle = set.add(socket);
         debug_assert_eq!(handle, sole());
-        self.insert_leg(Leg::new(key, (ip, local.port()), set, now, kind));
+        let mut leg = Leg::new(key, (ip, local.port()), set, now, kind);
+        leg.net = self.ip_net[ip as usize];
+        self.insert_leg(leg);
     }
 
     /// Puts a new leg in the table at its local address; false (reported) if the address is
@@ -774,8 +781,7 @@ impl<P: Port> Worker<P> {
                 poll_at: None,
             };
         };
-        let net = self.ip_net[leg.local.0 as usize];
-        let (net, device) = on_net(&mut self.nets, &mut self.devices, net);
+        let (net, device) = on_net(&mut self.nets, &mut self.devices, leg.net);
         device.set_dscp(leg.dscp);
         let out = legpoll::egress(&mut net.iface, device, &mut leg.set, now);
         if !leg.is_udp() {

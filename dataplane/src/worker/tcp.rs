@@ -80,9 +80,7 @@ impl<P: Port> Worker<P> {
                 .map_err(|_| ()),
             LegRole::Active { remote } => sock
                 .connect(
-                    self.nets[self.ip_net[leg.local.0 as usize] as usize]
-                        .iface
-                        .context(),
+                    self.nets[leg.net as usize].iface.context(),
                     IpEndpoint::from(remote),
                     local,
                 )

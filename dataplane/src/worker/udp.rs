@@ -151,7 +151,7 @@ impl<P: Port> Worker<P> {
         if let Some(r) = spec.remote {
             // A new Remote is where we send from now on, latched or not.
             if u.peer != Some(r.into()) {
-                resolve = Some((self.ip_net[leg.local.0 as usize], r.ip()));
+                resolve = Some((leg.net, r.ip()));
             }
             u.peer = Some(r.into());
             u.latched = matches!(spec.accept, Accept::Gate(_));
