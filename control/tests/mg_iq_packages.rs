@@ -206,6 +206,8 @@ fn a_bad_value_is_refused_naming_the_property_and_leaves_nothing() {
         (5, "gm/esas=ON", "501", "gm/esas"),
         (6, "tman/pol=ON", "449", "tman/pol"),
         (7, "tman/frob=1", "445", "tman/frob"),
+        // A filter of the other family than the termination's address (IPv4 here).
+        (8, "gm/sam=\"2001:db8:1::/48\"", "449", "gm/sam"),
     ] {
         let r = send(
             &mut d,

@@ -327,7 +327,12 @@ impl IqPolicy {
                     package: package.into(),
                     item: item.into(),
                 },
-                value: ParmValue::Equal(Value::bare(&v)),
+                // An IPv6 address has colons, which a bare H.248 value cannot carry.
+                value: ParmValue::Equal(if v.contains(':') {
+                    Value::quoted(&v)
+                } else {
+                    Value::bare(&v)
+                }),
             }));
         };
         let on = |b: bool| if b { "ON" } else { "OFF" }.to_string();
@@ -566,5 +571,19 @@ mod tests {
         assert!(IqPolicy::default()
             .echo(&RealmPolicy::default(), &t)
             .is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_source_mask_is_echoed_quoted_and_an_ipv4_one_bare() {
+        let t = Tokens::default();
+        for (mask, quoted) in [("2001:db8:1::/48", true), ("198.18.100.0/24", false)] {
+            let p = take(&[("gm/sam", mask)]).unwrap();
+            let echo = p.echo(&RealmPolicy::default(), &t);
+            let LocalParm::Property(pp) = &echo[0] else {
+                unreachable!()
+            };
+            let v = pp.value.single().unwrap();
+            assert_eq!((v.text.as_str(), v.quoted), (mask, quoted));
+        }
     }
 }

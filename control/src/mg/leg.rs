@@ -101,6 +101,17 @@ pub fn plan(
             ));
         }
     }
+    // A source filter of the other family would admit nothing the leg can receive.
+    if let Some((a, _)) = media.policy.sam.filter(|(a, _)| Family::of(*a) != family) {
+        return Err(fail(
+            449,
+            format!(
+                "gm/sam {a} is {} but the termination's address is {}",
+                Family::of(a).token(),
+                family.token()
+            ),
+        ));
+    }
     let mut p = LegPlan {
         commands: Vec::new(),
         sent: sent.clone(),
