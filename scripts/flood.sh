@@ -7,8 +7,10 @@
 #   syn      SYNs from random spoofed sources in 198.18.0.0/15 to random access ports
 #            (the calls' listening ports among them), RATE a second;
 #   connect  real kernel connection attempts from the attacker to random access ports;
-#   garbage  the fuzzer's hostile IPv4/TCP packets (bad checksums, odd options, random flags)
-#            to random access ports from random sources.
+#   garbage  the fuzzer's hostile IPv4/TCP packets (bad checksums, odd options, random flags,
+#            802.1Q tags) to random access ports from random sources;
+#   syn6, garbage6  the same at the access realm's IPv6 address, from sources in
+#            2001:db8::/32 (IPv6 fragments and extension headers among the garbage).
 # Each repetition runs `imsagw-sim load` (CALLS calls, BYTES each way, every byte checked)
 # once without and once with each flood, interleaved. The load, its UE farms and the flood
 # share core 0 with the control thread, so part of the loss is the attacker's own CPU.
@@ -33,13 +35,15 @@ else
   REPS=${REPS:-3} CALLS=${CALLS:-8} BYTES=${BYTES:-16777216}
 fi
 RATE=${RATE:-20000}
-KINDS=${KINDS:-syn connect garbage}
+KINDS=${KINDS:-syn connect garbage syn6 garbage6}
 LAN=flood-lan
 UEX=flood-x
 UEY=flood-y
 ATK=flood-z
 ATK_IP=198.18.50.9
+ATK_IP6=2001:db8:1:50::9
 ACCESS_IP=198.18.1.10
+ACCESS_IP6=2001:db8:1::10
 IFACE=imflood0
 OUT=target/flood-report.json
 WORK=$(mktemp -d)
@@ -59,6 +63,7 @@ fail() {
   tail -30 "$WORK/imsagw.log" >&2
   cp "$WORK/imsagw.log" /tmp/flood-imsagw.log
   if [ -f "$WORK/load.out" ]; then cp "$WORK/load.out" /tmp/flood-load.out; fi
+  if [ -f "$WORK/flood.out" ]; then cp "$WORK/flood.out" /tmp/flood-flood.out; fi
   exit 1
 }
 
@@ -68,13 +73,14 @@ BIN=target/release/imsagw
 SIM=target/release/imsagw-sim
 ue_hosts_create
 ue_hosts_add "$ATK" "$ATK_IP" vz
+ue_hosts_attach6 "$ATK" "$ATK_IP6"
 
 agw_start --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" \
   --worker-cores 1 --shared-control-core \
-  --realm access=$ACCESS_IP/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
+  --realm "access=$ACCESS_IP/15,$ACCESS_IP6/$UE_HOSTS_PREFIX6:40000-44999" --realm core=198.18.2.20/15:45000-49999 \
   -- -l 0 --no-huge --no-pci --no-shconf --no-telemetry -m 256 "--vdev=net_tap0,iface=$IFACE"
 ue_hosts_bridge_tap "$IFACE"
-WORKER_REFUSALS='sum(w["tcp_no_leg"] + w["gate_rejected"] + w["malformed_dropped"] + w["fragments_dropped"] for w in v["workers"])'
+WORKER_REFUSALS='sum(w["tcp_no_leg"] + w["gate_rejected"] + w["malformed_dropped"] + w["fragments_dropped"] + w["extension_dropped"] + w["vlan_dropped"] for w in v["workers"])'
 
 round=0
 # One load; prints its throughput in Mbit/s. $1: "none" or a flood kind.
@@ -83,8 +89,12 @@ run_load() {
   [ "$round" -gt 0 ] && mg_flag=(--mg 127.0.0.1:2944)
   refusals_before=$(status | field "$WORKER_REFUSALS")
   if [ "$kind" != none ]; then
-    ip netns exec "$ATK" taskset -c 0 "$SIM" flood --kind "$kind" --target "$ACCESS_IP" \
-      --ports 40000-44999 --avoid "$UEX_IP,$UEY_IP,$ATK_IP,198.18.2.20" --rate "$RATE" \
+    local target=$ACCESS_IP avoid="$UEX_IP,$UEY_IP,$ATK_IP,198.18.2.20"
+    if [ "${kind%6}" != "$kind" ]; then
+      target=$ACCESS_IP6 avoid="$UE_HOSTS_UEX_IP6,$UE_HOSTS_UEY_IP6,$ATK_IP6"
+    fi
+    ip netns exec "$ATK" taskset -c 0 "$SIM" flood --kind "${kind%6}" --target "$target" \
+      --ports 40000-44999 --avoid "$avoid" --rate "$RATE" \
       --seconds 600 --seed $((round + 1)) >"$WORK/flood.out" 2>&1 &
     FLOOD_PID=$!
     sleep 0.5

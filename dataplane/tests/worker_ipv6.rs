@@ -322,11 +322,15 @@ fn the_worker_probes_advertises_answers_and_notices_a_claim_on_its_ipv6_addresse
     }
     let agw_mac = EthernetAddress(port::Port::mac(b.worker.port()));
     let other = EthernetAddress([0x02, 0, 0, 0, 0x66, 0x66]);
-    let neighbour: Ipv6Addr = "2001:db8:1::77".parse().unwrap();
+    let global: Ipv6Addr = "2001:db8:1::77".parse().unwrap();
+    // A router, or a host whose packet's own source is not one of its addresses, solicits
+    // from its link-local address.
+    let link_local: Ipv6Addr = "fe80::77".parse().unwrap();
 
     // A neighbour's solicitation, multicast (address resolution) and unicast (reachability
-    // confirmation, as Linux sends once a cache entry is stale): both answered.
-    let ns = |dst: Ipv6Addr, to: EthernetAddress| {
+    // confirmation, as Linux sends once a cache entry is stale), from a global and from a
+    // link-local address: all answered.
+    let ns = |neighbour: Ipv6Addr, dst: Ipv6Addr, to: EthernetAddress| {
         ndisc_frame(
             other,
             to,
@@ -343,8 +347,13 @@ fn the_worker_probes_advertises_answers_and_notices_a_claim_on_its_ipv6_addresse
         let o = group.octets();
         EthernetAddress([0x33, 0x33, o[12], o[13], o[14], o[15]])
     };
-    for (dst, to) in [(group, group_mac), (AGW_ACCESS6, agw_mac)] {
-        assert_eq!(inject(&mut b, &[ns(dst, to)]), 1);
+    for (neighbour, dst, to) in [
+        (global, group, group_mac),
+        (global, AGW_ACCESS6, agw_mac),
+        (link_local, group, group_mac),
+        (link_local, AGW_ACCESS6, agw_mac),
+    ] {
+        assert_eq!(inject(&mut b, &[ns(neighbour, dst, to)]), 1);
         b.run_for(Duration::from_millis(5));
         let frames = drain(&mut b);
         let answers: Vec<_> = frames
@@ -358,7 +367,11 @@ fn the_worker_probes_advertises_answers_and_notices_a_claim_on_its_ipv6_addresse
                         if *target_addr == AGW_ACCESS6 && flags.contains(NdiscNeighborFlags::SOLICITED))
             })
             .collect();
-        assert_eq!(answers.len(), 1, "solicitation to {dst} answered once");
+        assert_eq!(
+            answers.len(),
+            1,
+            "solicitation from {neighbour} to {dst} answered once"
+        );
     }
     assert_eq!(b.worker.counters().duplicate_addresses, 0);
 

@@ -78,7 +78,7 @@ fn calls_relay_every_byte_over_an_af_xdp_port_plain_and_with_tls() {
         .map(|b| b.split_whitespace().next().unwrap().to_string())
         .expect("imsagw's bind address in its log");
     assert!(
-        seen.iter().any(|l| l.contains("device=net_af_xdp0")),
+        seen.iter().any(|l| l.contains("devices=[\"net_af_xdp0\"]")),
         "{seen:?}"
     );
     let bytes = env_u64("IMSAGW_AFXDP_BYTES", 20_000_000);

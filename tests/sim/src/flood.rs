@@ -1,15 +1,16 @@
 //! `flood`: an attacker on the access network, for the flood benchmark and test. Sends, for
 //! `--seconds` at up to `--rate` packets a second, one of:
 //! - `syn`: TCP SYNs from random sources in `--sources` to random ports of `--ports` at
-//!   `--target` (raw IPv4, so the sources are spoofed; no state kept here either);
+//!   `--target` (raw IP, so the sources are spoofed; no state kept here either);
 //! - `connect`: real kernel TCP connection attempts from this host to those ports (at most
 //!   `--in-flight` open at once, each dropped after 200 ms), as a connection flood does;
-//! - `garbage`: the data-plane fuzzer's hostile IPv4/TCP packets aimed at those ports.
+//! - `garbage`: the data-plane fuzzer's hostile TCP packets aimed at those ports.
 //!
-//! Only meant for namespaces the caller made: the sources are spoofed inside `--sources`.
+//! The target is IPv4 or IPv6 (the sources then an IPv6 prefix). Only meant for namespaces the
+//! caller made: the sources are spoofed inside `--sources`.
 
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -29,18 +30,19 @@ pub enum Kind {
 pub struct FloodArgs {
     #[arg(long, value_enum)]
     kind: Kind,
-    /// The AGW address under attack.
+    /// The AGW address under attack, IPv4 or IPv6.
     #[arg(long)]
-    target: Ipv4Addr,
+    target: IpAddr,
     /// Port range, `FIRST-LAST`.
     #[arg(long, default_value = "40000-49999")]
     ports: String,
-    /// Spoofed sources: a prefix, `ADDR/LEN` (syn and garbage only).
-    #[arg(long, default_value = "198.18.0.0/15")]
-    sources: String,
+    /// Spoofed sources: a prefix, `ADDR/LEN`, of the target's family (syn and garbage
+    /// only); without it 198.18.0.0/15, or 2001:db8::/32 for an IPv6 target.
+    #[arg(long)]
+    sources: Option<String>,
     /// Sources never to use (the real hosts), comma-separated.
     #[arg(long, value_delimiter = ',')]
-    avoid: Vec<Ipv4Addr>,
+    avoid: Vec<IpAddr>,
     #[arg(long, default_value_t = 20_000)]
     rate: u64,
     #[arg(long, default_value_t = 5.0)]
@@ -60,25 +62,67 @@ fn range(text: &str) -> Result<(u16, u16)> {
     Ok((a, b))
 }
 
-fn prefix(text: &str) -> Result<(u32, u32)> {
+/// A prefix as (network, host mask) over 128 bits (IPv4 in the low 32).
+fn prefix(text: &str) -> Result<(IpAddr, u128, u128)> {
     let (a, l) = text.split_once('/').context("sources: ADDR/LEN")?;
-    let (a, l): (Ipv4Addr, u32) = (a.parse()?, l.parse()?);
-    if !(8..=32).contains(&l) {
-        bail!("sources: length 8 to 32");
+    let (a, l): (IpAddr, u32) = (a.parse()?, l.parse()?);
+    let (bits, value) = match a {
+        IpAddr::V4(v) => (32, u32::from(v) as u128),
+        IpAddr::V6(v) => (128, u128::from(v)),
+    };
+    if !(8..=bits).contains(&l) {
+        bail!("sources: length 8 to {bits}");
     }
-    let mask = u32::MAX << (32 - l);
-    Ok((u32::from(a) & mask, !mask))
+    let all = if bits == 32 {
+        u32::MAX as u128
+    } else {
+        u128::MAX
+    };
+    let host = all >> l;
+    Ok((a, value & !host & all, host))
+}
+
+/// Where a frame's IP packet starts: after the Ethernet header and any VLAN tags the fuzzer
+/// put on it (a raw IP socket sends IP only).
+fn ip_start(frame: &[u8]) -> usize {
+    let mut at = 12;
+    while frame
+        .get(at..at + 2)
+        .is_some_and(|t| t == [0x81, 0x00] || t == [0x88, 0xa8])
+    {
+        at += 4;
+    }
+    at + 2
+}
+
+fn address(like: IpAddr, value: u128) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => Ipv4Addr::from(value as u32).into(),
+        IpAddr::V6(_) => Ipv6Addr::from(value).into(),
+    }
 }
 
 pub fn run(a: FloodArgs) -> Result<()> {
     let (first, last) = range(&a.ports)?;
-    let (net, host_mask) = prefix(&a.sources)?;
+    let default_sources = match a.target {
+        IpAddr::V4(_) => "198.18.0.0/15",
+        IpAddr::V6(_) => "2001:db8::/32",
+    };
+    let (like, net, host_mask) = prefix(a.sources.as_deref().unwrap_or(default_sources))?;
+    if like.is_ipv4() != a.target.is_ipv4() {
+        bail!("sources: of the target's address family");
+    }
+    let domain = if a.target.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
     let mut rng = SplitMix64::new(a.seed);
     let mut frames = HostileFrames::new(a.seed, [0; 6], [0; 6]);
     let raw = match a.kind {
         Kind::Syn | Kind::Garbage => Some(
-            // IPPROTO_RAW: the packets carry their own IPv4 header (spoofed source).
-            Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))
+            // IPPROTO_RAW: the packets carry their own IP header (spoofed source).
+            Socket::new(domain, Type::RAW, Some(Protocol::from(255)))
                 .context("raw socket (needs root)")?,
         ),
         Kind::Connect => None,
@@ -95,29 +139,31 @@ pub fn run(a: FloodArgs) -> Result<()> {
             continue;
         }
         let port = first + (rng.next_u64() % (last - first + 1) as u64) as u16;
-        let dst = SocketAddrV4::new(a.target, port);
+        let dst = SocketAddr::new(a.target, port);
         let ok = match a.kind {
             Kind::Syn | Kind::Garbage => {
                 let src = loop {
-                    let s = Ipv4Addr::from(net | (rng.next_u64() as u32 & host_mask));
+                    let r = (rng.next_u64() as u128) << 64 | rng.next_u64() as u128;
+                    let s = address(like, net | (r & host_mask));
                     if !a.avoid.contains(&s) && s != a.target {
                         break s;
                     }
                 };
                 let flow = Flow {
-                    src: (src.into(), 1024 + (rng.next_u64() % 60000) as u16),
-                    dst: (a.target.into(), port),
+                    src: (src, 1024 + (rng.next_u64() % 60000) as u16),
+                    dst: (a.target, port),
                 };
                 let frame = match a.kind {
                     Kind::Syn => frames.syn(Some(flow), a.target),
                     _ => frames.frame(Some(flow), a.target, Aim::Anything),
                 };
-                // Without its Ethernet header; a frame too short for one is skipped.
-                match frame.get(14..).filter(|ip| ip.len() >= 20) {
+                // A raw IPv6 socket takes the port as a protocol: none.
+                let to = SocketAddr::new(a.target, if a.target.is_ipv4() { port } else { 0 });
+                match frame.get(ip_start(&frame)..).filter(|ip| ip.len() >= 20) {
                     Some(ip) => raw
                         .as_ref()
                         .context("raw socket")?
-                        .send_to(ip, &SockAddr::from(SocketAddr::V4(dst)))
+                        .send_to(ip, &SockAddr::from(to))
                         .is_ok(),
                     None => continue,
                 }
@@ -130,9 +176,9 @@ pub fn run(a: FloodArgs) -> Result<()> {
                 {
                     pending.pop_front();
                 }
-                let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+                let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
                 s.set_nonblocking(true)?;
-                match s.connect(&SockAddr::from(SocketAddr::V4(dst))) {
+                match s.connect(&SockAddr::from(dst)) {
                     Ok(()) => true,
                     Err(e) if e.raw_os_error() == Some(115) => {
                         // EINPROGRESS: the SYN is out; the socket is kept for a while.

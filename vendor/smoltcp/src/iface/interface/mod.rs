@@ -1036,7 +1036,7 @@ impl InterfaceInner {
         // Send directly.
         // note: no need to use `self.is_broadcast()` to check for subnet-local broadcast addrs
         //       here because `in_same_network` will already return true.
-        if self.in_same_network(addr) || addr.is_broadcast() {
+        if self.in_same_network(addr) || addr.is_broadcast() || is_link_local_unicast(addr) {
             return Some(*addr);
         }
 
@@ -1436,4 +1436,16 @@ enum DispatchError {
     /// the neighbor for it yet. Discovery has been initiated, dispatch
     /// should be retried later.
     NeighborPending,
+}
+
+/// An IPv6 link-local unicast address (fe80::/10) is on the link of the interface it is met
+/// on, whatever the interface's own prefixes (RFC 4291 2.5.6, RFC 4861 5.2): a neighbour that
+/// solicits from its link-local address is answered directly (imsagw patch 11).
+fn is_link_local_unicast(addr: &IpAddress) -> bool {
+    match addr {
+        #[cfg(feature = "proto-ipv6")]
+        IpAddress::Ipv6(a) => a.is_unicast_link_local(),
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
 }
