@@ -7,7 +7,11 @@
 //! on the access network is dropped unanswered, as are frames of VLANs the port does not carry
 //! and stacked tags; the access network never resolves the core's addresses.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+mod common;
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use common::{lossy, sa, timers};
 
 use dataplane::clock::{Clock, VirtualClock};
 use dataplane::contract::*;
@@ -222,18 +226,6 @@ fn two_vlans(faults: Faults, seed: u64) -> Nets {
     }
 }
 
-fn sa(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.into(), port)
-}
-
-fn timers() -> LegTimers {
-    LegTimers {
-        connect: Duration::from_secs(5),
-        idle: None,
-        handshake: Duration::from_secs(5),
-    }
-}
-
 impl Nets {
     fn step(&mut self) -> bool {
         let now = self.clock.now();
@@ -421,18 +413,6 @@ impl Nets {
         self.events
             .iter()
             .any(|e| matches!(e, Event::CutThrough { a, b } if *a == T1 || *b == T1))
-    }
-}
-
-fn lossy() -> Faults {
-    Faults {
-        drop: 0.01,
-        reorder: 0.01,
-        reorder_delay: Duration::from_micros(400),
-        delay: Duration::from_micros(50),
-        jitter: Duration::from_micros(5),
-        rate_bytes_per_sec: Some(1_250_000_000),
-        ..Faults::default()
     }
 }
 

@@ -86,11 +86,7 @@ pub fn start_imsagw_on(
     status: &Path,
     extra: &[&str],
 ) -> (Reap, Receiver<String>, Vec<String>) {
-    let vdevs: Vec<String> = taps
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("net_tap{i},iface={t}"))
-        .collect();
+    let vdevs = crate::tap_vdevs(taps);
     let vdevs: Vec<&str> = vdevs.iter().map(String::as_str).collect();
     let mut eal = vec!["--".to_string()];
     eal.extend(crate::eal_args(&vdevs));

@@ -101,6 +101,43 @@ impl Drop for NetNs {
     }
 }
 
+/// A self-signed ECDSA P-256 certificate and key for an OpenSSL UE (`CN=ue-x.example`, one
+/// day), made by `openssl req` in `dir`: (certificate, key) paths.
+pub fn ue_certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let (crt, key) = (dir.join("ue.crt"), dir.join("ue.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .args(["-subj", "/CN=ue-x.example", "-days", "1"])
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (crt, key)
+}
+
+/// The EAL's `--vdev` of each tap: `net_tap0` on the first, `net_tap1` on the second...
+pub fn tap_vdevs(taps: &[&str]) -> Vec<String> {
+    taps.iter()
+        .enumerate()
+        .map(|(i, t)| format!("net_tap{i},iface={t}"))
+        .collect()
+}
+
 /// A short interface name unique to this process (Linux allows 15 characters).
 pub fn iface_name(prefix: &str) -> String {
     let mut n = format!("{prefix}{}", std::process::id());

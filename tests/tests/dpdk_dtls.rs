@@ -21,7 +21,7 @@ use dataplane::dtls::DtlsConfig;
 use dataplane::tls::{HashAlg, Identity};
 use dataplane::worker::{Worker, WorkerConfig, DTLS_1_2};
 use dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
-use imsagw_tests::{eal_args, iface_name, UeLan};
+use imsagw_tests::{eal_args, iface_name, ue_certificate, UeLan};
 use smoltcp::wire::Ipv4Cidr;
 
 const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
@@ -147,29 +147,7 @@ fn openssl_dtls_ues_through_udptl_legs_over_net_tap() {
 
     let dir = std::env::temp_dir().join(format!("imsagw-dtls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (crt, key) = (dir.join("ue.crt"), dir.join("ue.key"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .args(["-subj", "/CN=ue-x.example", "-days", "1"])
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (crt, key) = ue_certificate(&dir);
     let ue_fp = Identity::from_pem_files(&crt, &key)
         .unwrap()
         .fingerprint(HashAlg::Sha256);

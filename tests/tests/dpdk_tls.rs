@@ -19,7 +19,7 @@ use dataplane::contract::*;
 use dataplane::tls::{HashAlg, Identity, TlsConfig};
 use dataplane::worker::{Worker, WorkerConfig};
 use dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
-use imsagw_tests::{eal_args, iface_name, UeLan};
+use imsagw_tests::{eal_args, iface_name, ue_certificate, UeLan};
 use smoltcp::wire::Ipv4Cidr;
 
 const AGW_ACCESS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
@@ -120,29 +120,7 @@ fn openssl_ues_through_tls_legs_over_net_tap() {
 
     let dir = std::env::temp_dir().join(format!("imsagw-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (crt, key) = (dir.join("ue.crt"), dir.join("ue.key"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .args(["-subj", "/CN=ue-x.example", "-days", "1"])
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (crt, key) = ue_certificate(&dir);
     let ue_fp = Identity::from_pem_files(&crt, &key)
         .unwrap()
         .fingerprint(HashAlg::Sha256);

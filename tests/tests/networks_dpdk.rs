@@ -25,7 +25,9 @@ use dataplane::dtls::DtlsConfig;
 use dataplane::tls::{HashAlg, Identity, TlsConfig};
 use dataplane::worker::{NetworkConfig, Worker, WorkerConfig, DTLS_1_2};
 use dpdk::{DpdkPort, Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
-use imsagw_tests::{eal_args, iface_name, NetNs, UeLan, ACCESS_VLAN, CORE_VLAN};
+use imsagw_tests::{
+    eal_args, iface_name, tap_vdevs, ue_certificate, NetNs, UeLan, ACCESS_VLAN, CORE_VLAN,
+};
 use smoltcp::wire::{Ipv4Cidr, Ipv6Cidr};
 
 /// The AGW's access (IPv6) and core (IPv4) addresses: one pair per worker, both on the same
@@ -399,11 +401,7 @@ fn cases(i: usize, control: &ControlEnd, ues: &Ues) {
 #[test]
 fn openssl_ues_over_ipv6_access_and_ipv4_core_on_two_ports_and_on_two_vlans() {
     let taps = [iface_name("imna"), iface_name("imnc"), iface_name("imnt")];
-    let vdevs: Vec<String> = taps
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("net_tap{i},iface={t}"))
-        .collect();
+    let vdevs = tap_vdevs(&taps.iter().map(String::as_str).collect::<Vec<_>>());
     let vdevs: Vec<&str> = vdevs.iter().map(String::as_str).collect();
     let eal = Eal::init(eal_args(&vdevs)).expect("EAL on three taps");
     let pool = Mempool::create(eal, &MempoolConfig::new("networks_pool", 8191)).unwrap();
@@ -470,29 +468,7 @@ fn openssl_ues_over_ipv6_access_and_ipv4_core_on_two_ports_and_on_two_vlans() {
 
     let dir = std::env::temp_dir().join(format!("imsagw-networks-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (crt, key) = (dir.join("ue.crt"), dir.join("ue.key"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .args(["-subj", "/CN=ue-x.example", "-days", "1"])
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (crt, key) = ue_certificate(&dir);
     let ue_fp = Identity::from_pem_files(&crt, &key)
         .unwrap()
         .fingerprint(HashAlg::Sha256);
