@@ -23,6 +23,7 @@ mod config;
 mod heap;
 mod logging;
 mod metrics;
+mod networks;
 mod run;
 
 #[derive(Debug, Parser)]

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::config::{NetworkSettings, RealmSettings, Settings};
+use crate::config::{RealmSettings, Settings};
+use crate::networks::{parse_network, NetworkSettings};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use control::capture::CaptureRequest;
@@ -178,33 +179,6 @@ fn parse_realm(s: &str) -> Result<RealmSettings, String> {
         network,
         ..Default::default()
     })
-}
-
-fn parse_network(s: &str) -> Result<NetworkSettings, String> {
-    const FORM: &str = "expected NAME=DEVICE[,vlan=ID][,gateway=ADDR][,gateway6=ADDR]";
-    let (name, rest) = s.split_once('=').ok_or(FORM)?;
-    let mut parts = rest.split(',');
-    let device = parts.next().unwrap_or("").trim();
-    let mut n = NetworkSettings {
-        name: name.trim().into(),
-        ..Default::default()
-    };
-    match device.strip_prefix("af_xdp:") {
-        Some(iface) => n.af_xdp = Some(iface.into()),
-        None if device.is_empty() => {}
-        None => n.device = Some(device.into()),
-    }
-    for kv in parts {
-        let (k, v) = kv.split_once('=').ok_or(FORM)?;
-        let bad = |e: &dyn std::fmt::Display| format!("{k}={v}: {e}");
-        match k.trim() {
-            "vlan" => n.vlan = Some(v.trim().parse().map_err(|e| bad(&e))?),
-            "gateway" => n.gateway = Some(v.trim().parse().map_err(|e| bad(&e))?),
-            "gateway6" => n.gateway6 = Some(v.trim().parse().map_err(|e| bad(&e))?),
-            _ => return Err(format!("{k}: {FORM}")),
-        }
-    }
-    Ok(n)
 }
 
 fn parse_token(s: &str) -> Result<(String, String), String> {
