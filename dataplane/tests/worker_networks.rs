@@ -380,26 +380,12 @@ impl Nets {
 
     /// Frames put on UE-X's link as if UE-X sent them.
     fn inject_access(&mut self, frames: &[Vec<u8>]) {
-        let port = self.ue_x.device.port_mut();
-        let mut burst = Burst::new();
-        for f in frames {
-            let mut buf = port.alloc().expect("a buffer");
-            buf.append(f.len()).expect("room").copy_from_slice(f);
-            burst.push(buf);
-        }
-        assert_eq!(port.tx_burst(&mut burst), frames.len());
+        send_all(self.ue_x.device.port_mut(), frames);
     }
 
     /// Frames put on the worker's trunk as if the switch sent them.
     fn inject_trunk(&mut self, frames: &[Vec<u8>]) {
-        let trunk = &mut self.switch.as_mut().expect("a switch").trunk;
-        let mut burst = Burst::new();
-        for f in frames {
-            let mut buf = trunk.alloc().expect("a buffer");
-            buf.append(f.len()).expect("room").copy_from_slice(f);
-            burst.push(buf);
-        }
-        assert_eq!(trunk.tx_burst(&mut burst), frames.len());
+        send_all(&mut self.switch.as_mut().expect("a switch").trunk, frames);
     }
 
     /// Frames waiting on UE-X's link, taken off it (before UE-X's host reads them).
@@ -414,6 +400,17 @@ impl Nets {
             .iter()
             .any(|e| matches!(e, Event::CutThrough { a, b } if *a == T1 || *b == T1))
     }
+}
+
+/// Puts `frames` on a link from `port`'s end; every one must be taken.
+fn send_all(port: &mut MemPort, frames: &[Vec<u8>]) {
+    let mut burst = Burst::new();
+    for f in frames {
+        let mut buf = port.alloc().expect("a buffer");
+        buf.append(f.len()).expect("room").copy_from_slice(f);
+        burst.push(buf);
+    }
+    assert_eq!(port.tx_burst(&mut burst), frames.len());
 }
 
 /// A TCP SYN from `src` to `dst` in an Ethernet frame to `dst_mac` (checksums left zero: the

@@ -58,7 +58,7 @@ impl Settings {
             networks.push(dataplane::worker::NetworkConfig {
                 port: ports
                     .iter()
-                    .position(|p| Some(&p.device) == self.network_device(n).as_ref())
+                    .position(|p| Some(&p.device) == self.network_device(n, ports).as_ref())
                     .expect("ports() lists every network's device"),
                 vlan: n.vlan,
                 addresses: Vec::new(),
@@ -71,12 +71,12 @@ impl Settings {
 
     /// The DPDK device a `[[network]]` is on (its AF_XDP port's name, numbered after the
     /// top-level one's).
-    fn network_device(&self, n: &NetworkSettings) -> Option<String> {
+    fn network_device(&self, n: &NetworkSettings, ports: &[PortSpec]) -> Option<String> {
         match (&n.device, &n.af_xdp) {
             (Some(_), Some(_)) => None,
             (Some(d), None) => Some(d.clone()),
             (None, Some(iface)) => Some(self.af_xdp_device(iface)),
-            (None, None) => Some(self.ports().ok()?[0].device.clone()),
+            (None, None) => ports.first().map(|p| p.device.clone()),
         }
     }
 
