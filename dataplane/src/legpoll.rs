@@ -47,8 +47,16 @@ pub fn egress<P: Port>(
     let before = device.stats().tx_frames;
     let mut wanted = false;
     for _ in 0..64 {
-        if iface.poll_at(now, set).is_none_or(|t| t > now) {
-            break;
+        let at = iface.poll_at(now, set);
+        if at.is_none_or(|t| t > now) {
+            // Nothing ran since this answer: it is the set's next deadline (asking again
+            // would walk every socket's send state once more, a tenth of a frame's cost).
+            let sent = device.stats().tx_frames - before;
+            return Egress {
+                sent,
+                blocked: wanted && sent == 0,
+                poll_at: at,
+            };
         }
         wanted = true;
         let sent_before = device.stats().tx_frames;
