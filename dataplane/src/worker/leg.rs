@@ -45,6 +45,9 @@ pub(super) struct Leg {
     /// On the dirty list.
     pub dirty: bool,
     pub cut_through_reported: bool,
+    /// The serving pass in which the partner's service already relayed this pair both ways
+    /// with nothing left to move (0: none); see `Worker::serve_tcp`.
+    pub relayed_in_pass: u32,
     /// Deadline this leg is armed for in the wheel, in ms.
     pub armed_ms: i64,
     pub last_payload: Instant,
@@ -146,6 +149,7 @@ impl Leg {
             last_payload: now,
             stats: Tally::new(),
             cut_through_reported: false,
+            relayed_in_pass: 0,
             dirty: false,
             armed_ms: NO_DEADLINE,
             kind,

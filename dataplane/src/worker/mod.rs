@@ -166,6 +166,8 @@ pub struct Worker<P: Port> {
     free: Vec<u32>,
     keys: HashMap<TerminationKey, u32>,
     dirty: Vec<u32>,
+    /// Number of the current pass over the dirty list (never 0), for `Leg::relayed_in_pass`.
+    pass: u32,
     wheel: TimerWheel,
     arp_blocked: Vec<u32>,
     rings: WorkerEnd,
@@ -260,6 +262,7 @@ impl<P: Port> Worker<P> {
             free: Vec::new(),
             keys: HashMap::new(),
             dirty: Vec::new(),
+            pass: 1,
             wheel: TimerWheel::new(now.total_millis()),
             arp_blocked: Vec::new(),
             rings,
@@ -431,6 +434,7 @@ impl<P: Port> Worker<P> {
 
         // Serving a leg can dirty its partner (forwarded bytes); bound the passes.
         let mut budget = 4 * (self.dirty.len() + 1);
+        self.pass = self.pass.wrapping_add(1).max(1);
         while let Some(idx) = self.dirty.pop() {
             busy = true;
             match self.legs.get(idx as usize) {

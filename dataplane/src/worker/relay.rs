@@ -111,6 +111,12 @@ impl<P: Port> Worker<P> {
         // The peer of `a` closed its sending side and everything it sent is forwarded: pass
         // the FIN on (half-close), and the same the other way.
         moved += pass_fin(a, b) + pass_fin(b, a);
+        // Something moved, so the partner is served later in this pass; both ways are
+        // relayed and, unless TLS records or a loan may let more through, its own relay
+        // would move nothing.
+        if moved > 0 && !(ab_wants || ba_wants || has_tls(a) || has_tls(b)) {
+            b.relayed_in_pass = self.pass;
+        }
         let (ka, kb) = (a.key, b.key);
         if first_report {
             self.emit(Event::CutThrough { a: ka, b: kb });

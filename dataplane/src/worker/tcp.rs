@@ -142,12 +142,20 @@ impl<P: Port> Worker<P> {
     }
 
     pub(super) fn serve_tcp(&mut self, idx: u32, now: Instant) {
+        let pass = self.pass;
         let Some(leg) = self.leg(idx) else {
             return;
         };
         leg.dirty = false;
+        // The partner's service in this pass relayed the pair both ways and left nothing to
+        // move; no frame has come in since (frames are all taken before the pass) and a plain
+        // leg's state change cannot give the relay more: relaying again would only find the
+        // same empty sockets (a tenth of a frame's cost, on every data frame).
+        let relayed = std::mem::take(&mut leg.relayed_in_pass) == pass;
         self.update_state(idx, now);
-        self.forward(idx, now);
+        if !relayed {
+            self.forward(idx, now);
+        }
         self.egress_leg(idx, now);
     }
 
