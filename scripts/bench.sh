@@ -5,6 +5,8 @@
 #   bash scripts/bench.sh           the full run (REPS=5 interleaved repetitions; < 40 min)
 #   bash scripts/bench.sh --quick   one pair of each, short benches (< 3 min; the test
 #                                   command runs it and checks the report is produced)
+#   bash scripts/bench.sh --e2e     the end-to-end part alone (WORKLOADS="hold bulk ..." to
+#                                   choose its workloads; default all of them)
 #
 # Method (docs/performance.md, "How the numbers are taken"):
 # - end to end: imsagw on a DPDK AF_XDP port (a veth whose peer is on the bridge), imsagw on
@@ -31,14 +33,19 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/agw.sh
 . scripts/lib/agw.sh
 
-QUICK=0
-[ "${1:-}" = "--quick" ] && QUICK=1
+QUICK=0 E2E_ONLY=0
+case "${1:-}" in
+  --quick) QUICK=1 ;;
+  --e2e) E2E_ONLY=1 ;;
+esac
+# HOLD_CONNS: calls held at once by the memory run (fewer if HAProxy's file-descriptor limit
+# allows fewer).
 if [ "$QUICK" -eq 1 ]; then
   REPS=${REPS:-1} CALLS=${CALLS:-4} BYTES=${BYTES:-2097152} ECHO_SECS=${ECHO_SECS:-1} CONNS=${CONNS:-50}
-  LEGS=${LEGS:-10,1000}
+  HOLD_CONNS=${HOLD_CONNS:-50} HOLD_SECS=${HOLD_SECS:-2} LEGS=${LEGS:-10,1000}
 else
   REPS=${REPS:-5} CALLS=${CALLS:-8} BYTES=${BYTES:-33554432} ECHO_SECS=${ECHO_SECS:-30} CONNS=${CONNS:-400}
-  LEGS=${LEGS:-10,100,1000,10000,100000}
+  HOLD_CONNS=${HOLD_CONNS:-10000} HOLD_SECS=${HOLD_SECS:-10} LEGS=${LEGS:-10,100,1000,10000,100000}
 fi
 MAX_STEAL=${MAX_STEAL:-0.05}
 OUT=target/bench-report
@@ -89,68 +96,84 @@ cargo build --release -p imsagw -p sim
 BIN=target/release/imsagw
 SIM=target/release/imsagw-sim
 
-echo "== floors: openssl speed"
-secs=3
-[ "$QUICK" -eq 1 ] && secs=1
-aes=$(openssl speed -seconds "$secs" -evp aes-128-gcm 2>/dev/null | awk '/^AES-128-GCM/ {print $NF}' | tr -d k)
-row "crypto floor" "AES-128-GCM 16 KiB blocks" "Gbit/s" "openssl speed" "$(awk -v k="$aes" 'BEGIN{printf "%.2f", k*1000*8/1e9}')"
-x25519=$(openssl speed -seconds "$secs" ecdhx25519 2>/dev/null | awk '/253 bits ecdh \(X25519\)/ {print $(NF)}')
-row "crypto floor" "X25519 key exchanges/s" "ops/s" "openssl speed" "$x25519"
-ecdsa=$(openssl speed -seconds "$secs" ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1)}')
-row "crypto floor" "ECDSA P-256 signatures/s" "ops/s" "openssl speed" "$ecdsa"
+# --e2e: the end-to-end part alone.
+if [ "$E2E_ONLY" -eq 0 ]; then
+  echo "== floors: openssl speed"
+  secs=3
+  [ "$QUICK" -eq 1 ] && secs=1
+  aes=$(openssl speed -seconds "$secs" -evp aes-128-gcm 2>/dev/null | awk '/^AES-128-GCM/ {print $NF}' | tr -d k)
+  row "crypto floor" "AES-128-GCM 16 KiB blocks" "Gbit/s" "openssl speed" "$(awk -v k="$aes" 'BEGIN{printf "%.2f", k*1000*8/1e9}')"
+  x25519=$(openssl speed -seconds "$secs" ecdhx25519 2>/dev/null | awk '/253 bits ecdh \(X25519\)/ {print $(NF)}')
+  row "crypto floor" "X25519 key exchanges/s" "ops/s" "openssl speed" "$x25519"
+  ecdsa=$(openssl speed -seconds "$secs" ecdsap256 2>/dev/null | awk '/256 bits ecdsa \(nistp256\)/ {print $(NF-1)}')
+  row "crypto floor" "ECDSA P-256 signatures/s" "ops/s" "openssl speed" "$ecdsa"
 
-echo "== in-process: TLS handshakes and relay against rustls alone (worker time only)"
-quick_env=()
-[ "$QUICK" -eq 1 ] && quick_env=(IMSAGW_BENCH_QUICK=1)
-env "${quick_env[@]}" taskset -c 1 cargo bench -q -p dataplane --bench tls 2>/dev/null | tee "$WORK/tls.txt"
-/usr/bin/python3 scripts/bench_rows.py tls "$WORK/tls.txt" >>"$RESULTS"
+  echo "== in-process: TLS handshakes and relay against rustls alone (worker time only)"
+  quick_env=()
+  [ "$QUICK" -eq 1 ] && quick_env=(IMSAGW_BENCH_QUICK=1)
+  env "${quick_env[@]}" taskset -c 1 cargo bench -q -p dataplane --bench tls 2>/dev/null | tee "$WORK/tls.txt"
+  /usr/bin/python3 scripts/bench_rows.py tls "$WORK/tls.txt" >>"$RESULTS"
 
-echo "== in-process: DTLS handshakes and relayed datagrams against dimpl alone (worker time only)"
-env "${quick_env[@]}" taskset -c 1 cargo bench -q -p dataplane --bench dtls 2>/dev/null | tee "$WORK/dtls.txt"
-/usr/bin/python3 scripts/bench_rows.py dtls "$WORK/dtls.txt" >>"$RESULTS"
+  echo "== in-process: DTLS handshakes and relayed datagrams against dimpl alone (worker time only)"
+  env "${quick_env[@]}" taskset -c 1 cargo bench -q -p dataplane --bench dtls 2>/dev/null | tee "$WORK/dtls.txt"
+  /usr/bin/python3 scripts/bench_rows.py dtls "$WORK/dtls.txt" >>"$RESULTS"
 
-echo "== in-process: worker cost per packet against concurrent legs; relay; memory per pair"
-# The heap on transparent huge pages, as the packaged systemd unit starts imsagw (leg state of
-# 100 000 legs on 4 KiB pages costs a TLB miss per cold leg line besides the cache miss).
-env "${quick_env[@]}" GLIBC_TUNABLES=glibc.malloc.hugetlb=1 IMSAGW_BENCH_LEGS="$LEGS" taskset -c 1 cargo bench -q -p dataplane --bench worker 2>/dev/null | tee "$WORK/worker.txt"
-/usr/bin/python3 scripts/bench_rows.py worker "$WORK/worker.txt" >>"$RESULTS"
+  echo "== in-process: worker cost per packet against concurrent legs; relay; memory per pair"
+  # The heap on transparent huge pages, as the packaged systemd unit starts imsagw (leg state of
+  # 100 000 legs on 4 KiB pages costs a TLB miss per cold leg line besides the cache miss).
+  env "${quick_env[@]}" GLIBC_TUNABLES=glibc.malloc.hugetlb=1 IMSAGW_BENCH_LEGS="$LEGS" taskset -c 1 cargo bench -q -p dataplane --bench worker 2>/dev/null | tee "$WORK/worker.txt"
+  /usr/bin/python3 scripts/bench_rows.py worker "$WORK/worker.txt" >>"$RESULTS"
 
-mem=$(sed -n 's/^memory per idle established pair (guaranteed socket buffers + leg records): \([0-9]*\) B/\1/p' "$WORK/worker.txt")
-row "memory per established call" "worker heap per idle call, computed (two legs: guaranteed socket buffers + leg records and sockets)" "bytes" "imsagw" "$mem"
+  mem=$(sed -n 's/^memory per idle established pair (guaranteed socket buffers + leg records): \([0-9]*\) B/\1/p' "$WORK/worker.txt")
+  row "memory per established call" "worker heap per idle call, computed (two legs: guaranteed socket buffers + leg records and sockets)" "bytes" "imsagw" "$mem"
 
-echo "== in-process: idle calls held by one worker (10 000 and 100 000; quick: 2 000)"
-env "${quick_env[@]}" cargo bench -q -p dataplane --bench idle 2>/dev/null | tee "$WORK/idle.txt"
-while read -r n heap rss; do
-  row "memory per idle call (in process, $n calls)" "worker heap per idle established plain call, measured" "bytes" "imsagw" "$heap"
-  row "memory per idle call (in process, $n calls)" "process RSS growth per idle call less the in-process UE farm's heap" "bytes" "imsagw" "$rss"
-done < <(sed -n 's/^idle calls \([0-9]*\): worker heap per call \([0-9]*\) B, RSS per call less farm \(-\?[0-9]*\) B.*/\1 \2 \3/p' "$WORK/idle.txt")
+  echo "== in-process: idle calls held by one worker (10 000 and 100 000; quick: 2 000)"
+  env "${quick_env[@]}" cargo bench -q -p dataplane --bench idle 2>/dev/null | tee "$WORK/idle.txt"
+  while read -r n heap rss; do
+    row "memory per idle call (in process, $n calls)" "worker heap per idle established plain call, measured" "bytes" "imsagw" "$heap"
+    row "memory per idle call (in process, $n calls)" "process RSS growth per idle call less the in-process UE farm's heap" "bytes" "imsagw" "$rss"
+  done < <(sed -n 's/^idle calls \([0-9]*\): worker heap per call \([0-9]*\) B, RSS per call less farm \(-\?[0-9]*\) B.*/\1 \2 \3/p' "$WORK/idle.txt")
 
-echo "== in-process: memory over many calls through one worker (1 000 000; quick: 100 000)"
-env "${quick_env[@]}" taskset -c 1 cargo bench -q -p dataplane --bench churn 2>/dev/null | tee "$WORK/churn.txt"
-calls=$(sed -n 's/^# memory over \([0-9]*\) calls.*/\1/p' "$WORK/churn.txt")
-rss_spread=$(sed -n 's/^over the last half: live heap spread [0-9.]* %, RSS spread \([0-9.]*\) %/\1/p' "$WORK/churn.txt")
-heap_spread=$(sed -n 's/^over the last half: live heap spread \([0-9.]*\) %.*/\1/p' "$WORK/churn.txt")
-row "memory over $calls calls (in process)" "RSS spread over the last half of the run, (max - min) / mean" "%" "imsagw" "$rss_spread"
-row "memory over $calls calls (in process)" "live heap spread over the last half of the run, (max - min) / mean" "%" "imsagw" "$heap_spread"
+  echo "== in-process: memory over many calls through one worker (1 000 000; quick: 100 000)"
+  env "${quick_env[@]}" taskset -c 1 cargo bench -q -p dataplane --bench churn 2>/dev/null | tee "$WORK/churn.txt"
+  calls=$(sed -n 's/^# memory over \([0-9]*\) calls.*/\1/p' "$WORK/churn.txt")
+  rss_spread=$(sed -n 's/^over the last half: live heap spread [0-9.]* %, RSS spread \([0-9.]*\) %/\1/p' "$WORK/churn.txt")
+  heap_spread=$(sed -n 's/^over the last half: live heap spread \([0-9.]*\) %.*/\1/p' "$WORK/churn.txt")
+  row "memory over $calls calls (in process)" "RSS spread over the last half of the run, (max - min) / mean" "%" "imsagw" "$rss_spread"
+  row "memory over $calls calls (in process)" "live heap spread over the last half of the run, (max - min) / mean" "%" "imsagw" "$heap_spread"
 
-echo "== in-process: memcpy floor"
-memcpy=$(/usr/bin/python3 scripts/bench_rows.py memcpy)
-row "TCP -> TCP relay (in-process)" "payload throughput per core, 1 pair" "Gbit/s" "memcpy 64 MiB" "$memcpy"
+  echo "== in-process: memcpy floor"
+  memcpy=$(/usr/bin/python3 scripts/bench_rows.py memcpy)
+  row "TCP -> TCP relay (in-process)" "payload throughput per core, 1 pair" "Gbit/s" "memcpy 64 MiB" "$memcpy"
 
-echo "== H.248 calls per second through the control thread"
-secs_env=(IMSAGW_BENCH_SECS=3)
-[ "$QUICK" -eq 1 ] && secs_env=(IMSAGW_BENCH_SECS=0.5)
-env "${secs_env[@]}" cargo bench -q -p control --bench calls 2>/dev/null | tee "$WORK/calls.txt"
-calls=$(sed -n 's/.*median \([0-9]*\),.*/\1/p' "$WORK/calls.txt")
-row "H.248 calls/s" "Add, Add, Modify, Modify, Subtract; 64 in flight" "calls/s" "imsagw" "$calls"
+  echo "== H.248 calls per second through the control thread"
+  secs_env=(IMSAGW_BENCH_SECS=3)
+  [ "$QUICK" -eq 1 ] && secs_env=(IMSAGW_BENCH_SECS=0.5)
+  env "${secs_env[@]}" cargo bench -q -p control --bench calls 2>/dev/null | tee "$WORK/calls.txt"
+  calls=$(sed -n 's/.*median \([0-9]*\),.*/\1/p' "$WORK/calls.txt")
+  row "H.248 calls/s" "Add, Add, Modify, Modify, Subtract; 64 in flight" "calls/s" "imsagw" "$calls"
+fi
 
 echo "== end to end: imsagw (DPDK AF_XDP and net_tap) and HAProxy 2.6 between kernel UEs"
+# A held call is two sockets in HAProxy (one in each UE farm): HAProxy's frontends bind only the
+# ports their workloads use, and the memory run holds as many calls as HAProxy's descriptors
+# allow, at most HOLD_CONNS.
+ulimit -n "$(ulimit -Hn)"
+P_TCP=$((CALLS > 10 ? CALLS : 10))
+P_TLS=$((CALLS > CONNS ? CALLS : CONNS))
+HAP_MAXCONN=$((($(ulimit -n) - P_TCP - P_TLS - CALLS - 1 - 64) / 2))
+if [ "$HOLD_CONNS" -gt "$HAP_MAXCONN" ]; then
+  echo "held calls: $HAP_MAXCONN, not $HOLD_CONNS (HAProxy's file-descriptor limit, $(ulimit -n), allows no more)"
+  HOLD_CONNS=$HAP_MAXCONN
+fi
 ue_hosts_create
 # imsagw's AF_XDP veth before HAProxy's host joins, so only the UEs' veths lose their
 # checksum offloads (an AF_XDP socket gets frames as their sender wrote them); HAProxy keeps
 # its own.
 ue_hosts_bridge_veth "$XDP_IFACE"
 ue_hosts_add "$HAP" "$HAP_IP" vh
+# UE-Y takes the memory run's calls on one listener, all at once.
+ip netns exec "$UEY" sysctl -qw net.core.somaxconn=16384 net.ipv4.tcp_max_syn_backlog=16384
 for ns in "$UEX" "$UEY" "$HAP"; do
   ip netns exec "$ns" ip link set eth0 mtu 1500
   ip netns exec "$ns" ethtool -K eth0 gro off gso off tso off >/dev/null 2>&1 || echo "ethtool: offloads left as they are in $ns"
@@ -167,7 +190,7 @@ cat >"$WORK/haproxy.cfg" <<EOC
 global
   nbthread 1
   cpu-map 1/1 1
-  maxconn 4000
+  maxconn $HAP_MAXCONN
   ssl-default-bind-curves X25519
 defaults
   mode tcp
@@ -177,16 +200,22 @@ defaults
 # The client's destination port - N: call i on the frontend's first port + i goes to UE-Y's
 # 3000 + i.
 frontend tcp_tcp
-  bind $HAP_IP:40000-40999
+  bind $HAP_IP:40000-$((40000 + P_TCP - 1))
   default_backend plain
 frontend tls_tcp
-  bind $HAP_IP:41000-41999 ssl crt $WORK/agw.pem
+  bind $HAP_IP:41000-$((41000 + P_TLS - 1)) ssl crt $WORK/agw.pem
   default_backend plain41
 frontend tls_tls
-  bind $HAP_IP:42000-42999 ssl crt $WORK/agw.pem
+  bind $HAP_IP:42000-$((42000 + CALLS - 1)) ssl crt $WORK/agw.pem
   default_backend tls42
+# The memory run's held calls: every call on one port, to UE-Y's one port.
+frontend hold
+  bind $HAP_IP:50000
+  default_backend plain50
 backend plain
   server uey $UEY_IP:-37000
+backend plain50
+  server uey $UEY_IP:3000
 backend plain41
   server uey $UEY_IP:-38000
 backend tls42
@@ -201,7 +230,7 @@ HAP_PID=$!
 AGW_LOG=$WORK/imsagw-tap.log agw_start --bind 127.0.0.1:2956 --mgc 127.0.0.1:2957 \
   --status-socket "$WORK/imsagw-tap.sock" --tls-cert "$WORK/agw.crt" --tls-key "$WORK/agw.key" \
   --worker-cores 1 --shared-control-core \
-  --realm access=$TAP_IP/15:40000-44999 --realm core=198.18.2.22/15:45000-49999 \
+  --realm access=$TAP_IP/15:40000-54999 --realm core=198.18.2.22/15:40000-54999 \
   -- -l 0 --no-huge --no-pci --no-shconf --no-telemetry -m 256 "--vdev=net_tap0,iface=$IFACE"
 TAP_PID=$AGW_PID
 ue_hosts_bridge_tap "$IFACE"
@@ -209,7 +238,7 @@ ip netns exec "$LAN" ethtool -K "$IFACE" gro off gso off tso off >/dev/null 2>&1
 agw_start --bind 127.0.0.1:2954 --mgc 127.0.0.1:2955 --status-socket "$WORK/imsagw.sock" \
   --tls-cert "$WORK/agw.crt" --tls-key "$WORK/agw.key" \
   --worker-cores 1 --shared-control-core --control-core 0 --af-xdp "$XDP_IFACE" \
-  --realm access=$AGW_IP/15:40000-44999 --realm core=198.18.2.20/15:45000-49999
+  --realm access=$AGW_IP/15:40000-54999 --realm core=198.18.2.20/15:40000-54999
 XDP_PID=$AGW_PID
 kill -0 "$HAP_PID" 2>/dev/null || fail "HAProxy did not start: $(cat "$WORK/haproxy.log")"
 
@@ -217,6 +246,15 @@ kill -0 "$HAP_PID" 2>/dev/null || fail "HAProxy did not start: $(cat "$WORK/hapr
 # (guest time is inside user).
 cpu_jiffies() { awk '/^cpu / {print $9, $2+$3+$4+$5+$6+$7+$8+$9, $2+$3+$4+$7+$8}' /proc/stat; }
 HZ=$(getconf CLK_TCK)
+# Kernel memory a relay's sockets take, in KiB: slab (socket, inode, file and TCP objects) and
+# the TCP buffer pages (tcp_memory_allocated, one figure for every namespace). Both count the
+# UEs' sockets as well, which carry the same load on every side.
+kernel_kib() {
+  echo "$(awk '/^Slab:/ {print $2}' /proc/meminfo) $(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)" |
+    awk '{print $1 + $2 * 4}'
+}
+# Per side, bytes per held call: the relay's RSS growth and the kernel's.
+declare -A hold_rss hold_kernel
 round=(0 0)
 dropped=0
 RECORD=0
@@ -241,7 +279,7 @@ run() {
       name="HAProxy 2.6"
       pid=$HAP_PID
       local first=40000
-      case $workload in tls-*) first=41000 ;; tlstls-*) first=42000 ;; esac
+      case $workload in tls-*) first=41000 ;; tlstls-*) first=42000 ;; hold) first=50000 ;; esac
       args=(--proxy "$HAP_IP:$first" --relay-fingerprint "$AGW_FP")
       ;;
   esac
@@ -254,18 +292,15 @@ run() {
     tlstls-bulk) args+=(--tls-access --tls-core --calls "$CALLS" --bytes "$BYTES") ;;
     # New TLS connections: one per call, handshake + one 100-byte echo, all at once.
     tls-conns) args+=(--tls-access --calls "$CONNS" --echo --echo-count 1 --echo-size 100) ;;
-    # Connections held for 2 s (20 echoes of 100 bytes at 10/s each) while the relay's
-    # resident memory is sampled.
-    hold) args+=(--calls "$CONNS" --echo --echo-count 20 --echo-rate 10 --echo-size 100) ;;
+    # Calls held for HOLD_SECS (one 100-byte echo a second each, as idle chat) while the
+    # relay's resident memory and the kernel's are sampled.
+    hold) args+=(--calls "$HOLD_CONNS" --one-port --echo --echo-count "$HOLD_SECS" --echo-rate 1 --echo-size 100) ;;
   esac
   local rss0 rss_max rss km0=0 km_max=0 km
   rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
   rss_max=$rss0
-  # HAProxy's socket buffers are the kernel's, not in its RSS: the TCP memory (pages) of its
-  # namespace counts too. imsagw has no kernel sockets on the media path.
-  kernel_tcp_pages() { ip netns exec "$HAP" awk '/^TCP:/ {print $NF}' /proc/net/sockstat; }
-  if [ "$side" = haproxy ] && [ "$workload" = hold ]; then
-    km0=$(kernel_tcp_pages)
+  if [ "$workload" = hold ]; then
+    km0=$(kernel_kib)
     km_max=$km0
   fi
   c0=$(cpu_jiffies)
@@ -275,8 +310,8 @@ run() {
   while kill -0 "$load_pid" 2>/dev/null; do
     rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
     [ "$rss" -gt "$rss_max" ] && rss_max=$rss
-    if [ "$side" = haproxy ] && [ "$workload" = hold ]; then
-      km=$(kernel_tcp_pages)
+    if [ "$workload" = hold ]; then
+      km=$(kernel_kib)
       [ "$km" -gt "$km_max" ] && km_max=$km
     fi
     sleep 0.05
@@ -313,8 +348,11 @@ run() {
     tls-bulk) relay_rows "TLS -> TCP relay (end to end)" "$CALLS connections, payload one way" ;;
     tlstls-bulk) relay_rows "TLS -> TLS relay (end to end)" "$CALLS connections, payload one way" ;;
     hold)
-      row "memory per established call (end to end)" "peak growth per connection held: process RSS + kernel TCP memory ($CONNS held, first such run after a warm-up of $CALLS)" "bytes" "$name" \
-        "$(( ((rss_max - rss0) * 1024 + (km_max - km0) * 4096) / CONNS ))"
+      local per_rss=$(((rss_max - rss0) * 1024 / HOLD_CONNS)) per_kernel=$(((km_max - km0) * 1024 / HOLD_CONNS))
+      row "memory per held call (end to end, $HOLD_CONNS held)" "relay process RSS, peak growth per call" "bytes" "$name" "$per_rss"
+      row "memory per held call (end to end, $HOLD_CONNS held)" "kernel slab + TCP buffer pages, every namespace (the UEs' sockets too, the same on every side), peak growth per call" "bytes" "$name" "$per_kernel"
+      hold_rss[$side]=$per_rss
+      hold_kernel[$side]=$per_kernel
       ;;
     tls-conns)
       row "new TLS connections (end to end)" "$CONNS at once: TCP + TLS 1.3 handshake + one 100-byte echo" "conns/s" "$name" \
@@ -340,14 +378,27 @@ for side in $SIDES; do run "$side" bulk; done # warm-up (registration, ARP, allo
 RECORD=1
 for rep in $(seq 1 "$REPS"); do
   echo " repetition $rep"
-  ws="bulk echo1k echo10k tls-bulk tlstls-bulk tls-conns"
-  # Memory once, before any run has held more connections than the warm-up's.
-  [ "$rep" -eq 1 ] && ws="hold $ws"
+  ws=""
+  for w in ${WORKLOADS:-hold bulk echo1k echo10k tls-bulk tlstls-bulk tls-conns}; do
+    # Memory once, before any run has held more connections than the warm-up's.
+    [ "$w" = hold ] && [ "$rep" -gt 1 ] && continue
+    ws="$ws $w"
+  done
   for w in $ws; do
     for side in $SIDES; do run "$side" "$w"; done
   done
 done
 row "bench" "runs dropped for steal time > $MAX_STEAL" "runs" "imsagw" "$dropped"
+# A relay's own memory per held call: its RSS, and the kernel memory the same load took beyond
+# what it took through imsagw on AF_XDP (whose calls hold no kernel socket: that side's kernel
+# growth is the UEs' own).
+if [ -n "${hold_kernel[xdp]:-}" ]; then
+  for side in "${!hold_rss[@]}"; do
+    case $side in xdp) name=imsagw ;; tap) name="imsagw (net_tap)" ;; *) name="HAProxy 2.6" ;; esac
+    row "memory per held call (end to end, $HOLD_CONNS held)" "the relay's own: process RSS + kernel memory beyond the same load's through imsagw on AF_XDP" "bytes" "$name" \
+      "$((hold_rss[$side] + hold_kernel[$side] - hold_kernel[xdp]))"
+  done
+fi
 
 # PROFILE=1: where core 1 spends its time in one bulk run of each relay (perf's cpu-clock
 # sampling: this VM has no hardware counters), written to $OUT/profile-{imsagw,haproxy}.txt.

@@ -54,7 +54,10 @@ else
 fi
 ue_hosts_create
 
-agw_start --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" \
+# IMSAGW_ARGS: more flags for imsagw (the soak with a buffer pool too small for every leg at
+# once: IMSAGW_ARGS="--buffer-pool 8").
+# shellcheck disable=SC2086
+agw_start --mgc 127.0.0.1:2945 --status-socket "$WORK/imsagw.sock" ${IMSAGW_ARGS:-} \
   --worker-cores 1 --shared-control-core \
   --realm access=198.18.1.10/15:40000-44999 --realm core=198.18.2.20/15:45000-49999 \
   -- -l 0 --no-huge --no-pci --no-shconf --no-telemetry -m 256 "--vdev=net_tap0,iface=$IFACE"

@@ -15,7 +15,10 @@ pub fn answer_sdp(
     fingerprint: Option<&str>,
 ) -> SdpGroups {
     let proto = m.transport.token();
-    let mut lines = vec![
+    let tls = m.transport.is_tls() && fingerprint.is_some();
+    // Sized exactly: a held call keeps its answer for as long as it lasts.
+    let mut lines = Vec::with_capacity(3 + usize::from(setup.is_some()) + 2 * usize::from(tls));
+    lines.extend([
         SdpLine::Version("0".into()),
         SdpLine::Connection {
             net_type: "IN".into(),
@@ -28,7 +31,7 @@ pub fn answer_sdp(
             proto: proto.into(),
             formats: m.formats.clone(),
         },
-    ];
+    ]);
     if let Some(s) = setup {
         lines.push(SdpLine::Attribute {
             name: "setup".into(),

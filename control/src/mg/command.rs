@@ -488,7 +488,7 @@ impl<D: DataPlane> Mg<D> {
                 media,
                 leg: plan.sent,
                 local_sdp,
-                stats: Default::default(),
+                stats: None,
                 events: None,
                 established_at: None,
                 next_heartbeat: None,
@@ -766,7 +766,7 @@ impl<D: DataPlane> Mg<D> {
                     t.key,
                     Released {
                         name: t.name.clone(),
-                        stats: t.stats,
+                        stats: t.stats(),
                         drops: Drops::of(t.leg.policy.as_ref()),
                         final_stats: t.closed_at.is_some(),
                         established_at: t.established_at,
@@ -774,16 +774,17 @@ impl<D: DataPlane> Mg<D> {
                     },
                 );
             } else {
-                self.app_totals.add(&t.stats.app);
+                self.app_totals.add(&t.stats().app);
             }
             if !wildcard_reply {
+                let stats = t.stats();
                 replies.push(CommandReply::Amms {
                     kind: AmmsKind::Subtract,
                     terminations: vec![TerminationId(t.name)],
                     audit: with_stats.then(|| {
                         vec![Descriptor::Statistics(statistics(
                             &self.cfg.tokens,
-                            &t.stats,
+                            &stats,
                             Drops::of(t.leg.policy.as_ref()),
                             t.established_at,
                             Some(self.now),
@@ -870,7 +871,7 @@ impl<D: DataPlane> Mg<D> {
                     Descriptor::Media(vec![MediaParm::Streams(StreamDescriptor { id: 1, parms })]),
                     Descriptor::Statistics(statistics(
                         &self.cfg.tokens,
-                        &t.stats,
+                        &t.stats(),
                         Drops::of(t.leg.policy.as_ref()),
                         t.established_at,
                         Some(self.now),

@@ -294,7 +294,7 @@ impl<D: DataPlane> Mg<D> {
                 let Some(t) = self.registry.by_key_mut(key) else {
                     return;
                 };
-                t.stats = stats;
+                t.set_stats(stats);
                 t.closed_at = Some(now);
                 let datagram = t.leg.datagram_start.is_some();
                 let violation = t.violation;

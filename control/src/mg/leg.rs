@@ -43,7 +43,7 @@ pub struct LegSent {
     /// A TCP leg was started: its role is fixed from then on.
     pub started: bool,
     /// The last start given to a UDP leg: one that differs starts it again.
-    pub datagram_start: Option<Dp>,
+    pub datagram_start: Option<Box<Dp>>,
 }
 
 /// The commands that take a leg from what was sent to what the media says.
@@ -283,11 +283,11 @@ fn plan_datagram(
         },
         dtls,
     };
-    if p.sent.datagram_start.as_ref() == Some(&start) {
+    if p.sent.datagram_start.as_deref() == Some(&start) {
         return Ok(());
     }
     p.commands.push(start.clone());
-    p.sent.datagram_start = Some(start);
+    p.sent.datagram_start = Some(Box::new(start));
     p.sent.started = true;
     p.local_sdp = Some(answer_sdp(reserved, local, setup, fingerprint));
     Ok(())

@@ -247,7 +247,9 @@ impl<D: DataPlane> Mg<D> {
     pub fn app_totals(&self) -> AppTotals {
         let mut totals = self.app_totals;
         for t in self.registry.iter() {
-            totals.add(&t.stats.app);
+            if let Some(s) = &t.stats {
+                totals.add(&s.app);
+            }
         }
         totals
     }
@@ -255,7 +257,7 @@ impl<D: DataPlane> Mg<D> {
     /// Statistics reported by the data plane, kept for Subtract replies and audits.
     pub fn update_stats(&mut self, key: TerminationKey, stats: LegStats) {
         if let Some(t) = self.registry.by_key_mut(key) {
-            t.stats = stats;
+            t.set_stats(stats);
         }
     }
 
@@ -283,7 +285,7 @@ impl<D: DataPlane> Mg<D> {
         }
         if let Some(t) = self.remove_term(name) {
             tracing::warn!(termination = %t.name, "hanging termination released");
-            self.app_totals.add(&t.stats.app);
+            self.app_totals.add(&t.stats().app);
         }
     }
 

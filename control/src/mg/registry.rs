@@ -34,7 +34,9 @@ pub struct Term {
     pub leg: LegSent,
     /// The Local SDP the MG answers with.
     pub local_sdp: SdpGroups,
-    pub stats: LegStats,
+    /// The worker's last report (at an audit or the close); `None` until one came, so a
+    /// held call does not carry a full set of zero counters.
+    pub stats: Option<Box<LegStats>>,
     /// Armed events: request ID and events.
     pub events: Option<Armed>,
     pub established_at: Option<Millis>,
@@ -46,6 +48,20 @@ pub struct Term {
     pub closed_at: Option<Millis>,
 }
 
+impl Term {
+    /// The worker's last statistics report, or zeros before one.
+    pub fn stats(&self) -> LegStats {
+        self.stats.as_deref().copied().unwrap_or_default()
+    }
+
+    pub fn set_stats(&mut self, stats: LegStats) {
+        match &mut self.stats {
+            Some(s) => **s = stats,
+            None => self.stats = Some(Box::new(stats)),
+        }
+    }
+}
+
 fn lower(s: &str) -> Text {
     s.to_ascii_lowercase().as_str().into()
 }
@@ -54,8 +70,9 @@ fn lower(s: &str) -> Text {
 pub struct Registry {
     /// Context ID -> the lower-case names of its terminations.
     contexts: BTreeMap<u32, Vec<Text>>,
-    /// Lower-case name -> termination.
-    terms: HashMap<Text, Term>,
+    /// Lower-case name -> termination (boxed: the table's slots, a third of them empty, stay
+    /// a pointer wide).
+    terms: HashMap<Text, Box<Term>>,
     by_key: HashMap<TerminationKey, Text>,
     per_worker: Vec<usize>,
     next_context: u32,
@@ -107,7 +124,7 @@ impl Registry {
             .get(&id)
             .into_iter()
             .flatten()
-            .filter_map(|n| self.terms.get(n))
+            .filter_map(|n| self.terms.get(n).map(|t| &**t))
     }
 
     pub fn context_len(&self, id: u32) -> usize {
@@ -115,27 +132,33 @@ impl Registry {
     }
 
     pub fn get(&self, name: &str) -> Option<&Term> {
-        self.terms.get(&lower(name))
+        self.terms.get(&lower(name)).map(|t| &**t)
     }
 
     pub fn get_mut(&mut self, name: &str) -> Option<&mut Term> {
-        self.terms.get_mut(&lower(name))
+        self.terms.get_mut(&lower(name)).map(|t| &mut **t)
     }
 
     pub fn by_key(&self, key: TerminationKey) -> Option<&Term> {
-        self.by_key.get(&key).and_then(|n| self.terms.get(n))
+        self.by_key
+            .get(&key)
+            .and_then(|n| self.terms.get(n))
+            .map(|t| &**t)
     }
 
     pub fn by_key_mut(&mut self, key: TerminationKey) -> Option<&mut Term> {
-        self.by_key.get(&key).and_then(|n| self.terms.get_mut(n))
+        self.by_key
+            .get(&key)
+            .and_then(|n| self.terms.get_mut(n))
+            .map(|t| &mut **t)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Term> + '_ {
-        self.terms.values()
+        self.terms.values().map(|t| &**t)
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Term> + '_ {
-        self.terms.values_mut()
+        self.terms.values_mut().map(|t| &mut **t)
     }
 
     /// The context ID a new context would get: the next unused one from where the last
@@ -185,13 +208,13 @@ impl Registry {
             self.per_worker.resize(t.worker + 1, 0);
         }
         self.per_worker[t.worker] += 1;
-        self.terms.insert(name, t);
+        self.terms.insert(name, Box::new(t));
     }
 
     /// Takes a termination out; its context goes when it was the last one.
     pub fn remove(&mut self, name: &str) -> Option<Term> {
         let name = lower(name);
-        let t = self.terms.remove(&name)?;
+        let t = *self.terms.remove(&name)?;
         self.by_key.remove(&t.key);
         if let Some(c) = self.per_worker.get_mut(t.worker) {
             *c = c.saturating_sub(1);
@@ -232,7 +255,7 @@ impl Registry {
         self.contexts.clear();
         self.by_key.clear();
         self.per_worker.iter_mut().for_each(|c| *c = 0);
-        self.terms.drain().map(|(_, t)| t).collect()
+        self.terms.drain().map(|(_, t)| *t).collect()
     }
 
     /// The termination `tid` names, if it is in `context` (any context: `None`).
@@ -262,7 +285,7 @@ impl Registry {
         let pattern = lower(&tid.0);
         let mut names: Vec<&Term> = match context {
             Some(c) => self.members(c).collect(),
-            None => self.terms.values().collect(),
+            None => self.terms.values().map(|t| &**t).collect(),
         };
         names.retain(|t| wildcard_match(&pattern, &lower(&t.name)));
         if names.is_empty() {

@@ -46,6 +46,10 @@ pub struct FarmArgs {
     /// With --one-way: UE-Y sends and UE-X counts.
     #[arg(long)]
     reverse: bool,
+    /// UE-Y: one listener at --listen-base accepting `count` connections (the echo workload
+    /// only: bulk checks each call's stream by its port).
+    #[arg(long)]
+    one_listener: bool,
 }
 
 /// The echo workload instead of bulk: UE-Y echoes; UE-X sends `echo_count` messages of
@@ -244,7 +248,29 @@ pub fn farm(a: FarmArgs) -> Result<()> {
         _ => bail!("TLS needs --tls-cert, --tls-key and --tls-peer-fingerprint"),
     };
     let mut threads = Vec::new();
-    if let Some(base) = a.listen_base {
+    if let (Some(base), true) = (a.listen_base, a.one_listener) {
+        if !a.workload.echo {
+            bail!("--one-listener serves the echo workload only");
+        }
+        // A backlog for every call (the kernel caps it at net.core.somaxconn): the relay's
+        // connections arrive together at the Modify, faster than one thread accepts them.
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        sock.set_reuse_address(true)?;
+        sock.bind(&SocketAddr::V4(base).into())
+            .with_context(|| format!("listening on {base}"))?;
+        sock.listen(i32::from(a.count))?;
+        let l: TcpListener = sock.into();
+        println!("LISTENING {}", a.count);
+        for _ in 0..a.count {
+            let (s, _) = l.accept()?;
+            let tls = tls.clone();
+            threads.push(std::thread::spawn(move || -> Result<Vec<f64>> {
+                tcp_ready(&s)?;
+                echo_back(FarmStream::new(s, tls.as_ref(), false)?)?;
+                Ok(vec![])
+            }));
+        }
+    } else if let Some(base) = a.listen_base {
         let mut listeners = Vec::new();
         for i in 0..a.count {
             let addr = SocketAddrV4::new(*base.ip(), base.port() + i);
@@ -257,6 +283,8 @@ pub fn farm(a: FarmArgs) -> Result<()> {
             let reverse = a.reverse;
             threads.push(std::thread::spawn(move || -> Result<Vec<f64>> {
                 let (s, _) = l.accept()?;
+                // One descriptor per call, not two, while the call lasts.
+                drop(l);
                 tcp_ready(&s)?;
                 let call = i as u64;
                 match (echo, one_way) {
@@ -381,6 +409,10 @@ pub struct LoadArgs {
     /// the Add reply).
     #[arg(long)]
     relay_fingerprint: Option<String>,
+    /// Every call to UE-Y's one port (and with --proxy to the proxy's one port) instead of
+    /// port + i: thousands of calls within a file-descriptor limit. The echo workload only.
+    #[arg(long)]
+    one_port: bool,
     /// Bulk over TLS from UE-Y to UE-X instead (one way, as over TLS always): the relay
     /// encrypts towards UE-X rather than decrypting from it.
     #[arg(long)]
@@ -643,7 +675,7 @@ fn set_up(m: &mut Mgc, a: &LoadArgs, ue: Option<&UeIdentity>) -> Result<Calls> {
                     "C={c}{{MF={t}{{M{{ST=1{{O{{MO=SR}},R{{\nv=0\nc=IN IP4 {}\n{}}}}}}}}}}}",
                     a.ue_y.ip(),
                     media(
-                        &(a.ue_y.port() + i as u16).to_string(),
+                        &(a.ue_y.port() + if a.one_port { 0 } else { i as u16 }).to_string(),
                         a.tls_core,
                         &format!("a=setup:passive\n{}", ue_fp(a.tls_core))
                     )
@@ -705,6 +737,9 @@ fn set_up_around(
 
 pub fn load(a: LoadArgs) -> Result<()> {
     let n = a.calls as usize;
+    if a.one_port && !a.workload.echo {
+        bail!("--one-port serves the echo workload only");
+    }
     let mut mgc = match a.proxy {
         Some(_) => None,
         None => {
@@ -755,6 +790,9 @@ pub fn load(a: LoadArgs) -> Result<()> {
             a.calls.to_string(),
         ];
         y_args.extend(workload.iter().cloned());
+        if a.one_port {
+            y_args.push("--one-listener".into());
+        }
         if let (true, Some(u), Some(fp)) = (a.tls_core, &ue, relay_fp) {
             y_args.extend(u.farm_args(fp));
         }
@@ -786,7 +824,9 @@ pub fn load(a: LoadArgs) -> Result<()> {
         (None, Some(p)) => (
             None,
             (0..n)
-                .map(|i| SocketAddrV4::new(*p.ip(), p.port() + i as u16))
+                .map(|i| {
+                    SocketAddrV4::new(*p.ip(), p.port() + if a.one_port { 0 } else { i as u16 })
+                })
                 .collect(),
         ),
         (None, None) => bail!("no MGC and no proxy"),
