@@ -93,7 +93,8 @@ row() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 
 echo "== build"
 cargo build --release -p imsagw -p sim
-BIN=target/release/imsagw
+# IMSAGW_BIN: another imsagw binary under test (an earlier build, against the same HAProxy).
+BIN=${IMSAGW_BIN:-target/release/imsagw}
 SIM=target/release/imsagw-sim
 
 # --e2e: the end-to-end part alone.
@@ -249,10 +250,8 @@ HZ=$(getconf CLK_TCK)
 # Kernel memory a relay's sockets take, in KiB: slab (socket, inode, file and TCP objects) and
 # the TCP buffer pages (tcp_memory_allocated, one figure for every namespace). Both count the
 # UEs' sockets as well, which carry the same load on every side.
-kernel_kib() {
-  echo "$(awk '/^Slab:/ {print $2}' /proc/meminfo) $(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)" |
-    awk '{print $1 + $2 * 4}'
-}
+kernel_tcp_kib() { awk '/^TCP:/ {print $NF * 4}' /proc/net/sockstat; }
+kernel_kib() { echo $(($(awk '/^Slab:/ {print $2}' /proc/meminfo) + $(kernel_tcp_kib))); }
 # Per side, bytes per held call: the relay's RSS growth and the kernel's.
 declare -A hold_rss hold_kernel
 round=(0 0)
@@ -296,12 +295,14 @@ run() {
     # relay's resident memory and the kernel's are sampled.
     hold) args+=(--calls "$HOLD_CONNS" --one-port --echo --echo-count "$HOLD_SECS" --echo-rate 1 --echo-size 100) ;;
   esac
-  local rss0 rss_max rss km0=0 km_max=0 km
+  local rss0 rss_max rss km0=0 km_max=0 km tcp0=0 tcp_max=0 tcp
   rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
   rss_max=$rss0
   if [ "$workload" = hold ]; then
     km0=$(kernel_kib)
     km_max=$km0
+    tcp0=$(kernel_tcp_kib)
+    tcp_max=$tcp0
   fi
   c0=$(cpu_jiffies)
   taskset -c 0 /usr/bin/python3 scripts/lib/rusage.py "$WORK/load.cpu" \
@@ -313,6 +314,8 @@ run() {
     if [ "$workload" = hold ]; then
       km=$(kernel_kib)
       [ "$km" -gt "$km_max" ] && km_max=$km
+      tcp=$(kernel_tcp_kib)
+      [ "$tcp" -gt "$tcp_max" ] && tcp_max=$tcp
     fi
     sleep 0.05
   done
@@ -351,6 +354,7 @@ run() {
       local per_rss=$(((rss_max - rss0) * 1024 / HOLD_CONNS)) per_kernel=$(((km_max - km0) * 1024 / HOLD_CONNS))
       row "memory per held call (end to end, $HOLD_CONNS held)" "relay process RSS, peak growth per call" "bytes" "$name" "$per_rss"
       row "memory per held call (end to end, $HOLD_CONNS held)" "kernel slab + TCP buffer pages, every namespace (the UEs' sockets too, the same on every side), peak growth per call" "bytes" "$name" "$per_kernel"
+      row "memory per held call (end to end, $HOLD_CONNS held)" "of which TCP buffer pages (sockstat mem), peak growth per call" "bytes" "$name" "$(((tcp_max - tcp0) * 1024 / HOLD_CONNS))"
       hold_rss[$side]=$per_rss
       hold_kernel[$side]=$per_kernel
       ;;

@@ -119,6 +119,7 @@ elapsed=$(( $(date +%s) - start ))
 echo "soak: $round rounds, $calls calls ($CALLS at a time, $BYTES bytes each way) in ${elapsed} s"
 echo "  contexts $contexts, legs $legs, mbufs in use $end_mbufs (idle after warm-up: $warm_mbufs)"
 echo "  RSS ${end_rss} KiB (after warm-up: ${warm_rss} KiB, growth $((end_rss - warm_rss)) KiB, allowed ${SLACK_KIB})"
+echo "  socket-buffer pool: $(echo "$s" | field '"lent %d of %d at most, %d loans made, %d refused for want of a buffer" % (sum(w["buffers_lent"] for w in v["workers"]), sum(w["buffers_lendable"] for w in v["workers"]), sum(w["buffer_lends"] for w in v["workers"]), sum(w["buffer_lends_refused"] for w in v["workers"]))')"
 [ "$contexts" -eq 0 ] && [ "$legs" -eq 0 ] || fail "state left"
 [ "$end_mbufs" -le "$warm_mbufs" ] || fail "mbufs in use grew from $warm_mbufs to $end_mbufs"
 [ $((end_rss - warm_rss)) -le "$SLACK_KIB" ] || fail "RSS grew by $((end_rss - warm_rss)) KiB"

@@ -559,7 +559,33 @@ impl Mgc {
     }
 }
 
-fn spawn(netns: &Option<String>, args: &[String], stdin: bool) -> Result<Child> {
+/// A farm process, killed when the load gives up before it finished (it would otherwise wait
+/// for connections that never come, in a namespace nobody looks at again).
+struct Farm(Child);
+
+impl std::ops::Deref for Farm {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Farm {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Farm {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn(netns: &Option<String>, args: &[String], stdin: bool) -> Result<Farm> {
     let exe = std::env::current_exe()?;
     let mut cmd = match netns {
         Some(ns) => {
@@ -569,12 +595,13 @@ fn spawn(netns: &Option<String>, args: &[String], stdin: bool) -> Result<Child> 
         }
         None => std::process::Command::new(exe),
     };
-    Ok(cmd
-        .arg("farm")
-        .args(args)
-        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .spawn()?)
+    Ok(Farm(
+        cmd.arg("farm")
+            .args(args)
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .spawn()?,
+    ))
 }
 
 fn added(r: &ReplyResult) -> Result<(u32, String, u16)> {
@@ -718,8 +745,8 @@ fn set_up_around(
     m: &mut Mgc,
     a: &LoadArgs,
     ue: Option<&UeIdentity>,
-    farm_y: &mut Option<Child>,
-    spawn_y: &dyn Fn(Option<&str>) -> Result<Child>,
+    farm_y: &mut Option<Farm>,
+    spawn_y: &dyn Fn(Option<&str>) -> Result<Farm>,
 ) -> Result<Calls> {
     if farm_y.is_none() {
         // One throwaway Add for the AGW's fingerprint (the same on every Add).
@@ -782,7 +809,7 @@ pub fn load(a: LoadArgs) -> Result<()> {
     };
     // UE-Y listens before the calls are set up (T2 connects to it at the Modify); over TLS
     // it needs the AGW's fingerprint first, which an Add reply gives.
-    let spawn_y = |relay_fp: Option<&str>| -> Result<Child> {
+    let spawn_y = |relay_fp: Option<&str>| -> Result<Farm> {
         let mut y_args = vec![
             "--listen-base".into(),
             a.ue_y.to_string(),
