@@ -137,10 +137,10 @@ fn set_up(d: &mut Dispatcher<Mg<Sink>>, tid: &mut u32, i: usize, now: u64) {
 /// At most this much control-thread heap per held call, replies aside: the worker's share
 /// (docs/performance.md, "Idle calls") is about 7.5 KB, and the whole call end to end is
 /// measured against a HAProxy connection by `scripts/bench.sh`.
-const HELD_CALL_HEAP: usize = 4096;
+const HELD_CALL_HEAP: usize = 3072;
 
 #[test]
-fn a_held_call_costs_the_control_thread_at_most_4_kib_beyond_its_replies() {
+fn a_held_call_costs_the_control_thread_at_most_3_kib_beyond_its_replies() {
     let mut d = dispatcher();
     let mut tid = 100;
     let before = alloc_count::live_bytes();

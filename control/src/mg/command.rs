@@ -28,7 +28,7 @@ use super::descriptors::{
 };
 use super::events::{events_descriptor, root_events, Armed};
 use super::leg::{self, check_tls, LegPlan, LegSent, Media};
-use super::registry::{Term, CONTEXT_SIZE};
+use super::registry::{StoredSdp, Term, CONTEXT_SIZE};
 use super::stats::{statistics, Drops};
 use super::{fail, DataPlane, Fail, Mg};
 use crate::iq::Family;
@@ -487,7 +487,7 @@ impl<D: DataPlane> Mg<D> {
                 worker,
                 media,
                 leg: plan.sent,
-                local_sdp,
+                local_sdp: StoredSdp::store(&local_sdp),
                 stats: None,
                 events: None,
                 established_at: None,
@@ -579,10 +579,14 @@ impl<D: DataPlane> Mg<D> {
         let t = self.registry.get_mut(&plan.name)?;
         t.media = plan.media;
         t.leg = plan.leg.sent;
-        if let Some(sdp) = plan.leg.local_sdp {
-            t.local_sdp = sdp;
-        }
-        let reply = local_reply(&t.local_sdp, policy_echo(&self.cfg, t.realm, &t.media));
+        let sdp = match plan.leg.local_sdp {
+            Some(sdp) => {
+                t.local_sdp = StoredSdp::store(&sdp);
+                sdp
+            }
+            None => t.local_sdp.load(),
+        };
+        let reply = local_reply(&sdp, policy_echo(&self.cfg, t.realm, &t.media));
         self.arm(&plan.name, events);
         reply
     }
@@ -853,7 +857,7 @@ impl<D: DataPlane> Mg<D> {
         );
         let mut parms = vec![
             StreamParm::LocalControl(lc),
-            StreamParm::Local(t.local_sdp.clone()),
+            StreamParm::Local(t.local_sdp.load()),
         ];
         if let Some(r) = &t.media.remote {
             parms.push(StreamParm::Remote(answer_sdp(
