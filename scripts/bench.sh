@@ -209,9 +209,12 @@ frontend tls_tcp
 frontend tls_tls
   bind $HAP_IP:42000-$((42000 + CALLS - 1)) ssl crt $WORK/agw.pem
   default_backend tls42
-# The memory run's held calls: every call on one port, to UE-Y's one port.
+# The memory runs' held calls: every call on one port, to UE-Y's one port.
 frontend hold
   bind $HAP_IP:50000
+  default_backend plain50
+frontend hold_tls
+  bind $HAP_IP:51000 ssl crt $WORK/agw.pem
   default_backend plain50
 backend plain
   server uey $UEY_IP:-37000
@@ -254,6 +257,7 @@ kernel_tcp_kib() { awk '/^TCP:/ {print $NF * 4}' /proc/net/sockstat; }
 kernel_kib() { echo $(($(awk '/^Slab:/ {print $2}' /proc/meminfo) + $(kernel_tcp_kib))); }
 # Per side, bytes per held call: the relay's RSS growth and the kernel's.
 declare -A hold_rss hold_kernel
+HOLD_TITLE=""
 round=(0 0)
 dropped=0
 RECORD=0
@@ -278,7 +282,7 @@ run() {
       name="HAProxy 2.6"
       pid=$HAP_PID
       local first=40000
-      case $workload in tls-*) first=41000 ;; tlstls-*) first=42000 ;; hold) first=50000 ;; esac
+      case $workload in tls-*) first=41000 ;; tlstls-*) first=42000 ;; hold) first=50000 ;; hold-tls) first=51000 ;; esac
       args=(--proxy "$HAP_IP:$first" --relay-fingerprint "$AGW_FP")
       ;;
   esac
@@ -294,11 +298,15 @@ run() {
     # Calls held for HOLD_SECS (one 100-byte echo a second each, as idle chat) while the
     # relay's resident memory and the kernel's are sampled.
     hold) args+=(--calls "$HOLD_CONNS" --one-port --echo --echo-count "$HOLD_SECS" --echo-rate 1 --echo-size 100) ;;
+    # The same with TLS between UE-X and the relay.
+    hold-tls) args+=(--tls-access --calls "$HOLD_CONNS" --one-port --echo --echo-count "$HOLD_SECS" --echo-rate 1 --echo-size 100) ;;
   esac
   local rss0 rss_max rss km0=0 km_max=0 km tcp0=0 tcp_max=0 tcp
   rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
   rss_max=$rss0
-  if [ "$workload" = hold ]; then
+  local memory=0
+  case $workload in hold | hold-tls) memory=1 ;; esac
+  if [ "$memory" -eq 1 ]; then
     km0=$(kernel_kib)
     km_max=$km0
     tcp0=$(kernel_tcp_kib)
@@ -311,7 +319,7 @@ run() {
   while kill -0 "$load_pid" 2>/dev/null; do
     rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
     [ "$rss" -gt "$rss_max" ] && rss_max=$rss
-    if [ "$workload" = hold ]; then
+    if [ "$memory" -eq 1 ]; then
       km=$(kernel_kib)
       [ "$km" -gt "$km_max" ] && km_max=$km
       tcp=$(kernel_tcp_kib)
@@ -350,11 +358,11 @@ run() {
     bulk) relay_rows "TCP -> TCP relay (end to end)" "$CALLS connections, payload both ways" ;;
     tls-bulk) relay_rows "TLS -> TCP relay (end to end)" "$CALLS connections, payload one way" ;;
     tlstls-bulk) relay_rows "TLS -> TLS relay (end to end)" "$CALLS connections, payload one way" ;;
-    hold)
+    hold | hold-tls)
       local per_rss=$(((rss_max - rss0) * 1024 / HOLD_CONNS)) per_kernel=$(((km_max - km0) * 1024 / HOLD_CONNS))
-      row "memory per held call (end to end, $HOLD_CONNS held)" "relay process RSS, peak growth per call" "bytes" "$name" "$per_rss"
-      row "memory per held call (end to end, $HOLD_CONNS held)" "kernel slab + TCP buffer pages, every namespace (the UEs' sockets too, the same on every side), peak growth per call" "bytes" "$name" "$per_kernel"
-      row "memory per held call (end to end, $HOLD_CONNS held)" "of which TCP buffer pages (sockstat mem), peak growth per call" "bytes" "$name" "$(((tcp_max - tcp0) * 1024 / HOLD_CONNS))"
+      row "$HOLD_TITLE" "relay process RSS, peak growth per call" "bytes" "$name" "$per_rss"
+      row "$HOLD_TITLE" "kernel slab + TCP buffer pages, every namespace (the UEs' sockets too, the same on every side), peak growth per call" "bytes" "$name" "$per_kernel"
+      row "$HOLD_TITLE" "of which TCP buffer pages (sockstat mem), peak growth per call" "bytes" "$name" "$(((tcp_max - tcp0) * 1024 / HOLD_CONNS))"
       hold_rss[$side]=$per_rss
       hold_kernel[$side]=$per_kernel
       ;;
@@ -384,8 +392,20 @@ for rep in $(seq 1 "$REPS"); do
   echo " repetition $rep"
   ws=""
   for w in ${WORKLOADS:-hold bulk echo1k echo10k tls-bulk tlstls-bulk tls-conns}; do
-    # Memory once, before any run has held more connections than the warm-up's.
-    [ "$w" = hold ] && [ "$rep" -gt 1 ] && continue
+    # Memory once per run, before any run has held more connections than the warm-up's: a
+    # second memory run would find the first one's high water (WORKLOADS=hold-tls in a run of
+    # its own measures held calls with TLS).
+    case $w in
+      hold | hold-tls)
+        [ "$rep" -gt 1 ] && continue
+        if [ -n "$HOLD_TITLE" ]; then
+          echo "skipped: $w (one memory workload per run: $HOLD_TITLE)"
+          continue
+        fi
+        HOLD_TITLE="memory per held call (end to end, $HOLD_CONNS held)"
+        [ "$w" = hold-tls ] && HOLD_TITLE="memory per held call with TLS towards UE-X (end to end, $HOLD_CONNS held)"
+        ;;
+    esac
     ws="$ws $w"
   done
   for w in $ws; do
@@ -399,7 +419,7 @@ row "bench" "runs dropped for steal time > $MAX_STEAL" "runs" "imsagw" "$dropped
 if [ -n "${hold_kernel[xdp]:-}" ]; then
   for side in "${!hold_rss[@]}"; do
     case $side in xdp) name=imsagw ;; tap) name="imsagw (net_tap)" ;; *) name="HAProxy 2.6" ;; esac
-    row "memory per held call (end to end, $HOLD_CONNS held)" "the relay's own: process RSS + kernel memory beyond the same load's through imsagw on AF_XDP" "bytes" "$name" \
+    row "$HOLD_TITLE" "the relay's own: process RSS + kernel memory beyond the same load's through imsagw on AF_XDP" "bytes" "$name" \
       "$((hold_rss[$side] + hold_kernel[$side] - hold_kernel[xdp]))"
   done
 fi
