@@ -254,9 +254,10 @@ HZ=$(getconf CLK_TCK)
 # the TCP buffer pages (tcp_memory_allocated, one figure for every namespace). Both count the
 # UEs' sockets as well, which carry the same load on every side.
 kernel_tcp_kib() { awk '/^TCP:/ {print $NF * 4}' /proc/net/sockstat; }
-kernel_kib() { echo $(($(awk '/^Slab:/ {print $2}' /proc/meminfo) + $(kernel_tcp_kib))); }
-# Per side, bytes per held call: the relay's RSS growth and the kernel's.
-declare -A hold_rss hold_kernel
+slab_kib() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
+# Per side: its name in the report, bytes per held call of the relay's RSS growth and the
+# kernel's.
+declare -A hold_name hold_rss hold_kernel
 HOLD_TITLE=""
 round=(0 0)
 dropped=0
@@ -297,9 +298,11 @@ run() {
     tls-conns) args+=(--tls-access --calls "$CONNS" --echo --echo-count 1 --echo-size 100) ;;
     # Calls held for HOLD_SECS (one 100-byte echo a second each, as idle chat) while the
     # relay's resident memory and the kernel's are sampled.
-    hold) args+=(--calls "$HOLD_CONNS" --one-port --echo --echo-count "$HOLD_SECS" --echo-rate 1 --echo-size 100) ;;
-    # The same with TLS between UE-X and the relay.
-    hold-tls) args+=(--tls-access --calls "$HOLD_CONNS" --one-port --echo --echo-count "$HOLD_SECS" --echo-rate 1 --echo-size 100) ;;
+    # hold-tls: the same with TLS between UE-X and the relay.
+    hold | hold-tls)
+      [ "$workload" = hold-tls ] && args+=(--tls-access)
+      args+=(--calls "$HOLD_CONNS" --one-port --echo --echo-count "$HOLD_SECS" --echo-rate 1 --echo-size 100)
+      ;;
   esac
   local rss0 rss_max rss km0=0 km_max=0 km tcp0=0 tcp_max=0 tcp
   rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
@@ -307,10 +310,10 @@ run() {
   local memory=0
   case $workload in hold | hold-tls) memory=1 ;; esac
   if [ "$memory" -eq 1 ]; then
-    km0=$(kernel_kib)
-    km_max=$km0
     tcp0=$(kernel_tcp_kib)
     tcp_max=$tcp0
+    km0=$(($(slab_kib) + tcp0))
+    km_max=$km0
   fi
   c0=$(cpu_jiffies)
   taskset -c 0 /usr/bin/python3 scripts/lib/rusage.py "$WORK/load.cpu" \
@@ -320,10 +323,10 @@ run() {
     rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
     [ "$rss" -gt "$rss_max" ] && rss_max=$rss
     if [ "$memory" -eq 1 ]; then
-      km=$(kernel_kib)
-      [ "$km" -gt "$km_max" ] && km_max=$km
       tcp=$(kernel_tcp_kib)
       [ "$tcp" -gt "$tcp_max" ] && tcp_max=$tcp
+      km=$(($(slab_kib) + tcp))
+      [ "$km" -gt "$km_max" ] && km_max=$km
     fi
     sleep 0.05
   done
@@ -363,6 +366,7 @@ run() {
       row "$HOLD_TITLE" "relay process RSS, peak growth per call" "bytes" "$name" "$per_rss"
       row "$HOLD_TITLE" "kernel slab + TCP buffer pages, every namespace (the UEs' sockets too, the same on every side), peak growth per call" "bytes" "$name" "$per_kernel"
       row "$HOLD_TITLE" "of which TCP buffer pages (sockstat mem), peak growth per call" "bytes" "$name" "$(((tcp_max - tcp0) * 1024 / HOLD_CONNS))"
+      hold_name[$side]=$name
       hold_rss[$side]=$per_rss
       hold_kernel[$side]=$per_kernel
       ;;
@@ -418,8 +422,7 @@ row "bench" "runs dropped for steal time > $MAX_STEAL" "runs" "imsagw" "$dropped
 # growth is the UEs' own).
 if [ -n "${hold_kernel[xdp]:-}" ]; then
   for side in "${!hold_rss[@]}"; do
-    case $side in xdp) name=imsagw ;; tap) name="imsagw (net_tap)" ;; *) name="HAProxy 2.6" ;; esac
-    row "$HOLD_TITLE" "the relay's own: process RSS + kernel memory beyond the same load's through imsagw on AF_XDP" "bytes" "$name" \
+    row "$HOLD_TITLE" "the relay's own: process RSS + kernel memory beyond the same load's through imsagw on AF_XDP" "bytes" "${hold_name[$side]}" \
       "$((hold_rss[$side] + hold_kernel[$side] - hold_kernel[xdp]))"
   done
 fi

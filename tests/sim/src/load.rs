@@ -419,6 +419,17 @@ pub struct LoadArgs {
     reverse: bool,
 }
 
+impl LoadArgs {
+    /// Call `i`'s port above UE-Y's (and the proxy's) first port.
+    fn port_offset(&self, i: usize) -> u16 {
+        if self.one_port {
+            0
+        } else {
+            i as u16
+        }
+    }
+}
+
 /// The UEs' certificate (one for all), written where the farms can read it.
 struct UeIdentity {
     cert: std::path::PathBuf,
@@ -702,7 +713,7 @@ fn set_up(m: &mut Mgc, a: &LoadArgs, ue: Option<&UeIdentity>) -> Result<Calls> {
                     "C={c}{{MF={t}{{M{{ST=1{{O{{MO=SR}},R{{\nv=0\nc=IN IP4 {}\n{}}}}}}}}}}}",
                     a.ue_y.ip(),
                     media(
-                        &(a.ue_y.port() + if a.one_port { 0 } else { i as u16 }).to_string(),
+                        &(a.ue_y.port() + a.port_offset(i)).to_string(),
                         a.tls_core,
                         &format!("a=setup:passive\n{}", ue_fp(a.tls_core))
                     )
@@ -851,9 +862,7 @@ pub fn load(a: LoadArgs) -> Result<()> {
         (None, Some(p)) => (
             None,
             (0..n)
-                .map(|i| {
-                    SocketAddrV4::new(*p.ip(), p.port() + if a.one_port { 0 } else { i as u16 })
-                })
+                .map(|i| SocketAddrV4::new(*p.ip(), p.port() + a.port_offset(i)))
                 .collect(),
         ),
         (None, None) => bail!("no MGC and no proxy"),
