@@ -152,6 +152,12 @@ fn set_up(
     (ctx, t1, t2)
 }
 
+/// The heap this thread holds (the two tests of this file run in parallel, so the
+/// process-wide count would mix in the other's).
+fn heap() -> usize {
+    alloc_count::watched_net_bytes() as usize
+}
+
 /// Subtract with statistics, answered once the data plane's final counts are in (as the
 /// control thread's loop does it).
 fn release(d: &mut Dispatcher<Mg<Sink>>, tid: &mut u32, call: &(u32, String, String), now: u64) {
@@ -179,19 +185,23 @@ const HELD_CALL_HEAP: usize = 3072;
 
 #[test]
 fn a_held_call_costs_the_control_thread_at_most_3_kib_beyond_its_replies() {
+    alloc_count::allocations(true, held_calls);
+}
+
+fn held_calls() {
     let mut d = dispatcher();
     let mut tid = 100;
-    let before = alloc_count::live_bytes();
+    let before = heap();
     for i in 0..CALLS {
         set_up(&mut d, &mut tid, i, 0);
     }
-    let with_replies = alloc_count::live_bytes();
+    let with_replies = heap();
     let replies = d.cache().len();
     assert_eq!(replies, 4 * CALLS);
     // Past LONG-TIMER every reply has gone; the calls stay.
     d.cache().expire(3_600_000);
     assert!(d.cache().is_empty());
-    let held = alloc_count::live_bytes();
+    let held = heap();
     assert_eq!(d.executor().contexts(), CALLS);
     let per_call = (held - before) / CALLS;
     println!(
@@ -212,6 +222,10 @@ fn a_held_call_costs_the_control_thread_at_most_3_kib_beyond_its_replies() {
 /// the longer numbers of later transactions grow by a few bytes.
 #[test]
 fn calls_set_up_and_released_round_after_round_leave_nothing_behind() {
+    alloc_count::allocations(true, rounds_of_calls);
+}
+
+fn rounds_of_calls() {
     const ROUNDS: u64 = 30;
     const PER_ROUND: usize = 1000;
     let mut d = dispatcher();
@@ -231,7 +245,7 @@ fn calls_set_up_and_released_round_after_round_leave_nothing_behind() {
         d.cache().expire(now + 60_000);
         assert_eq!(d.executor().contexts(), 0);
         assert!(d.cache().is_empty());
-        after.push(alloc_count::live_bytes());
+        after.push(heap());
     }
     println!("live heap after each round of {PER_ROUND} calls: {after:?}");
     let half = after[ROUNDS as usize / 2 - 1];
