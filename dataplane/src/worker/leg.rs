@@ -60,6 +60,22 @@ pub(super) struct Leg {
     pub stats: Tally,
 }
 
+/// Where the part of a TCP leg's socket storage that a segment arriving in order never
+/// touches lies: (offset from the storage's start, length). The spare reassembly slots, about
+/// half of it (smoltcp patch 12). The same for every TCP leg: the layout is the type's.
+pub(super) fn tcp_cold_span() -> (usize, usize) {
+    let mut set = SocketSet::new(Vec::with_capacity(1));
+    let empty = || tcp::SocketBuffer::new(Vec::new());
+    let handle = set.add(tcp::Socket::new(empty(), empty()));
+    let (start, len) = set.storage_addr();
+    let (cold, cold_len) = set.get::<tcp::Socket>(handle).cold_span();
+    let offset = (cold as usize).wrapping_sub(start as usize);
+    match offset.checked_add(cold_len) {
+        Some(end) if end <= len => (offset, cold_len),
+        _ => (len, 0),
+    }
+}
+
 /// The handle of the one socket of a leg's set (the first socket a set takes).
 #[inline]
 pub(super) fn sole() -> SocketHandle {
@@ -414,5 +430,26 @@ mod tests {
             "{} bytes",
             std::mem::size_of::<Option<Leg>>()
         );
+    }
+
+    /// The burst leaves out the same bytes of every TCP leg's socket storage: the spare
+    /// reassembly slots of that leg's own socket, well inside the storage and most of its
+    /// assembler (what is left is asked for: the socket's state and its first slots).
+    #[test]
+    fn the_cold_span_is_each_sockets_spare_reassembly_slots() {
+        let (from, len) = tcp_cold_span();
+        let storage = std::mem::size_of::<smoltcp::iface::SocketStorage>();
+        assert!(
+            len >= 256 && from + len <= storage,
+            "{from}+{len} of {storage}"
+        );
+        for buffers in [0, 64, 4096] {
+            let buf = || tcp::SocketBuffer::new(vec![0; buffers]);
+            let mut set = SocketSet::new(Vec::with_capacity(1));
+            let h = set.add(tcp::Socket::new(buf(), buf()));
+            let (start, _) = set.storage_addr();
+            let (cold, cold_len) = set.get::<tcp::Socket>(h).cold_span();
+            assert_eq!((cold as usize - start as usize, cold_len), (from, len));
+        }
     }
 }

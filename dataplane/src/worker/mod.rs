@@ -177,6 +177,8 @@ pub struct Worker<P: Port> {
     live_legs: usize,
     /// Legs whose state a recent burst asked for (`ingress::RECENT_LEGS`, by index).
     recent_legs: [u32; ingress::RECENT_LEGS],
+    /// The part of a TCP leg's socket storage a burst does not ask for (`leg::tcp_cold_span`).
+    tcp_cold: (usize, usize),
     /// Receive and transmit buffers of freed TCP legs, for the next ones.
     /// Socket buffers: the small ones legs start with, the large ones lent while data flows.
     pool: lending::Pool,
@@ -271,6 +273,7 @@ impl<P: Port> Worker<P> {
             counters: WorkerCounters::default(),
             live_legs: 0,
             recent_legs: [u32::MAX; ingress::RECENT_LEGS],
+            tcp_cold: leg::tcp_cold_span(),
             pool,
             scratch: vec![0; TLS_SCRATCH].into_boxed_slice(),
             dg_scratch: vec![0; 3 * DG_BUF].into_boxed_slice(),

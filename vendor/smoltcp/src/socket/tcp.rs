@@ -596,6 +596,14 @@ impl<'a> Socket<'a> {
         (self.rx_buffer.write_addr(), self.tx_buffer.write_addr())
     }
 
+    /// The address and length in bytes of the part of this socket that a segment arriving in
+    /// order, and the segments sent in answer, never touch: the reassembly slots past the
+    /// second (imsagw patch 12). About half the socket with 32 slots; a worker that prefetches
+    /// the sockets of a receive burst leaves it out. Reads nothing of the socket.
+    pub fn cold_span(&self) -> (*const u8, usize) {
+        self.assembler.spare_contigs()
+    }
+
     /// Lowers the largest segment sent to the peer to what a path MTU of `path_mtu` octets
     /// allows with an IP header of `ip_header_len` octets (imsagw patch 10: ICMPv6 Packet Too
     /// Big, ICMP Fragmentation Needed). Never raises it, nor lowers it below the minimum a
@@ -3066,7 +3074,7 @@ impl<'a> fmt::Write for Socket<'a> {
 #[cfg(all(test, feature = "medium-ip"))]
 mod test {
     use super::*;
-    use crate::config::IFACE_MAX_ADDR_COUNT;
+    use crate::config::{ASSEMBLER_MAX_SEGMENT_COUNT, IFACE_MAX_ADDR_COUNT};
     use crate::wire::{IpCidr, IpRepr};
     use std::ops::{Deref, DerefMut};
     use std::vec::Vec;
@@ -8204,6 +8212,30 @@ mod test {
             s.buffer_write_addrs(),
             (rx.wrapping_add(4), tx.wrapping_add(3))
         );
+    }
+
+    #[test]
+    fn test_cold_span_is_the_spare_reassembly_slots_inside_the_socket() {
+        // imsagw patch 12.
+        let mut s = socket_established();
+        let base = &*s as *const Socket as usize;
+        let (at, len) = s.cold_span();
+        let at = at as usize;
+        let slot = 2 * core::mem::size_of::<usize>();
+        assert_eq!(len, ASSEMBLER_MAX_SEGMENT_COUNT.saturating_sub(2) * slot);
+        assert!(at >= base && at + len <= base + core::mem::size_of::<Socket>());
+        // In-order data goes through the first two slots only: the rest stay empty.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abcdef"[..],
+                ..SEND_TEMPL
+            }
+        );
+        assert!(s.assembler.is_empty());
+        assert_eq!(s.cold_span(), (at as *const u8, len));
     }
 
     #[test]

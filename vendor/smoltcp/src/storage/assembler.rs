@@ -157,6 +157,14 @@ impl Assembler {
         self.contigs[self.contigs.len() - 1]
     }
 
+    /// The address and length in bytes of the contigs past the second (imsagw patch 12): a
+    /// segment that arrives in order reads only the first two, so a receiver that prefetches
+    /// a socket before a segment arrives can leave these out.
+    pub(crate) fn spare_contigs(&self) -> (*const u8, usize) {
+        let spare = &self.contigs[self.contigs.len().min(2)..];
+        (spare.as_ptr() as *const u8, core::mem::size_of_val(spare))
+    }
+
     /// Return whether the assembler contains no data.
     pub fn is_empty(&self) -> bool {
         !self.front().has_data()
@@ -324,7 +332,10 @@ impl Assembler {
     /// Would return the ranges: ``(0, 100), (300, 400)``
     pub fn iter_data(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         let mut offset = 0;
-        self.contigs.iter().filter_map(move |contig| {
+        // Contigs with data come first (`add` and `remove_contig_at` keep them so): the
+        // walk ends at the first empty one rather than reading every slot (imsagw patch 12).
+        let used = self.contigs.iter().take_while(|c| c.has_data());
+        used.filter_map(move |contig| {
             offset += contig.hole_size;
             let left = offset;
             offset += contig.data_size;
@@ -648,6 +659,24 @@ mod test {
     }
 
     // Test against an obviously-correct but inefficient bitmap impl.
+    #[test]
+    fn test_iter_data_with_every_slot_used() {
+        // imsagw patch 12: the walk stops at the first empty slot, and a full assembler has none.
+        let mut assr = Assembler::new();
+        for i in 0..ASSEMBLER_MAX_SEGMENT_COUNT {
+            assr.add(4 * i + 1, 2).unwrap();
+        }
+        let data: Vec<_> = assr.iter_data().collect();
+        let wanted: Vec<_> = (0..ASSEMBLER_MAX_SEGMENT_COUNT)
+            .map(|i| (4 * i + 1, 4 * i + 3))
+            .collect();
+        assert_eq!(data, wanted);
+        assert_eq!(assr.remove_front(), 0);
+        assr.add(0, 1).unwrap();
+        assert_eq!(assr.remove_front(), 3);
+        assert_eq!(assr.iter_data().count(), ASSEMBLER_MAX_SEGMENT_COUNT - 1);
+    }
+
     #[test]
     fn test_random() {
         use rand::Rng;
