@@ -128,12 +128,16 @@ if [ "$E2E_ONLY" -eq 0 ]; then
   mem=$(sed -n 's/^memory per idle established pair (guaranteed socket buffers + leg records): \([0-9]*\) B/\1/p' "$WORK/worker.txt")
   row "memory per established call" "worker heap per idle call, computed (two legs: guaranteed socket buffers + leg records and sockets)" "bytes" "imsagw" "$mem"
 
-  echo "== in-process: idle calls held by one worker (10 000 and 100 000; quick: 2 000)"
+  echo "== in-process: idle calls held by one worker, plain and with TLS on the access leg (10 000 and 100 000; quick: 2 000 plain, 500 TLS)"
   env "${quick_env[@]}" cargo bench -q -p dataplane --bench idle 2>/dev/null | tee "$WORK/idle.txt"
   while read -r n heap rss; do
     row "memory per idle call (in process, $n calls)" "worker heap per idle established plain call, measured" "bytes" "imsagw" "$heap"
     row "memory per idle call (in process, $n calls)" "process RSS growth per idle call less the in-process UE farm's heap" "bytes" "imsagw" "$rss"
   done < <(sed -n 's/^idle calls \([0-9]*\): worker heap per call \([0-9]*\) B, RSS per call less farm \(-\?[0-9]*\) B.*/\1 \2 \3/p' "$WORK/idle.txt")
+  while read -r n heap rss; do
+    row "memory per idle TLS call (in process, $n calls)" "worker heap per idle established call with TLS on the access leg, measured" "bytes" "imsagw" "$heap"
+    row "memory per idle TLS call (in process, $n calls)" "process RSS growth per idle TLS call less the in-process UE farm's heap (its TLS sessions included)" "bytes" "imsagw" "$rss"
+  done < <(sed -n 's/^idle TLS calls \([0-9]*\): worker heap per call \([0-9]*\) B, RSS per call less farm \(-\?[0-9]*\) B.*/\1 \2 \3/p' "$WORK/idle.txt")
 
   echo "== in-process: memory over many calls through one worker (1 000 000; quick: 100 000)"
   env "${quick_env[@]}" taskset -c 1 cargo bench -q -p dataplane --bench churn 2>/dev/null | tee "$WORK/churn.txt"

@@ -7,11 +7,19 @@
 //! - process RSS growth per call, worker and in-process UE farm together, and the same less
 //!   the farm's heap growth (the worker's share; the farm's UEs hold 512-byte buffers).
 //!
-//! `IMSAGW_IDLE_CALLS` (default "10000,100000"; the bench script's quick mode "2000").
+//! The same with TLS on every call's access leg (UE-X a TLS 1.3 client pinned to the AGW's
+//! certificate, the AGW pinning UE-X's, as the SDP fingerprints make them): the idle TLS leg
+//! keeps its rustls session. The TLS configuration (the control thread builds one per
+//! termination) is shared by the bench's calls; its own heap is printed beside the rows.
+//!
+//! `IMSAGW_IDLE_CALLS` (default "10000,100000"; the bench script's quick mode "2000") and
+//! `IMSAGW_IDLE_TLS_CALLS` (the same defaults; quick "500").
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use dataplane::clock::Clock;
+use dataplane::contract::Command;
+use dataplane::tls::{HashAlg, Identity, TlsConfig};
 use dataplane::worker::{Worker, WorkerConfig};
 use smoltcp::time::Duration;
 use smoltcp::wire::Ipv4Cidr;
@@ -46,7 +54,49 @@ struct Held {
     lends: u64,
 }
 
-fn hold(calls: u32) -> Held {
+/// The AGW's TLS towards UE-X and UE-X's own, for `hold`'s TLS calls.
+struct Keys {
+    agw: Identity,
+    ue: Identity,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        Keys {
+            agw: Identity::generate("agw.example").expect("AGW identity"),
+            ue: Identity::generate("ue.example").expect("UE identity"),
+        }
+    }
+
+    /// The access leg's: a TLS server pinning UE-X's certificate.
+    fn agw(&self) -> TlsConfig {
+        TlsConfig::new(&self.agw, None, vec![self.ue.fingerprint(HashAlg::Sha256)])
+            .expect("AGW TLS configuration")
+    }
+
+    /// UE-X's towards the access address `agw`.
+    fn ue(&self, agw: Ipv4Addr) -> TlsConfig {
+        TlsConfig::new(
+            &self.ue,
+            Some(agw.into()),
+            vec![self.agw.fingerprint(HashAlg::Sha256)],
+        )
+        .expect("UE TLS configuration")
+    }
+}
+
+/// Heap bytes one AGW-side TLS configuration holds (built on the control thread, one per TLS
+/// termination; not in the worker's heap).
+fn tls_config_bytes(keys: &Keys) -> f64 {
+    const N: usize = 64;
+    let before = alloc_count::live_bytes();
+    let configs: Vec<TlsConfig> = (0..N).map(|_| keys.agw()).collect();
+    let held = alloc_count::live_bytes().saturating_sub(before);
+    drop(configs);
+    held as f64 / N as f64
+}
+
+fn hold(calls: u32, keys: Option<&Keys>) -> Held {
     let sets = calls.div_ceil(CALLS_PER_ADDRESS);
     let access = |k| address([198, 18, 1], k);
     let core = |k| address([198, 18, 2], k);
@@ -101,6 +151,8 @@ fn hold(calls: u32) -> Held {
             10_000 + (i % CALLS_PER_ADDRESS) as u16,
         )
     };
+    let agw_tls = keys.map(Keys::agw);
+    let ue_tls: Vec<Option<TlsConfig>> = (0..sets).map(|k| keys.map(|t| t.ue(access(k)))).collect();
     let mut ys = Vec::with_capacity(calls as usize);
     for i in 0..calls {
         let (k, port) = place(i);
@@ -112,13 +164,23 @@ fn hold(calls: u32) -> Held {
             2 * i as u64,
             MESSAGE,
         ));
-        for c in plain_call(
+        let mut commands = plain_call(
             i,
             SocketAddrV4::new(access(k), port),
             SocketAddrV4::new(core(k), port),
             ue_x(k),
             SocketAddrV4::new(ue_y(k), port),
-        ) {
+        );
+        if let Some(cfg) = &agw_tls {
+            for c in commands.iter_mut() {
+                if let Command::Start { key, tls, .. } = c {
+                    if key.termination == 1 {
+                        *tls = Some(cfg.clone());
+                    }
+                }
+            }
+        }
+        for c in commands {
             while control.commands.push(c.clone()).is_err() {
                 step(&mut worker, &mut farm);
             }
@@ -130,15 +192,14 @@ fn hold(calls: u32) -> Held {
     let mut xs = Vec::with_capacity(calls as usize);
     for i in 0..calls {
         let (k, port) = place(i);
-        xs.push(farm.connect(
-            (ue_x(k), port),
-            (access(k), port),
-            UE_BUFFER,
-            2 * i as u64,
-            MESSAGE,
-            2 * i as u64 + 1,
-            MESSAGE,
-        ));
+        let (local, remote) = ((ue_x(k), port), (access(k), port));
+        let (out, inp) = (2 * i as u64, 2 * i as u64 + 1);
+        xs.push(match &ue_tls[k as usize] {
+            None => farm.connect(local, remote, UE_BUFFER, out, MESSAGE, inp, MESSAGE),
+            Some(cfg) => farm
+                .connect_tls(local, remote, UE_BUFFER, cfg, out, MESSAGE, inp, MESSAGE)
+                .expect("UE-X's TLS session"),
+        });
     }
     let limit = clock.now() + Duration::from_secs(600);
     while !xs.iter().chain(&ys).all(|&id| farm.conn(id).done()) {
@@ -150,6 +211,12 @@ fn hold(calls: u32) -> Held {
             step(&mut worker, &mut farm);
         }
     }
+    assert!(
+        xs.iter()
+            .chain(&ys)
+            .all(|&id| farm.conn(id).rx.first_mismatch.is_none()),
+        "idle: a chat message arrived changed"
+    );
     let idle_from = clock.now();
     while clock.now() < idle_from + Duration::from_secs(2) {
         step(&mut worker, &mut farm);
@@ -176,38 +243,56 @@ fn main() {
         return;
     }
     let quick = std::env::var("IMSAGW_BENCH_QUICK").is_ok_and(|v| v == "1");
-    let counts: Vec<u32> = std::env::var("IMSAGW_IDLE_CALLS")
-        .unwrap_or_else(|_| if quick { "2000" } else { "10000,100000" }.into())
-        .split(',')
-        .filter_map(|v| v.trim().parse().ok())
-        .collect();
-    let d = WorkerConfig::default();
-    println!(
-        "# idle plain calls held by one worker (guaranteed buffers {} B receive, {} B send; full {} B)",
-        d.guaranteed_rx, d.guaranteed_tx, d.rx_buffer
-    );
-    println!("| calls | worker heap per call | process RSS growth per call | RSS growth less the UE farm's heap, per call | loans during set-up |");
-    println!("|---|---|---|---|---|");
+    let counts = |var: &str, quick_default: &str| -> Vec<u32> {
+        std::env::var(var)
+            .unwrap_or_else(|_| if quick { quick_default } else { "10000,100000" }.into())
+            .split(',')
+            .filter_map(|v| v.trim().parse().ok())
+            .collect()
+    };
     if let Some(calls) = std::env::var("IMSAGW_IDLE_ONE")
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        let h = hold(calls);
+        let keys = std::env::var("IMSAGW_IDLE_TLS").is_ok().then(Keys::new);
+        let h = hold(calls, keys.as_ref());
         println!(
             "{} {} {} {}",
             h.worker_heap, h.rss, h.rss_less_farm, h.lends
         );
         return;
     }
-    for calls in counts {
-        // Each count in a fresh process: memory an earlier run freed would hide RSS growth.
-        let out = std::process::Command::new(std::env::current_exe().expect("own path"))
-            .env("IMSAGW_IDLE_ONE", calls.to_string())
-            .output()
-            .expect("idle: run one count");
+    let d = WorkerConfig::default();
+    println!(
+        "# idle plain calls held by one worker (guaranteed buffers {} B receive, {} B send; full {} B)",
+        d.guaranteed_rx, d.guaranteed_tx, d.rx_buffer
+    );
+    table(&counts("IMSAGW_IDLE_CALLS", "2000"), false);
+    println!();
+    println!(
+        "# idle calls with TLS on the access leg (TLS 1.3, UE-X the client; one AGW-side TLS configuration holds {:.0} B of the control thread's heap, shared here)",
+        tls_config_bytes(&Keys::new())
+    );
+    table(&counts("IMSAGW_IDLE_TLS_CALLS", "500"), true);
+}
+
+/// One row per count, each count in a fresh process (memory an earlier run freed would hide
+/// RSS growth).
+fn table(counts: &[u32], tls: bool) {
+    println!("| calls | worker heap per call | process RSS growth per call | RSS growth less the UE farm's heap, per call | loans during set-up |");
+    println!("|---|---|---|---|---|");
+    let what = if tls { "idle TLS calls" } else { "idle calls" };
+    for &calls in counts {
+        let mut child = std::process::Command::new(std::env::current_exe().expect("own path"));
+        child.env("IMSAGW_IDLE_ONE", calls.to_string());
+        if tls {
+            child.env("IMSAGW_IDLE_TLS", "1");
+        }
+        let out = child.output().expect("idle: run one count");
         assert!(
             out.status.success(),
-            "idle: the run of {calls} calls failed"
+            "idle: the run of {calls} calls failed: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8_lossy(&out.stdout);
         let v: Vec<f64> = text
@@ -229,7 +314,7 @@ fn main() {
             h.worker_heap, h.rss, h.rss_less_farm, h.lends
         );
         println!(
-            "idle calls {calls}: worker heap per call {:.0} B, RSS per call less farm {:.0} B, worker heap total {:.1} MiB",
+            "{what} {calls}: worker heap per call {:.0} B, RSS per call less farm {:.0} B, worker heap total {:.1} MiB",
             h.worker_heap,
             h.rss_less_farm,
             h.worker_heap * calls as f64 / (1024.0 * 1024.0)

@@ -10,6 +10,7 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpListenEndpoint};
 
 use dataplane::device::SmolDevice;
+use dataplane::tls::{TlsConfig, TlsSession};
 use port::Port;
 
 /// A smoltcp host with one interface; sockets are added by the test.
@@ -111,6 +112,31 @@ impl PatternSender {
     }
 }
 
+impl PatternSender {
+    /// Writes as much as a TLS session over the socket takes once its handshake is done,
+    /// sending each record as it goes; returns the plaintext bytes written.
+    pub fn pump_tls(&mut self, tls: &mut TlsSession, s: &mut tcp::Socket) -> usize {
+        let mut wrote = 0;
+        if tls.is_handshaking() {
+            return 0;
+        }
+        while self.sent < self.total && !tls.wants_write() {
+            let n = (self.total - self.sent).min(self.chunk.len() as u64) as usize;
+            fill_pattern(self.stream, self.sent, &mut self.chunk[..n]);
+            let k = tls.write_plaintext(&self.chunk[..n]);
+            if k == 0 {
+                break;
+            }
+            self.sent += k as u64;
+            wrote += k;
+            if tls.transmit(s) == 0 {
+                break;
+            }
+        }
+        wrote
+    }
+}
+
 /// Reads a pattern stream from a TCP socket and checks every byte.
 #[derive(Debug, Clone)]
 pub struct PatternChecker {
@@ -162,6 +188,29 @@ impl PatternChecker {
     }
 }
 
+impl PatternChecker {
+    /// Takes the records the socket holds into a TLS session and checks the plaintext;
+    /// returns the bytes read.
+    pub fn pump_tls(
+        &mut self,
+        tls: &mut TlsSession,
+        s: &mut tcp::Socket,
+    ) -> Result<usize, rustls::Error> {
+        tls.receive(s)?;
+        let mut read = 0;
+        loop {
+            let mut buf = std::mem::take(&mut self.buf);
+            let n = tls.read_plaintext(&mut buf);
+            self.check(&buf[..n]);
+            self.buf = buf;
+            if n == 0 {
+                return Ok(read);
+            }
+            read += n;
+        }
+    }
+}
+
 /// Fills `buf` with the pattern of `stream` from `offset`.
 pub fn fill_pattern(stream: u64, offset: u64, buf: &mut [u8]) {
     for (i, b) in buf.iter_mut().enumerate() {
@@ -195,6 +244,8 @@ pub struct FarmConn {
     pub rx: PatternChecker,
     /// Bytes expected from the peer.
     pub expect: u64,
+    /// TLS over the connection (a client: [`Farm::connect_tls`]), when it has it.
+    pub tls: Option<Box<TlsSession>>,
     dirty: bool,
     armed_ms: i64,
 }
@@ -276,6 +327,7 @@ impl<P: Port> Farm<P> {
             tx,
             rx,
             expect,
+            tls: None,
             dirty: false,
             armed_ms: i64::MAX,
         };
@@ -307,6 +359,7 @@ impl<P: Port> Farm<P> {
         c.tx = PatternSender::new(0, 0);
         c.rx = PatternChecker::new(0);
         c.expect = 0;
+        c.tls = None;
         c.armed_ms = i64::MAX;
         self.free.push(id);
     }
@@ -351,6 +404,26 @@ impl<P: Port> Farm<P> {
             .connect(self.iface.context(), remote, ep)
             .expect("connect");
         id
+    }
+
+    /// A connection from `local` to `remote` with TLS over it, as a client of `tls`: the
+    /// streams go through the session once its handshake is done.
+    #[allow(clippy::too_many_arguments)]
+    pub fn connect_tls<A: Into<IpAddr>, R: Into<IpAddr>>(
+        &mut self,
+        local: (A, u16),
+        remote: (R, u16),
+        buf: usize,
+        tls: &TlsConfig,
+        out: u64,
+        send: u64,
+        inp: u64,
+        expect: u64,
+    ) -> Result<u32, rustls::Error> {
+        let session = Box::new(TlsSession::new(tls)?);
+        let id = self.connect(local, remote, buf, out, send, inp, expect);
+        self.conns[id as usize].tls = Some(session);
+        Ok(id)
     }
 
     /// A new connection sending stream `out` and checking stream `inp`, and its local endpoint.
@@ -464,8 +537,20 @@ impl<P: Port> Farm<P> {
             let c = &mut self.conns[id as usize];
             c.dirty = false;
             let s = c.set.get_mut::<tcp::Socket>(c.handle);
-            c.tx.pump(s);
-            c.rx.pump(s);
+            match c.tls.as_deref_mut() {
+                None => {
+                    c.tx.pump(s);
+                    c.rx.pump(s);
+                }
+                Some(tls) if s.may_send() || s.may_recv() => {
+                    // The farm's UEs and the AGW share one test's keys: a failure here is
+                    // the AGW's fault, and the test's to report.
+                    c.rx.pump_tls(tls, s).expect("farm UE's TLS");
+                    c.tx.pump_tls(tls, s);
+                    tls.transmit(s);
+                }
+                Some(_) => {}
+            }
             if self.auto_close
                 && c.tx.done()
                 && s.send_queue() == 0
