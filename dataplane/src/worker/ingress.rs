@@ -196,6 +196,9 @@ impl<P: Port> Worker<P> {
         for &(_, _, cold, _) in inbound.iter() {
             if let Some(l) = leg(&self.legs, cold) {
                 ask_for_socket(l, tcp_cold);
+                if let Some(guard) = &l.guard {
+                    prefetch::value(&**guard);
+                }
                 if let Some(partner) = l.partner.and_then(|p| self.legs.get(p as usize)) {
                     prefetch::value(partner);
                 }

@@ -599,7 +599,7 @@ impl<P: Port> Worker<P> {
                         l.dscp = policy.dscp;
                         match (l.guard.as_mut(), policy.guards()) {
                             (Some(g), true) => g.update(&policy, now_us),
-                            (None, true) => l.guard = Some(Guard::new(&policy, now_us)),
+                            (None, true) => l.guard = Some(Box::new(Guard::new(&policy, now_us))),
                             (_, false) => l.guard = None,
                         }
                     }
