@@ -292,6 +292,15 @@ impl MsrpFramer {
         if self.header_octets > self.limits.header_octets as u64 {
             return Err(MsrpViolation::HeaderTooLarge);
         }
+        if ends && self.line_total == 0 {
+            // The whole line lies in this piece (nearly always): read where it is, uncopied.
+            if piece.last() != Some(&b'\r') {
+                return Err(MsrpViolation::BadLineEnding);
+            }
+            let total = piece.len() - 1;
+            self.end_of_line(&piece[..total.min(LINE_PREFIX)], total, now_ms)?;
+            return Ok(piece.len() + 1);
+        }
         if let Some(&last) = piece.last() {
             let keep = piece.len().min(LINE_PREFIX - self.kept);
             self.line[self.kept..self.kept + keep].copy_from_slice(&piece[..keep]);
@@ -305,24 +314,26 @@ impl MsrpFramer {
         if self.line_total == 0 || self.line_last != b'\r' {
             return Err(MsrpViolation::BadLineEnding);
         }
-        self.end_of_line(now_ms)?;
+        let total = (self.line_total - 1) as usize;
+        let len = total.min(self.kept);
+        let line = self.line;
+        self.kept = 0;
+        self.line_total = 0;
+        self.end_of_line(&line[..len], total, now_ms)?;
         Ok(piece.len() + 1)
     }
 
-    fn end_of_line(&mut self, now_ms: i64) -> Result<(), MsrpViolation> {
-        let total = (self.line_total - 1) as usize;
+    /// A complete line of `total` octets (CRLF aside), of which `line` holds the first
+    /// `LINE_PREFIX` at most (all of them when the line is no longer).
+    fn end_of_line(&mut self, line: &[u8], total: usize, now_ms: i64) -> Result<(), MsrpViolation> {
         let whole = total <= LINE_PREFIX;
-        let len = total.min(self.kept);
-        self.kept = 0;
-        self.line_total = 0;
-        let line = &self.line[..len];
         let index = self.lines;
         self.lines += 1;
         if index == 0 {
             if !self.bucket.take(now_ms) {
                 return Err(MsrpViolation::RateExceeded);
             }
-            return self.start_line(len, whole);
+            return self.start_line(line, whole);
         }
         if total == 0 {
             // The blank line after Content-Type: a body follows.
@@ -388,8 +399,7 @@ impl MsrpFramer {
     }
 
     /// `MSRP SP transact-id SP (method / status-code [SP comment])`.
-    fn start_line(&mut self, len: usize, whole: bool) -> Result<(), MsrpViolation> {
-        let line = &self.line[..len];
+    fn start_line(&mut self, line: &[u8], whole: bool) -> Result<(), MsrpViolation> {
         let Some(rest) = line.strip_prefix(b"MSRP ") else {
             return Err(MsrpViolation::NotMsrp);
         };
