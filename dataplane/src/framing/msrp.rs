@@ -377,22 +377,22 @@ impl MsrpFramer {
         if name.is_empty() || !name.iter().all(|&c| is_token_char(c)) {
             return Err(MsrpViolation::MalformedHeader);
         }
-        let expected = match index {
-            1 => Some("To-Path"),
-            2 => Some("From-Path"),
+        let expected: Option<&[u8]> = match index {
+            1 => Some(b"to-path"),
+            2 => Some(b"from-path"),
             _ => None,
         };
         if let Some(expected) = expected {
-            if !name.eq_ignore_ascii_case(expected.as_bytes()) {
+            if !token_is(name, expected) {
                 return Err(MsrpViolation::MissingPaths);
             }
-        } else if name.eq_ignore_ascii_case(b"Message-ID") {
+        } else if token_is(name, b"message-id") {
             let value = trim(&line[colon + 1..]);
             if !whole || !is_ident(value) {
                 return Err(MsrpViolation::MalformedHeader);
             }
             self.message_id = Some(fnv1a(value));
-        } else if name.eq_ignore_ascii_case(b"Content-Type") {
+        } else if token_is(name, b"content-type") {
             self.content_type = true;
         }
         Ok(())
@@ -601,6 +601,15 @@ fn is_ident(v: &[u8]) -> bool {
         && v[1..].iter().all(|&c| CLASS[c as usize] & 0b10 != 0)
 }
 
+/// Whether the token `name` is `lower` (lowercase letters and `-`) in any case. Setting bit
+/// 5 lowercases a letter and changes no other character of `lower`'s; of the other token
+/// characters none becomes a letter or `-` (only CR would, and it is no token character),
+/// so one OR per octet replaces a case fold.
+#[inline]
+fn token_is(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(&c, &l)| c | 0x20 == l)
+}
+
 /// RFC 4975 `hname` is a token (RFC 3261).
 fn is_token_char(c: u8) -> bool {
     CLASS[c as usize] & 0b100 != 0
@@ -610,4 +619,30 @@ fn fnv1a(v: &[u8]) -> u64 {
     v.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `token_is` agrees with a case fold for every token character against every character
+    /// a header name it is asked about may hold, so it agrees on whole names.
+    #[test]
+    fn token_is_folds_case_exactly_on_token_characters() {
+        let targets = b"abcdefghijklmnopqrstuvwxyz-";
+        for c in (0..=255u8).filter(|&c| is_token_char(c)) {
+            for &l in targets {
+                assert_eq!(
+                    token_is(&[c], &[l]),
+                    c.eq_ignore_ascii_case(&l),
+                    "{:?} against {:?}",
+                    c as char,
+                    l as char
+                );
+            }
+        }
+        assert!(token_is(b"MESSAGE-id", b"message-id"));
+        assert!(!token_is(b"Message_ID", b"message-id"));
+        assert!(!token_is(b"Message-I", b"message-id"));
+    }
 }
