@@ -372,11 +372,14 @@ impl MsrpFramer {
             self.body = 0;
             return self.complete();
         }
-        let colon = memchr::memchr(b':', line).ok_or(MsrpViolation::MalformedHeader)?;
+        // The name: token characters up to the colon, checked in the one pass that finds it
+        // (names are a dozen octets; a search call and a second pass cost more).
+        let colon = line
+            .iter()
+            .position(|&c| !is_token_char(c))
+            .filter(|&i| i > 0 && line[i] == b':')
+            .ok_or(MsrpViolation::MalformedHeader)?;
         let name = &line[..colon];
-        if name.is_empty() || !name.iter().all(|&c| is_token_char(c)) {
-            return Err(MsrpViolation::MalformedHeader);
-        }
         let expected: Option<&[u8]> = match index {
             1 => Some(b"to-path"),
             2 => Some(b"from-path"),
