@@ -14,7 +14,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 use testbed::memlink::Faults;
-use testbed::{pattern_byte, PatternChecker, PatternSender};
+use testbed::{PatternChecker, PatternSender};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -24,7 +24,6 @@ struct UeEnd {
     tls: Option<TlsSession>,
     send: PatternSender,
     check: PatternChecker,
-    chunk: Vec<u8>,
 }
 
 impl UeEnd {
@@ -33,7 +32,6 @@ impl UeEnd {
             tls: None,
             send: PatternSender::new(out, total),
             check: PatternChecker::new(inp),
-            chunk: vec![0; 16 * 1024],
         }
     }
 
@@ -56,35 +54,9 @@ impl UeEnd {
         }
         let mut moved = false;
         if s.state() == tcp::State::Established || s.state() == tcp::State::CloseWait {
+            moved |= self.check.pump_tls(tls, s).expect("UE's TLS") > 0;
             tls.receive(s).expect("UE's TLS");
-            loop {
-                let n = tls.read_plaintext(&mut self.chunk);
-                if n == 0 {
-                    break;
-                }
-                let chunk = std::mem::take(&mut self.chunk);
-                self.check.check(&chunk[..n]);
-                self.chunk = chunk;
-                moved = true;
-            }
-            tls.receive(s).expect("UE's TLS");
-            if !tls.is_handshaking() {
-                while self.send.sent < self.send.total && !tls.wants_write() {
-                    let n = ((self.send.total - self.send.sent) as usize).min(8192);
-                    let data: Vec<u8> = (0..n as u64)
-                        .map(|i| pattern_byte(self.send.stream, self.send.sent + i))
-                        .collect();
-                    let k = tls.write_plaintext(&data);
-                    if k == 0 {
-                        break;
-                    }
-                    self.send.sent += k as u64;
-                    moved = true;
-                    if tls.transmit(s) == 0 {
-                        break;
-                    }
-                }
-            }
+            moved |= self.send.pump_tls(tls, s) > 0;
             moved |= tls.transmit(s) > 0;
         }
         moved

@@ -96,9 +96,7 @@ impl PatternSender {
         let mut wrote = 0;
         while self.sent < self.total && s.can_send() {
             let n = (self.total - self.sent).min(self.chunk.len() as u64) as usize;
-            for (i, b) in self.chunk[..n].iter_mut().enumerate() {
-                *b = pattern_byte(self.stream, self.sent + i as u64);
-            }
+            fill_pattern(self.stream, self.sent, &mut self.chunk[..n]);
             let Ok(k) = s.send_slice(&self.chunk[..n]) else {
                 break;
             };
@@ -110,9 +108,7 @@ impl PatternSender {
         }
         wrote
     }
-}
 
-impl PatternSender {
     /// Writes as much as a TLS session over the socket takes once its handshake is done,
     /// sending each record as it goes; returns the plaintext bytes written.
     pub fn pump_tls(&mut self, tls: &mut TlsSession, s: &mut tcp::Socket) -> usize {
@@ -186,9 +182,7 @@ impl PatternChecker {
         }
         read
     }
-}
 
-impl PatternChecker {
     /// Takes the records the socket holds into a TLS session and checks the plaintext;
     /// returns the bytes read.
     pub fn pump_tls(
