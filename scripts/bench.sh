@@ -76,7 +76,7 @@ cleanup() {
 trap cleanup EXIT
 fail() {
   echo "FAIL: $*" >&2
-  for f in "$WORK"/imsagw*.log; do
+  for f in "$WORK"/imsagw*.log "$WORK"/haproxy.log; do
     if [ -f "$f" ]; then echo "-- $f" >&2; tail -20 "$f" >&2; fi
   done
   if [ -f "$WORK/load.out" ]; then grep -v "^ *[0-9]*:\|^ *at \|^$\|Stack backtrace" "$WORK/load.out" | tail -12 >&2; fi

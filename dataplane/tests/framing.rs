@@ -279,14 +279,19 @@ fn bfcp_stream_in_random_pieces() {
     assert!(sample.counters.primitives.iter().all(|&n| n > 0));
 }
 
+/// The violation `bytes` make, fed octet by octet and fed whole (frames that lie whole in a
+/// piece are read where they are): both ways must name the same one.
 fn bfcp_error(bytes: &[u8], limits: BfcpLimits) -> BfcpViolation {
     let mut f = BfcpFramer::new(limits, 0);
-    for b in bytes {
-        if let Err(e) = f.feed(std::slice::from_ref(b), 0) {
-            return e;
-        }
-    }
-    panic!("accepted: {bytes:02x?}");
+    let octet_by_octet = bytes
+        .iter()
+        .find_map(|b| f.feed(std::slice::from_ref(b), 0).err())
+        .unwrap_or_else(|| panic!("accepted octet by octet: {bytes:02x?}"));
+    let whole = BfcpFramer::new(limits, 0)
+        .feed(bytes, 0)
+        .expect_err("accepted whole");
+    assert_eq!(octet_by_octet, whole, "{bytes:02x?}");
+    whole
 }
 
 fn frame(first: u8, primitive: u8, words: u16, payload: &[u8]) -> Vec<u8> {
@@ -329,6 +334,25 @@ fn malformed_bfcp_is_named() {
         BadAttribute
     );
     assert_eq!(bfcp_error(&frame(0x20, 1, 5000, &[]), l), FrameTooLarge);
+    let small = BfcpLimits {
+        frame_octets: 15,
+        ..l
+    };
+    assert_eq!(
+        bfcp_error(&frame(0x20, 1, 1, &floor_id), small),
+        FrameTooLarge
+    );
+    // A bad attribute after a good one, and a bad frame after a good frame.
+    assert_eq!(
+        bfcp_error(
+            &frame(0x20, 1, 2, &[2 << 1 | 1, 4, 0, 1, 2 << 1, 0, 0, 0]),
+            l
+        ),
+        BadAttribute
+    );
+    let mut two = frame(0x20, 1, 1, &floor_id);
+    two.extend(frame(0x20, 1, 1, &[2 << 1 | 1, 8, 0, 1]));
+    assert_eq!(bfcp_error(&two, l), TruncatedLength);
     let rated = BfcpLimits {
         frames_per_second: 2,
         ..BfcpLimits::default()

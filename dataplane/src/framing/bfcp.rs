@@ -138,6 +138,12 @@ impl BfcpFramer {
 
     pub fn feed(&mut self, mut data: &[u8], now_ms: i64) -> Result<(), BfcpViolation> {
         while !data.is_empty() {
+            if self.at_boundary() {
+                data = self.whole_frames(data, now_ms)?;
+                if data.is_empty() {
+                    break;
+                }
+            }
             if self.payload_left == 0 {
                 let take = (COMMON_HEADER - self.header_fill).min(data.len());
                 self.header[self.header_fill..self.header_fill + take]
@@ -185,12 +191,51 @@ impl BfcpFramer {
         Ok(())
     }
 
+    /// The frames that lie whole at the start of `data` (nearly always all of a piece's),
+    /// read where they are; returns what is left, a frame's beginning at most.
+    #[inline]
+    fn whole_frames<'a>(
+        &mut self,
+        mut data: &'a [u8],
+        now_ms: i64,
+    ) -> Result<&'a [u8], BfcpViolation> {
+        while let Some(header) = data.first_chunk::<COMMON_HEADER>() {
+            let payload = u16::from_be_bytes([header[2], header[3]]) as usize * 4;
+            let Some((payload_octets, rest)) = data[COMMON_HEADER..].split_at_checked(payload)
+            else {
+                break;
+            };
+            self.check_header(header, payload, now_ms)?;
+            walk_attributes(payload_octets)?;
+            data = rest;
+        }
+        Ok(data)
+    }
+
     fn begin_frame(&mut self, now_ms: i64) -> Result<(), BfcpViolation> {
-        let h = &self.header;
+        let header = self.header;
+        let payload = u16::from_be_bytes([header[2], header[3]]) as usize * 4;
+        self.check_header(&header, payload, now_ms)?;
+        self.payload_left = payload;
+        self.attr_left = 0;
+        self.attr_fill = 0;
+        if payload == 0 {
+            self.header_fill = 0;
+        }
+        Ok(())
+    }
+
+    /// A frame's common header: checked, rated and counted.
+    #[inline]
+    fn check_header(
+        &mut self,
+        h: &[u8; COMMON_HEADER],
+        payload: usize,
+        now_ms: i64,
+    ) -> Result<(), BfcpViolation> {
         let version = h[0] >> 5;
         let fragmented = h[0] & 0x08 != 0;
         let primitive = h[1] as usize;
-        let payload = u16::from_be_bytes([h[2], h[3]]) as usize * 4;
         if version != 1 {
             return Err(BfcpViolation::BadVersion);
         }
@@ -210,12 +255,28 @@ impl BfcpFramer {
         c.frames += 1;
         c.octets += (COMMON_HEADER + payload) as u64;
         c.primitives[primitive - 1] += 1;
-        self.payload_left = payload;
-        self.attr_left = 0;
-        self.attr_fill = 0;
-        if payload == 0 {
-            self.header_fill = 0;
-        }
         Ok(())
     }
+}
+
+/// The top-level attributes of a whole payload, as `feed` walks them octet by octet: each
+/// at least its own two-octet header long, and each, padded to four octets, inside the
+/// payload.
+#[inline]
+fn walk_attributes(payload: &[u8]) -> Result<(), BfcpViolation> {
+    let mut at = 0;
+    while at < payload.len() {
+        let Some(&length) = payload.get(at + 1) else {
+            return Err(BfcpViolation::TruncatedLength);
+        };
+        if length < 2 {
+            return Err(BfcpViolation::BadAttribute);
+        }
+        let padded = (length as usize + 3) & !3;
+        if padded > payload.len() - at {
+            return Err(BfcpViolation::TruncatedLength);
+        }
+        at += padded;
+    }
+    Ok(())
 }
