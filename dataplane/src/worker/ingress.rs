@@ -48,6 +48,40 @@ fn ask_for_socket(l: &Leg, tcp_cold: (usize, usize)) {
     prefetch::bytes(addr.wrapping_add(rest), len - rest);
 }
 
+fn leg(legs: &[Option<Leg>], i: Option<u32>) -> Option<&Leg> {
+    i.and_then(|i| legs.get(i as usize))
+        .and_then(|l| l.as_ref())
+}
+
+/// Asks for what serving each of `cold` (legs whose records were asked for earlier and
+/// are on their way) touches: its socket, its Iq guard and its partner's record, then (those
+/// on their way) the partners' sockets. Used for a receive burst's legs and for the legs
+/// the timer wheel wakes.
+#[inline(always)]
+pub(super) fn ask_for_legs(
+    legs: &[Option<Leg>],
+    cold: impl Iterator<Item = u32> + Clone,
+    tcp_cold: (usize, usize),
+) {
+    for idx in cold.clone() {
+        if let Some(l) = leg(legs, Some(idx)) {
+            ask_for_socket(l, tcp_cold);
+            if let Some(guard) = &l.guard {
+                prefetch::value(&**guard);
+            }
+            if let Some(partner) = l.partner.and_then(|p| legs.get(p as usize)) {
+                prefetch::value(partner);
+            }
+        }
+    }
+    for idx in cold {
+        let partner = leg(legs, Some(idx)).and_then(|l| l.partner);
+        if let Some(p) = leg(legs, partner) {
+            ask_for_socket(p, tcp_cold);
+        }
+    }
+}
+
 #[inline]
 fn carries_payload(class: FrameClass) -> bool {
     matches!(class, FrameClass::Tcp { payload: true, .. })
@@ -188,28 +222,11 @@ impl<P: Port> Worker<P> {
     }
 
     fn ingress_staged(&mut self, inbound: &mut Staged<P::Buf>, now: Instant) {
-        fn leg(legs: &[Option<Leg>], i: Option<u32>) -> Option<&Leg> {
-            i.and_then(|i| legs.get(i as usize))
-                .and_then(|l| l.as_ref())
-        }
-        let tcp_cold = self.tcp_cold;
-        for &(_, _, cold, _) in inbound.iter() {
-            if let Some(l) = leg(&self.legs, cold) {
-                ask_for_socket(l, tcp_cold);
-                if let Some(guard) = &l.guard {
-                    prefetch::value(&**guard);
-                }
-                if let Some(partner) = l.partner.and_then(|p| self.legs.get(p as usize)) {
-                    prefetch::value(partner);
-                }
-            }
-        }
-        for &(_, _, cold, _) in inbound.iter() {
-            let partner = leg(&self.legs, cold).and_then(|l| l.partner);
-            if let Some(p) = leg(&self.legs, partner) {
-                ask_for_socket(p, tcp_cold);
-            }
-        }
+        ask_for_legs(
+            &self.legs,
+            inbound.iter().filter_map(|&(_, _, cold, _)| cold),
+            self.tcp_cold,
+        );
         // Last, the buffer lines a data frame writes: the leg's receive buffer where its
         // payload lands, and the partner's send buffer, where the relay copies it next.
         for &(_, _, cold, payload) in inbound.iter() {

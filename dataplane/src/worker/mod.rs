@@ -25,6 +25,7 @@ mod relay;
 mod tcp;
 mod udp;
 
+use arrayvec::ArrayVec;
 use std::collections::{HashMap, VecDeque};
 
 use smoltcp::iface::SocketSet;
@@ -417,23 +418,7 @@ impl<P: Port> Worker<P> {
             }
         }
 
-        let now_ms = now.total_millis();
-        {
-            let legs = &mut self.legs;
-            let dirty = &mut self.dirty;
-            self.wheel.expire(now_ms, |idx, at| {
-                let Some(Some(l)) = legs.get_mut(idx as usize) else {
-                    return;
-                };
-                if l.armed_ms == at {
-                    l.armed_ms = NO_DEADLINE;
-                    if !l.dirty {
-                        l.dirty = true;
-                        dirty.push(idx);
-                    }
-                }
-            });
-        }
+        self.expire_timers(now.total_millis());
 
         // Serving a leg can dirty its partner (forwarded bytes); bound the passes.
         let mut budget = 4 * (self.dirty.len() + 1);
@@ -772,6 +757,37 @@ impl<P: Port> Worker<P> {
         self.live_legs -= 1;
     }
 
+    /// Marks dirty the legs whose armed deadline is due. With many legs, those the wheel
+    /// wakes (a delayed ACK, a retransmission, an idle check) are as cold as a spread
+    /// burst's: their records are asked for a batch at a time before any is read, then what
+    /// serving them touches, as for a receive burst.
+    fn expire_timers(&mut self, now_ms: i64) {
+        let prefetch = self.live_legs >= PREFETCH_FROM_LEGS;
+        let woken_from = self.dirty.len();
+        let legs = &mut self.legs;
+        let dirty = &mut self.dirty;
+        let mut batch: ArrayVec<(u32, i64), WHEEL_BATCH> = ArrayVec::new();
+        self.wheel.expire(now_ms, |idx, at| {
+            if prefetch {
+                if let Some(slot) = legs.get(idx as usize) {
+                    prefetch::value(slot);
+                }
+            }
+            batch.push((idx, at));
+            if batch.is_full() {
+                wake(legs, dirty, &mut batch);
+            }
+        });
+        wake(legs, dirty, &mut batch);
+        if prefetch && self.dirty.len() > woken_from {
+            ingress::ask_for_legs(
+                &self.legs,
+                self.dirty[woken_from..].iter().copied(),
+                self.tcp_cold,
+            );
+        }
+    }
+
     /// Polls a leg's set for egress and arms its next deadline, smoltcp's or its own.
     fn egress_leg(&mut self, idx: u32, now: Instant) -> legpoll::Egress {
         let own = self.leg(idx).and_then(|l| Self::own_deadline(l));
@@ -806,6 +822,30 @@ impl<P: Port> Worker<P> {
         }
         arm(&mut self.wheel, &mut leg.armed_ms, idx, next, now);
         out
+    }
+}
+
+/// Wheel entries whose legs' records are asked for together before the first is read.
+const WHEEL_BATCH: usize = 32;
+
+/// Marks dirty the legs of `due` whose armed deadline it is (an entry for an older deadline
+/// is stale: the leg was re-armed since).
+fn wake(
+    legs: &mut [Option<Leg>],
+    dirty: &mut Vec<u32>,
+    due: &mut ArrayVec<(u32, i64), WHEEL_BATCH>,
+) {
+    for (idx, at) in due.drain(..) {
+        let Some(Some(l)) = legs.get_mut(idx as usize) else {
+            continue;
+        };
+        if l.armed_ms == at {
+            l.armed_ms = NO_DEADLINE;
+            if !l.dirty {
+                l.dirty = true;
+                dirty.push(idx);
+            }
+        }
     }
 }
 
