@@ -257,6 +257,22 @@ impl PortTable {
         self.ips[index as usize].0
     }
 
+    /// Where (ip, port)'s entry is, for [`Self::at`]: the address's index and the port.
+    /// The entry's line is asked for, so a burst's lookups can overlap their misses.
+    #[inline]
+    pub fn slot(&self, ip: IpAddr, port: u16) -> Option<(u8, u16)> {
+        let i = self.ips.iter().position(|(a, _)| *a == ip)?;
+        prefetch::value(&self.ips[i].1[port as usize]);
+        Some((u8::try_from(i).ok()?, port))
+    }
+
+    /// The leg bound at a slot found by [`Self::slot`].
+    #[inline]
+    pub fn at(&self, (ip, port): (u8, u16)) -> Option<u32> {
+        let v = self.ips[ip as usize].1[port as usize];
+        (v != FREE).then_some(v)
+    }
+
     #[inline]
     pub fn get(&self, ip: IpAddr, port: u16) -> Option<u32> {
         for (a, ports) in &self.ips {

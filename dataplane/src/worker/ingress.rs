@@ -24,6 +24,10 @@ use port::{Burst, PacketBuf, Port, BURST};
 /// addresses is 46 bytes, and a burst's staging stays small.
 type Staged<B> = ArrayVec<(B, u8, Option<u32>, bool), BURST>;
 
+/// The demux slots of a burst's frames, looked up a pass after they were found (and their
+/// lines asked for), so the burst's port-table misses overlap too.
+type Slots = ArrayVec<Option<(u8, u16)>, BURST>;
+
 /// How many recently met legs `Worker::stage` remembers (direct-mapped by leg index): about
 /// what a core's L2 holds of leg records and sockets.
 pub(super) const RECENT_LEGS: usize = 512;
@@ -154,24 +158,24 @@ impl<P: Port> Worker<P> {
         }
     }
 
-    /// The leg a TCP or UDP frame is for, by its destination.
+    /// The demux slot of a TCP or UDP frame's destination, its line asked for.
     #[inline]
-    fn leg_of(&self, class: FrameClass) -> Option<u32> {
+    fn slot_of(&self, class: FrameClass) -> Option<(u8, u16)> {
         match class {
             FrameClass::Tcp { dst, .. } | FrameClass::Udp { dst, .. } => {
-                self.table.get(dst.0, dst.1)
+                self.table.slot(dst.0, dst.1)
             }
             _ => None,
         }
     }
 
-    /// The leg of a frame, when its state is probably out of cache: its record is then
-    /// asked for (only its address is computed; nothing of it is read yet). A leg met
-    /// among the last few hundred is taken to be in cache, so a hot set of legs pays no
+    /// The leg at a frame's demux slot, when its state is probably out of cache: its record
+    /// is then asked for (only its address is computed; nothing of it is read yet). A leg
+    /// met among the last few hundred is taken to be in cache, so a hot set of legs pays no
     /// hints.
     #[inline]
-    fn stage(&mut self, class: FrameClass) -> Option<u32> {
-        let idx = self.leg_of(class)?;
+    fn stage(&mut self, slot: Option<(u8, u16)>) -> Option<u32> {
+        let idx = self.table.at(slot?)?;
         let seen = &mut self.recent_legs[idx as usize % RECENT_LEGS];
         if *seen == idx {
             return None;
@@ -181,9 +185,9 @@ impl<P: Port> Worker<P> {
         Some(idx)
     }
 
-    /// A receive burst (and the frames other workers handed over) in passes: classify and
-    /// demux every frame and ask for the record of its leg if that is cold, then (the
-    /// records on their way) for the legs' sockets and partners' records, then for the
+    /// A receive burst (and the frames other workers handed over) in passes: classify every
+    /// frame and ask for its demux slot, then (the slots on their way) demux and ask for the
+    /// record of each frame's leg if that is cold, then (the records on their way) for the legs' sockets and partners' records, then for the
     /// partners' sockets, then process. With traffic spread over many legs nearly every
     /// frame's leg is out of cache; this way the misses of a burst overlap instead of
     /// following one another.
@@ -195,33 +199,39 @@ impl<P: Port> Worker<P> {
         now: Instant,
     ) {
         let mut inbound: Staged<P::Buf> = ArrayVec::new();
+        let mut slots: Slots = ArrayVec::new();
         for mut frame in burst.drain(..) {
             let Some(net) = self.network_of(port, &mut frame, now) else {
                 continue;
             };
             let class = classify(frame.data());
             if let Some(frame) = self.hand_off(net, frame, class) {
-                let cold = self.stage(class);
-                inbound.push((frame, net, cold, carries_payload(class)));
+                slots.push(self.slot_of(class));
+                inbound.push((frame, net, None, carries_payload(class)));
             }
         }
-        self.ingress_staged(&mut inbound, now);
+        self.ingress_staged(&mut inbound, &slots, now);
     }
 
     /// The frames other workers handed over, as [`Self::ingress_prefetched`].
     #[inline(never)]
     pub(super) fn handed_prefetched(&mut self, handed: &mut Burst<(u8, P::Buf)>, now: Instant) {
         let mut inbound: Staged<P::Buf> = ArrayVec::new();
+        let mut slots: Slots = ArrayVec::new();
         for (net, frame) in handed.drain(..) {
             self.counters.handed_in += 1;
             let class = classify(frame.data());
-            let cold = self.stage(class);
-            inbound.push((frame, net, cold, carries_payload(class)));
+            slots.push(self.slot_of(class));
+            inbound.push((frame, net, None, carries_payload(class)));
         }
-        self.ingress_staged(&mut inbound, now);
+        self.ingress_staged(&mut inbound, &slots, now);
     }
 
-    fn ingress_staged(&mut self, inbound: &mut Staged<P::Buf>, now: Instant) {
+    /// `slots`: the demux slot of each frame of `inbound`, whose lines were asked for.
+    fn ingress_staged(&mut self, inbound: &mut Staged<P::Buf>, slots: &Slots, now: Instant) {
+        for (staged, &slot) in inbound.iter_mut().zip(slots) {
+            staged.2 = self.stage(slot);
+        }
         ask_for_legs(
             &self.legs,
             inbound.iter().filter_map(|&(_, _, cold, _)| cold),
