@@ -188,17 +188,25 @@ fn pump(
     let (Kind::Tcp(ft), Kind::Tcp(tt)) = (&mut from.kind, &mut to.kind) else {
         return Ok((0, false));
     };
-    let before = ft.aware.as_ref().map(|a| a.framer.snapshot());
     let now_ms = now.total_millis();
     let mut framer = ft.aware.as_deref_mut().map(|a| &mut a.framer);
     let mut violation = None;
+    // The framer's counters before its first piece: a direction with nothing to move (most
+    // pumps of a pair, one way or the other) copies and books none of them.
+    let mut before = None;
     let mut observe = |piece: &[u8]| -> bool {
-        match framer.as_deref_mut().map(|f| f.feed(piece, now_ms)) {
-            Some(Err(v)) => {
+        let Some(f) = framer.as_deref_mut() else {
+            return true;
+        };
+        if before.is_none() {
+            before = Some(f.snapshot());
+        }
+        match f.feed(piece, now_ms) {
+            Err(v) => {
                 violation = Some(v);
                 false
             }
-            _ => true,
+            Ok(()) => true,
         }
     };
     let from_tls = match &mut ft.state {
