@@ -25,9 +25,9 @@ mod relay;
 mod tcp;
 mod udp;
 
-use arrayvec::ArrayVec;
 use std::collections::{HashMap, VecDeque};
 
+use arrayvec::ArrayVec;
 use smoltcp::iface::SocketSet;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpCidr, Ipv4Address, Ipv6Address};
