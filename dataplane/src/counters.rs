@@ -114,6 +114,9 @@ worker_counters! {
     bfcp_violations => "worker_violations" { "protocol" = "bfcp" };
     /// Payload octets cut through, both directions (TLS and DTLS legs: plaintext).
     octets_relayed => "worker_relayed_octets";
+    /// Services of a TCP leg that skipped the relay: it had received nothing and its pair's
+    /// last relay left nothing waiting (delayed ACKs, timers, ACKs).
+    quiet_visits;
     /// UDP datagrams to no leg (dropped; the interface answers ICMP port unreachable).
     udp_no_leg => "worker_drops" { "reason" = "udp_no_leg" };
     /// Datagrams from a source the gate or the latch does not take.

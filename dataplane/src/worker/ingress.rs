@@ -60,26 +60,29 @@ fn leg(legs: &[Option<Leg>], i: Option<u32>) -> Option<&Leg> {
 /// Asks for what serving each of `cold` (legs whose records were asked for earlier and
 /// are on their way) touches: its socket, its Iq guard and its partner's record, then (those
 /// on their way) the partners' sockets. Used for a receive burst's legs and for the legs
-/// the timer wheel wakes.
+/// the timer wheel wakes. A quiet pair's leg with no payload coming (a wheel wake, an ACK)
+/// is served without its partner (`Worker::serve_tcp`), so the partner's lines are not asked
+/// for: the lines in flight are what a spread burst waits for.
 #[inline(always)]
 pub(super) fn ask_for_legs(
     legs: &[Option<Leg>],
-    cold: impl Iterator<Item = u32> + Clone,
+    cold: impl Iterator<Item = (u32, bool)> + Clone,
     tcp_cold: (usize, usize),
 ) {
-    for idx in cold.clone() {
+    let partner_of = |l: &Leg, payload: bool| l.partner.filter(|_| payload || !l.quiet);
+    for (idx, payload) in cold.clone() {
         if let Some(l) = leg(legs, Some(idx)) {
             ask_for_socket(l, tcp_cold);
             if let Some(guard) = &l.guard {
                 prefetch::value(&**guard);
             }
-            if let Some(partner) = l.partner.and_then(|p| legs.get(p as usize)) {
+            if let Some(partner) = partner_of(l, payload).and_then(|p| legs.get(p as usize)) {
                 prefetch::value(partner);
             }
         }
     }
-    for idx in cold {
-        let partner = leg(legs, Some(idx)).and_then(|l| l.partner);
+    for (idx, payload) in cold {
+        let partner = leg(legs, Some(idx)).and_then(|l| partner_of(l, payload));
         if let Some(p) = leg(legs, partner) {
             ask_for_socket(p, tcp_cold);
         }
@@ -234,7 +237,9 @@ impl<P: Port> Worker<P> {
         }
         ask_for_legs(
             &self.legs,
-            inbound.iter().filter_map(|&(_, _, cold, _)| cold),
+            inbound
+                .iter()
+                .filter_map(|&(_, _, cold, payload)| cold.map(|idx| (idx, payload))),
             self.tcp_cold,
         );
         // Last, the buffer lines a data frame writes: the leg's receive buffer where its

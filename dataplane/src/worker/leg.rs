@@ -46,6 +46,10 @@ pub(super) struct Leg {
     /// On the dirty list.
     pub dirty: bool,
     pub cut_through_reported: bool,
+    /// The pair's last relay left nothing waiting either way, and neither leg has TLS: a
+    /// service of this leg with nothing received has nothing to relay (see
+    /// `Worker::serve_tcp`).
+    pub quiet: bool,
     /// The serving pass in which the partner's service already relayed this pair both ways
     /// with nothing left to move (0: none); see `Worker::serve_tcp`.
     pub relayed_in_pass: u32,
@@ -167,6 +171,7 @@ impl Leg {
             last_payload: now,
             stats: Tally::new(),
             cut_through_reported: false,
+            quiet: false,
             relayed_in_pass: 0,
             dirty: false,
             armed_ms: NO_DEADLINE,

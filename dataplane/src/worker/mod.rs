@@ -650,6 +650,7 @@ impl<P: Port> Worker<P> {
             if let Some(l) = self.leg(x) {
                 l.partner = Some(y);
                 l.cut_through_reported = false;
+                l.quiet = false;
             }
         }
         self.mark(ia);
@@ -658,9 +659,13 @@ impl<P: Port> Worker<P> {
 
     /// Stops cutting through between a leg and its partner.
     fn split(&mut self, idx: u32) {
-        if let Some(p) = self.leg(idx).and_then(|l| l.partner.take()) {
+        if let Some(p) = self.leg(idx).and_then(|l| {
+            l.quiet = false;
+            l.partner.take()
+        }) {
             if let Some(pl) = self.leg(p) {
                 pl.partner = None;
+                pl.quiet = false;
             }
         }
     }
@@ -782,7 +787,7 @@ impl<P: Port> Worker<P> {
         if prefetch && self.dirty.len() > woken_from {
             ingress::ask_for_legs(
                 &self.legs,
-                self.dirty[woken_from..].iter().copied(),
+                self.dirty[woken_from..].iter().map(|&idx| (idx, false)),
                 self.tcp_cold,
             );
         }

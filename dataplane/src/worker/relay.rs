@@ -111,6 +111,12 @@ impl<P: Port> Worker<P> {
         // The peer of `a` closed its sending side and everything it sent is forwarded: pass
         // the FIN on (half-close), and the same the other way.
         moved += pass_fin(a, b) + pass_fin(b, a);
+        // Nothing left waiting either way: until one of the two receives something (or gets
+        // the room something waits for, which then waits in the other's socket) a service of
+        // either has nothing to relay, and skips the other's lines.
+        let quiet = !(ab_wants || ba_wants) && drained(a) && drained(b);
+        a.quiet = quiet;
+        b.quiet = quiet;
         // Something moved, so the partner is served later in this pass; both ways are
         // relayed and, unless TLS records or a loan may let more through, its own relay
         // would move nothing.
@@ -149,6 +155,17 @@ fn framing_of(l: &Leg) -> Option<Framing> {
 
 fn has_tls(l: &Leg) -> bool {
     matches!(&l.kind, Kind::Tcp(t) if t.has_tls())
+}
+
+/// A plain TCP leg whose peer is still sending and whose socket holds nothing received.
+fn drained(l: &Leg) -> bool {
+    match &l.kind {
+        Kind::Tcp(t) if !t.has_tls() => {
+            let sock = l.set.get::<tcp::Socket>(sole());
+            sock.recv_queue() == 0 && sock.may_recv()
+        }
+        _ => false,
+    }
 }
 
 /// Half-closes `to` once `from`'s peer has closed its sending side and all of it is forwarded.

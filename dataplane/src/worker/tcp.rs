@@ -34,6 +34,14 @@ fn pending(tls: Option<TlsConfig>, timers: &LegTimers) -> Option<Box<PendingTls>
     })
 }
 
+/// Whether serving a leg needs the pair's relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relay {
+    Run,
+    /// The pair is quiet and the leg received nothing: nothing can move.
+    Quiet,
+}
+
 impl<P: Port> Worker<P> {
     pub(super) fn reserve_tcp(&mut self, key: TerminationKey, local: SocketAddr, now: Instant) {
         let (rx, tx, max_rx) = self.pool.initial();
@@ -152,14 +160,19 @@ impl<P: Port> Worker<P> {
         // leg's state change cannot give the relay more: relaying again would only find the
         // same empty sockets (a tenth of a frame's cost, on every data frame).
         let relayed = std::mem::take(&mut leg.relayed_in_pass) == pass;
-        self.update_state(idx, now);
-        if !relayed {
+        // A quiet pair's leg that received nothing (woken for a delayed ACK or a timer, or
+        // by an ACK that frees room nothing waits for) has nothing to relay: the partner's
+        // lines are not touched. At 100 000 legs they are cache misses.
+        if self.update_state(idx, now) == Relay::Quiet {
+            self.counters.quiet_visits += 1;
+        } else if !relayed {
             self.forward(idx, now);
         }
         self.egress_leg(idx, now);
     }
 
-    fn update_state(&mut self, idx: u32, now: Instant) {
+    /// Moves the leg's state on; says whether the relay may be skipped.
+    fn update_state(&mut self, idx: u32, now: Instant) -> Relay {
         /// Where the leg is, copied out so its borrow ends before anything is done.
         enum Phase {
             Reserved,
@@ -169,10 +182,10 @@ impl<P: Port> Worker<P> {
             Closing(Option<Instant>),
         }
         let Some(leg) = self.legs.get_mut(idx as usize).and_then(|l| l.as_mut()) else {
-            return;
+            return Relay::Run;
         };
         if leg.is_udp() {
-            return;
+            return Relay::Run;
         }
         let sock = leg.set.get_mut::<tcp::Socket>(sole());
         let sock_state = sock.state();
@@ -184,7 +197,7 @@ impl<P: Port> Worker<P> {
                 TcpState::Established { tls } => Phase::Established(tls.is_some()),
                 TcpState::Closing { drain } => Phase::Closing(*drain),
             },
-            Kind::Udp(_) => return,
+            Kind::Udp(_) => return Relay::Run,
         };
         match phase {
             Phase::Reserved => {}
@@ -210,10 +223,10 @@ impl<P: Port> Worker<P> {
             }
             Phase::Established(tls) => {
                 if tls && !self.tls_io(idx, now) {
-                    return;
+                    return Relay::Run;
                 }
                 let Some(leg) = self.legs.get_mut(idx as usize).and_then(|l| l.as_mut()) else {
-                    return;
+                    return Relay::Run;
                 };
                 let idle = leg.idle();
                 let sock = leg.set.get_mut::<tcp::Socket>(sole());
@@ -221,10 +234,19 @@ impl<P: Port> Worker<P> {
                     if now >= leg.last_payload + idle {
                         sock.abort();
                         self.end_leg(idx, ReleaseCause::IdleTimeout, now);
-                        return;
+                        return Relay::Run;
                     }
                 }
                 let fin_forwarded = matches!(&leg.kind, Kind::Tcp(t) if t.fin_forwarded);
+                // Quiet holds only for plain pairs; the peer still sending and nothing of it
+                // received means no relay can move anything.
+                if leg.quiet
+                    && !tls
+                    && sock_state == tcp::State::Established
+                    && sock.recv_queue() == 0
+                {
+                    return Relay::Quiet;
+                }
                 let (has_partner, queued) = (leg.partner.is_some(), sock.recv_queue());
                 match sock_state {
                     // Our FIN was acknowledged and the connection is done, but octets the
@@ -258,6 +280,7 @@ impl<P: Port> Worker<P> {
                 }
             }
         }
+        Relay::Run
     }
 
     /// The connection is up: TLS (if asked for) starts, the control thread hears of it.
