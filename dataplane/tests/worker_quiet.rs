@@ -7,12 +7,31 @@ mod common;
 
 use common::*;
 use dataplane::worker::WorkerConfig;
+use smoltcp::iface::SocketHandle;
 use smoltcp::time::Duration;
 use testbed::memlink::Faults;
 use testbed::{PatternChecker, PatternSender};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+/// Runs until everything `from`'s sender is to send has reached `to`'s checker.
+fn deliver(
+    b: &mut Bed,
+    (from, sender): (SocketHandle, &mut PatternSender),
+    (to, checker): (SocketHandle, &mut PatternChecker),
+) {
+    b.run(Duration::from_secs(120), |b| {
+        let n = sender.pump(b.ue(from)) + checker.pump(b.ue(to));
+        if checker.received == sender.total {
+            Progress::Done
+        } else if n > 0 {
+            Progress::Busy
+        } else {
+            Progress::Idle
+        }
+    });
+}
 
 #[test]
 fn chat_sized_messages_leave_timer_wakes_without_a_relay_and_lose_nothing() {
@@ -27,27 +46,9 @@ fn chat_sized_messages_leave_timer_wakes_without_a_relay_and_lose_nothing() {
     for round in 1..=40u64 {
         sx.total = 200 * round;
         sy.total = 150 * round;
-        b.run(Duration::from_secs(10), |b| {
-            let n = sx.pump(b.ue(x)) + ry.pump(b.ue(y));
-            if ry.received == sx.total {
-                Progress::Done
-            } else if n > 0 {
-                Progress::Busy
-            } else {
-                Progress::Idle
-            }
-        });
+        deliver(&mut b, (x, &mut sx), (y, &mut ry));
         b.run_for(Duration::from_millis(30));
-        b.run(Duration::from_secs(10), |b| {
-            let n = sy.pump(b.ue(y)) + rx.pump(b.ue(x));
-            if rx.received == sy.total {
-                Progress::Done
-            } else if n > 0 {
-                Progress::Busy
-            } else {
-                Progress::Idle
-            }
-        });
+        deliver(&mut b, (y, &mut sy), (x, &mut rx));
         b.run_for(Duration::from_millis(30));
     }
     assert_eq!((rx.first_mismatch, ry.first_mismatch), (None, None));
@@ -107,16 +108,7 @@ fn bytes_waiting_for_a_stalled_receivers_room_move_once_it_reads() {
             }
         });
     }
-    b.run(Duration::from_secs(120), |b| {
-        let n = sx.pump(b.ue(x)) + ry.pump(b.ue(y));
-        if ry.received == total {
-            Progress::Done
-        } else if n > 0 {
-            Progress::Busy
-        } else {
-            Progress::Idle
-        }
-    });
+    deliver(&mut b, (x, &mut sx), (y, &mut ry));
     assert_eq!((ry.received, ry.first_mismatch), (total, None));
     assert_eq!(b.worker.counters().octets_relayed, total);
 }
