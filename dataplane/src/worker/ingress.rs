@@ -190,10 +190,10 @@ impl<P: Port> Worker<P> {
 
     /// A receive burst (and the frames other workers handed over) in passes: classify every
     /// frame and ask for its demux slot, then (the slots on their way) demux and ask for the
-    /// record of each frame's leg if that is cold, then (the records on their way) for the legs' sockets and partners' records, then for the
-    /// partners' sockets, then process. With traffic spread over many legs nearly every
-    /// frame's leg is out of cache; this way the misses of a burst overlap instead of
-    /// following one another.
+    /// record of each frame's leg if that is cold, then (the records on their way) for the
+    /// legs' sockets and partners' records, then for the partners' sockets, then process.
+    /// With traffic spread over many legs nearly every frame's leg is out of cache; this way
+    /// the misses of a burst overlap instead of following one another.
     #[inline(never)]
     pub(super) fn ingress_prefetched(
         &mut self,

@@ -10,8 +10,9 @@
 //! share), so a stuck pair holds at most two and the rest of the pool serves the others.
 //! Buffers given back are kept for the next loan and the next legs rather than freed: no
 //! allocation once warm. The large ones lent and kept together never exceed `limit`, so the
-//! pool's memory is at most `limit` full-size buffers, whatever the load was. Their old bytes are never read (a ring buffer exposes only what was
-//! written into it since it was given to its socket).
+//! pool's memory is at most `limit` full-size buffers, whatever the load was. Their old
+//! bytes are never read (a ring buffer exposes only what was written into it since it was
+//! given to its socket).
 //!
 //! Swapping buffers on a live socket (and not accepting octets beyond a smaller buffer) is
 //! smoltcp patch 8 (`vendor/smoltcp/PATCHES.md`).
