@@ -666,7 +666,7 @@ mod tests {
                         rng ^= rng >> 7;
                         rng ^= rng << 17;
                         // About one LF per buffer, at any place, or none.
-                        if rng % (len as u64 + 1) == 0 {
+                        if rng.is_multiple_of(len as u64 + 1) {
                             b'\n'
                         } else {
                             [0x0b, 0x09, 0x8a, 0x8b, 0xff, 0x00, b'\r', b'a']
