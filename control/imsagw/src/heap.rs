@@ -6,7 +6,9 @@
 //!
 //! glibc's allocator asks for huge pages (`madvise`) when started with
 //! `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`; the packaged systemd unit sets it. With the
-//! kernel's THP mode `always` nothing is needed; with `never` nothing helps.
+//! kernel's THP mode `always` nothing is needed; with `never` nothing helps. Asking is not
+//! getting: a kernel without free 2 MiB pages gives 4 KiB ones (seen on a long-running test
+//! machine: heap areas flagged for huge pages, none granted).
 
 /// What the heap will be paged with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +56,12 @@ pub fn log() {
     let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok();
     let tunables = std::env::var("GLIBC_TUNABLES").ok();
     match paging(thp.as_deref(), tunables.as_deref()) {
-        HeapPaging::Huge => tracing::info!("heap on transparent huge pages"),
+        // The settings say what is asked, not what the kernel grants: without free 2 MiB
+        // pages (fragmented memory) it falls back to 4 KiB ones, silently.
+        HeapPaging::Huge => tracing::info!(
+            "heap asks for transparent huge pages (AnonHugePages in /proc/self/smaps_rollup \
+             shows how much the kernel granted)"
+        ),
         HeapPaging::NotAsked => tracing::warn!(
             thp = "madvise",
             "heap on 4 KiB pages: with many legs, cold legs cost TLB misses; start imsagw with \
