@@ -197,8 +197,11 @@ global
   cpu-map 1/1 1
   maxconn $HAP_MAXCONN
   ssl-default-bind-curves X25519
+  log stdout format raw local0 info
 defaults
   mode tcp
+  log global
+  option tcplog
   timeout connect 5s
   timeout client 60s
   timeout server 60s
