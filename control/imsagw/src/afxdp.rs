@@ -75,6 +75,17 @@ pub fn preflight(iface: &str, workers: usize) -> Result<()> {
     Ok(())
 }
 
+/// Frames the kernel dropped on receive at `iface` since it came up (`rx_dropped` of its
+/// statistics). On an AF_XDP interface these are mostly frames the XDP program could not put
+/// in a socket's receive ring (full, or the fill ring empty): DPDK's port statistics do not
+/// count them.
+pub fn kernel_rx_dropped(iface: &str) -> Option<u64> {
+    let path = Path::new("/sys/class/net")
+        .join(iface)
+        .join("statistics/rx_dropped");
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
 /// The XDP program attached to `iface`, if `ip` reports one.
 fn attached_xdp_program(iface: &str) -> Option<String> {
     let out = std::process::Command::new("ip")

@@ -246,6 +246,13 @@ pub fn render(s: &ProcessStatus) -> String {
         errors.extend(per(&|p| ("kind", "tx_error", p.tx_errors)));
         errors.extend(per(&|p| ("kind", "rx_missed", p.rx_missed)));
         errors.extend(per(&|p| ("kind", "rx_no_mbuf", p.rx_no_mbuf)));
+        errors.extend(s.ports.iter().filter_map(|p| {
+            let n = p.kernel_rx_dropped?;
+            Some((
+                labels(&[("port", p.device.as_str()), ("kind", "kernel_rx_dropped")]),
+                n,
+            ))
+        }));
         b.counter("port_errors", "Errors and drops of each DPDK port", &errors);
         let up: Vec<_> = s
             .ports

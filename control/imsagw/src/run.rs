@@ -311,6 +311,10 @@ pub(crate) struct PortStatus {
     pub(crate) tx_errors: u64,
     pub(crate) rx_missed: u64,
     pub(crate) rx_no_mbuf: u64,
+    /// An AF_XDP port's frames the kernel dropped before the worker's receive ring (since
+    /// imsagw started); absent for other ports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kernel_rx_dropped: Option<u64>,
     pub(crate) link_up: bool,
 }
 
@@ -380,6 +384,7 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
     // A pool per port: an AF_XDP port takes its pool as the UMEM of its sockets.
     let mut pools = Vec::new();
     let mut devs = Vec::new();
+    let mut kernel_drops_at_start = Vec::new();
     for (i, p) in cfg.ports.iter().enumerate() {
         let name = if i == 0 {
             "imsagw_pool".to_string()
@@ -405,6 +410,13 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
         .with_context(|| format!("starting the port {}", p.device))?;
         pools.push(pool);
         devs.push(dev);
+        // The interface's drops count from here: what an earlier user of it lost is not ours.
+        kernel_drops_at_start.push(p.af_xdp.as_deref().map(|i| {
+            (
+                i.to_string(),
+                crate::afxdp::kernel_rx_dropped(i).unwrap_or(0),
+            )
+        }));
     }
     let (stop, hup) = stop_flags()?;
 
@@ -514,7 +526,8 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
             ports: devs
                 .iter()
                 .zip(&cfg.ports)
-                .filter_map(|(dev, spec)| {
+                .zip(&kernel_drops_at_start)
+                .filter_map(|((dev, spec), drops_at_start)| {
                     let p = dev.stats().ok()?;
                     Some(PortStatus {
                         device: spec.device.clone(),
@@ -524,6 +537,10 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
                         tx_errors: p.tx_errors,
                         rx_missed: p.rx_missed,
                         rx_no_mbuf: p.rx_no_mbuf,
+                        kernel_rx_dropped: drops_at_start.as_ref().and_then(|(iface, at_start)| {
+                            crate::afxdp::kernel_rx_dropped(iface)
+                                .map(|n| n.saturating_sub(*at_start))
+                        }),
                         link_up: dev.link().is_ok_and(|l| l.up),
                     })
                 })
