@@ -99,6 +99,11 @@ worker_counters! {
     duplicate_addresses => "worker_duplicate_addresses";
     /// Commands taken from the control thread's ring.
     commands;
+    /// TCP segments and UDP datagrams to no started leg, dropped unanswered because commands
+    /// queued before them were still waiting in the ring (events backed up towards the
+    /// control thread): the leg they are for may be among those commands, and a RST would
+    /// refuse its connection. The peer sends again.
+    held_for_commands => "worker_drops" { "reason" = "commands_waiting" };
     /// Events that could not be queued (never expected: the queue is sized by the legs).
     events_dropped;
     /// Frames given to another worker (TCP and UDP for its ports, copies of ARP).

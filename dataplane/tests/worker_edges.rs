@@ -552,3 +552,71 @@ fn commands_queued_before_a_packet_are_executed_before_it() {
     });
     assert_eq!(b.ue(x).state(), tcp::State::Established);
 }
+
+/// While the control thread does not read the worker's events (its ring full, then the
+/// worker's own queue), the worker stops taking commands; a SYN for a leg whose Start waits
+/// among them is dropped unanswered, not refused, and connects once the commands are taken
+/// (thousands of calls released at once, new ones set up meanwhile).
+#[test]
+fn a_syn_for_a_start_held_behind_backed_up_events_is_not_refused() {
+    let mut b = bed(Faults::default(), 43);
+    // A first pair, so both sides know each other's MAC and the SYN goes out at once.
+    up(&mut b, 7000);
+    let unknown = TerminationKey {
+        context: 99,
+        termination: 99,
+    };
+    // Each Audit of an unknown termination is answered by an event nobody reads here.
+    for _ in 0..3 {
+        for _ in 0..1000 {
+            b.send(Command::Audit { key: unknown });
+        }
+        let now = b.now();
+        b.worker.poll(now);
+    }
+    assert!(
+        !b.control.commands.is_empty(),
+        "the worker stopped taking commands"
+    );
+    let t3 = TerminationKey {
+        context: 2,
+        termination: 3,
+    };
+    b.send(Command::Reserve {
+        key: t3,
+        local: sa(AGW_ACCESS, 7001),
+    });
+    b.send(Command::Start {
+        key: t3,
+        role: LegRole::Passive,
+        accept: Accept::Gate(UE_X.into()),
+        timers: timers(),
+        tls: None,
+        framing: Framing::Agnostic,
+    });
+    let x = b.ue_connect(sa(UE_X, 7001), sa(AGW_ACCESS, 7001), 4096);
+    let (no_leg, refused) = (
+        b.worker.counters().tcp_no_leg,
+        b.worker.counters().gate_rejected,
+    );
+    for _ in 0..50 {
+        let now = b.now();
+        b.host.poll(now);
+        b.worker.poll(now);
+        b.clock.advance(Duration::from_millis(1));
+    }
+    assert_eq!(
+        b.worker.counters().tcp_no_leg,
+        no_leg,
+        "SYN answered by RST"
+    );
+    assert_eq!(b.worker.counters().gate_rejected, refused, "SYN refused");
+    assert_eq!(b.ue(x).state(), tcp::State::SynSent);
+    assert!(b.worker.counters().held_for_commands > 0, "the SYN came");
+    // The control thread reads events again (each step drains them): the commands are
+    // taken, and the SYN sent again connects.
+    b.wait_for(Duration::from_secs(10), |b| {
+        b.has(|e| matches!(e, Event::Established { key, .. } if *key == t3))
+    });
+    assert_eq!(b.ue(x).state(), tcp::State::Established);
+}

@@ -285,6 +285,10 @@ impl<P: Port> Worker<P> {
                     match &leg.kind {
                         Kind::Tcp(t) => {
                             let refused = match &t.state {
+                                // Its Start may be among the commands still waiting.
+                                TcpState::Reserved if self.commands_waiting => {
+                                    return self.held_for_commands();
+                                }
                                 TcpState::Reserved => true,
                                 TcpState::Listening {
                                     accept: Accept::Gate(ip),
@@ -306,6 +310,7 @@ impl<P: Port> Worker<P> {
                         }
                     }
                 }
+                _ if self.commands_waiting => return self.held_for_commands(),
                 _ => {
                     self.counters.tcp_no_leg += 1;
                     None
@@ -324,11 +329,15 @@ impl<P: Port> Worker<P> {
                         self.counters.udp_gate_dropped += 1;
                         return;
                     }
+                    Some(Kind::Tcp(_)) | None if self.commands_waiting => {
+                        return self.held_for_commands();
+                    }
                     Some(Kind::Tcp(_)) | None => {
                         self.counters.udp_no_leg += 1;
                         None
                     }
                 },
+                None if self.commands_waiting => return self.held_for_commands(),
                 None => {
                     self.counters.udp_no_leg += 1;
                     None
@@ -386,6 +395,14 @@ impl<P: Port> Worker<P> {
                 }
             }
         }
+    }
+
+    /// A segment or datagram to no started leg while commands queued before it wait in the
+    /// ring (`take_commands` stopped for the events backed up): its leg may be among them, so
+    /// it is dropped unanswered rather than refused, and the peer sends it again.
+    #[cold]
+    fn held_for_commands(&mut self) {
+        self.counters.held_for_commands += 1;
     }
 
     /// An ICMP error says the path from `local` to `remote` takes at most `mtu` octets: the

@@ -173,6 +173,9 @@ pub struct Worker<P: Port> {
     arp_blocked: Vec<u32>,
     rings: WorkerEnd,
     pending: VecDeque<Event>,
+    /// This poll's `take_commands` left commands in the ring that were queued before its
+    /// frames were taken.
+    commands_waiting: bool,
     cfg: WorkerConfig,
     counters: WorkerCounters,
     live_legs: usize,
@@ -270,6 +273,7 @@ impl<P: Port> Worker<P> {
             arp_blocked: Vec::new(),
             rings,
             pending: VecDeque::new(),
+            commands_waiting: false,
             cfg,
             counters: WorkerCounters::default(),
             live_legs: 0,
@@ -488,8 +492,12 @@ impl<P: Port> Worker<P> {
     fn take_commands(&mut self, now: Instant) -> bool {
         let queued = self.rings.commands.len();
         let mut took = false;
+        self.commands_waiting = false;
         for _ in 0..queued {
             if self.pending.len() >= 1024 {
+                // Events back up towards the control thread: commands wait, and so must
+                // the frames that may be for the legs they start.
+                self.commands_waiting = true;
                 break;
             }
             let Some(cmd) = self.rings.commands.pop() else {
