@@ -282,7 +282,10 @@ run() {
         i=1 mgc=2957 mg=2956 name="imsagw (net_tap)" pid=$TAP_PID
       fi
       kill -CONT "$pid"
-      args=(--listen "127.0.0.1:$mgc" --first-tid $((1000 + round[i] * 10000)))
+      # Transaction ids never reused by a later run: the memory run's ~10 000 calls take some
+      # 60 000, and a reused id inside the MG's reply-retention time is, by H.248, a
+      # retransmission answered from the cache (the old call's ports: connections refused).
+      args=(--listen "127.0.0.1:$mgc" --first-tid $((1000 + round[i] * 1000000)))
       [ "${round[i]}" -gt 0 ] && args+=(--mg "127.0.0.1:$mg")
       round[i]=$((round[i] + 1))
       ;;
