@@ -30,6 +30,32 @@ fn read_all(b: &mut Bed, h: SocketHandle, into: &mut Vec<u8>) -> usize {
     n
 }
 
+/// A third termination, for the tests that set up a leg beside the first pair.
+const T3: TerminationKey = TerminationKey {
+    context: 2,
+    termination: 3,
+};
+
+/// Waits for leg `key` to report its connection established, and for UE socket `ue` to be.
+fn wait_established(b: &mut Bed, key: TerminationKey, ue: SocketHandle) {
+    b.wait_for(Duration::from_secs(10), |b| {
+        b.has(|e| matches!(e, Event::Established { key: k, .. } if *k == key))
+    });
+    assert_eq!(b.ue(ue).state(), tcp::State::Established);
+}
+
+/// Starts reserved leg `key` as a passive plain leg gated to UE-X.
+fn start_gated(b: &mut Bed, key: TerminationKey) {
+    b.send(Command::Start {
+        key,
+        role: LegRole::Passive,
+        accept: Accept::Gate(UE_X.into()),
+        timers: timers(),
+        tls: None,
+        framing: Framing::Agnostic,
+    });
+}
+
 fn closed(b: &Bed, key: TerminationKey) -> Option<ReleaseCause> {
     b.events.iter().find_map(|e| match e {
         Event::Closed { key: k, cause, .. } if *k == key => Some(*cause),
@@ -189,14 +215,7 @@ fn the_gate_refuses_a_wrong_source_and_accepts_the_right_one() {
         key: T1,
         local: sa(AGW_ACCESS, 43500),
     });
-    b.send(Command::Start {
-        key: T1,
-        role: LegRole::Passive,
-        accept: Accept::Gate(UE_X.into()),
-        timers: timers(),
-        tls: None,
-        framing: Framing::Agnostic,
-    });
+    start_gated(&mut b, T1);
     b.run_for(Duration::from_millis(2));
     let intruder = b.ue_connect(sa(NAT, 40000), sa(AGW_ACCESS, 43500), 4096);
     b.wait_for(Duration::from_secs(5), |b| {
@@ -513,24 +532,13 @@ fn commands_queued_before_a_packet_are_executed_before_it() {
     let mut b = bed(Faults::default(), 41);
     // A first pair, so both sides know each other's MAC and the next SYN goes out at once.
     up(&mut b, 7000);
-    let t3 = TerminationKey {
-        context: 2,
-        termination: 3,
-    };
     b.send(Command::Reserve {
-        key: t3,
+        key: T3,
         local: sa(AGW_ACCESS, 7001),
     });
     b.run_for(Duration::from_millis(2));
     // The worker does not poll from here: the Start is queued, then the SYN arrives.
-    b.send(Command::Start {
-        key: t3,
-        role: LegRole::Passive,
-        accept: Accept::Gate(UE_X.into()),
-        timers: timers(),
-        tls: None,
-        framing: Framing::Agnostic,
-    });
+    start_gated(&mut b, T3);
     let x = b.ue_connect(sa(UE_X, 7001), sa(AGW_ACCESS, 7001), 4096);
     let now = b.now();
     b.host.poll(now);
@@ -547,10 +555,7 @@ fn commands_queued_before_a_packet_are_executed_before_it() {
     let refused = b.worker.counters().gate_rejected;
     b.worker.poll(b.now());
     assert_eq!(b.worker.counters().gate_rejected, refused, "SYN refused");
-    b.wait_for(Duration::from_secs(2), |b| {
-        b.has(|e| matches!(e, Event::Established { key, .. } if *key == t3))
-    });
-    assert_eq!(b.ue(x).state(), tcp::State::Established);
+    wait_established(&mut b, T3, x);
 }
 
 /// While the control thread does not read the worker's events (its ring full, then the
@@ -578,22 +583,11 @@ fn a_syn_for_a_start_held_behind_backed_up_events_is_not_refused() {
         !b.control.commands.is_empty(),
         "the worker stopped taking commands"
     );
-    let t3 = TerminationKey {
-        context: 2,
-        termination: 3,
-    };
     b.send(Command::Reserve {
-        key: t3,
+        key: T3,
         local: sa(AGW_ACCESS, 7001),
     });
-    b.send(Command::Start {
-        key: t3,
-        role: LegRole::Passive,
-        accept: Accept::Gate(UE_X.into()),
-        timers: timers(),
-        tls: None,
-        framing: Framing::Agnostic,
-    });
+    start_gated(&mut b, T3);
     let x = b.ue_connect(sa(UE_X, 7001), sa(AGW_ACCESS, 7001), 4096);
     let (no_leg, refused) = (
         b.worker.counters().tcp_no_leg,
@@ -615,8 +609,5 @@ fn a_syn_for_a_start_held_behind_backed_up_events_is_not_refused() {
     assert!(b.worker.counters().held_for_commands > 0, "the SYN came");
     // The control thread reads events again (each step drains them): the commands are
     // taken, and the SYN sent again connects.
-    b.wait_for(Duration::from_secs(10), |b| {
-        b.has(|e| matches!(e, Event::Established { key, .. } if *key == t3))
-    });
-    assert_eq!(b.ue(x).state(), tcp::State::Established);
+    wait_established(&mut b, T3, x);
 }

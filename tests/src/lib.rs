@@ -36,6 +36,22 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// `imsagw status --json` of the imsagw whose status socket is `socket`.
+pub fn status_json(socket: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(bin("imsagw"))
+        .args(["status", "--json", "--status-socket"])
+        .arg(socket)
+        .output()
+        .expect("imsagw status runs");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "imsagw status: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 /// Runs a command, failing with its output when it fails.
 pub fn run(cmd: &str, args: &[&str]) -> Result<Output> {
     let out = Command::new(cmd)

@@ -86,12 +86,7 @@ fn calls_relay_every_byte_over_an_af_xdp_port_plain_and_with_tls() {
     let runs = env_u64("IMSAGW_AFXDP_RUNS", 1);
     let status = dir.join("status.sock");
     let kernel_drops = || -> u64 {
-        let out = Command::new(imsagw_tests::bin("imsagw"))
-            .args(["status", "--json", "--status-socket"])
-            .arg(&status)
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = imsagw_tests::status_json(&status);
         v["ports"][0]["kernel_rx_dropped"]
             .as_u64()
             .unwrap_or_else(|| panic!("an AF_XDP port reports the kernel's drops: {v}"))

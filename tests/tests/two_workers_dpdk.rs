@@ -58,12 +58,7 @@ fn two_workers_carry_200_calls_through_h248() {
     );
 
     // Both workers served legs, and frames crossed between them.
-    let status = Command::new(imsagw_tests::bin("imsagw"))
-        .args(["status", "--json", "--status-socket"])
-        .arg(&sock)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let v = imsagw_tests::status_json(&sock);
     let workers = v["workers"].as_array().unwrap();
     assert_eq!(workers.len(), 2, "{v}");
     let commands: Vec<u64> = workers
