@@ -101,7 +101,7 @@ impl Pool {
             holders: Vec::with_capacity(cfg.lendable_buffers),
             cursor: 0,
             wants: if small_rx < cfg.rx_buffer {
-                small_rx / 2
+                small_rx * 3 / 4
             } else {
                 usize::MAX
             },
@@ -193,11 +193,8 @@ impl Pool {
         self.lent
     }
 
-    /// Octets moved in one relay step from which the relay looks at lending: half the
-    /// guaranteed receive window (or, lending off, never). Linux sends no segment larger than
-    /// half the largest window it has been offered, so behind a guaranteed window of 1460 a
-    /// 1 KiB message comes as segments of 730 and 294, relayed and acknowledged one by one:
-    /// a segment of half the window is the sign of a sender the window holds back.
+    /// Octets moved in one relay step from which the relay looks at lending: three quarters
+    /// of the guaranteed receive window (or, lending off, never).
     #[inline]
     pub fn wants_threshold(&self) -> usize {
         self.wants
@@ -217,16 +214,16 @@ impl Pool {
 impl<P: Port> Worker<P> {
     /// The relay moved `moved` octets from `from` to `to` and found the sender filling most
     /// of `from`'s window or `to`'s send buffer full (`Pool::wants_threshold`): lends `from`
-    /// a large receive buffer if its small one is half full or was just filled that much, and
-    /// `to` a large send buffer if its small one is full. Off the per-packet path: a chat
-    /// message under half the guaranteed window never comes here.
+    /// a large receive buffer if its small one is three quarters full or was just filled
+    /// that much, and `to` a large send buffer if its small one is full. Off the per-packet
+    /// path: a chat message that fits the guaranteed buffers never comes here.
     #[cold]
     #[inline(never)]
     pub(super) fn lend_for(&mut self, from: u32, to: u32, moved: usize) {
         if self.pool.lends_rx() {
             self.lend(from, |sock| {
                 let cap = sock.recv_capacity();
-                (moved.max(sock.recv_queue()) * 2 >= cap).then_some(true)
+                (moved.max(sock.recv_queue()) * 4 >= cap * 3).then_some(true)
             });
         }
         if self.pool.lends_tx() {
