@@ -84,13 +84,6 @@ fn calls_relay_every_byte_over_an_af_xdp_port_plain_and_with_tls() {
     );
     let bytes = env_u64("IMSAGW_AFXDP_BYTES", 20_000_000);
     let runs = env_u64("IMSAGW_AFXDP_RUNS", 1);
-    let status = dir.join("status.sock");
-    let kernel_drops = || -> u64 {
-        let v = imsagw_tests::status_json(&status);
-        v["ports"][0]["kernel_rx_dropped"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("an AF_XDP port reports the kernel's drops: {v}"))
-    };
     let mut tid = 1000;
     for run in 0..runs {
         // Plain both ways; TLS from UE-X (imsagw decrypts) and to UE-X (imsagw encrypts).
@@ -120,9 +113,12 @@ fn calls_relay_every_byte_over_an_af_xdp_port_plain_and_with_tls() {
     }
     // Every frame sent to the port reached the worker: the TCP windows of the legs bound
     // what is in flight towards it below the receive ring.
+    let v = imsagw_tests::status_json(&dir.join("status.sock"));
+    let kernel_drops = v["ports"][0]["kernel_rx_dropped"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("an AF_XDP port reports the kernel's drops: {v}"));
     assert_eq!(
-        kernel_drops(),
-        0,
+        kernel_drops, 0,
         "frames dropped before the worker's receive ring"
     );
     stop_imsagw(agw, lines, seen);

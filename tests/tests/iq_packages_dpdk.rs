@@ -83,12 +83,7 @@ impl Agw {
     }
 
     fn status(&self) -> serde_json::Value {
-        let out = Command::new(imsagw_tests::bin("imsagw"))
-            .args(["status", "--json", "--status-socket"])
-            .arg(self.dir.join("status.sock"))
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap()
+        imsagw_tests::status_json(&self.dir.join("status.sock"))
     }
 
     fn worker_counter(&self, name: &str) -> u64 {

@@ -26,7 +26,7 @@ impl Default for EthDevConfig {
 }
 
 /// The least receive ring an AF_XDP queue gets (see `EthDev::start`).
-pub const AF_XDP_RX_RING: u16 = 2048;
+const AF_XDP_RX_RING: u16 = 2048;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EthStats {
