@@ -11,7 +11,7 @@
 # Method (docs/performance.md, "How the numbers are taken"):
 # - end to end: imsagw on a DPDK AF_XDP port (a veth whose peer is on the bridge), imsagw on
 #   DPDK net_tap (each with its worker on core 1) and HAProxy 2.6 (`mode tcp`, one thread,
-#   cpu-map to core 1) each relay between kernel UEs in namespaces on one bridge; HAProxy
+#   pinned to core 1 with taskset) each relay between kernel UEs in namespaces on one bridge; HAProxy
 #   sits behind its own veth (MTU 1500; GRO/GSO/TSO off on every veth of the bench, so no
 #   side gets 64 KiB segments). The load (imsagw-sim load and its UE farms) runs on core 0.
 #   Runs are interleaved AF_XDP/net_tap/HAProxy; only the side under test runs, the others
@@ -194,7 +194,6 @@ AGW_FP="sha-256 $(openssl x509 -in "$WORK/agw.crt" -noout -fingerprint -sha256 |
 cat >"$WORK/haproxy.cfg" <<EOC
 global
   nbthread 1
-  cpu-map 1/1 1
   maxconn $HAP_MAXCONN
   ssl-default-bind-curves X25519
   log stdout format raw local0 info
@@ -232,7 +231,10 @@ backend plain41
 backend tls42
   server uey $UEY_IP:-39000 ssl verify none crt $WORK/agw.pem
 EOC
-ip netns exec "$HAP" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+# HAProxy 2.6 ignores `cpu-map 1/1 1` with one thread (started this way, its affinity stays
+# every core, and the scheduler ran it on core 0 next to the UEs): taskset pins it, and the
+# bench checks it took.
+taskset -c 1 ip netns exec "$HAP" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 HAP_PID=$!
 
 # Two imsagw, each with its worker on core 1 and its own addresses on the LAN: one on an
@@ -252,6 +254,8 @@ agw_start --bind 127.0.0.1:2954 --mgc 127.0.0.1:2955 --status-socket "$WORK/imsa
   --realm access=$AGW_IP/15:40000-54999 --realm core=198.18.2.20/15:40000-54999
 XDP_PID=$AGW_PID
 kill -0 "$HAP_PID" 2>/dev/null || fail "HAProxy did not start: $(cat "$WORK/haproxy.log")"
+hap_cpus=$(awk '/^Cpus_allowed_list/ {print $2}' "/proc/$HAP_PID/status")
+[ "$hap_cpus" = 1 ] || fail "HAProxy runs on cores $hap_cpus, not core 1"
 
 # steal, total and busy jiffies over every core; busy = user + nice + system + irq + softirq
 # (guest time is inside user).
