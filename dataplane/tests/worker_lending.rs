@@ -32,8 +32,20 @@ fn transfer_both_ways(
     bytes: u64,
     seed: u64,
 ) {
-    let mut tx_x = PatternSender::new(seed, bytes);
-    let mut tx_y = PatternSender::new(seed + 1, bytes);
+    transfer(b, x, y, (bytes, bytes), seed);
+}
+
+/// Moves `x_to_y` octets from UE-X to UE-Y and `y_to_x` back at once through a proxied pair,
+/// checked.
+fn transfer(
+    b: &mut Bed,
+    x: smoltcp::iface::SocketHandle,
+    y: smoltcp::iface::SocketHandle,
+    (x_to_y, y_to_x): (u64, u64),
+    seed: u64,
+) {
+    let mut tx_x = PatternSender::new(seed, x_to_y);
+    let mut tx_y = PatternSender::new(seed + 1, y_to_x);
     let mut rx_x = PatternChecker::new(seed + 1);
     let mut rx_y = PatternChecker::new(seed);
     b.run(Duration::from_secs(600), |b| {
@@ -42,7 +54,7 @@ fn transfer_both_ways(
             let s = b.ue(h);
             n += tx.pump(s) + rx.pump(s);
         }
-        if rx_x.received == bytes && rx_y.received == bytes {
+        if rx_x.received == y_to_x && rx_y.received == x_to_y {
             Progress::Done
         } else if n > 0 {
             Progress::Busy
@@ -50,7 +62,7 @@ fn transfer_both_ways(
             Progress::Idle
         }
     });
-    assert_eq!((rx_x.received, rx_y.received), (bytes, bytes));
+    assert_eq!((rx_x.received, rx_y.received), (y_to_x, x_to_y));
     assert_eq!((rx_x.first_mismatch, rx_y.first_mismatch), (None, None));
 }
 
@@ -80,6 +92,56 @@ fn a_busy_pair_borrows_full_buffers_and_gives_them_back_when_idle() {
     let before = b.worker.counters();
     transfer_both_ways(&mut b, x, y, 600, 11);
     assert_eq!(b.worker.counters().buffer_lends, before.buffer_lends);
+    // A segment of half the guaranteed window (1 460) borrows: a Linux sender sends no more
+    // than that behind such a window and would split every longer message. Each direction
+    // borrows its two buffers together, the receiving leg's receive buffer and the
+    // delivering leg's send buffer (768 octets, which would take the message in two flights).
+    b.run_for(Duration::from_secs(2));
+    let before = b.worker.counters();
+    transfer_both_ways(&mut b, x, y, 730, 13);
+    let after = b.worker.counters();
+    assert_eq!(after.buffer_lends - before.buffer_lends, 4, "{after:?}");
+}
+
+/// A pool of two: the first direction to fill its window borrows both of its buffers, the
+/// other none (a loan of one of its two alone would speed nothing up). Once the first
+/// direction has been idle for a while its loans come back although the same two legs still
+/// carry the other direction, which then borrows them.
+#[test]
+fn a_direction_borrows_its_two_buffers_together_and_returns_them_when_it_idles() {
+    let cfg = WorkerConfig {
+        lendable_buffers: 2,
+        ..WorkerConfig::default()
+    };
+    // A millisecond each way: the second direction crawls on its guaranteed windows for the
+    // half second the first direction's loans take to come back.
+    let faults = Faults {
+        delay: Duration::from_millis(1),
+        ..Faults::default()
+    };
+    let mut b = bed_with(faults, 37, cfg);
+    let (x, y) = b.proxied_pair(45010, 256 * 1024);
+    transfer(&mut b, x, y, (2_000_000, 0), 21);
+    let first = b.worker.counters();
+    assert_eq!(
+        (first.buffer_lends, first.buffers_lent),
+        (2, 2),
+        "{first:?}"
+    );
+    // UE-Y now sends, UE-X nothing: the legs stay busy, the first direction's loans go back,
+    // the second's come.
+    transfer(&mut b, x, y, (0, 4_000_000), 23);
+    let second = b.worker.counters();
+    assert_eq!(second.buffer_lends, 4, "{second:?}");
+    assert_eq!(second.buffers_returned, 2, "{second:?}");
+    assert!(second.buffer_lends_refused > 0, "{second:?}");
+    b.run_for(Duration::from_secs(2));
+    let idle = b.worker.counters();
+    assert_eq!(
+        (idle.buffers_lent, idle.buffers_returned),
+        (0, 4),
+        "{idle:?}"
+    );
 }
 
 #[test]

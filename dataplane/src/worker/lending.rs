@@ -1,13 +1,19 @@
 //! Socket buffers on demand. A TCP leg starts with small guaranteed buffers, enough for a
 //! chat message without a zero-window probe; while it moves data it borrows large ones (the
-//! configured per-leg size) from a per-worker pool, and gives them back once it has been
-//! drained and without payload for `RETURN_AFTER`. A mostly idle call then holds a few KiB
-//! instead of four large buffers.
+//! configured per-leg size) from a per-worker pool, and gives each back once it has been
+//! drained and its direction has carried no payload for `RETURN_AFTER`. A mostly idle call
+//! then holds a few KiB instead of four large buffers.
+//!
+//! A direction of a pair (one leg's peer sending, the other leg delivering) moves at the pace
+//! of the smaller of its two buffers, the receiving leg's receive buffer and the delivering
+//! leg's send buffer, so it borrows the two together or neither: a loan of one alone would
+//! take a buffer from the pool and speed nothing up. Each is given back when its own
+//! direction is idle, whatever the other direction of the same legs does.
 //!
 //! The pool lends at most `limit` large buffers at once and may be smaller than all legs
-//! would want: a leg that finds it empty keeps its guaranteed window, which slows its sender
-//! (back-pressure) and loses nothing. A leg holds at most one large buffer each way (its
-//! share), so a stuck pair holds at most two and the rest of the pool serves the others.
+//! would want: a direction that finds it short keeps its guaranteed windows, which slows its
+//! sender (back-pressure) and loses nothing. A leg holds at most one large buffer each way (its
+//! share), so a stuck pair holds at most four and the rest of the pool serves the others.
 //! Buffers given back are kept for the next loan and the next legs rather than freed: no
 //! allocation once warm. The large ones lent and kept together never exceed `limit`, so the
 //! pool's memory is at most `limit` full-size buffers, whatever the load was. Their old
@@ -24,7 +30,7 @@ use super::leg::sole;
 use super::{Worker, WorkerConfig};
 use port::Port;
 
-/// How long a drained leg keeps its large buffers after its last payload: longer than a
+/// How long a drained buffer is kept after the last payload of its direction: longer than a
 /// pause inside a transfer (a round trip, a retransmission timeout), shorter than the gaps
 /// between chat messages.
 pub(super) const RETURN_AFTER: Duration = Duration::from_millis(500);
@@ -65,6 +71,18 @@ impl Spare {
     }
 }
 
+/// A leg holding a large buffer, and what the sweep last saw of its two directions: its
+/// octets received from its peer (what its receive buffer serves) and sent to its peer (its
+/// send buffer), and when each last changed. Sampled by the sweep rather than stamped by the
+/// relay, so the per-packet path and the leg record pay nothing for it.
+struct Holder {
+    idx: u32,
+    received: u64,
+    received_at: Instant,
+    sent: u64,
+    sent_at: Instant,
+}
+
 /// The worker's socket buffers: the small ones legs start with and the large ones it lends.
 pub(super) struct Pool {
     small_rx: Spare,
@@ -77,7 +95,7 @@ pub(super) struct Pool {
     lent: usize,
     /// Legs holding a large buffer. A leg is here exactly while one of its buffers is large
     /// (the record has no field for it: the per-packet path reads the record).
-    holders: Vec<u32>,
+    holders: Vec<Holder>,
     cursor: usize,
     /// `wants_threshold`, computed once.
     wants: usize,
@@ -101,7 +119,7 @@ impl Pool {
             holders: Vec::with_capacity(cfg.lendable_buffers),
             cursor: 0,
             wants: if small_rx < cfg.rx_buffer {
-                small_rx * 3 / 4
+                small_rx / 2
             } else {
                 usize::MAX
             },
@@ -144,19 +162,25 @@ impl Pool {
         self.small_tx.size < self.large_tx.size
     }
 
-    /// A large buffer to lend, unless the pool is at its limit.
-    fn borrow(&mut self, receive: bool) -> Option<Vec<u8>> {
-        if self.lent >= self.limit {
-            self.refused += 1;
-            return None;
-        }
+    /// A large buffer to lend; the caller checked the pool has one.
+    fn borrow(&mut self, receive: bool) -> Vec<u8> {
+        debug_assert!(self.lent < self.limit);
         self.lent += 1;
         self.lends += 1;
-        Some(if receive {
+        if receive {
             self.large_rx.take()
         } else {
             self.large_tx.take()
-        })
+        }
+    }
+
+    /// Whether `n` more buffers can be lent; counts a refusal if not.
+    fn can_lend(&mut self, n: usize) -> bool {
+        let ok = self.lent + n <= self.limit;
+        if !ok {
+            self.refused += 1;
+        }
+        ok
     }
 
     /// Takes back a buffer of a leg; a large one (when lent) counts as returned.
@@ -193,8 +217,11 @@ impl Pool {
         self.lent
     }
 
-    /// Octets moved in one relay step from which the relay looks at lending: three quarters
-    /// of the guaranteed receive window (or, lending off, never).
+    /// Octets moved in one relay step from which the relay looks at lending: half the
+    /// guaranteed receive window (or, lending off, never). Linux sends no segment larger than
+    /// half the largest window it has been offered, so behind a guaranteed window of 1 460 a
+    /// 1 KiB message comes as 730 + 294 octets: a segment of half the window is the sign of a
+    /// sender the window holds back.
     #[inline]
     pub fn wants_threshold(&self) -> usize {
         self.wants
@@ -212,24 +239,38 @@ impl Pool {
 }
 
 impl<P: Port> Worker<P> {
-    /// The relay moved `moved` octets from `from` to `to` and found the sender filling most
-    /// of `from`'s window or `to`'s send buffer full (`Pool::wants_threshold`): lends `from`
-    /// a large receive buffer if its small one is three quarters full or was just filled
-    /// that much, and `to` a large send buffer if its small one is full. Off the per-packet
-    /// path: a chat message that fits the guaranteed buffers never comes here.
+    /// The relay moved `moved` octets from `from` to `to` and found the sender filling half
+    /// of `from`'s window or `to`'s send buffer full (`Pool::wants_threshold`). If `from`'s
+    /// small receive buffer is half full or was just filled that much, or `to`'s small send
+    /// buffer is full, the direction borrows what it lacks of the two large buffers, both or
+    /// neither. Off the per-packet path: a chat message under half the guaranteed window
+    /// never comes here.
     #[cold]
     #[inline(never)]
-    pub(super) fn lend_for(&mut self, from: u32, to: u32, moved: usize) {
-        if self.pool.lends_rx() {
-            self.lend(from, |sock| {
-                let cap = sock.recv_capacity();
-                (moved.max(sock.recv_queue()) * 4 >= cap * 3).then_some(true)
-            });
+    pub(super) fn lend_for(&mut self, from: u32, to: u32, moved: usize, now: Instant) {
+        let (Some((rx_small, rx_filled)), Some((tx_small, tx_filled))) = (
+            self.tcp_socket(from).map(|s| {
+                let small = self.pool.lends_rx() && !self.pool.holds(s).0;
+                (small, moved.max(s.recv_queue()) * 2 >= s.recv_capacity())
+            }),
+            self.tcp_socket(to).map(|s| {
+                let small = self.pool.lends_tx() && !self.pool.holds(s).1;
+                (small, s.send_queue() >= s.send_capacity())
+            }),
+        ) else {
+            return;
+        };
+        if !(rx_small && rx_filled || tx_small && tx_filled) {
+            return;
         }
-        if self.pool.lends_tx() {
-            self.lend(to, |sock| {
-                (sock.send_queue() >= sock.send_capacity()).then_some(false)
-            });
+        if !self.pool.can_lend(rx_small as usize + tx_small as usize) {
+            return;
+        }
+        if rx_small {
+            self.lend(from, true, now);
+        }
+        if tx_small {
+            self.lend(to, false, now);
         }
     }
 
@@ -237,37 +278,37 @@ impl<P: Port> Worker<P> {
     /// rustls holds more than its send buffer took (`send`): lends it large ones.
     #[cold]
     #[inline(never)]
-    pub(super) fn lend_tls(&mut self, idx: u32, receive: bool, send: bool) {
-        if receive && self.pool.lends_rx() {
-            self.lend(idx, |_| Some(true));
+    pub(super) fn lend_tls(&mut self, idx: u32, receive: bool, send: bool, now: Instant) {
+        let Some((rx_large, tx_large)) = self.tcp_socket(idx).map(|s| self.pool.holds(s)) else {
+            return;
+        };
+        if receive && self.pool.lends_rx() && !rx_large && self.pool.can_lend(1) {
+            self.lend(idx, true, now);
         }
-        if send && self.pool.lends_tx() {
-            self.lend(idx, |_| Some(false));
+        if send && self.pool.lends_tx() && !tx_large && self.pool.can_lend(1) {
+            self.lend(idx, false, now);
         }
     }
 
-    /// Lends leg `idx` a large buffer, receive or send as `which` says (`None`: neither),
-    /// where it has a small one and the pool has one.
-    fn lend(&mut self, idx: u32, which: impl FnOnce(&tcp::Socket<'static>) -> Option<bool>) {
+    fn tcp_socket(&self, idx: u32) -> Option<&tcp::Socket<'static>> {
+        match self.legs.get(idx as usize) {
+            Some(Some(leg)) if !leg.is_udp() => Some(leg.set.get::<tcp::Socket>(sole())),
+            _ => None,
+        }
+    }
+
+    /// Lends TCP leg `idx` a large receive or send buffer in place of its small one; the
+    /// caller checked it has the small one and the pool has a large one.
+    fn lend(&mut self, idx: u32, receive: bool, now: Instant) {
         let pool = &mut self.pool;
         let Some(Some(leg)) = self.legs.get_mut(idx as usize) else {
             return;
         };
-        if leg.is_udp() {
-            return;
-        }
+        let (received, sent) = (leg.stats.octets_in, leg.stats.octets_out);
         let sock = leg.set.get_mut::<tcp::Socket>(sole());
-        let Some(receive) = which(sock) else {
-            return;
-        };
         let (rx_large, tx_large) = pool.holds(sock);
-        if (receive && rx_large) || (!receive && tx_large) {
-            return;
-        }
         let was_holder = rx_large || tx_large;
-        let Some(b) = pool.borrow(receive) else {
-            return;
-        };
+        let b = pool.borrow(receive);
         let swapped = if receive {
             sock.replace_rx_buffer(tcp::SocketBuffer::new(b))
         } else {
@@ -283,12 +324,19 @@ impl<P: Port> Worker<P> {
             pool.give_back(v, receive);
         }
         if lent && !was_holder {
-            pool.holders.push(idx);
+            pool.holders.push(Holder {
+                idx,
+                received,
+                received_at: now,
+                sent,
+                sent_at: now,
+            });
         }
     }
 
-    /// Takes large buffers back from a few legs that have been drained and without payload
-    /// for `RETURN_AFTER`, giving them their small ones again.
+    /// Looks at a few holders: notes which of their directions moved since the last look,
+    /// and takes back each large buffer that is drained and whose direction has carried no
+    /// payload for `RETURN_AFTER`, giving the leg its small one again.
     #[inline(never)]
     pub(super) fn sweep_lent(&mut self, now: Instant) {
         let pool = &mut self.pool;
@@ -296,24 +344,30 @@ impl<P: Port> Worker<P> {
             if pool.cursor >= pool.holders.len() {
                 pool.cursor = 0;
             }
-            let idx = pool.holders[pool.cursor];
-            let Some(Some(leg)) = self.legs.get_mut(idx as usize) else {
+            let h = &mut pool.holders[pool.cursor];
+            let Some(Some(leg)) = self.legs.get_mut(h.idx as usize) else {
                 // Freed legs leave the list when freed; this cannot happen.
                 pool.holders.swap_remove(pool.cursor);
                 continue;
             };
-            if now < leg.last_payload + RETURN_AFTER {
-                pool.cursor += 1;
-                continue;
+            if leg.stats.octets_in != h.received {
+                h.received = leg.stats.octets_in;
+                h.received_at = now;
             }
+            if leg.stats.octets_out != h.sent {
+                h.sent = leg.stats.octets_out;
+                h.sent_at = now;
+            }
+            let rx_idle = now >= h.received_at + RETURN_AFTER;
+            let tx_idle = now >= h.sent_at + RETURN_AFTER;
             let sock = leg.set.get_mut::<tcp::Socket>(sole());
             let (rx_large, tx_large) = pool.holds(sock);
             let mut holds = false;
             if rx_large {
-                holds |= shrink(pool, sock, true);
+                holds |= !rx_idle || shrink(pool, sock, true);
             }
             if tx_large {
-                holds |= shrink(pool, sock, false);
+                holds |= !tx_idle || shrink(pool, sock, false);
             }
             if holds {
                 pool.cursor += 1;
@@ -329,7 +383,7 @@ impl<P: Port> Worker<P> {
         let (rx_large, tx_large) = pool.holds(&socket);
         if rx_large || tx_large {
             // At most `limit` holders; a leg is freed once per call.
-            if let Some(at) = pool.holders.iter().position(|&h| h == idx) {
+            if let Some(at) = pool.holders.iter().position(|h| h.idx == idx) {
                 pool.holders.swap_remove(at);
                 if pool.cursor > at {
                     pool.cursor = at;

@@ -138,10 +138,10 @@ impl<P: Port> Worker<P> {
             self.mark(p);
         }
         if ab_wants {
-            self.lend_for(idx, p, ab_moved);
+            self.lend_for(idx, p, ab_moved, now);
         }
         if ba_wants {
-            self.lend_for(p, idx, ba_moved);
+            self.lend_for(p, idx, ba_moved, now);
         }
     }
 }

@@ -403,7 +403,7 @@ impl<P: Port> Worker<P> {
             }
         }
         if rx_full || tx_full {
-            self.lend_tls(idx, rx_full, tx_full);
+            self.lend_tls(idx, rx_full, tx_full, now);
         }
         true
     }
