@@ -74,6 +74,8 @@ worker_counters! {
     busy_polls => "worker_polls" { "kind" = "busy" };
     /// Poll-loop iterations that found nothing to do.
     idle_polls => "worker_polls" { "kind" = "idle" };
+    /// Naps the worker's thread took between idle polls (`idle_nap`).
+    naps => "worker_naps";
     /// Frames the worker received.
     rx_frames => "worker_rx_frames";
     /// TCP segments to no leg (answered with RST by the interface).
@@ -153,6 +155,10 @@ pub const FAMILY_HELP: &[(&str, &str)] = &[
     (
         "worker_polls",
         "Poll-loop iterations, busy (did work) or idle",
+    ),
+    (
+        "worker_naps",
+        "Naps the worker's thread took between idle polls",
     ),
     ("worker_rx_frames", "Frames the worker received"),
     (

@@ -121,6 +121,10 @@ fn calls_relay_every_byte_over_an_af_xdp_port_plain_and_with_tls() {
         kernel_drops, 0,
         "frames dropped before the worker's receive ring"
     );
+    // On a kernel interface the worker naps when idle (by default), and the relays above
+    // still carried every byte.
+    let naps = v["workers"][0]["naps"].as_u64().unwrap_or(0);
+    assert!(naps > 0, "an idle worker on an AF_XDP port naps: {v}");
     stop_imsagw(agw, lines, seen);
     let _ = std::fs::remove_dir_all(&dir);
 }

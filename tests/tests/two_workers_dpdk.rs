@@ -28,7 +28,14 @@ fn two_workers_carry_200_calls_through_h248() {
         &tap,
         &format!("127.0.0.1:{alg_port}"),
         &sock,
-        &["--worker-cores", "0,1", "--shared-control-core"],
+        // No naps, though the port is a tap: the setting overrides the automatic choice.
+        &[
+            "--worker-cores",
+            "0,1",
+            "--shared-control-core",
+            "--idle-nap-us",
+            "0",
+        ],
     );
     hosts.bridge_tap(&tap).unwrap();
 
@@ -78,6 +85,10 @@ fn two_workers_carry_200_calls_through_h248() {
         .map(|w| w["handoff_dropped"].as_u64().unwrap())
         .sum();
     assert!(handed > 0, "{v}");
+    assert!(
+        workers.iter().all(|w| w["naps"].as_u64() == Some(0)),
+        "--idle-nap-us 0: workers poll without pause: {v}"
+    );
     assert_eq!(dropped, 0, "{v}");
     eprintln!("workers: {}", serde_json::to_string(workers).unwrap());
 

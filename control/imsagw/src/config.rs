@@ -158,6 +158,11 @@ pub struct Settings {
     pub leg_buffer_idle: usize,
     /// Full-size socket buffers each worker lends at most at once.
     pub buffer_pool: usize,
+    /// Microseconds a worker sleeps between polls once idle for `idle_spin_us` (0: it polls
+    /// without pause). Unset: 30 (`run::AUTO_IDLE_NAP_US`) when every port is a kernel interface
+    /// (AF_XDP, tap), where the machine is shared; 0 on NIC ports.
+    pub idle_nap_us: Option<u64>,
+    pub idle_spin_us: u64,
     pub max_legs_per_worker: usize,
     pub max_contexts: usize,
     pub max_terminations: usize,
@@ -272,6 +277,8 @@ impl Default for Settings {
             leg_buffer: 128 * 1024,
             leg_buffer_idle: dataplane::worker::GUARANTEED_RX,
             buffer_pool: 2048,
+            idle_nap_us: None,
+            idle_spin_us: 50,
             max_legs_per_worker: 200_000,
             max_contexts: 20_000,
             max_terminations: 40_000,
@@ -412,6 +419,12 @@ impl Settings {
                 "leg_buffer and mbufs must each be at least 1024".into(),
             ));
         }
+        // A longer nap lets a port's receive ring fill at line rate before the worker wakes.
+        if self.idle_nap_us.is_some_and(|n| n > MAX_IDLE_NAP_US) || self.idle_spin_us > 1_000_000 {
+            return Err(ConfigError::Invalid(format!(
+                "idle_nap_us must be at most {MAX_IDLE_NAP_US} and idle_spin_us at most 1000000"
+            )));
+        }
         if self.leg_buffer_idle < 1024 || self.leg_buffer_idle > self.leg_buffer {
             return Err(ConfigError::Invalid(
                 "leg_buffer_idle must be at least 1024 and at most leg_buffer".into(),
@@ -488,6 +501,9 @@ impl Settings {
                 guaranteed_tx: self.leg_buffer_idle * dataplane::worker::GUARANTEED_TX
                     / dataplane::worker::GUARANTEED_RX,
                 lendable_buffers: self.buffer_pool,
+                // The automatic nap needs the ports' drivers: `run` sets it once they start.
+                idle_nap: smoltcp::time::Duration::from_micros(self.idle_nap_us.unwrap_or(0)),
+                idle_spin: smoltcp::time::Duration::from_micros(self.idle_spin_us),
                 // Room beyond the MG's count for released legs still draining.
                 max_legs: self.max_legs_per_worker + self.max_legs_per_worker / 8 + 16,
                 framing: FramingLimits {
@@ -559,6 +575,9 @@ pub(crate) fn parse_cidr(s: &str) -> Result<IpCidr, String> {
 }
 
 /// Addresses a realm holds at most (each is a local address of every worker).
+/// The longest nap a worker may take between idle polls, microseconds.
+const MAX_IDLE_NAP_US: u64 = 1000;
+
 const MAX_REALM_ADDRESSES: usize = 64;
 
 /// An address as a number (IPv4 and IPv6 in their own ranges, for address ranges).
@@ -750,6 +769,34 @@ mod tests {
         assert_eq!(r.registration.mgcs[0].addr.port(), 2944);
         let e = Settings::from_toml("no_such_key = 1", "x.toml").unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+    }
+
+    #[test]
+    fn idle_naps_are_bounded_and_carried_to_the_workers() {
+        let r = Settings::default().resolve(&[0, 1]).unwrap();
+        // Unset: `run` decides once the ports' drivers are known.
+        assert_eq!(r.worker.idle_nap, smoltcp::time::Duration::ZERO);
+        assert_eq!(r.worker.idle_spin, smoltcp::time::Duration::from_micros(50));
+        let s = Settings::from_toml(
+            "idle_nap_us = 20
+idle_spin_us = 80
+",
+            "t.toml",
+        )
+        .unwrap();
+        let r = s.resolve(&[0, 1]).unwrap();
+        assert_eq!(r.worker.idle_nap, smoltcp::time::Duration::from_micros(20));
+        assert_eq!(r.worker.idle_spin, smoltcp::time::Duration::from_micros(80));
+        for bad in ["idle_nap_us = 1001\n", "idle_spin_us = 1000001\n"] {
+            let e = Settings::from_toml(bad, "t.toml")
+                .unwrap()
+                .resolve(&[0, 1])
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("idle_nap_us must be at most 1000"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

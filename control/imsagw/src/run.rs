@@ -91,6 +91,14 @@ pub struct RunArgs {
     /// Full-size socket buffers each worker lends at most at once.
     #[arg(long)]
     buffer_pool: Option<usize>,
+    /// Microseconds a worker sleeps between polls once idle for `--idle-spin-us` (0: it polls
+    /// without pause). Default: 30 when every port is a kernel interface (AF_XDP, tap), 0
+    /// on NIC ports.
+    #[arg(long)]
+    idle_nap_us: Option<u64>,
+    /// Microseconds of idle polling before a worker naps.
+    #[arg(long)]
+    idle_spin_us: Option<u64>,
     #[arg(long)]
     max_legs_per_worker: Option<usize>,
     #[arg(long)]
@@ -205,6 +213,7 @@ impl RunArgs {
             leg_buffer,
             leg_buffer_idle,
             buffer_pool,
+            idle_spin_us,
             max_legs_per_worker,
             max_contexts,
             max_terminations,
@@ -243,6 +252,9 @@ impl RunArgs {
         }
         if self.af_xdp.is_some() {
             s.af_xdp = self.af_xdp.clone();
+        }
+        if self.idle_nap_us.is_some() {
+            s.idle_nap_us = self.idle_nap_us;
         }
         if self.metrics.is_some() {
             s.metrics = self.metrics;
@@ -419,6 +431,24 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
         }));
     }
     let (stop, hup) = stop_flags()?;
+    if settings.idle_nap_us.is_none()
+        && devs
+            .iter()
+            .all(|d| matches!(d.driver(), "net_af_xdp" | "net_tap"))
+    {
+        cfg.worker.idle_nap = smoltcp::time::Duration::from_micros(AUTO_IDLE_NAP_US);
+    }
+    let nap = cfg.worker.idle_nap;
+    tracing::info!(
+        idle_nap_us = nap.total_micros(),
+        idle_spin_us = cfg.worker.idle_spin.total_micros(),
+        "workers {}",
+        if nap == smoltcp::time::Duration::ZERO {
+            "poll without pause"
+        } else {
+            "nap between idle polls"
+        }
+    );
 
     let n = cfg.worker_cores.len();
     // One clock for every worker, and the wall-clock time of its origin (capture files).
@@ -468,12 +498,22 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
             .name(format!("worker-{core}"))
             .spawn(move || {
                 pin("worker", core);
+                if nap > smoltcp::time::Duration::ZERO {
+                    // The default slack (50 us) would stretch every nap five-fold.
+                    if let Err(e) = nix::sys::prctl::set_timerslack(NAP_TIMER_SLACK_NS) {
+                        tracing::warn!(error = %e, "timer slack not set; naps run longer");
+                    }
+                }
                 let handoff = (n > 1).then_some(handoff);
                 let mut w = Worker::on_ports(ports, wcfg, worker_end, clock.now(), handoff);
                 let mut polls = 0u32;
                 let publish = |w: &Worker<_>| shared.publish(&w.counters());
                 while !stop.load(Ordering::Relaxed) {
-                    w.poll(clock.now());
+                    let now = clock.now();
+                    let busy = w.poll(now);
+                    if let Some(nap) = w.nap(busy, now) {
+                        thread::sleep(nap);
+                    }
                     polls = polls.wrapping_add(1);
                     if polls.is_multiple_of(4096) {
                         publish(&w);
@@ -686,6 +726,11 @@ fn reload_settings(args: &RunArgs, reload: &crate::logging::Reload, cp: &mut Con
         Err(e) => tracing::warn!(error = %e, "SIGHUP: configuration not reloaded"),
     }
 }
+
+/// The nap of a worker whose ports are all kernel interfaces, unless configured.
+const AUTO_IDLE_NAP_US: u64 = 30;
+/// A napping worker thread's timer slack: its naps end within a microsecond.
+const NAP_TIMER_SLACK_NS: u64 = 1_000;
 
 fn pin(what: &str, core: usize) {
     if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {

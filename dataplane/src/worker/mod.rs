@@ -16,6 +16,7 @@
 //! legs), `udp` (UDP legs and their DTLS), `lending` (small socket buffers for idle legs,
 //! full-size ones lent from a per-worker pool while data flows).
 
+mod idle;
 mod ingress;
 mod leg;
 mod lending;
@@ -80,6 +81,11 @@ pub struct WorkerConfig {
     /// Datagrams each UDP leg's socket queues per direction, and their bytes.
     pub datagram_slots: usize,
     pub datagram_bytes: usize,
+    /// How long the worker's thread sleeps between polls once it has been idle for
+    /// `idle_spin` (ZERO: it polls without pause, as on a core of its own). See
+    /// [`Worker::nap`].
+    pub idle_nap: Duration,
+    pub idle_spin: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -100,6 +106,8 @@ impl Default for WorkerConfig {
             framing: FramingLimits::default(),
             datagram_slots: 32,
             datagram_bytes: 32 * 1024,
+            idle_nap: Duration::ZERO,
+            idle_spin: Duration::from_micros(50),
         }
     }
 }
@@ -197,6 +205,7 @@ pub struct Worker<P: Port> {
     /// Gratuitous ARPs sent so far and when the next is due.
     announcements: u32,
     next_announcement: Instant,
+    naps: idle::Naps,
 }
 
 impl<P: Port> Worker<P> {
@@ -228,6 +237,7 @@ impl<P: Port> Worker<P> {
         handoff: Option<HandoffEnd<(u8, P::Buf)>>,
     ) -> Self {
         let pool = lending::Pool::new(&cfg);
+        let naps = idle::Naps::new(cfg.idle_nap, cfg.idle_spin);
         let mut devices: Vec<SmolDevice<P>> = ports
             .into_iter()
             .take(MAX_PORTS)
@@ -286,6 +296,7 @@ impl<P: Port> Worker<P> {
             handoff,
             announcements: 0,
             next_announcement: now,
+            naps,
         }
     }
 
