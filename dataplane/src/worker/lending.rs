@@ -26,7 +26,7 @@
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 
-use super::leg::sole;
+use super::leg::{sole, Leg};
 use super::{Worker, WorkerConfig};
 use port::Port;
 
@@ -225,6 +225,15 @@ impl Pool {
     #[inline]
     pub fn wants_threshold(&self) -> usize {
         self.wants
+    }
+
+    /// Whether the direction from TCP leg `from` to TCP leg `to` still has a guaranteed
+    /// buffer where a large one could be lent: `from`'s receive or `to`'s send buffer.
+    #[inline]
+    pub fn lacks(&self, from: &Leg, to: &Leg) -> bool {
+        let rx = from.set.get::<tcp::Socket>(sole()).recv_capacity();
+        let tx = to.set.get::<tcp::Socket>(sole()).send_capacity();
+        (self.lends_rx() && rx < self.large_rx.size) || (self.lends_tx() && tx < self.large_tx.size)
     }
 
     /// Whether some leg holds a large buffer (then `sweep_lent` has work).

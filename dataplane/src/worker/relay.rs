@@ -61,8 +61,11 @@ impl<P: Port> Worker<P> {
         let mut from_tls_b = 0;
         let mut violation = None;
         // Whether a direction asks for larger socket buffers (`lending`): its sender filled
-        // most of the guaranteed window, or the other side's send buffer is full.
+        // half the guaranteed window, or the other side's send buffer is full, and one of
+        // its two buffers is still a guaranteed one (a direction that holds both large ones
+        // asks for nothing, and its pair may go quiet).
         let wants = self.pool.wants_threshold();
+        let pool = &self.pool;
         let (mut ab_wants, mut ba_wants) = (false, false);
         let (mut ab_moved, mut ba_moved) = (0, 0);
         if a.gate.receive && b.gate.send {
@@ -72,7 +75,7 @@ impl<P: Port> Worker<P> {
                         from_tls_a = n;
                     }
                     moved += n;
-                    ab_wants = blocked || n >= wants;
+                    ab_wants = (blocked || n >= wants) && pool.lacks(a, b);
                     ab_moved = n;
                 }
                 Err(v) => violation = Some((idx, v)),
@@ -85,7 +88,7 @@ impl<P: Port> Worker<P> {
                         from_tls_b = n;
                     }
                     moved += n;
-                    ba_wants = blocked || n >= wants;
+                    ba_wants = (blocked || n >= wants) && pool.lacks(b, a);
                     ba_moved = n;
                 }
                 Err(v) => violation = Some((p, v)),
