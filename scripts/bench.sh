@@ -6,7 +6,9 @@
 #   bash scripts/bench.sh --quick   one pair of each, short benches (< 3 min; the test
 #                                   command runs it and checks the report is produced)
 #   bash scripts/bench.sh --e2e     the end-to-end part alone (WORKLOADS="hold bulk ..." to
-#                                   choose its workloads; default all of them)
+#                                   choose its workloads; default all of them; SIDES="xdp
+#                                   haproxy" its relays; CAPTURE=1 / TRACE=1 a capture / a
+#                                   scheduler trace of each recorded run, for diagnosis)
 #
 # Method (docs/performance.md, "How the numbers are taken"):
 # - end to end: imsagw on a DPDK AF_XDP port (a veth whose peer is on the bridge), imsagw on
@@ -329,6 +331,27 @@ run() {
     km0=$(($(slab_kib) + tcp0))
     km_max=$km0
   fi
+  # CAPTURE=1: the run's TCP headers on the UEs' bridge ports; TRACE=1: 0.3 s of scheduler,
+  # softirq and network events on every core, two seconds in (where a wake-up comes from and
+  # how long it takes to land). Both into $OUT, for diagnosis; they cost CPU, so not for the
+  # report's numbers.
+  local cap_pid=""
+  if [ "${CAPTURE:-0}" = 1 ] && [ "$RECORD" = 1 ]; then
+    ip netns exec "$LAN" dumpcap -q -i vy -i vx -s 128 -f tcp \
+      -w "$OUT/capture-$side-$workload-$$-$SECONDS.pcapng" >/dev/null 2>&1 &
+    cap_pid=$!
+    sleep 1
+  fi
+  if [ "${TRACE:-0}" = 1 ] && [ "$RECORD" = 1 ]; then
+    (
+      sleep 2
+      perf record -q -a -o "$OUT/trace-$side-$workload-$$-$SECONDS.data" \
+        -e sched:sched_waking,sched:sched_wakeup,sched:sched_switch,power:cpu_idle \
+        -e irq:softirq_entry,irq:softirq_exit,irq:softirq_raise,net:net_dev_xmit,net:netif_rx \
+        -e irq_vectors:reschedule_entry,irq_vectors:call_function_single_entry \
+        -e syscalls:sys_enter_sendto,syscalls:sys_exit_sendto -- sleep 0.3 >/dev/null 2>&1
+    ) &
+  fi
   c0=$(cpu_jiffies)
   taskset -c 0 /usr/bin/python3 scripts/lib/rusage.py "$WORK/load.cpu" \
     "$SIM" load "${args[@]}" --ue-x-netns "$UEX" --ue-y-netns "$UEY" >"$WORK/load.out" 2>&1 &
@@ -345,6 +368,11 @@ run() {
     sleep 0.05
   done
   wait "$load_pid" || fail "$side $workload run"
+  if [ -n "$cap_pid" ]; then
+    sleep 0.5
+    kill -INT "$cap_pid"
+    wait "$cap_pid" || true
+  fi
   c1=$(cpu_jiffies)
   for p in "$XDP_PID" "$TAP_PID"; do kill -CONT "$p"; done
   # Every core's busy time during the run, and the same less the load generator's own.
