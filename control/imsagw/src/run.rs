@@ -512,6 +512,9 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
                     let now = clock.now();
                     let busy = w.poll(now);
                     if let Some(nap) = w.nap(busy, now) {
+                        // 4096 polls take a fraction of a second once they nap: what the
+                        // status shows is brought up to date before each nap instead.
+                        publish(&w);
                         thread::sleep(nap);
                     }
                     polls = polls.wrapping_add(1);
