@@ -371,6 +371,7 @@ run() {
   if [ -n "$cap_pid" ]; then
     sleep 0.5
     kill -INT "$cap_pid"
+    # dumpcap's status after the interrupt is not the run's; the run was checked above.
     wait "$cap_pid" || true
   fi
   c1=$(cpu_jiffies)

@@ -227,13 +227,24 @@ impl Pool {
         self.wants
     }
 
-    /// Whether the direction from TCP leg `from` to TCP leg `to` still has a guaranteed
-    /// buffer where a large one could be lent: `from`'s receive or `to`'s send buffer.
+    /// Which of a direction's two buffers are still guaranteed ones a large one could
+    /// replace: the receiving socket's receive buffer, the delivering socket's send buffer.
+    #[inline]
+    fn small(&self, from: &tcp::Socket<'static>, to: &tcp::Socket<'static>) -> (bool, bool) {
+        (
+            self.lends_rx() && !self.holds(from).0,
+            self.lends_tx() && !self.holds(to).1,
+        )
+    }
+
+    /// Whether the direction from TCP leg `from` to TCP leg `to` could still borrow.
     #[inline]
     pub fn lacks(&self, from: &Leg, to: &Leg) -> bool {
-        let rx = from.set.get::<tcp::Socket>(sole()).recv_capacity();
-        let tx = to.set.get::<tcp::Socket>(sole()).send_capacity();
-        (self.lends_rx() && rx < self.large_rx.size) || (self.lends_tx() && tx < self.large_tx.size)
+        let (rx, tx) = self.small(
+            from.set.get::<tcp::Socket>(sole()),
+            to.set.get::<tcp::Socket>(sole()),
+        );
+        rx || tx
     }
 
     /// Whether some leg holds a large buffer (then `sweep_lent` has work).
@@ -257,18 +268,12 @@ impl<P: Port> Worker<P> {
     #[cold]
     #[inline(never)]
     pub(super) fn lend_for(&mut self, from: u32, to: u32, moved: usize, now: Instant) {
-        let (Some((rx_small, rx_filled)), Some((tx_small, tx_filled))) = (
-            self.tcp_socket(from).map(|s| {
-                let small = self.pool.lends_rx() && !self.pool.holds(s).0;
-                (small, moved.max(s.recv_queue()) * 2 >= s.recv_capacity())
-            }),
-            self.tcp_socket(to).map(|s| {
-                let small = self.pool.lends_tx() && !self.pool.holds(s).1;
-                (small, s.send_queue() >= s.send_capacity())
-            }),
-        ) else {
+        let (Some(rs), Some(ts)) = (self.tcp_socket(from), self.tcp_socket(to)) else {
             return;
         };
+        let (rx_small, tx_small) = self.pool.small(rs, ts);
+        let rx_filled = moved.max(rs.recv_queue()) * 2 >= rs.recv_capacity();
+        let tx_filled = ts.send_queue() >= ts.send_capacity();
         if !(rx_small && rx_filled || tx_small && tx_filled) {
             return;
         }
