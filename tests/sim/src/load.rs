@@ -883,6 +883,11 @@ pub fn load(a: LoadArgs) -> Result<()> {
         None => a.relay_fingerprint.clone(),
     };
     let data_start = Instant::now();
+    // The data phase's CPU: every core's, and the load generator's own (this process, UE-Y's
+    // farm less what it spent starting, UE-X's farm), the call set-up before it left out.
+    let cores_start = crate::cpu::Cores::read()?;
+    let load_start = crate::cpu::process_ticks("self", true)?
+        + crate::cpu::process_ticks(&farm_y.id().to_string(), false)?;
     let mut x_args = vec!["--connect-stdin".into()];
     x_args.extend(workload.iter().cloned());
     if let (true, Some(u)) = (a.tls_access, &ue) {
@@ -926,6 +931,8 @@ pub fn load(a: LoadArgs) -> Result<()> {
     }
     // From UE-X's first connection to both farms' last checked byte.
     let data_ms = data_start.elapsed().as_secs_f64() * 1e3;
+    let cores = crate::cpu::Cores::read()?.since(cores_start);
+    let load_ticks = crate::cpu::process_ticks("self", true)? - load_start;
     let x_text = x_reader
         .join()
         .map_err(|_| anyhow::anyhow!("farm reader"))?;
@@ -938,6 +945,10 @@ pub fn load(a: LoadArgs) -> Result<()> {
     println!(
         "LOAD DATA ms={data_ms:.1} mbit_s={:.1}",
         (directions * n as u64 * each_way * 8) as f64 / data_ms / 1e3
+    );
+    println!(
+        "LOAD CPU busy_ticks={} total_ticks={} steal_ticks={} load_ticks={load_ticks}",
+        cores.busy, cores.total, cores.steal
     );
     if let (Some(m), Some((t1, t2, _, _))) = (&mut mgc, &calls) {
         let r5 = m.transact_all(

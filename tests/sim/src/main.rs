@@ -9,6 +9,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod alg;
+mod cpu;
 mod farmtls;
 mod faxue;
 mod flood;
