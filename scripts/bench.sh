@@ -185,6 +185,14 @@ for ns in "$UEX" "$UEY" "$HAP"; do
   ip netns exec "$ns" ip link set eth0 mtu 1500
   ip netns exec "$ns" ethtool -K eth0 gro off gso off tso off >/dev/null 2>&1 || echo "ethtool: offloads left as they are in $ns"
 done
+# UE_RPS=1, for diagnosis: the UEs' receive side (their TCP, waking their readers) runs on
+# core 0 with them (RPS) instead of inside the relay's transmit on core 1, as if the UEs were
+# other machines. Both relays are then bound by the load generator's core.
+if [ "${UE_RPS:-0}" = 1 ]; then
+  for ns in "$UEX" "$UEY"; do
+    ip netns exec "$ns" sh -c 'echo 1 > /sys/class/net/eth0/queues/rx-0/rps_cpus'
+  done
+fi
 for v in vx vy vh; do
   ip netns exec "$LAN" ethtool -K "$v" gro off gso off tso off >/dev/null 2>&1 || echo "ethtool: offloads left as they are on $v"
 done
@@ -261,8 +269,15 @@ hap_cpus=$(awk '/^Cpus_allowed_list/ {print $2}' "/proc/$HAP_PID/status")
 
 # steal, total and busy jiffies over every core; busy = user + nice + system + irq + softirq
 # (guest time is inside user).
-cpu_jiffies() { awk '/^cpu / {print $9, $2+$3+$4+$5+$6+$7+$8+$9, $2+$3+$4+$7+$8}' /proc/stat; }
+# Wall time (ns), then every core's steal, idle + iowait, and the number of cores. Busy time
+# is wall time times cores less idle and steal: /proc/stat's busy fields are sampled by the
+# tick and miss most of a thread that sleeps tens of microseconds at a time (a napping
+# worker); idle time is measured (tests/sim/src/cpu.rs has the numbers).
+cpu_jiffies() {
+  echo "$(date +%s%N) $(awk '/^cpu / {s=$9; i=$5+$6} /^cpu[0-9]/ {n++} END {print s, i, n}' /proc/stat)"
+}
 HZ=$(getconf CLK_TCK)
+[ "$HZ" = 100 ] || fail "clock ticks of $HZ/s: the load's CPU accounting takes 100"
 # Kernel memory a relay's sockets take, in KiB: slab (socket, inode, file and TCP objects) and
 # the TCP buffer pages (tcp_memory_allocated, one figure for every namespace). Both count the
 # UEs' sockets as well, which carry the same load on every side.
@@ -378,8 +393,8 @@ run() {
   for p in "$XDP_PID" "$TAP_PID"; do kill -CONT "$p"; done
   # Every core's busy time during the run, and the same less the load generator's own.
   local frac cpu load_cpu
-  frac=$(echo "$c0 $c1" | awk '{d=$5-$2; print (d>0 ? ($4-$1)/d : 0)}')
-  cpu=$(echo "$c0 $c1" | awk -v hz="$HZ" '{print ($6-$3)/hz}')
+  frac=$(echo "$c0 $c1" | awk -v hz="$HZ" '{w=($5-$1)/1e9*hz*$8; print (w>0 ? ($6-$2)/w : 0)}')
+  cpu=$(echo "$c0 $c1" | awk -v hz="$HZ" '{b=($5-$1)/1e9*hz*$8-($7-$3)-($6-$2); print (b>0 ? b : 0)/hz}')
   load_cpu=$(cat "$WORK/load.cpu")
   if awk -v f="$frac" -v m="$MAX_STEAL" 'BEGIN{exit !(f>m)}'; then
     dropped=$((dropped + 1))
@@ -395,7 +410,7 @@ run() {
   [ -n "$phase_cpu" ] && [ -n "$phase_load" ] || fail "$side $workload: no LOAD CPU line"
   phase_cpu=$(awk -v t="$phase_cpu" -v hz="$HZ" 'BEGIN{print t / hz}')
   phase_load=$(awk -v t="$phase_load" -v hz="$HZ" 'BEGIN{print t / hz}')
-  echo "  $side $workload: $(grep -E '^(LOAD DATA|LATENCY)' "$WORK/load.out" | tr '\n' ' ') cpu_s=$cpu load_cpu_s=$load_cpu phase_cpu_s=$phase_cpu phase_load_s=$phase_load"
+  echo "  $side $workload: $(grep -E '^(LOAD DATA|LOAD CPU|LATENCY)' "$WORK/load.out" | tr '\n' ' ') cpu_s=$cpu load_cpu_s=$load_cpu phase_cpu_s=$phase_cpu phase_load_s=$phase_load"
   [ "$RECORD" -eq 1 ] || return 0
   local mbit ms gb
   mbit=$(sed -n 's/^LOAD DATA ms=[0-9.]* mbit_s=//p' "$WORK/load.out")

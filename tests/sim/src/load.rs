@@ -932,6 +932,7 @@ pub fn load(a: LoadArgs) -> Result<()> {
     // From UE-X's first connection to both farms' last checked byte.
     let data_ms = data_start.elapsed().as_secs_f64() * 1e3;
     let cores = crate::cpu::Cores::read()?.since(cores_start);
+    let wall_ticks = (data_ms * crate::cpu::USER_HZ as f64 / 1e3).round() as u64;
     let load_ticks = crate::cpu::process_ticks("self", true)? - load_start;
     let x_text = x_reader
         .join()
@@ -947,8 +948,12 @@ pub fn load(a: LoadArgs) -> Result<()> {
         (directions * n as u64 * each_way * 8) as f64 / data_ms / 1e3
     );
     println!(
-        "LOAD CPU busy_ticks={} total_ticks={} steal_ticks={} load_ticks={load_ticks}",
-        cores.busy, cores.total, cores.steal
+        "LOAD CPU busy_ticks={} ticked_busy_ticks={} wall_ticks={wall_ticks} cores={} \
+         steal_ticks={} load_ticks={load_ticks}",
+        cores.busy(wall_ticks),
+        cores.ticked,
+        cores.cores,
+        cores.steal
     );
     if let (Some(m), Some((t1, t2, _, _))) = (&mut mgc, &calls) {
         let r5 = m.transact_all(
