@@ -456,6 +456,9 @@ run() {
         row "1 KiB echo latency (end to end)" "$p at $rate/s ($ECHO_SECS s)" "us" "$name" \
           "$(echo "$lat" | sed -n "s/.* ${p}_us=\([0-9.]*\).*/\1/p")"
       done
+      # What waiting costs: a relay that naps or sleeps between messages against one that polls.
+      row "1 KiB echo latency (end to end)" "CPU per 1 000 echoes at $rate/s, every core" "CPU ms" "$name" \
+        "$(echo "$lat" | awk -v c="$phase_cpu" '{for (i = 1; i <= NF; i++) if ($i ~ /^echoes=/) {split($i, e, "="); printf "%.1f", c * 1e6 / e[2]}}')"
       ;;
   esac
 }
