@@ -90,6 +90,9 @@ pub struct CacheCounters {
 }
 
 /// The at-most-once cache of incoming requests, bounded in entries.
+/// Entries a reply cache keeps room for however quiet it gets.
+const SHRINK_FLOOR: usize = 1024;
+
 pub struct ReplyCache {
     timers: TransactionTimers,
     entries: HashMap<(SocketAddr, u32), Entry>,
@@ -97,6 +100,8 @@ pub struct ReplyCache {
     expiry: VecDeque<(Millis, (SocketAddr, u32))>,
     max_entries: usize,
     counters: CacheCounters,
+    /// Times the table gave its room back.
+    shrinks: u64,
 }
 
 impl ReplyCache {
@@ -107,6 +112,7 @@ impl ReplyCache {
             expiry: VecDeque::new(),
             max_entries,
             counters: CacheCounters::default(),
+            shrinks: 0,
         }
     }
 
@@ -201,6 +207,7 @@ impl ReplyCache {
 
     /// Forgets everything answered more than LONG-TIMER ago.
     pub fn expire(&mut self, now: Millis) {
+        let mut expired_any = false;
         while let Some(&(at, key)) = self.expiry.front() {
             if at > now {
                 break;
@@ -209,8 +216,40 @@ impl ReplyCache {
             let expired = matches!(self.entries.get(&key), Some(Entry::Replied { at: t, .. }) if t + ms(self.timers.long_timer) <= now);
             if expired {
                 self.entries.remove(&key);
+                expired_any = true;
             }
         }
+        if expired_any {
+            self.give_back_room();
+        }
+    }
+
+    /// After a burst has expired, the table and the expiry queue give their room back: a
+    /// burst of a million transactions would otherwise hold its tens of megabytes for the
+    /// life of the process. Only when a quarter or less is used, so a steady load that
+    /// rises and falls a little does not rehash over and over (each rehash is O(entries),
+    /// paid at most once per halving).
+    fn give_back_room(&mut self) {
+        if self.entries.capacity() > SHRINK_FLOOR
+            && self.entries.len() <= self.entries.capacity() / 4
+        {
+            self.entries.shrink_to(self.entries.len() * 2);
+            self.shrinks += 1;
+        }
+        if self.expiry.capacity() > SHRINK_FLOOR && self.expiry.len() <= self.expiry.capacity() / 4
+        {
+            self.expiry.shrink_to(self.expiry.len() * 2);
+        }
+    }
+
+    /// Room the table and the queue hold now, in entries, and how often the table gave
+    /// room back.
+    pub fn capacity(&self) -> (usize, usize, u64) {
+        (
+            self.entries.capacity(),
+            self.expiry.capacity(),
+            self.shrinks,
+        )
     }
 
     /// Forgets everything (MG restart: H.248.1 D.1.1 says to process requests without ID
@@ -398,6 +437,62 @@ mod tests {
         let later = ms(t.long_timer) + 1;
         assert_eq!(c.request(peer(), 3, later), Some(Disposition::Execute));
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn a_burst_gives_its_room_back_once_it_has_expired() {
+        let t = TransactionTimers::default();
+        let mut c = ReplyCache::new(t, 1 << 20);
+        for tid in 1..=100_000 {
+            c.request(peer(), tid, 0);
+            c.replied(peer(), tid, bytes("reply"), 0);
+        }
+        let (table, queue, _) = c.capacity();
+        assert!(table >= 100_000 && queue >= 100_000);
+        // A trickle that stays: answered later, so still remembered after the burst expires.
+        let late = ms(t.long_timer) / 2;
+        for tid in 200_001..=200_010 {
+            c.request(peer(), tid, late);
+            c.replied(peer(), tid, bytes("reply"), late);
+        }
+        c.expire(ms(t.long_timer) + 1);
+        assert_eq!(c.len(), 10);
+        let (table, queue, shrinks) = c.capacity();
+        assert_eq!(shrinks, 1);
+        assert!(table <= 2 * SHRINK_FLOOR, "table kept room for {table}");
+        assert!(queue <= 2 * SHRINK_FLOOR, "queue kept room for {queue}");
+        // What is left still works.
+        assert_eq!(
+            c.request(peer(), 200_005, ms(t.long_timer) + 2),
+            Some(Disposition::Resend(bytes("reply")))
+        );
+        assert_eq!(
+            c.request(peer(), 5, ms(t.long_timer) + 2),
+            Some(Disposition::Execute)
+        );
+    }
+
+    #[test]
+    fn a_steady_load_keeps_its_room() {
+        let t = TransactionTimers::default();
+        let mut c = ReplyCache::new(t, 1 << 20);
+        let step = ms(t.long_timer) / 10;
+        let mut tid = 0;
+        // 5 000 transactions per tenth of LONG-TIMER: 50 000 remembered at any time, and
+        // between 45 000 and 50 000 whenever entries expire.
+        for round in 0..40u64 {
+            for _ in 0..5_000 {
+                tid += 1;
+                c.request(peer(), tid, round * step);
+                c.replied(peer(), tid, bytes("reply"), round * step);
+            }
+        }
+        assert!(c.len() >= 45_000);
+        assert_eq!(
+            c.capacity().2,
+            0,
+            "a steady load rehashed to give room back"
+        );
     }
 
     #[test]
