@@ -102,6 +102,8 @@ pub struct ReplyCache {
     counters: CacheCounters,
     /// Times the table gave its room back.
     shrinks: u64,
+    /// Entries still running: the Pending sweep walks the table only when there are some.
+    running: usize,
 }
 
 impl ReplyCache {
@@ -113,6 +115,7 @@ impl ReplyCache {
             max_entries,
             counters: CacheCounters::default(),
             shrinks: 0,
+            running: 0,
         }
     }
 
@@ -153,6 +156,7 @@ impl ReplyCache {
                 self.counters.executed += 1;
                 self.entries
                     .insert((peer, tid), Entry::Running { since: now });
+                self.running += 1;
                 Some(Disposition::Execute)
             }
         }
@@ -162,7 +166,13 @@ impl ReplyCache {
     /// Pending for each and then calls again later).
     pub fn overdue(&self, now: Millis) -> impl Iterator<Item = (SocketAddr, u32)> + '_ {
         let limit = ms(self.timers.provisional);
-        self.entries.iter().filter_map(move |(k, e)| match e {
+        // Nearly always none: a million remembered replies are not walked for nothing.
+        let walk = if self.running > 0 {
+            self.entries.iter()
+        } else {
+            Default::default()
+        };
+        walk.filter_map(move |(k, e)| match e {
             Entry::Running { since } if now.saturating_sub(*since) >= limit => Some(*k),
             _ => None,
         })
@@ -170,13 +180,16 @@ impl ReplyCache {
 
     /// Records the reply sent for a request, byte for byte.
     pub fn replied(&mut self, peer: SocketAddr, tid: u32, reply: Arc<[u8]>, now: Millis) {
-        self.entries.insert(
+        let was = self.entries.insert(
             (peer, tid),
             Entry::Replied {
                 reply: Some(reply),
                 at: now,
             },
         );
+        if let Some(Entry::Running { .. }) = was {
+            self.running -= 1;
+        }
         self.expiry
             .push_back((now + ms(self.timers.long_timer), (peer, tid)));
     }
@@ -257,6 +270,7 @@ impl ReplyCache {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.expiry.clear();
+        self.running = 0;
     }
 }
 
@@ -408,11 +422,15 @@ mod tests {
         assert_eq!(c.overdue(600).collect::<Vec<_>>().len(), 2);
         c.replied(peer(), 7, bytes("P=7{C=1{A=t1}}"), 700);
         assert_eq!(c.overdue(700).count(), 1);
+        c.replied(other, 7, bytes("P=7{C=2{A=t1}}"), 700);
+        assert_eq!(c.overdue(900).count(), 0, "both answered");
+        c.request(other, 8, 900);
+        assert_eq!(c.overdue(1_500).count(), 1, "a new one still seen");
         assert_eq!(
             c.request(peer(), 7, 800),
             Some(Disposition::Resend(bytes("P=7{C=1{A=t1}}")))
         );
-        assert_eq!(c.counters().executed, 2);
+        assert_eq!(c.counters().executed, 3);
         assert_eq!(c.counters().duplicates_resent, 1);
     }
 
