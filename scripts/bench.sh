@@ -267,8 +267,6 @@ kill -0 "$HAP_PID" 2>/dev/null || fail "HAProxy did not start: $(cat "$WORK/hapr
 hap_cpus=$(awk '/^Cpus_allowed_list/ {print $2}' "/proc/$HAP_PID/status")
 [ "$hap_cpus" = 1 ] || fail "HAProxy runs on cores $hap_cpus, not core 1"
 
-# steal, total and busy jiffies over every core; busy = user + nice + system + irq + softirq
-# (guest time is inside user).
 # Wall time (ns), then every core's steal, idle + iowait, and the number of cores. Busy time
 # is wall time times cores less idle and steal: /proc/stat's busy fields are sampled by the
 # tick and miss most of a thread that sleeps tens of microseconds at a time (a napping
@@ -419,7 +417,7 @@ run() {
   # $1 workload title, $2 its metric: throughput, then CPU per GB relayed.
   relay_rows() {
     row "$1" "$2" "Mbit/s" "$name" "$mbit"
-    row "$1" "CPU per GB relayed, every core (user+system+softirq)" "CPU s/GB" "$name" \
+    row "$1" "CPU per GB relayed, every core (wall time less idle and steal)" "CPU s/GB" "$name" \
       "$(awk -v c="$phase_cpu" -v g="$gb" 'BEGIN{printf "%.3f", c / g}')"
     row "$1" "CPU per GB relayed, every core less the load generator's process time" "CPU s/GB" "$name" \
       "$(awk -v c="$phase_cpu" -v l="$phase_load" -v g="$gb" 'BEGIN{printf "%.3f", (c - l) / g}')"
