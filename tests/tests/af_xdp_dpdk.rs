@@ -82,6 +82,12 @@ fn calls_relay_every_byte_over_an_af_xdp_port_plain_and_with_tls() {
         seen.iter().any(|l| l.contains("devices=[\"net_af_xdp0\"]")),
         "{seen:?}"
     );
+    // One worker on AF_XDP: an idle worker sleeps on its port's socket, not on a timer.
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("wake=\"port\"") && l.contains("port_sockets=1")),
+        "{seen:?}"
+    );
     let bytes = env_u64("IMSAGW_AFXDP_BYTES", 20_000_000);
     let runs = env_u64("IMSAGW_AFXDP_RUNS", 1);
     let mut tid = 1000;
@@ -121,8 +127,8 @@ fn calls_relay_every_byte_over_an_af_xdp_port_plain_and_with_tls() {
         kernel_drops, 0,
         "frames dropped before the worker's receive ring"
     );
-    // On a kernel interface the worker naps when idle (by default), and the relays above
-    // still carried every byte.
+    // On a kernel interface the worker naps when idle (by default, waking on a frame), and
+    // the relays above still carried every byte.
     let naps = v["workers"][0]["naps"].as_u64().unwrap_or(0);
     assert!(naps > 0, "an idle worker on an AF_XDP port naps: {v}");
     stop_imsagw(agw, lines, seen);

@@ -17,6 +17,21 @@ use control::registration::{Mgc, RegistrationConfig};
 use control::transaction::TransactionTimers;
 use h248::ast::MId;
 
+/// What ends an idle worker's nap.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IdleWake {
+    /// `port` where it can be (one worker, every port AF_XDP), else `timer`.
+    #[default]
+    Auto,
+    /// The nap's own length.
+    Timer,
+    /// A frame on one of the worker's AF_XDP ports, or a millisecond at most (its timers and
+    /// the control thread's commands). One worker only: workers hand each other frames
+    /// through rings no port socket signals.
+    Port,
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("reading {path}: {reason}")]
@@ -163,6 +178,8 @@ pub struct Settings {
     /// (AF_XDP, tap), where the machine is shared; 0 on NIC ports.
     pub idle_nap_us: Option<u64>,
     pub idle_spin_us: u64,
+    /// What ends a nap: `auto`, `timer` or `port` (see [`IdleWake`]).
+    pub idle_wake: IdleWake,
     pub max_legs_per_worker: usize,
     pub max_contexts: usize,
     pub max_terminations: usize,
@@ -279,6 +296,7 @@ impl Default for Settings {
             buffer_pool: 2048,
             idle_nap_us: None,
             idle_spin_us: 50,
+            idle_wake: IdleWake::Auto,
             max_legs_per_worker: 200_000,
             max_contexts: 20_000,
             max_terminations: 40_000,
@@ -787,6 +805,10 @@ idle_spin_us = 80
         let r = s.resolve(&[0, 1]).unwrap();
         assert_eq!(r.worker.idle_nap, smoltcp::time::Duration::from_micros(20));
         assert_eq!(r.worker.idle_spin, smoltcp::time::Duration::from_micros(80));
+        assert_eq!(s.idle_wake, IdleWake::Auto);
+        let port = Settings::from_toml("idle_wake = \"port\"\n", "t.toml").unwrap();
+        assert_eq!(port.idle_wake, IdleWake::Port);
+        assert!(Settings::from_toml("idle_wake = \"interrupt\"\n", "t.toml").is_err());
         for bad in ["idle_nap_us = 1001\n", "idle_spin_us = 1000001\n"] {
             let e = Settings::from_toml(bad, "t.toml")
                 .unwrap()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::config::{RealmSettings, Settings};
+use crate::config::{IdleWake, RealmSettings, Settings};
 use crate::networks::{parse_network, NetworkSettings};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -20,7 +20,7 @@ use dataplane::clock::{Clock, MonotonicClock};
 use dataplane::contract::rings;
 use dataplane::counters::{SharedCounters, WorkerCounters};
 use dataplane::worker::Worker;
-use dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
+use dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig, PortSockets};
 use serde::Serialize;
 
 #[derive(Debug, Args)]
@@ -99,6 +99,10 @@ pub struct RunArgs {
     /// Microseconds of idle polling before a worker naps.
     #[arg(long)]
     idle_spin_us: Option<u64>,
+    /// What ends a nap: `timer` (its length), `port` (a frame on the worker's AF_XDP ports,
+    /// or 1 ms; one worker, AF_XDP ports only) or `auto` (port where it can be, the default).
+    #[arg(long, value_enum)]
+    idle_wake: Option<crate::config::IdleWake>,
     #[arg(long)]
     max_legs_per_worker: Option<usize>,
     #[arg(long)]
@@ -214,6 +218,7 @@ impl RunArgs {
             leg_buffer_idle,
             buffer_pool,
             idle_spin_us,
+            idle_wake,
             max_legs_per_worker,
             max_contexts,
             max_terminations,
@@ -439,9 +444,16 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
         cfg.worker.idle_nap = smoltcp::time::Duration::from_micros(AUTO_IDLE_NAP_US);
     }
     let nap = cfg.worker.idle_nap;
+    let port_sockets = port_wake(settings.idle_wake, &devs, cfg.worker_cores.len(), nap)?;
     tracing::info!(
         idle_nap_us = nap.total_micros(),
         idle_spin_us = cfg.worker.idle_spin.total_micros(),
+        wake = if port_sockets.is_empty() {
+            "timer"
+        } else {
+            "port"
+        },
+        port_sockets = port_sockets.len(),
         "workers {}",
         if nap == smoltcp::time::Duration::ZERO {
             "poll without pause"
@@ -489,10 +501,11 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
             .map(|d| d.queue(i as u16))
             .collect::<Result<Vec<_>, _>>()?;
         let handoff = handoffs.next().expect("one hand-off end per worker");
-        let (stop, shared, wcfg) = (
+        let (stop, shared, wcfg, sockets) = (
             Arc::clone(&workers_stop),
             Arc::clone(&shared[i]),
             cfg.worker.clone(),
+            port_sockets.clone(),
         );
         let handle = thread::Builder::new()
             .name(format!("worker-{core}"))
@@ -508,6 +521,7 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
                 let mut w = Worker::on_ports(ports, wcfg, worker_end, clock.now(), handoff);
                 let mut polls = 0u32;
                 let publish = |w: &Worker<_>| shared.publish(&w.counters());
+                let mut wake_on_port = !sockets.is_empty();
                 while !stop.load(Ordering::Relaxed) {
                     let now = clock.now();
                     let busy = w.poll(now);
@@ -515,7 +529,12 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
                         // 4096 polls take a fraction of a second once they nap: what the
                         // status shows is brought up to date before each nap instead.
                         publish(&w);
-                        thread::sleep(nap);
+                        if !wake_on_port {
+                            thread::sleep(nap);
+                        } else if let Err(e) = sockets.wait(PORT_WAIT_MAX) {
+                            tracing::warn!(error = %e, "waiting on the AF_XDP ports failed; naps end on a timer from now on");
+                            wake_on_port = false;
+                        }
                     }
                     polls = polls.wrapping_add(1);
                     if polls.is_multiple_of(4096) {
@@ -732,6 +751,46 @@ fn reload_settings(args: &RunArgs, reload: &crate::logging::Reload, cp: &mut Con
 
 /// The nap of a worker whose ports are all kernel interfaces, unless configured.
 const AUTO_IDLE_NAP_US: u64 = 30;
+/// The longest a worker sleeps on its ports: its timers and the control thread's commands
+/// (which no port signals) wait at most this long.
+const PORT_WAIT_MAX: Duration = Duration::from_millis(1);
+
+/// The AF_XDP sockets idle workers sleep on, or none when their naps end on a timer.
+fn port_wake(
+    wake: IdleWake,
+    devs: &[EthDev],
+    workers: usize,
+    nap: smoltcp::time::Duration,
+) -> Result<PortSockets> {
+    let af_xdp = !devs.is_empty() && devs.iter().all(|d| d.driver() == "net_af_xdp");
+    let fit = af_xdp && workers == 1 && nap > smoltcp::time::Duration::ZERO;
+    match wake {
+        IdleWake::Timer => Ok(PortSockets::default()),
+        IdleWake::Auto if !fit => Ok(PortSockets::default()),
+        IdleWake::Port if !fit => anyhow::bail!(
+            "idle_wake = port needs one worker, every port on AF_XDP and a nap (idle_nap_us > 0): \
+             {workers} worker(s), drivers {:?}, nap {} us",
+            devs.iter().map(|d| d.driver()).collect::<Vec<_>>(),
+            nap.total_micros()
+        ),
+        IdleWake::Auto | IdleWake::Port => {
+            let found = PortSockets::of_this_process()
+                .context("finding the AF_XDP ports' sockets in /proc/self/fd")
+                .and_then(|s| match s.is_empty() {
+                    true => Err(anyhow::anyhow!("AF_XDP ports without an AF_XDP socket")),
+                    false => Ok(s),
+                });
+            match (found, wake) {
+                (Ok(sockets), _) => Ok(sockets),
+                (Err(e), IdleWake::Port) => Err(e),
+                (Err(e), _) => {
+                    tracing::warn!(error = %e, "naps end on a timer");
+                    Ok(PortSockets::default())
+                }
+            }
+        }
+    }
+}
 /// A napping worker thread's timer slack: its naps end within a microsecond.
 const NAP_TIMER_SLACK_NS: u64 = 1_000;
 

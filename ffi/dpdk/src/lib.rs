@@ -11,9 +11,11 @@ mod error;
 mod ethdev;
 mod mbuf;
 mod mempool;
+mod wake;
 
 pub use eal::Eal;
 pub use error::DpdkError;
 pub use ethdev::{DpdkPort, EthDev, EthDevConfig, EthStats, LinkStatus};
 pub use mbuf::Mbuf;
 pub use mempool::{Mempool, MempoolConfig};
+pub use wake::PortSockets;

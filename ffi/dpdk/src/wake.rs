@@ -1,0 +1,142 @@
+//! Sleeping on AF_XDP ports until a frame comes. DPDK's af_xdp driver (22.11) has no receive
+//! interrupts, but each of its queues is a kernel AF_XDP socket of this process, which polls
+//! readable while its receive ring holds a frame; an idle worker can sleep on those sockets
+//! instead of waking on a timer. The sockets are the driver's: found by their address family
+//! among the process's descriptors, never closed here, and to be waited on only while the
+//! ports are open.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// The AF_XDP sockets a worker sleeps on.
+#[derive(Debug, Clone, Default)]
+pub struct PortSockets {
+    fds: Vec<RawFd>,
+}
+
+impl PortSockets {
+    /// Every AF_XDP socket this process holds (one per af_xdp queue).
+    pub fn of_this_process() -> io::Result<PortSockets> {
+        let mut fds = Vec::new();
+        for entry in std::fs::read_dir("/proc/self/fd")? {
+            let entry = entry?;
+            let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() else {
+                continue;
+            };
+            // Closed since the directory was read, or not a socket.
+            let Ok(link) = std::fs::read_link(entry.path()) else {
+                continue;
+            };
+            if link.to_string_lossy().starts_with("socket:") && domain(fd) == Some(libc::AF_XDP) {
+                fds.push(fd);
+            }
+        }
+        fds.sort_unstable();
+        Ok(PortSockets { fds })
+    }
+
+    /// Sockets given by the caller, which must keep them open while it waits on them.
+    pub fn from_fds(fds: Vec<RawFd>) -> PortSockets {
+        PortSockets { fds }
+    }
+
+    pub fn len(&self) -> usize {
+        self.fds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fds.is_empty()
+    }
+
+    /// Sleeps until one of the sockets has something to receive, or `timeout` has passed;
+    /// says whether one had. A signal ends the wait early (as nothing received).
+    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
+        let mut polled: Vec<libc::pollfd> = self
+            .fds
+            .iter()
+            .map(|&fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `polled` is a live array of `polled.len()` pollfd structures the kernel may
+        // write `revents` into; `ts` is a valid timespec read for the call only; a null
+        // signal mask keeps the thread's own. Descriptors the kernel does not know come back
+        // as POLLNVAL, not as undefined behaviour.
+        let n = unsafe {
+            libc::ppoll(
+                polled.as_mut_ptr(),
+                polled.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        };
+        match n {
+            n if n > 0 => Ok(polled.iter().any(|p| p.revents & libc::POLLIN != 0)),
+            0 => Ok(false),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// A socket's address family, or None if `fd` is not a socket.
+fn domain(fd: RawFd) -> Option<libc::c_int> {
+    let mut domain: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `domain` and `len` are live locals of the size `len` says; the kernel writes at
+    // most `len` bytes and checks `fd` itself (EBADF, ENOTSOCK for anything else).
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut domain as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn a_process_without_af_xdp_ports_has_no_port_sockets() {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        assert!(PortSockets::of_this_process().unwrap().is_empty());
+        assert_eq!(domain(udp.as_raw_fd()), Some(libc::AF_INET));
+        assert_eq!(domain(file.as_raw_fd()), None);
+    }
+
+    #[test]
+    fn a_wait_ends_when_something_can_be_received_or_at_the_timeout() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sockets = PortSockets::from_fds(vec![rx.as_raw_fd()]);
+        assert!(!sockets.wait(Duration::from_millis(5)).unwrap());
+        tx.send_to(b"frame", rx.local_addr().unwrap()).unwrap();
+        assert!(sockets.wait(Duration::from_secs(5)).unwrap());
+        // Still readable until received: a frame that came before the wait is not missed.
+        assert!(sockets.wait(Duration::ZERO).unwrap());
+        let mut buf = [0u8; 16];
+        rx.recv(&mut buf).unwrap();
+        assert!(!sockets.wait(Duration::ZERO).unwrap());
+    }
+}
