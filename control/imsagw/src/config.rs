@@ -32,6 +32,30 @@ pub enum IdleWake {
     Port,
 }
 
+impl IdleWake {
+    /// Whether naps end on the ports for workers on ports with these DPDK drivers; `port`
+    /// where it cannot work is refused.
+    pub fn on_ports(
+        self,
+        drivers: &[&str],
+        workers: usize,
+        nap_us: u64,
+    ) -> Result<bool, ConfigError> {
+        let fit = !drivers.is_empty()
+            && drivers.iter().all(|d| *d == "net_af_xdp")
+            && workers == 1
+            && nap_us > 0;
+        match (self, fit) {
+            (IdleWake::Timer, _) | (IdleWake::Auto, false) => Ok(false),
+            (IdleWake::Auto | IdleWake::Port, true) => Ok(true),
+            (IdleWake::Port, false) => Err(ConfigError::Invalid(format!(
+                "idle_wake = port needs one worker, every port on AF_XDP and a nap \
+                 (idle_nap_us > 0): {workers} worker(s), drivers {drivers:?}, nap {nap_us} us"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("reading {path}: {reason}")]
@@ -809,6 +833,24 @@ idle_spin_us = 80
         let port = Settings::from_toml("idle_wake = \"port\"\n", "t.toml").unwrap();
         assert_eq!(port.idle_wake, IdleWake::Port);
         assert!(Settings::from_toml("idle_wake = \"interrupt\"\n", "t.toml").is_err());
+        let xdp = ["net_af_xdp", "net_af_xdp"];
+        assert_eq!(IdleWake::Auto.on_ports(&xdp, 1, 30), Ok(true));
+        assert_eq!(IdleWake::Port.on_ports(&xdp, 1, 30), Ok(true));
+        assert_eq!(IdleWake::Timer.on_ports(&xdp, 1, 30), Ok(false));
+        // Where it cannot work, auto falls back to the timer and port is refused.
+        for (drivers, workers, nap) in [
+            (&["net_af_xdp", "net_tap"][..], 1, 30),
+            (&xdp[..], 2, 30),
+            (&xdp[..], 1, 0),
+            (&[][..], 1, 30),
+        ] {
+            assert_eq!(IdleWake::Auto.on_ports(drivers, workers, nap), Ok(false));
+            let e = IdleWake::Port.on_ports(drivers, workers, nap).unwrap_err();
+            assert!(
+                e.to_string().contains("idle_wake = port needs one worker"),
+                "{e}"
+            );
+        }
         for bad in ["idle_nap_us = 1001\n", "idle_spin_us = 1000001\n"] {
             let e = Settings::from_toml(bad, "t.toml")
                 .unwrap()

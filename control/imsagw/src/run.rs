@@ -762,18 +762,10 @@ fn port_wake(
     workers: usize,
     nap: smoltcp::time::Duration,
 ) -> Result<PortSockets> {
-    let af_xdp = !devs.is_empty() && devs.iter().all(|d| d.driver() == "net_af_xdp");
-    let fit = af_xdp && workers == 1 && nap > smoltcp::time::Duration::ZERO;
-    match wake {
-        IdleWake::Timer => Ok(PortSockets::default()),
-        IdleWake::Auto if !fit => Ok(PortSockets::default()),
-        IdleWake::Port if !fit => anyhow::bail!(
-            "idle_wake = port needs one worker, every port on AF_XDP and a nap (idle_nap_us > 0): \
-             {workers} worker(s), drivers {:?}, nap {} us",
-            devs.iter().map(|d| d.driver()).collect::<Vec<_>>(),
-            nap.total_micros()
-        ),
-        IdleWake::Auto | IdleWake::Port => {
+    let drivers: Vec<&str> = devs.iter().map(|d| d.driver()).collect();
+    match wake.on_ports(&drivers, workers, nap.total_micros())? {
+        false => Ok(PortSockets::default()),
+        true => {
             let found = PortSockets::of_this_process()
                 .context("finding the AF_XDP ports' sockets in /proc/self/fd")
                 .and_then(|s| match s.is_empty() {
