@@ -501,7 +501,7 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
             .map(|d| d.queue(i as u16))
             .collect::<Result<Vec<_>, _>>()?;
         let handoff = handoffs.next().expect("one hand-off end per worker");
-        let (stop, shared, wcfg, sockets) = (
+        let (stop, shared, wcfg, mut sockets) = (
             Arc::clone(&workers_stop),
             Arc::clone(&shared[i]),
             cfg.worker.clone(),
@@ -521,7 +521,6 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
                 let mut w = Worker::on_ports(ports, wcfg, worker_end, clock.now(), handoff);
                 let mut polls = 0u32;
                 let publish = |w: &Worker<_>| shared.publish(&w.counters());
-                let mut wake_on_port = !sockets.is_empty();
                 while !stop.load(Ordering::Relaxed) {
                     let now = clock.now();
                     let busy = w.poll(now);
@@ -529,11 +528,11 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
                         // 4096 polls take a fraction of a second once they nap: what the
                         // status shows is brought up to date before each nap instead.
                         publish(&w);
-                        if !wake_on_port {
+                        if sockets.is_empty() {
                             thread::sleep(nap);
                         } else if let Err(e) = sockets.wait(PORT_WAIT_MAX) {
                             tracing::warn!(error = %e, "waiting on the AF_XDP ports failed; naps end on a timer from now on");
-                            wake_on_port = false;
+                            sockets = PortSockets::default();
                         }
                     }
                     polls = polls.wrapping_add(1);
@@ -765,22 +764,17 @@ fn port_wake(
     let drivers: Vec<&str> = devs.iter().map(|d| d.driver()).collect();
     match wake.on_ports(&drivers, workers, nap.total_micros())? {
         false => Ok(PortSockets::default()),
-        true => {
-            let found = PortSockets::of_this_process()
-                .context("finding the AF_XDP ports' sockets in /proc/self/fd")
-                .and_then(|s| match s.is_empty() {
-                    true => Err(anyhow::anyhow!("AF_XDP ports without an AF_XDP socket")),
-                    false => Ok(s),
-                });
-            match (found, wake) {
-                (Ok(sockets), _) => Ok(sockets),
-                (Err(e), IdleWake::Port) => Err(e),
-                (Err(e), _) => {
-                    tracing::warn!(error = %e, "naps end on a timer");
-                    Ok(PortSockets::default())
+        true => match PortSockets::of_this_process() {
+            Ok(sockets) if !sockets.is_empty() => Ok(sockets),
+            found => {
+                let why = found.map_or_else(|e| e.to_string(), |_| "none found".into());
+                if wake == IdleWake::Port {
+                    bail!("the AF_XDP ports' sockets in /proc/self/fd: {why}");
                 }
+                tracing::warn!(error = %why, "AF_XDP sockets not found; naps end on a timer");
+                Ok(PortSockets::default())
             }
-        }
+        },
     }
 }
 /// A napping worker thread's timer slack: its naps end within a microsecond.

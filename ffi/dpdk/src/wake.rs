@@ -9,10 +9,18 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-/// The AF_XDP sockets a worker sleeps on.
-#[derive(Debug, Clone, Default)]
+/// The AF_XDP sockets a worker sleeps on, kept as the `ppoll` array itself: a wait allocates
+/// nothing (a napping worker waits up to thousands of times a second).
+#[derive(Clone, Default)]
 pub struct PortSockets {
-    fds: Vec<RawFd>,
+    polled: Vec<libc::pollfd>,
+}
+
+impl std::fmt::Debug for PortSockets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fds: Vec<RawFd> = self.polled.iter().map(|p| p.fd).collect();
+        f.debug_struct("PortSockets").field("fds", &fds).finish()
+    }
 }
 
 impl PortSockets {
@@ -33,34 +41,34 @@ impl PortSockets {
             }
         }
         fds.sort_unstable();
-        Ok(PortSockets { fds })
+        Ok(PortSockets::from_fds(fds))
     }
 
     /// Sockets given by the caller, which must keep them open while it waits on them.
     pub fn from_fds(fds: Vec<RawFd>) -> PortSockets {
-        PortSockets { fds }
-    }
-
-    pub fn len(&self) -> usize {
-        self.fds.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.fds.is_empty()
-    }
-
-    /// Sleeps until one of the sockets has something to receive, or `timeout` has passed;
-    /// says whether one had. A signal ends the wait early (as nothing received).
-    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
-        let mut polled: Vec<libc::pollfd> = self
-            .fds
-            .iter()
-            .map(|&fd| libc::pollfd {
+        let polled = fds
+            .into_iter()
+            .map(|fd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
             .collect();
+        PortSockets { polled }
+    }
+
+    pub fn len(&self) -> usize {
+        self.polled.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.polled.is_empty()
+    }
+
+    /// Sleeps until one of the sockets has something to receive, or `timeout` has passed;
+    /// says whether one had. A signal ends the wait early (as nothing received).
+    pub fn wait(&mut self, timeout: Duration) -> io::Result<bool> {
+        let polled = &mut self.polled;
         let ts = libc::timespec {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -129,7 +137,7 @@ mod tests {
     fn a_wait_ends_when_something_can_be_received_or_at_the_timeout() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let sockets = PortSockets::from_fds(vec![rx.as_raw_fd()]);
+        let mut sockets = PortSockets::from_fds(vec![rx.as_raw_fd()]);
         assert!(!sockets.wait(Duration::from_millis(5)).unwrap());
         tx.send_to(b"frame", rx.local_addr().unwrap()).unwrap();
         assert!(sockets.wait(Duration::from_secs(5)).unwrap());
