@@ -6,7 +6,8 @@
 //! Streams: `chat` (text messages of up to 300 octets, one chunk each, with responses and
 //! reports), `file` (binary messages of up to 64 KiB in up to 16 chunks) and `bfcp` (random
 //! primitives with random attributes; an eighth of the MSRP streams' size).
-//! `IMSAGW_BENCH_MB` sets the stream size (default 64).
+//! `IMSAGW_BENCH_MB` sets the stream size (default 64); `IMSAGW_BENCH_STREAMS` the streams to
+//! run (a comma-separated subset of `chat,file,bfcp`; default all).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant as Wall;
@@ -205,6 +206,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
+    let streams = std::env::var("IMSAGW_BENCH_STREAMS").unwrap_or_default();
+    let wanted = |name: &str| streams.is_empty() || streams.split(',').any(|s| s == name);
     println!("# MSRP- and BFCP-aware against agnostic relay, one pair, worker time only (best of 5 interleaved runs; worst in brackets)");
     println!("| stream | MB | agnostic Gbit/s | aware Gbit/s | cost of awareness | aware/agnostic throughput (median of pairs) | framer alone GB/s |");
     println!("|---|---|---|---|---|---|---|");
@@ -230,6 +233,9 @@ fn main() {
             },
         ),
     ] {
+        if !wanted(name) {
+            continue;
+        }
         // Enough messages for about `mb` megabytes.
         let probe = msrp_stream(
             1,
@@ -255,6 +261,9 @@ fn main() {
         });
     }
     // BFCP frames are small (a common header and a few attributes): the worst case.
+    if !wanted("bfcp") {
+        return;
+    }
     let probe = bfcp_stream(1, 1000);
     let frames = (mb * 1_000_000 * 1000 / probe.bytes.len() / 8).max(1);
     let sample = bfcp_stream(1, frames);

@@ -12,9 +12,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use h248::ast::*;
 use h248::decode;
-use testbed::{fill_pattern, PatternChecker};
+use testbed::fill_pattern;
 
 use crate::farmtls::{FarmStream, FarmTls};
+use crate::payload::{Checker, Payload};
 
 #[derive(Debug, Args)]
 pub struct FarmArgs {
@@ -50,6 +51,9 @@ pub struct FarmArgs {
     /// only: bulk checks each call's stream by its port).
     #[arg(long)]
     one_listener: bool,
+    /// Bulk carries an MSRP chat stream, repeated, instead of the byte pattern.
+    #[arg(long)]
+    msrp_chat: bool,
 }
 
 /// The echo workload instead of bulk: UE-Y echoes; UE-X sends `echo_count` messages of
@@ -93,12 +97,12 @@ fn tcp_ready(s: &TcpStream) -> Result<()> {
 
 /// Bulk one way, the sending side (UE-X, or UE-Y with --reverse): `bytes` of the pattern,
 /// then the count the other side received.
-fn one_way_send(mut s: FarmStream, call: u64, bytes: u64) -> Result<()> {
+fn one_way_send(mut s: FarmStream, payload: &Payload, call: u64, bytes: u64) -> Result<()> {
     let mut buf = vec![0u8; 16 * 1024];
     let mut sent = 0u64;
     while sent < bytes {
         let n = ((bytes - sent) as usize).min(buf.len());
-        fill_pattern(2 * call, sent, &mut buf[..n]);
+        payload.fill(2 * call, sent, &mut buf[..n]);
         s.write_all(&buf[..n])?;
         sent += n as u64;
     }
@@ -116,8 +120,8 @@ fn one_way_send(mut s: FarmStream, call: u64, bytes: u64) -> Result<()> {
 }
 
 /// Bulk one way, the receiving side: check `bytes` of the pattern, answer with the count.
-fn one_way_receive(mut s: FarmStream, call: u64, bytes: u64) -> Result<()> {
-    let mut check = PatternChecker::new(2 * call);
+fn one_way_receive(mut s: FarmStream, payload: Payload, call: u64, bytes: u64) -> Result<()> {
+    let mut check = Checker::new(payload, 2 * call);
     let mut buf = vec![0u8; 16 * 1024];
     while check.received < bytes {
         let n = s.read(&mut buf[..((bytes - check.received) as usize).min(16 * 1024)])?;
@@ -204,7 +208,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// reaches the relay after every byte has crossed it: HAProxy 2.6 (the bench's baseline),
 /// given a FIN from each side while one direction still had bytes in its socket, reset
 /// both sockets and dropped those bytes (about one run in ten of `bench.sh`'s bulk).
-fn exchange(mut s: TcpStream, call: u64, x_side: bool, bytes: u64) -> Result<()> {
+fn exchange(mut s: TcpStream, payload: Payload, call: u64, x_side: bool, bytes: u64) -> Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     let (out_stream, in_stream) = if x_side {
         (2 * call, 2 * call + 1)
@@ -212,18 +216,19 @@ fn exchange(mut s: TcpStream, call: u64, x_side: bool, bytes: u64) -> Result<()>
         (2 * call + 1, 2 * call)
     };
     let mut w = s.try_clone()?;
+    let sending = payload.clone();
     let writer = std::thread::spawn(move || -> std::io::Result<()> {
         let mut buf = vec![0u8; 16 * 1024];
         let mut sent = 0u64;
         while sent < bytes {
             let n = ((bytes - sent) as usize).min(buf.len());
-            fill_pattern(out_stream, sent, &mut buf[..n]);
+            sending.fill(out_stream, sent, &mut buf[..n]);
             w.write_all(&buf[..n])?;
             sent += n as u64;
         }
         Ok(())
     });
-    let mut check = PatternChecker::new(in_stream);
+    let mut check = Checker::new(payload, in_stream);
     let mut buf = vec![0u8; 16 * 1024];
     while check.received < bytes {
         let want = ((bytes - check.received) as usize).min(buf.len());
@@ -256,6 +261,11 @@ pub fn farm(a: FarmArgs) -> Result<()> {
         (Some(c), Some(k), Some(f)) => Some(FarmTls::load(c, k, f)?),
         (None, None, None) => None,
         _ => bail!("TLS needs --tls-cert, --tls-key and --tls-peer-fingerprint"),
+    };
+    let payload = if a.msrp_chat {
+        Payload::msrp_chat()
+    } else {
+        Payload::Pattern
     };
     let mut threads = Vec::new();
     if let (Some(base), true) = (a.listen_base, a.one_listener) {
@@ -290,7 +300,7 @@ pub fn farm(a: FarmArgs) -> Result<()> {
         println!("LISTENING {}", a.count);
         for (i, l) in listeners.into_iter().enumerate() {
             let (bytes, echo, one_way, tls) = (a.bytes, a.workload.echo, a.one_way, tls.clone());
-            let reverse = a.reverse;
+            let (reverse, payload) = (a.reverse, payload.clone());
             threads.push(std::thread::spawn(move || -> Result<Vec<f64>> {
                 let (s, _) = l.accept()?;
                 // One descriptor per call, not two, while the call lasts.
@@ -299,13 +309,19 @@ pub fn farm(a: FarmArgs) -> Result<()> {
                 let call = i as u64;
                 match (echo, one_way) {
                     (true, _) => echo_back(FarmStream::new(s, tls.as_ref(), false)?)?,
-                    (false, true) if reverse => {
-                        one_way_send(FarmStream::new(s, tls.as_ref(), false)?, call, bytes)?
-                    }
-                    (false, true) => {
-                        one_way_receive(FarmStream::new(s, tls.as_ref(), false)?, call, bytes)?
-                    }
-                    (false, false) => exchange(s, call, false, bytes)?,
+                    (false, true) if reverse => one_way_send(
+                        FarmStream::new(s, tls.as_ref(), false)?,
+                        &payload,
+                        call,
+                        bytes,
+                    )?,
+                    (false, true) => one_way_receive(
+                        FarmStream::new(s, tls.as_ref(), false)?,
+                        payload,
+                        call,
+                        bytes,
+                    )?,
+                    (false, false) => exchange(s, payload, call, false, bytes)?,
                 }
                 Ok(vec![])
             }));
@@ -314,7 +330,7 @@ pub fn farm(a: FarmArgs) -> Result<()> {
         for (i, line) in std::io::stdin().lock().lines().enumerate() {
             let to: SocketAddr = line?.trim().parse().context("address")?;
             let (bytes, echo, one_way, tls) = (a.bytes, a.workload.echo, a.one_way, tls.clone());
-            let reverse = a.reverse;
+            let (reverse, payload) = (a.reverse, payload.clone());
             let w = &a.workload;
             let (count, size, rate) = (w.echo_count, w.echo_size, w.echo_rate);
             threads.push(std::thread::spawn(move || -> Result<Vec<f64>> {
@@ -330,15 +346,17 @@ pub fn farm(a: FarmArgs) -> Result<()> {
                         rate,
                     ),
                     (false, true) if reverse => {
-                        one_way_receive(FarmStream::new(s, tls.as_ref(), true)?, i as u64, bytes)?;
+                        let s = FarmStream::new(s, tls.as_ref(), true)?;
+                        one_way_receive(s, payload, i as u64, bytes)?;
                         Ok(vec![])
                     }
                     (false, true) => {
-                        one_way_send(FarmStream::new(s, tls.as_ref(), true)?, i as u64, bytes)?;
+                        let s = FarmStream::new(s, tls.as_ref(), true)?;
+                        one_way_send(s, &payload, i as u64, bytes)?;
                         Ok(vec![])
                     }
                     (false, false) => {
-                        exchange(s, i as u64, true, bytes)?;
+                        exchange(s, payload, i as u64, true, bytes)?;
                         Ok(vec![])
                     }
                 }
@@ -427,6 +445,18 @@ pub struct LoadArgs {
     /// encrypts towards UE-X rather than decrypting from it.
     #[arg(long)]
     reverse: bool,
+    /// Bulk carries MSRP chat (one stream of 2 000 messages, repeated) instead of the byte
+    /// pattern, on `TCP/MSRP` terminations that imsagw relays MSRP-aware (`aware`) or on
+    /// `TCP` ones it relays agnostic (`agnostic`): what awareness costs end to end. Plain
+    /// TCP bulk only; `--bytes` is rounded up to whole repetitions.
+    #[arg(long, value_enum)]
+    msrp: Option<MsrpLegs>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MsrpLegs {
+    Aware,
+    Agnostic,
 }
 
 impl LoadArgs {
@@ -670,20 +700,22 @@ type Calls = (
     Option<String>,
 );
 
-/// SDP media of a leg: the farm moves a byte pattern, not MSRP, so the terminations are
-/// agnostic (`TCP`, or `TCP/TLS/MSRP` with CEMA: TLS without MSRP awareness).
-fn media(port: &str, tls: bool, extra: &str) -> String {
-    if tls {
-        format!("m=message {port} TCP/TLS/MSRP *\na=msrp-cema\n{extra}")
-    } else {
-        format!("m=message {port} TCP *\n{extra}")
+/// SDP media of a leg. The farm moves a byte pattern, not MSRP, so the terminations are
+/// agnostic (`TCP`, or `TCP/TLS/MSRP` with CEMA: TLS without MSRP awareness), unless it
+/// moves MSRP to MSRP-aware terminations (`aware`: `TCP/MSRP`).
+fn media(port: &str, tls: bool, aware: bool, extra: &str) -> String {
+    match (tls, aware) {
+        (true, _) => format!("m=message {port} TCP/TLS/MSRP *\na=msrp-cema\n{extra}"),
+        (false, true) => format!("m=message {port} TCP/MSRP *\n{extra}"),
+        (false, false) => format!("m=message {port} TCP *\n{extra}"),
     }
 }
 
 fn set_up(m: &mut Mgc, a: &LoadArgs, ue: Option<&UeIdentity>) -> Result<Calls> {
     let n = a.calls as usize;
     let t = Instant::now();
-    let local = |tls| format!("L{{\nv=0\nc=IN IP4 $\n{}}}", media("$", tls, ""));
+    let aware = a.msrp == Some(MsrpLegs::Aware);
+    let local = |tls| format!("L{{\nv=0\nc=IN IP4 $\n{}}}", media("$", tls, aware, ""));
     let ue_fp = |tls: bool| match (tls, ue) {
         (true, Some(u)) => format!("a=fingerprint:{}\n", u.fingerprint),
         _ => String::new(),
@@ -725,6 +757,7 @@ fn set_up(m: &mut Mgc, a: &LoadArgs, ue: Option<&UeIdentity>) -> Result<Calls> {
                     media(
                         &(a.ue_y.port() + a.port_offset(i)).to_string(),
                         a.tls_core,
+                        aware,
                         &format!("a=setup:passive\n{}", ue_fp(a.tls_core))
                     )
                 )
@@ -743,6 +776,7 @@ fn set_up(m: &mut Mgc, a: &LoadArgs, ue: Option<&UeIdentity>) -> Result<Calls> {
                     media(
                         "9",
                         a.tls_access,
+                        aware,
                         &format!("a=setup:active\n{}", ue_fp(a.tls_access))
                     )
                 )
@@ -773,7 +807,7 @@ fn set_up_around(
         // One throwaway Add for the AGW's fingerprint (the same on every Add).
         let r = m.transact_all(&[format!(
             "C=${{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=core}},L{{\nv=0\nc=IN IP4 $\n{}}}}}}}}}}}",
-            media("$", true, "")
+            media("$", true, false, "")
         )])?;
         let fp = reply_fingerprint(&r[0])?;
         let (c, _, _) = added(&r[0])?;
@@ -815,7 +849,16 @@ pub fn load(a: LoadArgs) -> Result<()> {
     } else {
         None
     };
-    let mut workload: Vec<String> = vec!["--bytes".into(), a.bytes.to_string()];
+    let payload = match a.msrp {
+        Some(_) if tls || a.workload.echo => bail!("--msrp is for plain TCP bulk"),
+        Some(_) => Payload::msrp_chat(),
+        None => Payload::Pattern,
+    };
+    let bytes = payload.whole(a.bytes);
+    let mut workload: Vec<String> = vec!["--bytes".into(), bytes.to_string()];
+    if a.msrp.is_some() {
+        workload.push("--msrp-chat".into());
+    }
     if tls && !a.workload.echo {
         workload.push("--one-way".into());
         if a.reverse {
@@ -826,7 +869,7 @@ pub fn load(a: LoadArgs) -> Result<()> {
     let each_way = if a.workload.echo {
         a.workload.echo_count * a.workload.echo_size as u64
     } else {
-        a.bytes
+        bytes
     };
     // UE-Y listens before the calls are set up (T2 connects to it at the Modify); over TLS
     // it needs the AGW's fingerprint first, which an Add reply gives.
@@ -976,6 +1019,23 @@ pub fn load(a: LoadArgs) -> Result<()> {
                 text.matches(&want("os")).count() == 2 && text.matches(&want("or")).count() == 2;
             if directions == 2 && !exact {
                 bail!("call {i}: statistics are not {each_way} each way: {text}");
+            }
+            // Aware legs count the messages they framed each way; agnostic ones count none.
+            let messages = payload.messages(each_way);
+            let framed = |item: &str| {
+                text.matches(&format!(
+                    "item: \"{item}\" }}, value: Some(Single(Value {{ text: \"{messages}\""
+                ))
+                .count()
+            };
+            match a.msrp {
+                Some(MsrpLegs::Aware) if framed("msgr") != 2 || framed("msgs") != 2 => {
+                    bail!("call {i}: MSRP statistics are not {messages} messages each way: {text}")
+                }
+                Some(MsrpLegs::Agnostic) if text.contains("msgr") => {
+                    bail!("call {i}: MSRP statistics from agnostic legs: {text}")
+                }
+                _ => {}
             }
         }
     }

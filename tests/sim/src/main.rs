@@ -15,6 +15,7 @@ mod faxue;
 mod flood;
 mod load;
 mod msrp;
+mod payload;
 mod ue;
 
 #[derive(Debug, Parser)]

@@ -1,0 +1,187 @@
+//! What a bulk connection carries: the byte pattern (each stream its own), or an MSRP chat
+//! stream repeated (the same on every stream), for calls whose terminations are MSRP-aware:
+//! their framers reset a leg that carries anything but MSRP. Both are checked byte for byte.
+
+use std::sync::Arc;
+
+use testbed::framing_sample::{msrp_stream, MsrpShape};
+use testbed::{fill_pattern, pattern_byte};
+
+#[derive(Clone)]
+pub enum Payload {
+    Pattern,
+    /// One repetition of the stream, and the messages it completes (SEND chunks with `$`).
+    Msrp(Arc<[u8]>, u64),
+}
+
+impl Payload {
+    /// Chat-size MSRP: text messages of up to 300 octets, one chunk each, with responses,
+    /// reports and other requests between them (about 1.2 MB, 2 000 messages), the stream
+    /// the in-process framing benchmark calls `chat`.
+    pub fn msrp_chat() -> Payload {
+        let sample = msrp_stream(
+            1,
+            MsrpShape {
+                messages: 2000,
+                max_body: 300,
+                max_chunks: 1,
+                binary: false,
+                decoys: false,
+            },
+        );
+        Payload::Msrp(sample.bytes.into(), sample.counters.messages)
+    }
+
+    /// The MSRP messages `bytes` of the stream complete (`bytes` whole repetitions).
+    pub fn messages(&self, bytes: u64) -> u64 {
+        match self {
+            Payload::Pattern => 0,
+            Payload::Msrp(s, messages) => bytes / s.len() as u64 * messages,
+        }
+    }
+
+    /// The smallest count of octets from `bytes` up that ends between two MSRP messages
+    /// (a whole number of repetitions), so each side's FIN comes at a message boundary.
+    pub fn whole(&self, bytes: u64) -> u64 {
+        match self {
+            Payload::Pattern => bytes,
+            Payload::Msrp(s, _) => bytes.div_ceil(s.len() as u64) * s.len() as u64,
+        }
+    }
+
+    /// The octets of `stream` from `offset`.
+    pub fn fill(&self, stream: u64, offset: u64, buf: &mut [u8]) {
+        match self {
+            Payload::Pattern => fill_pattern(stream, offset, buf),
+            Payload::Msrp(s, _) => {
+                let mut at = (offset % s.len() as u64) as usize;
+                let mut done = 0;
+                while done < buf.len() {
+                    let n = (buf.len() - done).min(s.len() - at);
+                    buf[done..done + n].copy_from_slice(&s[at..at + n]);
+                    done += n;
+                    at = 0;
+                }
+            }
+        }
+    }
+
+    /// Where `data`, received at `offset` of `stream`, first differs from what was sent.
+    fn mismatch(&self, stream: u64, offset: u64, data: &[u8]) -> Option<usize> {
+        match self {
+            Payload::Pattern => data
+                .iter()
+                .enumerate()
+                .position(|(i, b)| *b != pattern_byte(stream, offset + i as u64)),
+            Payload::Msrp(s, _) => {
+                let mut at = (offset % s.len() as u64) as usize;
+                let mut done = 0;
+                while done < data.len() {
+                    let n = (data.len() - done).min(s.len() - at);
+                    if let Some(i) = data[done..done + n]
+                        .iter()
+                        .zip(&s[at..at + n])
+                        .position(|(a, b)| a != b)
+                    {
+                        return Some(done + i);
+                    }
+                    done += n;
+                    at = 0;
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Checks one received stream.
+pub struct Checker {
+    payload: Payload,
+    stream: u64,
+    pub received: u64,
+    /// Offset of the first wrong octet, if any.
+    pub first_mismatch: Option<u64>,
+}
+
+impl Checker {
+    pub fn new(payload: Payload, stream: u64) -> Checker {
+        Checker {
+            payload,
+            stream,
+            received: 0,
+            first_mismatch: None,
+        }
+    }
+
+    pub fn check(&mut self, data: &[u8]) {
+        if self.first_mismatch.is_none() {
+            if let Some(i) = self.payload.mismatch(self.stream, self.received, data) {
+                self.first_mismatch = Some(self.received + i as u64);
+            }
+        }
+        self.received += data.len() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Filled in pieces that cross the repetition's end, the checker agrees with what was
+    /// sent, and finds a changed octet where it is.
+    #[test]
+    fn msrp_payload_repeats_and_is_checked_across_pieces() {
+        let p = Payload::msrp_chat();
+        let Payload::Msrp(s, _) = &p else {
+            unreachable!()
+        };
+        let len = s.len() as u64;
+        assert!(s.starts_with(b"MSRP "));
+        assert_eq!(p.whole(1), len);
+        assert_eq!(p.whole(len), len);
+        assert_eq!(p.whole(len + 1), 2 * len);
+        assert_eq!(
+            p.messages(2 * len),
+            2 * 1898,
+            "the sample's SENDs completed, twice"
+        );
+        let total = p.whole(3 * len - 5) as usize;
+        let mut sent = vec![0u8; total];
+        for (k, piece) in sent.chunks_mut(65_537).enumerate() {
+            p.fill(7, k as u64 * 65_537, piece);
+        }
+        assert_eq!(&sent[..s.len()], &s[..]);
+        assert_eq!(&sent[2 * s.len()..], &s[..]);
+        let mut ok = Checker::new(p.clone(), 7);
+        for piece in sent.chunks(40_001) {
+            ok.check(piece);
+        }
+        assert_eq!((ok.received, ok.first_mismatch), (total as u64, None));
+        let wrong_at = s.len() + 3;
+        sent[wrong_at] ^= 1;
+        let mut bad = Checker::new(p, 7);
+        for piece in sent.chunks(40_001) {
+            bad.check(piece);
+        }
+        assert_eq!(bad.first_mismatch, Some(wrong_at as u64));
+    }
+
+    #[test]
+    fn pattern_payload_is_the_pattern() {
+        let mut a = [0u8; 100];
+        Payload::Pattern.fill(3, 10, &mut a);
+        let mut b = [0u8; 100];
+        fill_pattern(3, 10, &mut b);
+        assert_eq!(a, b);
+        assert_eq!(Payload::Pattern.whole(12345), 12345);
+        let mut c = Checker::new(Payload::Pattern, 3);
+        c.check(&b[..0]);
+        let mut d = [0u8; 50];
+        fill_pattern(3, 0, &mut d);
+        c.check(&d);
+        d[7] ^= 0x80;
+        let mut e = Checker::new(Payload::Pattern, 3);
+        e.check(&d);
+        assert_eq!((c.first_mismatch, e.first_mismatch), (None, Some(7)));
+    }
+}
