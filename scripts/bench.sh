@@ -20,9 +20,10 @@
 #   are stopped (SIGSTOP) so no polling worker takes its core. CPU is every core's busy time
 #   (wall time less idle and steal, from /proc/stat; kernel threads and a busy-polling worker
 #   both paid for) over the data phase, in total and less the load generator's own process
-#   time. A run with more than 5 % steal time is dropped and counted. MSRP chat through
-#   imsagw relayed MSRP-aware against the same stream relayed agnostic (msrp-aware,
-#   msrp-agnostic: AF_XDP side only) is what awareness costs end to end.
+#   time. A run with more than 5 % steal time is dropped and counted. MSRP chat and BFCP
+#   through imsagw relayed aware against the same streams relayed agnostic (msrp-aware,
+#   msrp-agnostic, bfcp-aware, bfcp-agnostic: AF_XDP side only) is what awareness costs end
+#   to end.
 # - floors: openssl speed (AES-128-GCM, X25519, ECDSA P-256) and rustls in-process with the
 #   AGW's configuration (cargo bench --bench tls); dimpl in-process for DTLS (cargo bench
 #   --bench dtls); memcpy for the plain relay.
@@ -263,7 +264,7 @@ ip netns exec "$LAN" ethtool -K "$IFACE" gro off gso off tso off >/dev/null 2>&1
 agw_start --bind 127.0.0.1:2954 --mgc 127.0.0.1:2955 --status-socket "$WORK/imsagw.sock" \
   --tls-cert "$WORK/agw.crt" --tls-key "$WORK/agw.key" \
   --worker-cores 1 --shared-control-core --control-core 0 --af-xdp "$XDP_IFACE" \
-  --msrp-messages-per-second 0 \
+  --msrp-messages-per-second 0 --bfcp-frames-per-second 0 \
   --realm access=$AGW_IP/15:40000-54999 --realm core=198.18.2.20/15:40000-54999
 XDP_PID=$AGW_PID
 kill -0 "$HAP_PID" 2>/dev/null || fail "HAProxy did not start: $(cat "$WORK/haproxy.log")"
@@ -294,8 +295,8 @@ RECORD=0
 # $1 side (xdp | tap | haproxy), $2 workload; appends rows unless steal was high.
 run() {
   local side=$1 workload=$2 args=() c0 c1 name pid
-  # MSRP-aware against agnostic is imsagw's own comparison: on its AF_XDP side only.
-  case $workload in msrp-*) [ "$side" = xdp ] || return 0 ;; esac
+  # Aware against agnostic is imsagw's own comparison: on its AF_XDP side only.
+  case $workload in msrp-* | bfcp-*) [ "$side" = xdp ] || return 0 ;; esac
   for p in "$XDP_PID" "$TAP_PID"; do kill -STOP "$p"; done
   case $side in
     xdp | tap)
@@ -328,13 +329,14 @@ run() {
     echo10k) args+=(--calls 10 --echo --echo-count $((ECHO_SECS * 1000)) --echo-rate 1000 --echo-size 1024) ;;
     tls-bulk) args+=(--tls-access --calls "$CALLS" --bytes "$BYTES") ;;
     tlstls-bulk) args+=(--tls-access --tls-core --calls "$CALLS" --bytes "$BYTES") ;;
-    # MSRP chat both ways, relayed MSRP-aware (TCP/MSRP terminations, the rate limit off:
-    # imsagw starts with --msrp-messages-per-second 0) or agnostic (TCP); the agnostic runs
-    # are the aware rows' baseline.
-    msrp-aware) args+=(--calls "$CALLS" --bytes "$BYTES" --msrp aware) ;;
-    msrp-agnostic)
-      args+=(--calls "$CALLS" --bytes "$BYTES" --msrp agnostic)
-      name="imsagw, MSRP-agnostic"
+    # MSRP chat or BFCP both ways, relayed aware (TCP/MSRP or TCP/BFCP terminations; the
+    # rate limits off: imsagw starts with --msrp-messages-per-second 0
+    # --bfcp-frames-per-second 0) or agnostic (TCP); the agnostic runs are the aware rows'
+    # baseline.
+    msrp-aware | bfcp-aware) args+=(--calls "$CALLS" --bytes "$BYTES" --app "${workload%-aware}") ;;
+    msrp-agnostic | bfcp-agnostic)
+      args+=(--calls "$CALLS" --bytes "$BYTES" --app "${workload%-agnostic}" --agnostic)
+      name="imsagw, agnostic"
       ;;
     # New TLS connections: one per call, handshake + one 100-byte echo, all at once.
     tls-conns) args+=(--tls-access --calls "$CONNS" --echo --echo-count 1 --echo-size 100) ;;
@@ -440,6 +442,7 @@ run() {
     tls-bulk) relay_rows "TLS -> TCP relay (end to end)" "$CALLS connections, payload one way" ;;
     tlstls-bulk) relay_rows "TLS -> TLS relay (end to end)" "$CALLS connections, payload one way" ;;
     msrp-*) relay_rows "MSRP chat relay, aware against agnostic (end to end)" "$CALLS connections, MSRP both ways" ;;
+    bfcp-*) relay_rows "BFCP relay, aware against agnostic (end to end)" "$CALLS connections, BFCP both ways" ;;
     hold | hold-tls)
       local per_rss=$(((rss_max - rss0) * 1024 / HOLD_CONNS)) per_kernel=$(((km_max - km0) * 1024 / HOLD_CONNS))
       row "$HOLD_TITLE" "relay process RSS, peak growth per call" "bytes" "$name" "$per_rss"
@@ -480,7 +483,7 @@ RECORD=1
 for rep in $(seq 1 "$REPS"); do
   echo " repetition $rep"
   ws=""
-  for w in ${WORKLOADS:-hold bulk echo1k echo10k tls-bulk tlstls-bulk tls-conns msrp-agnostic msrp-aware}; do
+  for w in ${WORKLOADS:-hold bulk echo1k echo10k tls-bulk tlstls-bulk tls-conns msrp-agnostic msrp-aware bfcp-agnostic bfcp-aware}; do
     # Memory once per run, before any run has held more connections than the warm-up's: a
     # second memory run would find the first one's high water (WORKLOADS=hold-tls in a run of
     # its own measures held calls with TLS).

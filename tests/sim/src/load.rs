@@ -15,7 +15,7 @@ use h248::decode;
 use testbed::fill_pattern;
 
 use crate::farmtls::{FarmStream, FarmTls};
-use crate::payload::{Checker, Payload};
+use crate::payload::{App, Checker, Payload};
 
 #[derive(Debug, Args)]
 pub struct FarmArgs {
@@ -51,9 +51,9 @@ pub struct FarmArgs {
     /// only: bulk checks each call's stream by its port).
     #[arg(long)]
     one_listener: bool,
-    /// Bulk carries an MSRP chat stream, repeated, instead of the byte pattern.
-    #[arg(long)]
-    msrp_chat: bool,
+    /// Bulk carries this application's sample stream, repeated, instead of the byte pattern.
+    #[arg(long, value_enum)]
+    sample: Option<App>,
 }
 
 /// The echo workload instead of bulk: UE-Y echoes; UE-X sends `echo_count` messages of
@@ -262,11 +262,7 @@ pub fn farm(a: FarmArgs) -> Result<()> {
         (None, None, None) => None,
         _ => bail!("TLS needs --tls-cert, --tls-key and --tls-peer-fingerprint"),
     };
-    let payload = if a.msrp_chat {
-        Payload::msrp_chat()
-    } else {
-        Payload::Pattern
-    };
+    let payload = Payload::of(a.sample);
     let mut threads = Vec::new();
     if let (Some(base), true) = (a.listen_base, a.one_listener) {
         if !a.workload.echo {
@@ -445,18 +441,15 @@ pub struct LoadArgs {
     /// encrypts towards UE-X rather than decrypting from it.
     #[arg(long)]
     reverse: bool,
-    /// Bulk carries MSRP chat (one stream of 2 000 messages, repeated) instead of the byte
-    /// pattern, on `TCP/MSRP` terminations that imsagw relays MSRP-aware (`aware`) or on
-    /// `TCP` ones it relays agnostic (`agnostic`): what awareness costs end to end. Plain
-    /// TCP bulk only; `--bytes` is rounded up to whole repetitions.
+    /// Bulk carries this application's sample stream (MSRP chat, 2 000 messages, or BFCP,
+    /// 20 000 frames), repeated, instead of the byte pattern, on `TCP/MSRP` or `TCP/BFCP`
+    /// terminations that imsagw relays aware (or `TCP` ones with --agnostic): what awareness
+    /// costs end to end. Plain TCP bulk only; `--bytes` is rounded up to whole repetitions.
     #[arg(long, value_enum)]
-    msrp: Option<MsrpLegs>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum MsrpLegs {
-    Aware,
-    Agnostic,
+    app: Option<App>,
+    /// With --app: `TCP` terminations, relayed agnostic.
+    #[arg(long)]
+    agnostic: bool,
 }
 
 impl LoadArgs {
@@ -702,19 +695,20 @@ type Calls = (
 
 /// SDP media of a leg. The farm moves a byte pattern, not MSRP, so the terminations are
 /// agnostic (`TCP`, or `TCP/TLS/MSRP` with CEMA: TLS without MSRP awareness), unless it
-/// moves MSRP to MSRP-aware terminations (`aware`: `TCP/MSRP`).
-fn media(port: &str, tls: bool, aware: bool, extra: &str) -> String {
+/// moves an application's stream to terminations aware of it (`TCP/MSRP`, `TCP/BFCP`).
+fn media(port: &str, tls: bool, aware: Option<App>, extra: &str) -> String {
     match (tls, aware) {
         (true, _) => format!("m=message {port} TCP/TLS/MSRP *\na=msrp-cema\n{extra}"),
-        (false, true) => format!("m=message {port} TCP/MSRP *\n{extra}"),
-        (false, false) => format!("m=message {port} TCP *\n{extra}"),
+        (false, Some(App::Msrp)) => format!("m=message {port} TCP/MSRP *\n{extra}"),
+        (false, Some(App::Bfcp)) => format!("m=application {port} TCP/BFCP *\n{extra}"),
+        (false, None) => format!("m=message {port} TCP *\n{extra}"),
     }
 }
 
 fn set_up(m: &mut Mgc, a: &LoadArgs, ue: Option<&UeIdentity>) -> Result<Calls> {
     let n = a.calls as usize;
     let t = Instant::now();
-    let aware = a.msrp == Some(MsrpLegs::Aware);
+    let aware = a.app.filter(|_| !a.agnostic);
     let local = |tls| format!("L{{\nv=0\nc=IN IP4 $\n{}}}", media("$", tls, aware, ""));
     let ue_fp = |tls: bool| match (tls, ue) {
         (true, Some(u)) => format!("a=fingerprint:{}\n", u.fingerprint),
@@ -807,7 +801,7 @@ fn set_up_around(
         // One throwaway Add for the AGW's fingerprint (the same on every Add).
         let r = m.transact_all(&[format!(
             "C=${{A=${{M{{ST=1{{O{{MO=IN,ipdc/realm=core}},L{{\nv=0\nc=IN IP4 $\n{}}}}}}}}}}}",
-            media("$", true, false, "")
+            media("$", true, None, "")
         )])?;
         let fp = reply_fingerprint(&r[0])?;
         let (c, _, _) = added(&r[0])?;
@@ -849,15 +843,15 @@ pub fn load(a: LoadArgs) -> Result<()> {
     } else {
         None
     };
-    let payload = match a.msrp {
-        Some(_) if tls || a.workload.echo => bail!("--msrp is for plain TCP bulk"),
-        Some(_) => Payload::msrp_chat(),
-        None => Payload::Pattern,
-    };
+    if a.app.is_some() && (tls || a.workload.echo) {
+        bail!("--app is for plain TCP bulk");
+    }
+    let payload = Payload::of(a.app);
     let bytes = payload.whole(a.bytes);
     let mut workload: Vec<String> = vec!["--bytes".into(), bytes.to_string()];
-    if a.msrp.is_some() {
-        workload.push("--msrp-chat".into());
+    if let Some(app) = a.app {
+        workload.push("--sample".into());
+        workload.push(app.name().into());
     }
     if tls && !a.workload.echo {
         workload.push("--one-way".into());
@@ -1020,22 +1014,25 @@ pub fn load(a: LoadArgs) -> Result<()> {
             if directions == 2 && !exact {
                 bail!("call {i}: statistics are not {each_way} each way: {text}");
             }
-            // Aware legs count the messages they framed each way; agnostic ones count none.
-            let messages = payload.messages(each_way);
+            // Aware legs count the messages (frames) they framed each way; agnostic ones
+            // count none.
+            let units = payload.units(each_way);
             let framed = |item: &str| {
                 text.matches(&format!(
-                    "item: \"{item}\" }}, value: Some(Single(Value {{ text: \"{messages}\""
+                    "item: \"{item}\" }}, value: Some(Single(Value {{ text: \"{units}\""
                 ))
                 .count()
             };
-            match a.msrp {
-                Some(MsrpLegs::Aware) if framed("msgr") != 2 || framed("msgs") != 2 => {
-                    bail!("call {i}: MSRP statistics are not {messages} messages each way: {text}")
-                }
-                Some(MsrpLegs::Agnostic) if text.contains("msgr") => {
-                    bail!("call {i}: MSRP statistics from agnostic legs: {text}")
-                }
-                _ => {}
+            let (received, sent) = match a.app {
+                Some(App::Msrp) => ("msgr", "msgs"),
+                Some(App::Bfcp) => ("frmr", "frms"),
+                None => continue,
+            };
+            if a.agnostic && text.contains(received) {
+                bail!("call {i}: framing statistics from agnostic legs: {text}");
+            }
+            if !a.agnostic && (framed(received) != 2 || framed(sent) != 2) {
+                bail!("call {i}: framing statistics are not {units} each way: {text}");
             }
         }
     }

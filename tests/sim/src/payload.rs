@@ -1,20 +1,46 @@
-//! What a bulk connection carries: the byte pattern (each stream its own), or an MSRP chat
-//! stream repeated (the same on every stream), for calls whose terminations are MSRP-aware:
-//! their framers reset a leg that carries anything but MSRP. Both are checked byte for byte.
+//! What a bulk connection carries: the byte pattern (each stream its own), or an MSRP or
+//! BFCP sample stream repeated (the same on every stream), for calls whose terminations are
+//! aware of the application: their framers reset a leg that carries anything else. Both are
+//! checked byte for byte.
 
 use std::sync::Arc;
 
-use testbed::framing_sample::{msrp_stream, MsrpShape};
+use testbed::framing_sample::{bfcp_stream, msrp_stream, MsrpShape};
 use testbed::{fill_pattern, pattern_byte};
+
+/// An application whose stream a bulk call can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum App {
+    Msrp,
+    Bfcp,
+}
+
+impl App {
+    pub fn name(self) -> &'static str {
+        match self {
+            App::Msrp => "msrp",
+            App::Bfcp => "bfcp",
+        }
+    }
+}
 
 #[derive(Clone)]
 pub enum Payload {
     Pattern,
-    /// One repetition of the stream, and the messages it completes (SEND chunks with `$`).
-    Msrp(Arc<[u8]>, u64),
+    /// One repetition of a sample stream, and the units it completes (MSRP messages, that
+    /// is SEND chunks with `$`, or BFCP frames).
+    Sample(Arc<[u8]>, u64),
 }
 
 impl Payload {
+    pub fn of(app: Option<App>) -> Payload {
+        match app {
+            None => Payload::Pattern,
+            Some(App::Msrp) => Payload::msrp_chat(),
+            Some(App::Bfcp) => Payload::bfcp(),
+        }
+    }
+
     /// Chat-size MSRP: text messages of up to 300 octets, one chunk each, with responses,
     /// reports and other requests between them (about 1.2 MB, 2 000 messages), the stream
     /// the in-process framing benchmark calls `chat`.
@@ -29,14 +55,21 @@ impl Payload {
                 decoys: false,
             },
         );
-        Payload::Msrp(sample.bytes.into(), sample.counters.messages)
+        Payload::Sample(sample.bytes.into(), sample.counters.messages)
     }
 
-    /// The MSRP messages `bytes` of the stream complete (`bytes` whole repetitions).
-    pub fn messages(&self, bytes: u64) -> u64 {
+    /// BFCP: 20 000 frames of random primitives with random attributes (about 1 MB), as in
+    /// the in-process framing benchmark.
+    pub fn bfcp() -> Payload {
+        let sample = bfcp_stream(1, 20_000);
+        Payload::Sample(sample.bytes.into(), sample.counters.frames)
+    }
+
+    /// The messages or frames `bytes` of the stream complete (`bytes` whole repetitions).
+    pub fn units(&self, bytes: u64) -> u64 {
         match self {
             Payload::Pattern => 0,
-            Payload::Msrp(s, messages) => bytes / s.len() as u64 * messages,
+            Payload::Sample(s, units) => bytes / s.len() as u64 * units,
         }
     }
 
@@ -45,7 +78,7 @@ impl Payload {
     pub fn whole(&self, bytes: u64) -> u64 {
         match self {
             Payload::Pattern => bytes,
-            Payload::Msrp(s, _) => bytes.div_ceil(s.len() as u64) * s.len() as u64,
+            Payload::Sample(s, _) => bytes.div_ceil(s.len() as u64) * s.len() as u64,
         }
     }
 
@@ -53,7 +86,7 @@ impl Payload {
     pub fn fill(&self, stream: u64, offset: u64, buf: &mut [u8]) {
         match self {
             Payload::Pattern => fill_pattern(stream, offset, buf),
-            Payload::Msrp(s, _) => {
+            Payload::Sample(s, _) => {
                 let mut at = (offset % s.len() as u64) as usize;
                 let mut done = 0;
                 while done < buf.len() {
@@ -73,7 +106,7 @@ impl Payload {
                 .iter()
                 .enumerate()
                 .position(|(i, b)| *b != pattern_byte(stream, offset + i as u64)),
-            Payload::Msrp(s, _) => {
+            Payload::Sample(s, _) => {
                 let mut at = (offset % s.len() as u64) as usize;
                 let mut done = 0;
                 while done < data.len() {
@@ -132,7 +165,7 @@ mod tests {
     #[test]
     fn msrp_payload_repeats_and_is_checked_across_pieces() {
         let p = Payload::msrp_chat();
-        let Payload::Msrp(s, _) = &p else {
+        let Payload::Sample(s, _) = &p else {
             unreachable!()
         };
         let len = s.len() as u64;
@@ -141,7 +174,7 @@ mod tests {
         assert_eq!(p.whole(len), len);
         assert_eq!(p.whole(len + 1), 2 * len);
         assert_eq!(
-            p.messages(2 * len),
+            p.units(2 * len),
             2 * 1898,
             "the sample's SENDs completed, twice"
         );
@@ -164,6 +197,17 @@ mod tests {
             bad.check(piece);
         }
         assert_eq!(bad.first_mismatch, Some(wrong_at as u64));
+    }
+
+    #[test]
+    fn bfcp_payload_counts_its_frames() {
+        let p = Payload::of(Some(App::Bfcp));
+        let Payload::Sample(s, frames) = &p else {
+            unreachable!()
+        };
+        assert_eq!(*frames, 20_000);
+        assert_eq!(s[0] >> 5, 1, "BFCP version 1");
+        assert_eq!(p.units(p.whole(1)), 20_000);
     }
 
     #[test]
