@@ -309,3 +309,51 @@ fn udp_legs_of_the_second_worker_get_their_datagrams_through_the_hand_off() {
     }
     assert_eq!(r.workers[0].legs() + r.workers[1].legs(), 0);
 }
+
+/// A worker whose thread sleeps (on its ports) is woken by the peer that hands it a frame:
+/// the peer learns which of the workers it handed frames are asleep, once per hand-off, and
+/// none that are awake; a worker with frames already in its inbox does not go to sleep.
+#[test]
+fn a_sleeping_worker_is_named_to_the_peer_that_hands_it_frames() {
+    let mut r = Rig::new();
+    let call = Call::new(1, 3);
+    call.start(&mut r);
+    let (ue, _far) = (r.socket(call.ue), r.socket(call.far));
+    for _ in 0..200 {
+        r.step();
+    }
+    assert_eq!(r.workers[0].asleep_handed(), 0, "nothing handed yet");
+    let datagram = |r: &mut Rig, n: u8| {
+        r.host
+            .sockets
+            .get_mut::<udp::Socket>(ue)
+            .send_slice(&[n; 40], ep(call.access))
+            .unwrap();
+    };
+
+    // Worker 1 asleep: the datagram for its call comes in on worker 0's queue.
+    assert!(r.workers[1].going_to_sleep(), "an empty inbox: it sleeps");
+    datagram(&mut r, 1);
+    let now = r.clock.now();
+    r.host.poll(now);
+    r.workers[0].poll(now);
+    assert_eq!(
+        r.workers[0].asleep_handed(),
+        1 << 1,
+        "worker 1 is to be woken"
+    );
+    assert_eq!(r.workers[0].asleep_handed(), 0, "once");
+    // Its inbox holds the frame: had it not slept yet, it would not go to sleep now.
+    r.workers[1].woke();
+    assert!(!r.workers[1].going_to_sleep(), "a frame waits in the inbox");
+    r.workers[1].poll(now);
+    assert!(r.workers[1].counters().handed_in >= 1);
+
+    // Awake (the flag came down with the refusal above): a hand-off names nobody.
+    datagram(&mut r, 2);
+    for _ in 0..5 {
+        r.step();
+    }
+    assert!(r.workers[0].counters().handed_off >= 2);
+    assert_eq!(r.workers[0].asleep_handed(), 0, "worker 1 is awake");
+}

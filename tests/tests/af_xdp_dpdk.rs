@@ -11,7 +11,7 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig};
+use dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig, PortSockets};
 use imsagw_tests::hosts::*;
 
 fn env_u64(key: &str, default: u64) -> u64 {
@@ -174,6 +174,15 @@ fn a_pool_the_umem_would_not_cover_is_refused() {
     let dev = EthDev::start(eal, port, &EthDevConfig::default(), Arc::clone(&pool)).unwrap();
     let held = dev.held_by_driver();
     assert!(held > 0, "the fill ring takes mbufs");
+    // The queue's kernel socket, told apart as the queue was set up: the one AF_XDP socket
+    // of the process.
+    let all = PortSockets::of_this_process().unwrap();
+    assert_eq!(dev.queue_sockets(0).len(), 1, "{all:?}");
+    assert_eq!(
+        format!("{all:?}"),
+        format!("PortSockets {{ fds: {:?} }}", dev.queue_sockets(0))
+    );
+    assert!(dev.queue_sockets(1).is_empty(), "no second queue");
     drop(dev);
     assert_eq!(
         pool.in_use(),

@@ -43,14 +43,18 @@ impl IdleWake {
     ) -> Result<bool, ConfigError> {
         let fit = !drivers.is_empty()
             && drivers.iter().all(|d| *d == "net_af_xdp")
-            && workers == 1
+            && workers > 0
             && nap_us > 0;
+        // Several workers on AF_XDP (a peer handing a sleeping worker frames wakes it) only
+        // when asked for: this project's test machine cannot run them (its veths report no
+        // combined channels, which DPDK 22.11's af_xdp driver takes its queues from).
         match (self, fit) {
             (IdleWake::Timer, _) | (IdleWake::Auto, false) => Ok(false),
-            (IdleWake::Auto | IdleWake::Port, true) => Ok(true),
+            (IdleWake::Auto, true) => Ok(workers == 1),
+            (IdleWake::Port, true) => Ok(true),
             (IdleWake::Port, false) => Err(ConfigError::Invalid(format!(
-                "idle_wake = port needs one worker, every port on AF_XDP and a nap \
-                 (idle_nap_us > 0): {workers} worker(s), drivers {drivers:?}, nap {nap_us} us"
+                "idle_wake = port needs every port on AF_XDP and a nap (idle_nap_us > 0): \
+                 {workers} worker(s), drivers {drivers:?}, nap {nap_us} us"
             ))),
         }
     }
@@ -837,17 +841,22 @@ idle_spin_us = 80
         assert_eq!(IdleWake::Auto.on_ports(&xdp, 1, 30), Ok(true));
         assert_eq!(IdleWake::Port.on_ports(&xdp, 1, 30), Ok(true));
         assert_eq!(IdleWake::Timer.on_ports(&xdp, 1, 30), Ok(false));
+        // Several workers when asked for (a peer that hands a sleeping one frames wakes it);
+        // auto keeps them on the timer.
+        assert_eq!(IdleWake::Port.on_ports(&xdp, 4, 30), Ok(true));
+        assert_eq!(IdleWake::Auto.on_ports(&xdp, 4, 30), Ok(false));
         // Where it cannot work, auto falls back to the timer and port is refused.
         for (drivers, workers, nap) in [
             (&["net_af_xdp", "net_tap"][..], 1, 30),
-            (&xdp[..], 2, 30),
+            (&xdp[..], 0, 30),
             (&xdp[..], 1, 0),
             (&[][..], 1, 30),
         ] {
             assert_eq!(IdleWake::Auto.on_ports(drivers, workers, nap), Ok(false));
             let e = IdleWake::Port.on_ports(drivers, workers, nap).unwrap_err();
             assert!(
-                e.to_string().contains("idle_wake = port needs one worker"),
+                e.to_string()
+                    .contains("idle_wake = port needs every port on AF_XDP"),
                 "{e}"
             );
         }

@@ -21,7 +21,9 @@ use dataplane::contract::rings;
 use dataplane::counters::{SharedCounters, WorkerCounters};
 use dataplane::worker::Worker;
 use dpdk::{Eal, EthDev, EthDevConfig, Mempool, MempoolConfig, PortSockets};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use serde::Serialize;
+use std::os::fd::AsRawFd;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -100,7 +102,8 @@ pub struct RunArgs {
     #[arg(long)]
     idle_spin_us: Option<u64>,
     /// What ends a nap: `timer` (its length), `port` (a frame on the worker's AF_XDP ports,
-    /// or 1 ms; one worker, AF_XDP ports only) or `auto` (port where it can be, the default).
+    /// a peer worker handing it frames, or 1 ms; AF_XDP ports only) or `auto` (port where it
+    /// can be, the default).
     #[arg(long, value_enum)]
     idle_wake: Option<crate::config::IdleWake>,
     #[arg(long)]
@@ -448,12 +451,12 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
     tracing::info!(
         idle_nap_us = nap.total_micros(),
         idle_spin_us = cfg.worker.idle_spin.total_micros(),
-        wake = if port_sockets.is_empty() {
+        wake = if port_sockets[0].is_empty() {
             "timer"
         } else {
             "port"
         },
-        port_sockets = port_sockets.len(),
+        port_sockets = port_sockets[0].len(),
         "workers {}",
         if nap == smoltcp::time::Duration::ZERO {
             "poll without pause"
@@ -493,6 +496,16 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
     let workers_stop = Arc::new(AtomicBool::new(false));
     let shared: Vec<Arc<SharedCounters>> = (0..n).map(|_| Arc::default()).collect();
     let mut handoffs = dataplane::worker::handoff_mesh(n, 4096).into_iter();
+    // What wakes a worker sleeping on its ports when a peer hands it frames (no port
+    // signals the hand-off rings).
+    let wakers: Arc<Vec<EventFd>> = Arc::new(
+        (0..n)
+            .map(|_| {
+                EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            })
+            .collect::<Result<_, _>>()
+            .context("creating the workers' wake-up eventfds")?,
+    );
     let mut workers = Vec::new();
     for (i, worker_end) in worker_ends.into_iter().enumerate() {
         let core = cfg.worker_cores[i];
@@ -501,11 +514,15 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
             .map(|d| d.queue(i as u16))
             .collect::<Result<Vec<_>, _>>()?;
         let handoff = handoffs.next().expect("one hand-off end per worker");
-        let (stop, shared, wcfg, mut sockets) = (
+        let mut sockets = port_sockets[i].clone();
+        if n > 1 && !sockets.is_empty() {
+            sockets = sockets.and(wakers[i].as_raw_fd());
+        }
+        let (stop, shared, wcfg, wakers) = (
             Arc::clone(&workers_stop),
             Arc::clone(&shared[i]),
             cfg.worker.clone(),
-            port_sockets.clone(),
+            Arc::clone(&wakers),
         );
         let handle = thread::Builder::new()
             .name(format!("worker-{core}"))
@@ -524,15 +541,24 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
                 while !stop.load(Ordering::Relaxed) {
                     let now = clock.now();
                     let busy = w.poll(now);
+                    wake_peers(w.asleep_handed(), &wakers);
                     if let Some(nap) = w.nap(busy, now) {
                         // 4096 polls take a fraction of a second once they nap: what the
                         // status shows is brought up to date before each nap instead.
                         publish(&w);
                         if sockets.is_empty() {
                             thread::sleep(nap);
-                        } else if let Err(e) = sockets.wait(PORT_WAIT_MAX) {
-                            tracing::warn!(error = %e, "waiting on the AF_XDP ports failed; naps end on a timer from now on");
-                            sockets = PortSockets::default();
+                        } else if w.going_to_sleep() {
+                            let waited = sockets.wait(PORT_WAIT_MAX);
+                            w.woke();
+                            if n > 1 {
+                                // Emptied for the next sleep (nothing to read is no error).
+                                let _ = wakers[i].read();
+                            }
+                            if let Err(e) = waited {
+                                tracing::warn!(error = %e, "waiting on the AF_XDP ports failed; naps end on a timer from now on");
+                                sockets = PortSockets::default();
+                            }
                         }
                     }
                     polls = polls.wrapping_add(1);
@@ -748,33 +774,57 @@ fn reload_settings(args: &RunArgs, reload: &crate::logging::Reload, cp: &mut Con
     }
 }
 
+/// Wakes the threads of the sleeping workers (a bit each) a worker handed frames to.
+fn wake_peers(asleep: u64, wakers: &[EventFd]) {
+    let mut rest = asleep;
+    while rest != 0 {
+        let peer = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        if let Err(e) = wakers[peer].write(1) {
+            tracing::warn!(error = %e, peer, "waking a worker failed; it wakes within 1 ms");
+        }
+    }
+}
+
 /// The nap of a worker whose ports are all kernel interfaces, unless configured.
 const AUTO_IDLE_NAP_US: u64 = 30;
 /// The longest a worker sleeps on its ports: its timers and the control thread's commands
 /// (which no port signals) wait at most this long.
 const PORT_WAIT_MAX: Duration = Duration::from_millis(1);
 
-/// The AF_XDP sockets idle workers sleep on, or none when their naps end on a timer.
+/// The AF_XDP sockets each idle worker sleeps on (its queue's on every port), or none when
+/// naps end on a timer.
 fn port_wake(
     wake: IdleWake,
     devs: &[EthDev],
     workers: usize,
     nap: smoltcp::time::Duration,
-) -> Result<PortSockets> {
+) -> Result<Vec<PortSockets>> {
     let drivers: Vec<&str> = devs.iter().map(|d| d.driver()).collect();
-    match wake.on_ports(&drivers, workers, nap.total_micros())? {
-        false => Ok(PortSockets::default()),
-        true => match PortSockets::of_this_process() {
-            Ok(sockets) if !sockets.is_empty() => Ok(sockets),
-            found => {
-                let why = found.map_or_else(|e| e.to_string(), |_| "none found".into());
-                if wake == IdleWake::Port {
-                    bail!("the AF_XDP ports' sockets in /proc/self/fd: {why}");
-                }
-                tracing::warn!(error = %why, "AF_XDP sockets not found; naps end on a timer");
-                Ok(PortSockets::default())
+    if !wake.on_ports(&drivers, workers, nap.total_micros())? {
+        return Ok(vec![PortSockets::default(); workers]);
+    }
+    let own: Vec<Vec<_>> = (0..workers)
+        .map(|q| {
+            devs.iter()
+                .flat_map(|d| d.queue_sockets(q as u16).iter().copied())
+                .collect()
+        })
+        .collect();
+    if own.iter().all(|fds| !fds.is_empty()) {
+        return Ok(own.into_iter().map(PortSockets::from_fds).collect());
+    }
+    // Not told apart by queue: every worker sleeps on every socket (a frame wakes them all).
+    match PortSockets::of_this_process() {
+        Ok(sockets) if !sockets.is_empty() => Ok(vec![sockets; workers]),
+        found => {
+            let why = found.map_or_else(|e| e.to_string(), |_| "none found".into());
+            if wake == IdleWake::Port {
+                bail!("the AF_XDP ports' sockets in /proc/self/fd: {why}");
             }
-        },
+            tracing::warn!(error = %why, "AF_XDP sockets not found; naps end on a timer");
+            Ok(vec![PortSockets::default(); workers])
+        }
     }
 }
 /// A napping worker thread's timer slack: its naps end within a microsecond.
@@ -981,4 +1031,38 @@ pub fn capture(args: CaptureArgs) -> Result<()> {
     }
     println!("{}", reply.trim());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    /// A worker asleep on its ports (here an idle socket) wakes when a peer that handed it
+    /// frames writes its eventfd, and sleeps again once the eventfd is read; only the workers
+    /// named are woken.
+    #[test]
+    fn a_peer_wakes_a_worker_sleeping_on_its_ports() {
+        let port = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let wakers: Arc<Vec<EventFd>> = Arc::new(
+            (0..3)
+                .map(|_| EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap())
+                .collect(),
+        );
+        let mut sockets = PortSockets::from_fds(vec![port.as_raw_fd()]).and(wakers[1].as_raw_fd());
+        assert!(!sockets.wait(Duration::ZERO).unwrap(), "nothing yet");
+        let peer = {
+            let wakers = Arc::clone(&wakers);
+            thread::spawn(move || wake_peers(1 << 1, &wakers))
+        };
+        // Long enough never to end on its own: it ends because the peer wrote.
+        assert!(sockets.wait(Duration::from_secs(60)).unwrap(), "woken");
+        peer.join().unwrap();
+        assert_eq!(wakers[1].read().unwrap(), 1);
+        assert!(!sockets.wait(Duration::ZERO).unwrap(), "read: asleep again");
+        assert!(
+            wakers[0].read().is_err() && wakers[2].read().is_err(),
+            "others not woken"
+        );
+    }
 }

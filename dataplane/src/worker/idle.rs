@@ -6,6 +6,8 @@
 //! finds work again; traffic in progress (frames every few microseconds) never waits for a
 //! nap, and a frame arriving during one waits at most that long in the port's receive ring.
 
+use std::sync::atomic::{fence, Ordering};
+
 use smoltcp::time::{Duration, Instant};
 
 use super::Worker;
@@ -47,6 +49,51 @@ impl<P: Port> Worker<P> {
         let nap = self.naps.after_poll(busy, now)?;
         self.counters.naps += 1;
         Some(std::time::Duration::from_micros(nap.total_micros()))
+    }
+
+    /// Before the thread sleeps until a frame comes or a peer wakes it: the worker counts as
+    /// asleep for the peers that hand it frames. False, and not asleep, if its inbox already
+    /// holds some (handed before the flag was up: no peer would wake it for them).
+    pub fn going_to_sleep(&self) -> bool {
+        let Some(h) = &self.handoff else {
+            return true;
+        };
+        let flag = &h.asleep[h.index];
+        flag.store(true, Ordering::SeqCst);
+        // Against the peers' push then look (`asleep_handed`): one of the two sees the other.
+        fence(Ordering::SeqCst);
+        if h.inbox.is_empty() {
+            return true;
+        }
+        flag.store(false, Ordering::SeqCst);
+        false
+    }
+
+    /// After the sleep.
+    pub fn woke(&self) {
+        if let Some(h) = &self.handoff {
+            h.asleep[h.index].store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// The peers this worker handed frames since it last asked that are asleep, a bit each
+    /// (by worker index): their threads are to be woken. Nothing to look at in most polls.
+    pub fn asleep_handed(&mut self) -> u64 {
+        let Some(h) = self.handoff.as_mut() else {
+            return 0;
+        };
+        if h.handed == 0 {
+            return 0;
+        }
+        fence(Ordering::SeqCst);
+        let mut asleep = 0;
+        for (i, flag) in h.asleep.iter().enumerate() {
+            if h.handed & (1 << i) != 0 && flag.load(Ordering::SeqCst) {
+                asleep |= 1 << i;
+            }
+        }
+        h.handed = 0;
+        asleep
     }
 }
 

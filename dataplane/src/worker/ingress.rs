@@ -119,7 +119,7 @@ impl<P: Port> Worker<P> {
     /// Frames of another worker go to it (`None`); ARP and neighbour discovery are also
     /// copied to the others.
     pub(super) fn hand_off(&mut self, net: u8, frame: P::Buf, class: FrameClass) -> Option<P::Buf> {
-        let Some(h) = &self.handoff else {
+        let Some(h) = self.handoff.as_mut() else {
             return Some(frame);
         };
         match class {
@@ -136,6 +136,7 @@ impl<P: Port> Worker<P> {
                     self.counters.handoff_dropped += 1;
                 } else {
                     self.counters.handed_off += 1;
+                    h.handed |= 1 << owner;
                 }
                 None
             }
@@ -151,7 +152,10 @@ impl<P: Port> Worker<P> {
                         Some(b)
                     });
                     match copied.map(|b| q.push((net, b))) {
-                        Some(Ok(())) => self.counters.handed_off += 1,
+                        Some(Ok(())) => {
+                            self.counters.handed_off += 1;
+                            h.handed |= 1 << i;
+                        }
                         _ => self.counters.handoff_dropped += 1,
                     }
                 }

@@ -119,18 +119,27 @@ pub struct HandoffEnd<B> {
     pub index: usize,
     pub inbox: std::sync::Arc<crossbeam_queue::ArrayQueue<B>>,
     pub peers: Vec<std::sync::Arc<crossbeam_queue::ArrayQueue<B>>>,
+    /// Each worker's flag, set while its thread sleeps until a frame or a peer wakes it: a
+    /// worker that hands a sleeping one a frame has its thread woken (`Worker::asleep_handed`).
+    asleep: Vec<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// The workers handed a frame since `Worker::asleep_handed` last looked, a bit each.
+    handed: u64,
 }
 
-/// The hand-off ends of `workers` workers, each inbox holding `capacity` frames.
+/// The hand-off ends of `workers` workers (at most 64), each inbox holding `capacity` frames.
 pub fn handoff_mesh<B>(workers: usize, capacity: usize) -> Vec<HandoffEnd<B>> {
+    assert!(workers <= 64, "at most 64 workers share a port");
     let inboxes: Vec<_> = (0..workers)
         .map(|_| std::sync::Arc::new(crossbeam_queue::ArrayQueue::new(capacity)))
         .collect();
+    let asleep: Vec<_> = (0..workers).map(|_| std::sync::Arc::default()).collect();
     (0..workers)
         .map(|index| HandoffEnd {
             index,
             inbox: std::sync::Arc::clone(&inboxes[index]),
             peers: inboxes.clone(),
+            asleep: asleep.clone(),
+            handed: 0,
         })
         .collect()
 }

@@ -58,6 +58,9 @@ struct Inner {
     taken: Vec<AtomicBool>,
     /// mbufs the driver took for itself at start and keeps (an AF_XDP port's fill ring).
     held_by_driver: u32,
+    /// An AF_XDP port's kernel sockets by queue (the driver's, found as they appeared while
+    /// the queue was set up); empty for other drivers.
+    queue_sockets: Vec<Vec<std::os::fd::RawFd>>,
 }
 
 impl Drop for Inner {
@@ -159,7 +162,16 @@ impl EthDev {
         // SAFETY: valid port.
         let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(port_id) };
         let socket = if socket < 0 { 0 } else { socket as u32 };
+        let af_xdp = driver == "net_af_xdp";
+        let mut queue_sockets = Vec::new();
         for q in 0..cfg.queues {
+            // The driver opens a queue's AF_XDP socket when it sets the queue up: the sockets
+            // that appear meanwhile are that queue's (`PortSockets` for a worker's sleep).
+            let before = if af_xdp {
+                crate::wake::af_xdp_sockets().ok()
+            } else {
+                None
+            };
             // SAFETY: configured port, queue index in range, null conf = driver defaults,
             // and `pool` outlives the port (Inner holds it).
             DpdkError::check("rte_eth_rx_queue_setup", unsafe {
@@ -172,6 +184,14 @@ impl EthDev {
                     pool.as_ptr(),
                 )
             })?;
+            if let (Some(before), Ok(after)) = (before, crate::wake::af_xdp_sockets()) {
+                queue_sockets.push(
+                    after
+                        .into_iter()
+                        .filter(|fd| !before.contains(fd))
+                        .collect(),
+                );
+            }
             // SAFETY: as above.
             DpdkError::check("rte_eth_tx_queue_setup", unsafe {
                 dpdk_sys::rte_eth_tx_queue_setup(
@@ -234,12 +254,23 @@ impl EthDev {
                 pool,
                 taken: (0..cfg.queues).map(|_| AtomicBool::new(false)).collect(),
                 held_by_driver,
+                queue_sockets,
             }),
         })
     }
 
     pub fn port_id(&self) -> u16 {
         self.inner.port_id
+    }
+
+    /// The kernel sockets of an AF_XDP port's queue, which poll readable while its receive
+    /// ring holds a frame (`PortSockets`); none for other drivers, or where they were not
+    /// told apart.
+    pub fn queue_sockets(&self, queue: u16) -> &[std::os::fd::RawFd] {
+        self.inner
+            .queue_sockets
+            .get(queue as usize)
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn name(&self) -> &str {

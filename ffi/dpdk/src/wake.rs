@@ -26,22 +26,7 @@ impl std::fmt::Debug for PortSockets {
 impl PortSockets {
     /// Every AF_XDP socket this process holds (one per af_xdp queue).
     pub fn of_this_process() -> io::Result<PortSockets> {
-        let mut fds = Vec::new();
-        for entry in std::fs::read_dir("/proc/self/fd")? {
-            let entry = entry?;
-            let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() else {
-                continue;
-            };
-            // Closed since the directory was read, or not a socket.
-            let Ok(link) = std::fs::read_link(entry.path()) else {
-                continue;
-            };
-            if link.to_string_lossy().starts_with("socket:") && domain(fd) == Some(libc::AF_XDP) {
-                fds.push(fd);
-            }
-        }
-        fds.sort_unstable();
-        Ok(PortSockets::from_fds(fds))
+        Ok(PortSockets::from_fds(af_xdp_sockets()?))
     }
 
     /// Sockets given by the caller, which must keep them open while it waits on them.
@@ -55,6 +40,17 @@ impl PortSockets {
             })
             .collect();
         PortSockets { polled }
+    }
+
+    /// The same sockets and one more descriptor to wake on (an eventfd a peer writes), which
+    /// the caller keeps open while it waits.
+    pub fn and(mut self, fd: RawFd) -> PortSockets {
+        self.polled.push(libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -98,6 +94,26 @@ impl PortSockets {
             }
         }
     }
+}
+
+/// The AF_XDP sockets among this process's descriptors, in order.
+pub(crate) fn af_xdp_sockets() -> io::Result<Vec<RawFd>> {
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let entry = entry?;
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() else {
+            continue;
+        };
+        // Closed since the directory was read, or not a socket.
+        let Ok(link) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if link.to_string_lossy().starts_with("socket:") && domain(fd) == Some(libc::AF_XDP) {
+            fds.push(fd);
+        }
+    }
+    fds.sort_unstable();
+    Ok(fds)
 }
 
 /// A socket's address family, or None if `fd` is not a socket.
