@@ -21,6 +21,7 @@ use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 mod afxdp;
 mod config;
 mod heap;
+mod idle;
 mod logging;
 mod metrics;
 mod networks;

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::config::{IdleWake, RealmSettings, Settings};
+use crate::config::{RealmSettings, Settings};
+use crate::idle::{port_wake, wake_peers, AUTO_IDLE_NAP_US, NAP_TIMER_SLACK_NS, PORT_WAIT_MAX};
 use crate::networks::{parse_network, NetworkSettings};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -774,62 +775,6 @@ fn reload_settings(args: &RunArgs, reload: &crate::logging::Reload, cp: &mut Con
     }
 }
 
-/// Wakes the threads of the sleeping workers (a bit each) a worker handed frames to.
-fn wake_peers(asleep: u64, wakers: &[EventFd]) {
-    let mut rest = asleep;
-    while rest != 0 {
-        let peer = rest.trailing_zeros() as usize;
-        rest &= rest - 1;
-        if let Err(e) = wakers[peer].write(1) {
-            tracing::warn!(error = %e, peer, "waking a worker failed; it wakes within 1 ms");
-        }
-    }
-}
-
-/// The nap of a worker whose ports are all kernel interfaces, unless configured.
-const AUTO_IDLE_NAP_US: u64 = 30;
-/// The longest a worker sleeps on its ports: its timers and the control thread's commands
-/// (which no port signals) wait at most this long.
-const PORT_WAIT_MAX: Duration = Duration::from_millis(1);
-
-/// The AF_XDP sockets each idle worker sleeps on (its queue's on every port), or none when
-/// naps end on a timer.
-fn port_wake(
-    wake: IdleWake,
-    devs: &[EthDev],
-    workers: usize,
-    nap: smoltcp::time::Duration,
-) -> Result<Vec<PortSockets>> {
-    let drivers: Vec<&str> = devs.iter().map(|d| d.driver()).collect();
-    if !wake.on_ports(&drivers, workers, nap.total_micros())? {
-        return Ok(vec![PortSockets::default(); workers]);
-    }
-    let own: Vec<Vec<_>> = (0..workers)
-        .map(|q| {
-            devs.iter()
-                .flat_map(|d| d.queue_sockets(q as u16).iter().copied())
-                .collect()
-        })
-        .collect();
-    if own.iter().all(|fds| !fds.is_empty()) {
-        return Ok(own.into_iter().map(PortSockets::from_fds).collect());
-    }
-    // Not told apart by queue: every worker sleeps on every socket (a frame wakes them all).
-    match PortSockets::of_this_process() {
-        Ok(sockets) if !sockets.is_empty() => Ok(vec![sockets; workers]),
-        found => {
-            let why = found.map_or_else(|e| e.to_string(), |_| "none found".into());
-            if wake == IdleWake::Port {
-                bail!("the AF_XDP ports' sockets in /proc/self/fd: {why}");
-            }
-            tracing::warn!(error = %why, "AF_XDP sockets not found; naps end on a timer");
-            Ok(vec![PortSockets::default(); workers])
-        }
-    }
-}
-/// A napping worker thread's timer slack: its naps end within a microsecond.
-const NAP_TIMER_SLACK_NS: u64 = 1_000;
-
 fn pin(what: &str, core: usize) {
     if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         tracing::debug!(what, core, "pinned");
@@ -1031,38 +976,4 @@ pub fn capture(args: CaptureArgs) -> Result<()> {
     }
     println!("{}", reply.trim());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::UdpSocket;
-
-    /// A worker asleep on its ports (here an idle socket) wakes when a peer that handed it
-    /// frames writes its eventfd, and sleeps again once the eventfd is read; only the workers
-    /// named are woken.
-    #[test]
-    fn a_peer_wakes_a_worker_sleeping_on_its_ports() {
-        let port = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let wakers: Arc<Vec<EventFd>> = Arc::new(
-            (0..3)
-                .map(|_| EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK).unwrap())
-                .collect(),
-        );
-        let mut sockets = PortSockets::from_fds(vec![port.as_raw_fd()]).and(wakers[1].as_raw_fd());
-        assert!(!sockets.wait(Duration::ZERO).unwrap(), "nothing yet");
-        let peer = {
-            let wakers = Arc::clone(&wakers);
-            thread::spawn(move || wake_peers(1 << 1, &wakers))
-        };
-        // Long enough never to end on its own: it ends because the peer wrote.
-        assert!(sockets.wait(Duration::from_secs(60)).unwrap(), "woken");
-        peer.join().unwrap();
-        assert_eq!(wakers[1].read().unwrap(), 1);
-        assert!(!sockets.wait(Duration::ZERO).unwrap(), "read: asleep again");
-        assert!(
-            wakers[0].read().is_err() && wakers[2].read().is_err(),
-            "others not woken"
-        );
-    }
 }

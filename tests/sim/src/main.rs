@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod alg;
 mod cpu;
+mod farm;
 mod farmtls;
 mod faxue;
 mod flood;
@@ -40,7 +41,7 @@ enum Cmd {
     /// The IMS-ALG for many concurrent calls, with farms of UEs moving checked bytes.
     Load(load::LoadArgs),
     /// One side's UEs for `load`: listeners (UE-Y) or connections (UE-X).
-    Farm(load::FarmArgs),
+    Farm(farm::FarmArgs),
     /// An attacker on the access network: SYN, connection or garbage floods.
     Flood(flood::FloodArgs),
 }
@@ -52,7 +53,7 @@ fn main() -> Result<()> {
         Cmd::Ue(a) => ue::run(a),
         Cmd::FaxUe(a) => faxue::run(a),
         Cmd::Load(a) => load::load(a),
-        Cmd::Farm(a) => load::farm(a),
+        Cmd::Farm(a) => farm::farm(a),
         Cmd::Flood(a) => flood::run(a),
     }
 }
