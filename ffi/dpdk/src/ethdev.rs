@@ -184,13 +184,17 @@ impl EthDev {
                     pool.as_ptr(),
                 )
             })?;
-            if let (Some(before), Ok(after)) = (before, crate::wake::af_xdp_sockets()) {
-                queue_sockets.push(
-                    after
+            if af_xdp {
+                // One entry per queue, empty where the sockets could not be read (then every
+                // worker sleeps on every socket of the process).
+                let new = match (before, crate::wake::af_xdp_sockets()) {
+                    (Some(before), Ok(after)) => after
                         .into_iter()
                         .filter(|fd| !before.contains(fd))
                         .collect(),
-                );
+                    _ => Vec::new(),
+                };
+                queue_sockets.push(new);
             }
             // SAFETY: as above.
             DpdkError::check("rte_eth_tx_queue_setup", unsafe {
