@@ -76,6 +76,8 @@ worker_counters! {
     idle_polls => "worker_polls" { "kind" = "idle" };
     /// Naps the worker's thread took between idle polls (`idle_nap`).
     naps => "worker_naps";
+    /// Sleeping workers this one woke by handing them frames (`idle_wake = port`).
+    peer_wakes => "worker_peer_wakes";
     /// Frames the worker received.
     rx_frames => "worker_rx_frames";
     /// TCP segments to no leg (answered with RST by the interface).
@@ -159,6 +161,10 @@ pub const FAMILY_HELP: &[(&str, &str)] = &[
     (
         "worker_naps",
         "Naps the worker's thread took between idle polls",
+    ),
+    (
+        "worker_peer_wakes",
+        "Sleeping workers woken by this one handing them frames",
     ),
     ("worker_rx_frames", "Frames the worker received"),
     (

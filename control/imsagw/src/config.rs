@@ -42,19 +42,23 @@ impl IdleWake {
         nap_us: u64,
     ) -> Result<bool, ConfigError> {
         let fit = !drivers.is_empty()
-            && drivers.iter().all(|d| *d == "net_af_xdp")
+            && drivers
+                .iter()
+                .all(|d| matches!(*d, "net_af_xdp" | "net_tap"))
             && workers > 0
             && nap_us > 0;
-        // Several workers on AF_XDP (a peer handing a sleeping worker frames wakes it) only
-        // when asked for: this project's test machine cannot run them (its veths report no
-        // combined channels, which DPDK 22.11's af_xdp driver takes its queues from).
+        // By default only where it was measured: one worker on AF_XDP. Several workers on
+        // AF_XDP (a peer handing a sleeping worker frames wakes it) cannot run on this
+        // project's test machine (its veths report no combined channels, which DPDK 22.11's
+        // af_xdp driver takes its queue count from); on taps they run in the tests.
+        let measured = workers == 1 && drivers.iter().all(|d| *d == "net_af_xdp");
         match (self, fit) {
             (IdleWake::Timer, _) | (IdleWake::Auto, false) => Ok(false),
-            (IdleWake::Auto, true) => Ok(workers == 1),
+            (IdleWake::Auto, true) => Ok(measured),
             (IdleWake::Port, true) => Ok(true),
             (IdleWake::Port, false) => Err(ConfigError::Invalid(format!(
-                "idle_wake = port needs every port on AF_XDP and a nap (idle_nap_us > 0): \
-                 {workers} worker(s), drivers {drivers:?}, nap {nap_us} us"
+                "idle_wake = port needs every port on AF_XDP or net_tap and a nap \
+                 (idle_nap_us > 0): {workers} worker(s), drivers {drivers:?}, nap {nap_us} us"
             ))),
         }
     }
@@ -845,9 +849,13 @@ idle_spin_us = 80
         // auto keeps them on the timer.
         assert_eq!(IdleWake::Port.on_ports(&xdp, 4, 30), Ok(true));
         assert_eq!(IdleWake::Auto.on_ports(&xdp, 4, 30), Ok(false));
+        // Taps when asked for; auto keeps them on the timer.
+        let tap = ["net_tap"];
+        assert_eq!(IdleWake::Port.on_ports(&tap, 2, 30), Ok(true));
+        assert_eq!(IdleWake::Auto.on_ports(&tap, 1, 30), Ok(false));
         // Where it cannot work, auto falls back to the timer and port is refused.
         for (drivers, workers, nap) in [
-            (&["net_af_xdp", "net_tap"][..], 1, 30),
+            (&["net_af_xdp", "net_null"][..], 1, 30),
             (&xdp[..], 0, 30),
             (&xdp[..], 1, 0),
             (&[][..], 1, 30),
@@ -856,7 +864,7 @@ idle_spin_us = 80
             let e = IdleWake::Port.on_ports(drivers, workers, nap).unwrap_err();
             assert!(
                 e.to_string()
-                    .contains("idle_wake = port needs every port on AF_XDP"),
+                    .contains("idle_wake = port needs every port on AF_XDP or net_tap"),
                 "{e}"
             );
         }

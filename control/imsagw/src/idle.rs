@@ -27,8 +27,8 @@ pub(crate) const AUTO_IDLE_NAP_US: u64 = 30;
 /// (which no port signals) wait at most this long.
 pub(crate) const PORT_WAIT_MAX: Duration = Duration::from_millis(1);
 
-/// The AF_XDP sockets each idle worker sleeps on (its queue's on every port), or none when
-/// naps end on a timer.
+/// The descriptors each idle worker sleeps on (its queue's AF_XDP socket or tap device on every
+/// port), or none when naps end on a timer.
 pub(crate) fn port_wake(
     wake: IdleWake,
     devs: &[EthDev],
@@ -55,7 +55,7 @@ pub(crate) fn port_wake(
         found => {
             let why = found.map_or_else(|e| e.to_string(), |_| "none found".into());
             if wake == IdleWake::Port {
-                bail!("the AF_XDP ports' sockets in /proc/self/fd: {why}");
+                bail!("the ports' AF_XDP sockets in /proc/self/fd: {why}");
             }
             tracing::warn!(error = %why, "AF_XDP sockets not found; naps end on a timer");
             Ok(vec![PortSockets::default(); workers])

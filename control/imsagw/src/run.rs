@@ -102,9 +102,9 @@ pub struct RunArgs {
     /// Microseconds of idle polling before a worker naps.
     #[arg(long)]
     idle_spin_us: Option<u64>,
-    /// What ends a nap: `timer` (its length), `port` (a frame on the worker's AF_XDP ports,
-    /// a peer worker handing it frames, or 1 ms; AF_XDP ports only) or `auto` (port where it
-    /// can be, the default).
+    /// What ends a nap: `timer` (its length), `port` (a frame on the worker's queue of an
+    /// AF_XDP or tap port, a peer worker handing it frames, or 1 ms) or `auto` (port for one
+    /// worker on AF_XDP ports, the default).
     #[arg(long, value_enum)]
     idle_wake: Option<crate::config::IdleWake>,
     #[arg(long)]
@@ -557,7 +557,7 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
                                 let _ = wakers[i].read();
                             }
                             if let Err(e) = waited {
-                                tracing::warn!(error = %e, "waiting on the AF_XDP ports failed; naps end on a timer from now on");
+                                tracing::warn!(error = %e, "waiting on the ports failed; naps end on a timer from now on");
                                 sockets = PortSockets::default();
                             }
                         }

@@ -86,13 +86,14 @@ impl<P: Port> Worker<P> {
             return 0;
         }
         fence(Ordering::SeqCst);
-        let mut asleep = 0;
+        let mut asleep = 0u64;
         for (i, flag) in h.asleep.iter().enumerate() {
             if h.handed & (1 << i) != 0 && flag.load(Ordering::SeqCst) {
                 asleep |= 1 << i;
             }
         }
         h.handed = 0;
+        self.counters.peer_wakes += u64::from(asleep.count_ones());
         asleep
     }
 }

@@ -58,8 +58,8 @@ struct Inner {
     taken: Vec<AtomicBool>,
     /// mbufs the driver took for itself at start and keeps (an AF_XDP port's fill ring).
     held_by_driver: u32,
-    /// An AF_XDP port's kernel sockets by queue (the driver's, found as they appeared while
-    /// the queue was set up); empty for other drivers.
+    /// An AF_XDP port's kernel sockets (a tap port's devices) by queue, the driver's, found as
+    /// they appeared while the queue was set up; empty for other drivers.
     queue_sockets: Vec<Vec<std::os::fd::RawFd>>,
 }
 
@@ -162,16 +162,13 @@ impl EthDev {
         // SAFETY: valid port.
         let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(port_id) };
         let socket = if socket < 0 { 0 } else { socket as u32 };
-        let af_xdp = driver == "net_af_xdp";
+        let watched = crate::wake::queue_descriptors(&driver).is_some();
         let mut queue_sockets = Vec::new();
         for q in 0..cfg.queues {
-            // The driver opens a queue's AF_XDP socket when it sets the queue up: the sockets
-            // that appear meanwhile are that queue's (`PortSockets` for a worker's sleep).
-            let before = if af_xdp {
-                crate::wake::af_xdp_sockets().ok()
-            } else {
-                None
-            };
+            // The driver opens a queue's AF_XDP socket (or tap device) when it sets the queue
+            // up: the ones that appear meanwhile are that queue's (`PortSockets` for a
+            // worker's sleep).
+            let before = crate::wake::queue_descriptors(&driver).and_then(Result::ok);
             // SAFETY: configured port, queue index in range, null conf = driver defaults,
             // and `pool` outlives the port (Inner holds it).
             DpdkError::check("rte_eth_rx_queue_setup", unsafe {
@@ -184,11 +181,11 @@ impl EthDev {
                     pool.as_ptr(),
                 )
             })?;
-            if af_xdp {
-                // One entry per queue, empty where the sockets could not be read (then every
-                // worker sleeps on every socket of the process).
-                let new = match (before, crate::wake::af_xdp_sockets()) {
-                    (Some(before), Ok(after)) => after
+            if watched {
+                // One entry per queue, empty where the descriptors could not be read (then
+                // every worker sleeps on every AF_XDP socket of the process, or on a timer).
+                let new = match (before, crate::wake::queue_descriptors(&driver)) {
+                    (Some(before), Some(Ok(after))) => after
                         .into_iter()
                         .filter(|fd| !before.contains(fd))
                         .collect(),
@@ -267,9 +264,9 @@ impl EthDev {
         self.inner.port_id
     }
 
-    /// The kernel sockets of an AF_XDP port's queue, which poll readable while its receive
-    /// ring holds a frame (`PortSockets`); none for other drivers, or where they were not
-    /// told apart.
+    /// The kernel sockets of an AF_XDP port's queue (a tap port's device), which poll readable
+    /// while a frame waits for the queue (`PortSockets`); none for other drivers, or where
+    /// they were not told apart.
     pub fn queue_sockets(&self, queue: u16) -> &[std::os::fd::RawFd] {
         self.inner
             .queue_sockets

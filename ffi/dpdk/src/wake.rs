@@ -96,8 +96,34 @@ impl PortSockets {
     }
 }
 
+/// The descriptors a port with this DPDK driver receives its queues' frames on, among this
+/// process's (AF_XDP sockets, tap devices), in order; None for drivers with none.
+pub(crate) fn queue_descriptors(driver: &str) -> Option<io::Result<Vec<RawFd>>> {
+    match driver {
+        "net_af_xdp" => Some(af_xdp_sockets()),
+        "net_tap" => Some(tap_devices()),
+        _ => None,
+    }
+}
+
+/// The tun/tap devices this process has open (net_tap opens one per queue).
+fn tap_devices() -> io::Result<Vec<RawFd>> {
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let entry = entry?;
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() else {
+            continue;
+        };
+        if std::fs::read_link(entry.path()).is_ok_and(|l| l.as_os_str() == "/dev/net/tun") {
+            fds.push(fd);
+        }
+    }
+    fds.sort_unstable();
+    Ok(fds)
+}
+
 /// The AF_XDP sockets among this process's descriptors, in order.
-pub(crate) fn af_xdp_sockets() -> io::Result<Vec<RawFd>> {
+fn af_xdp_sockets() -> io::Result<Vec<RawFd>> {
     let mut fds = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd")? {
         let entry = entry?;
