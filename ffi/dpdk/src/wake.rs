@@ -1,9 +1,9 @@
-//! Sleeping on AF_XDP ports until a frame comes. DPDK's af_xdp driver (22.11) has no receive
-//! interrupts, but each of its queues is a kernel AF_XDP socket of this process, which polls
-//! readable while its receive ring holds a frame; an idle worker can sleep on those sockets
-//! instead of waking on a timer. The sockets are the driver's: found by their address family
-//! among the process's descriptors, never closed here, and to be waited on only while the
-//! ports are open.
+//! Sleeping on AF_XDP (and tap) ports until a frame comes. DPDK's af_xdp driver (22.11) has no
+//! receive interrupts, but each of its queues is a kernel AF_XDP socket of this process, which
+//! polls readable while its receive ring holds a frame (a net_tap queue is a tap device that
+//! does the same); an idle worker can sleep on those instead of waking on a timer. The
+//! descriptors are the driver's: found among the process's (by address family, or as the tun
+//! device), never closed here, and to be waited on only while the ports are open.
 
 use std::io;
 use std::os::fd::RawFd;
