@@ -108,33 +108,27 @@ pub(crate) fn queue_descriptors(driver: &str) -> Option<io::Result<Vec<RawFd>>> 
 
 /// The tun/tap devices this process has open (net_tap opens one per queue).
 fn tap_devices() -> io::Result<Vec<RawFd>> {
-    let mut fds = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        let entry = entry?;
-        let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() else {
-            continue;
-        };
-        if std::fs::read_link(entry.path()).is_ok_and(|l| l.as_os_str() == "/dev/net/tun") {
-            fds.push(fd);
-        }
-    }
-    fds.sort_unstable();
-    Ok(fds)
+    descriptors(|_, link| link == "/dev/net/tun")
 }
 
 /// The AF_XDP sockets among this process's descriptors, in order.
 fn af_xdp_sockets() -> io::Result<Vec<RawFd>> {
+    descriptors(|fd, link| link.starts_with("socket:") && domain(fd) == Some(libc::AF_XDP))
+}
+
+/// This process's descriptors that `keep` takes, given each one and what it links to, in order.
+fn descriptors(keep: impl Fn(RawFd, &str) -> bool) -> io::Result<Vec<RawFd>> {
     let mut fds = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd")? {
         let entry = entry?;
         let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() else {
             continue;
         };
-        // Closed since the directory was read, or not a socket.
+        // Closed since the directory was read.
         let Ok(link) = std::fs::read_link(entry.path()) else {
             continue;
         };
-        if link.to_string_lossy().starts_with("socket:") && domain(fd) == Some(libc::AF_XDP) {
+        if keep(fd, &link.to_string_lossy()) {
             fds.push(fd);
         }
     }
