@@ -1,5 +1,6 @@
-//! How an idle worker thread sleeps: on a timer (its nap), or on its AF_XDP queues' sockets
-//! and its eventfd, which a peer worker that hands it frames writes.
+//! How an idle worker thread sleeps: on a timer (its nap), or on its queues' descriptors
+//! (AF_XDP sockets, tap devices) and its eventfd, which a peer worker that hands it frames
+//! writes.
 
 use std::time::Duration;
 

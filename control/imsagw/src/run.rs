@@ -516,7 +516,10 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
             .collect::<Result<Vec<_>, _>>()?;
         let handoff = handoffs.next().expect("one hand-off end per worker");
         let mut sockets = port_sockets[i].clone();
-        if n > 1 && !sockets.is_empty() {
+        // Peers sleep on their ports (and are to be woken when handed frames), whatever
+        // becomes of this worker's own sleep.
+        let peers_sleep = n > 1 && !sockets.is_empty();
+        if peers_sleep {
             sockets = sockets.and(wakers[i].as_raw_fd());
         }
         let (stop, shared, wcfg, wakers) = (
@@ -542,7 +545,9 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
                 while !stop.load(Ordering::Relaxed) {
                     let now = clock.now();
                     let busy = w.poll(now);
-                    wake_peers(w.asleep_handed(), &wakers);
+                    if peers_sleep {
+                        wake_peers(w.asleep_handed(), &wakers);
+                    }
                     if let Some(nap) = w.nap(busy, now) {
                         // 4096 polls take a fraction of a second once they nap: what the
                         // status shows is brought up to date before each nap instead.
@@ -552,7 +557,7 @@ pub fn run(args: RunArgs, reload: crate::logging::Reload) -> Result<()> {
                         } else if w.going_to_sleep() {
                             let waited = sockets.wait(PORT_WAIT_MAX);
                             w.woke();
-                            if n > 1 {
+                            if peers_sleep {
                                 // Emptied for the next sleep (nothing to read is no error).
                                 let _ = wakers[i].read();
                             }

@@ -162,13 +162,13 @@ impl EthDev {
         // SAFETY: valid port.
         let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(port_id) };
         let socket = if socket < 0 { 0 } else { socket as u32 };
-        let watched = crate::wake::queue_descriptors(&driver).is_some();
+        let list_descriptors = crate::wake::queue_descriptors(&driver);
         let mut queue_sockets = Vec::new();
         for q in 0..cfg.queues {
             // The driver opens a queue's AF_XDP socket (or tap device) when it sets the queue
             // up: the ones that appear meanwhile are that queue's (`PortSockets` for a
             // worker's sleep).
-            let before = crate::wake::queue_descriptors(&driver).and_then(Result::ok);
+            let before = list_descriptors.and_then(|list| list().ok());
             // SAFETY: configured port, queue index in range, null conf = driver defaults,
             // and `pool` outlives the port (Inner holds it).
             DpdkError::check("rte_eth_rx_queue_setup", unsafe {
@@ -181,11 +181,11 @@ impl EthDev {
                     pool.as_ptr(),
                 )
             })?;
-            if watched {
+            if let Some(list) = list_descriptors {
                 // One entry per queue, empty where the descriptors could not be read (then
                 // every worker sleeps on every AF_XDP socket of the process, or on a timer).
-                let new = match (before, crate::wake::queue_descriptors(&driver)) {
-                    (Some(before), Some(Ok(after))) => after
+                let new = match (before, list()) {
+                    (Some(before), Ok(after)) => after
                         .into_iter()
                         .filter(|fd| !before.contains(fd))
                         .collect(),

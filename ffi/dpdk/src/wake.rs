@@ -96,12 +96,12 @@ impl PortSockets {
     }
 }
 
-/// The descriptors a port with this DPDK driver receives its queues' frames on, among this
-/// process's (AF_XDP sockets, tap devices), in order; None for drivers with none.
-pub(crate) fn queue_descriptors(driver: &str) -> Option<io::Result<Vec<RawFd>>> {
+/// What lists the descriptors a port with this DPDK driver receives its queues' frames on,
+/// among this process's (AF_XDP sockets, tap devices), in order; None for drivers with none.
+pub(crate) fn queue_descriptors(driver: &str) -> Option<fn() -> io::Result<Vec<RawFd>>> {
     match driver {
-        "net_af_xdp" => Some(af_xdp_sockets()),
-        "net_tap" => Some(tap_devices()),
+        "net_af_xdp" => Some(af_xdp_sockets),
+        "net_tap" => Some(tap_devices),
         _ => None,
     }
 }

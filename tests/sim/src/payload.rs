@@ -87,13 +87,8 @@ impl Payload {
         match self {
             Payload::Pattern => fill_pattern(stream, offset, buf),
             Payload::Sample(s, _) => {
-                let mut at = (offset % s.len() as u64) as usize;
-                let mut done = 0;
-                while done < buf.len() {
-                    let n = (buf.len() - done).min(s.len() - at);
-                    buf[done..done + n].copy_from_slice(&s[at..at + n]);
-                    done += n;
-                    at = 0;
+                for (done, piece) in pieces(s, offset, buf.len()) {
+                    buf[done..done + piece.len()].copy_from_slice(piece);
                 }
             }
         }
@@ -106,25 +101,32 @@ impl Payload {
                 .iter()
                 .enumerate()
                 .position(|(i, b)| *b != pattern_byte(stream, offset + i as u64)),
-            Payload::Sample(s, _) => {
-                let mut at = (offset % s.len() as u64) as usize;
-                let mut done = 0;
-                while done < data.len() {
-                    let n = (data.len() - done).min(s.len() - at);
-                    if let Some(i) = data[done..done + n]
-                        .iter()
-                        .zip(&s[at..at + n])
-                        .position(|(a, b)| a != b)
-                    {
-                        return Some(done + i);
-                    }
-                    done += n;
-                    at = 0;
-                }
-                None
-            }
+            Payload::Sample(s, _) => pieces(s, offset, data.len()).find_map(|(done, piece)| {
+                data[done..done + piece.len()]
+                    .iter()
+                    .zip(piece)
+                    .position(|(a, b)| a != b)
+                    .map(|i| done + i)
+            }),
         }
     }
+}
+
+/// `len` octets of the sample repeated, from `offset`: each piece where it starts among them
+/// and its octets (a piece ends where a repetition does).
+fn pieces(sample: &[u8], offset: u64, len: usize) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut at = (offset % sample.len() as u64) as usize;
+    let mut done = 0;
+    std::iter::from_fn(move || {
+        if done == len {
+            return None;
+        }
+        let n = (len - done).min(sample.len() - at);
+        let piece = (done, &sample[at..at + n]);
+        done += n;
+        at = 0;
+        Some(piece)
+    })
 }
 
 /// Checks one received stream.
